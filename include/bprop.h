@@ -1,0 +1,370 @@
+/* bprop.h: two-layer ReLU/softmax networks trained with data-parallel minibatch SGD (OpenMP). */
+#ifndef BPROP_H
+#define BPROP_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define BPROP_VERSION_MAJOR 0
+#define BPROP_VERSION_MINOR 1
+#define BPROP_VERSION_PATCH 0
+#define BPROP_VERSION_STRING "0.1.0"
+
+/* Symbols the shared library exports; everything else stays hidden. */
+#if defined(_WIN32)
+#define BPROP_API
+#elif defined(__GNUC__)
+#define BPROP_API __attribute__((visibility("default")))
+#else
+#define BPROP_API
+#endif
+
+/* ------------------------------------------------------------------------------------------ */
+/* Errors. The library never prints and never exits: every fallible call returns a status and,
+ * when the caller passes a bprop_error, a one-line message naming the file, the record and what
+ * is wrong. */
+
+typedef enum bprop_status {
+    BPROP_OK = 0,
+    BPROP_E_NOMEM,     /* an allocation failed */
+    BPROP_E_ARG,       /* an invalid argument: NULL, negative learning rate, zero batch, ... */
+    BPROP_E_SIZE,      /* a size is zero, or a product of sizes would overflow */
+    BPROP_E_IO,        /* a file cannot be opened, read or written */
+    BPROP_E_FORMAT,    /* malformed input: bad magic, wrong dimensions, truncated data, bad CSV */
+    BPROP_E_MISMATCH,  /* two inputs disagree: image/label counts, model/data widths */
+    BPROP_E_LABEL,     /* a label outside [0, classes) */
+    BPROP_E_NONFINITE, /* NaN or Inf in data, parameters or loss */
+    BPROP_E_VERSION,   /* a model file of another format version */
+    BPROP_E_CHECKSUM,  /* a model file whose checksum does not match its contents */
+    BPROP_E_DIVERGED,  /* training produced a non-finite loss or gradient */
+    BPROP_E_COUNT      /* number of codes, not a code */
+} bprop_status;
+
+/** Longest message a bprop_error holds, terminator included. */
+#define BPROP_ERROR_MAX 512
+
+/** Details of a failure: filled by the call that fails, left untouched by calls that succeed. */
+typedef struct bprop_error {
+    bprop_status status;
+    char message[BPROP_ERROR_MAX]; /* e.g. "train.csv: line 17: expected 785 fields, found 784" */
+} bprop_error;
+
+/** Static description of a status code ("invalid argument", ...); never NULL. */
+BPROP_API const char *bprop_strerror(bprop_status status);
+
+/* ------------------------------------------------------------------------------------------ */
+/* Data sets: n samples of dim float features with integer labels. */
+
+typedef struct bprop_dataset {
+    size_t n;       /* samples */
+    size_t dim;     /* features per sample */
+    size_t classes; /* labels lie in [0, classes); 0 when the set has no labels */
+    float *x;       /* (n, dim) row-major, owned, 64-byte aligned */
+    int32_t *y;     /* (n) owned; NULL for unlabelled data (predict input) */
+} bprop_dataset;
+
+/**
+ * Allocate a dataset with zeroed features (and labels when labelled != 0).
+ * @return BPROP_E_SIZE when n or dim is zero or n*dim overflows.
+ */
+BPROP_API bprop_status bprop_dataset_alloc(size_t n, size_t dim, size_t classes, int labelled,
+                                 bprop_dataset **out, bprop_error *err);
+/** Free a dataset and everything it owns; NULL is allowed. */
+BPROP_API void bprop_dataset_free(bprop_dataset *d);
+
+/**
+ * Load IDX images (magic 0x0803, any number of dimensions after the count) and, when
+ * labels_path is not NULL, IDX labels (magic 0x0801). Plain or gzip-compressed, detected from
+ * the content. Pixels are scaled to [0, 1].
+ * @param classes  0: infer as max label + 1; otherwise every label must be < classes.
+ */
+BPROP_API bprop_status bprop_dataset_load_idx(const char *images_path, const char *labels_path,
+                                    size_t classes, bprop_dataset **out, bprop_error *err);
+
+/**
+ * Load CSV (plain or gzip): when labelled, the integer label is the first field and the features
+ * follow; otherwise every field is a feature. An optional header line (first line whose fields
+ * are not all numeric) is skipped. Every row must have the same field count.
+ * @param classes  as for bprop_dataset_load_idx.
+ */
+BPROP_API bprop_status bprop_dataset_load_csv(const char *path, int labelled, size_t classes,
+                                    bprop_dataset **out, bprop_error *err);
+
+/**
+ * Load a data file of either format: IDX when the (decompressed) content starts with an IDX
+ * image magic, CSV otherwise. labels_path is used for IDX only (CSV carries its labels).
+ */
+BPROP_API bprop_status bprop_dataset_load(const char *path, const char *labels_path, int labelled,
+                                size_t classes, bprop_dataset **out, bprop_error *err);
+
+/**
+ * Split d into a training and a validation part: a seeded shuffle, then the last
+ * round(fraction * n) samples (at least 1 when fraction > 0) go to *val.
+ * @param fraction  in [0, 1); 0 leaves *val NULL and *train a copy of d.
+ */
+BPROP_API bprop_status bprop_dataset_split(const bprop_dataset *d, double fraction, uint64_t seed,
+                                 bprop_dataset **train, bprop_dataset **val, bprop_error *err);
+
+/** Copy samples [first, first + count) of d into a new dataset. */
+BPROP_API bprop_status bprop_dataset_subset(const bprop_dataset *d, size_t first, size_t count,
+                                  bprop_dataset **out, bprop_error *err);
+
+/**
+ * Per-feature standardisation statistics of d: mean and scale = 1 / standard deviation (1 for a
+ * constant feature), so that a standardised feature is (x - mean) * scale.
+ * @param mean, scale  caller-owned arrays of d->dim floats.
+ */
+BPROP_API bprop_status bprop_dataset_feature_stats(const bprop_dataset *d, float *mean, float *scale);
+
+/** Apply (x - mean) * scale to every sample of d in place. */
+BPROP_API void bprop_dataset_standardize(bprop_dataset *d, const float *mean, const float *scale);
+
+/* ------------------------------------------------------------------------------------------ */
+/* Training settings. */
+
+typedef enum bprop_schedule {
+    BPROP_SCHEDULE_CONSTANT = 0, /* lr throughout */
+    BPROP_SCHEDULE_STEP,         /* lr * step_gamma^(epoch / step_epochs) */
+    BPROP_SCHEDULE_COSINE        /* lr * (1 + cos(pi * step / total_steps)) / 2, per step */
+} bprop_schedule;
+
+typedef struct bprop_train_config {
+    size_t epochs;           /* passes over the training set */
+    size_t batch;            /* samples per SGD step; the last step of an epoch may be smaller */
+    float lr;                /* base learning rate, > 0 */
+    float momentum;          /* in [0, 1) */
+    int nesterov;            /* 1: Nesterov momentum (needs momentum > 0) */
+    float weight_decay;      /* L2 coefficient on W1 and W2 (not on biases), >= 0 */
+    bprop_schedule schedule; /* learning-rate schedule */
+    size_t step_epochs;      /* BPROP_SCHEDULE_STEP: epochs between decays, >= 1 */
+    float step_gamma;        /* BPROP_SCHEDULE_STEP: decay factor in (0, 1] */
+    float clip_norm;         /* clip the global gradient norm to this; 0 disables */
+    uint64_t seed;           /* shuffling (and, through bprop_model_create, initialisation) */
+    int shuffle;             /* 1: reshuffle the training set every epoch from the seed */
+    int threads;             /* OpenMP threads; 0: omp_get_max_threads() (OMP_NUM_THREADS) */
+} bprop_train_config;
+
+/** Fill c with the defaults: 10 epochs, batch 128, lr 0.1, Nesterov momentum 0.9, no decay,
+ * cosine schedule (step: every 3 epochs by 0.1), no clipping, seed 42, shuffling, all threads. */
+BPROP_API void bprop_train_config_default(bprop_train_config *c);
+
+/** Check c; on failure the message names the offending field and its value. */
+BPROP_API bprop_status bprop_train_config_check(const bprop_train_config *c, bprop_error *err);
+
+/** Name of a schedule ("constant", "step", "cosine"); parse the same names back.
+ * @return BPROP_E_ARG for an unknown name. */
+BPROP_API const char *bprop_schedule_name(bprop_schedule s);
+BPROP_API bprop_status bprop_schedule_parse(const char *name, bprop_schedule *out);
+
+/* ------------------------------------------------------------------------------------------ */
+/* The model: logits = W2^T relu(W1^T x + b1) + b2, softmax cross-entropy. */
+
+/** Parameter tensors in their order in the flat block. */
+typedef enum bprop_tensor { BPROP_W1 = 0, BPROP_B1, BPROP_W2, BPROP_B2, BPROP_TENSORS } bprop_tensor;
+
+/** Where each tensor lives in the flat parameter block; biases have count 0 without biases. */
+typedef struct bprop_layout {
+    size_t offset[BPROP_TENSORS]; /* first index of each tensor */
+    size_t count[BPROP_TENSORS];  /* W1: inputs*hidden, b1: hidden, W2: hidden*classes, b2: classes */
+    size_t total;                 /* number of parameters */
+} bprop_layout;
+
+/** How a model was trained (stored in the model file, shown by `bprop info`). */
+typedef struct bprop_provenance {
+    bprop_train_config config; /* settings of the last training run */
+    uint64_t epochs_done;      /* epochs completed over the model's life */
+    uint64_t samples_seen;     /* training samples processed over the model's life */
+    int32_t threads;           /* threads used by the last run */
+    float train_loss, train_acc; /* last epoch's running averages */
+    float test_loss, test_acc;   /* last evaluation on held-out data; NaN when none */
+    int64_t created_unix;        /* when the model was first created (seconds since 1970) */
+    int64_t saved_unix;          /* when it was last saved */
+    char data[256];              /* what it was trained on (paths), NUL-terminated */
+} bprop_provenance;
+
+typedef struct bprop_model {
+    size_t inputs, hidden, classes;
+    int has_bias;       /* 0: b1 and b2 are absent (and count 0 in the layout) */
+    bprop_layout layout;
+    float *params;      /* (layout.total) owned, 64-byte aligned: W1 (inputs, hidden) | b1 (hidden)
+                           | W2 (hidden, classes) | b2 (classes) */
+    float *std_mean;    /* (inputs) owned, NULL when inputs are used as given */
+    float *std_scale;   /* (inputs) owned, NULL with std_mean */
+    bprop_provenance info;
+} bprop_model;
+
+/** The layout of a model of this shape. @return BPROP_E_SIZE on zero or overflowing sizes. */
+BPROP_API bprop_status bprop_layout_make(size_t inputs, size_t hidden, size_t classes, int has_bias,
+                               bprop_layout *out);
+
+/**
+ * Create a model: W1 He-normal, N(0, 2/inputs); W2 N(0, 1/hidden), so the logits start with
+ * about unit variance; zero biases. Draws come from the library's own generator seeded with seed.
+ * @param out  receives a model the caller frees with bprop_model_free.
+ */
+BPROP_API bprop_status bprop_model_create(size_t inputs, size_t hidden, size_t classes, int has_bias,
+                                uint64_t seed, bprop_model **out, bprop_error *err);
+/** Deep copy. */
+BPROP_API bprop_status bprop_model_clone(const bprop_model *m, bprop_model **out, bprop_error *err);
+BPROP_API void bprop_model_free(bprop_model *m);
+
+/** Pointer to tensor t inside m->params (W1, b1, W2, b2); NULL for an absent bias. */
+BPROP_API float *bprop_model_tensor(const bprop_model *m, bprop_tensor t);
+/** "W1", "b1", "W2", "b2". */
+BPROP_API const char *bprop_tensor_name(bprop_tensor t);
+
+/** Store standardisation statistics (copied) in the model; NULL mean removes them. */
+BPROP_API bprop_status bprop_model_set_standardization(bprop_model *m, const float *mean, const float *scale);
+
+/**
+ * Make d ready for m: checks d->dim == m->inputs and labels < m->classes, then applies the
+ * model's standardisation (if any) to d in place.
+ */
+BPROP_API bprop_status bprop_model_prepare_data(const bprop_model *m, bprop_dataset *d, bprop_error *err);
+
+/**
+ * Save m to path in the bprop model format (versioned, CRC-32 checked). The file is written to a
+ * temporary name beside path and renamed over it, so an existing file is never half-written.
+ */
+BPROP_API bprop_status bprop_model_save(const bprop_model *m, const char *path, bprop_error *err);
+/** Load a model saved by bprop_model_save. */
+BPROP_API bprop_status bprop_model_load(const char *path, bprop_model **out, bprop_error *err);
+
+/* ------------------------------------------------------------------------------------------ */
+/* Inference and gradients. */
+
+typedef struct bprop_eval {
+    double loss;      /* mean cross-entropy */
+    double accuracy;  /* fraction correct, in [0, 1] */
+    size_t n;         /* samples evaluated */
+} bprop_eval;
+
+/**
+ * Mean loss and accuracy of m on labelled d (already prepared). Parallel over samples.
+ * @param confusion  NULL, or caller-owned (classes, classes) counts: [true][predicted].
+ * @param threads    0: omp_get_max_threads().
+ */
+BPROP_API bprop_status bprop_evaluate(const bprop_model *m, const bprop_dataset *d, int threads,
+                            bprop_eval *out, uint64_t *confusion, bprop_error *err);
+
+/**
+ * Class probabilities for n samples.
+ * @param x      (n, inputs), already standardised if the model is
+ * @param probs  caller-owned (n, classes) output
+ */
+BPROP_API bprop_status bprop_predict(const bprop_model *m, const float *x, size_t n, int threads,
+                           float *probs, bprop_error *err);
+
+/**
+ * Mean loss over (x, y) and its gradient with respect to every parameter, through the same
+ * parallel code path as training (thread-local buffers, fixed-order reduction), with no update.
+ * @param grad  caller-owned (layout.total) output; loss may be NULL.
+ */
+BPROP_API bprop_status bprop_loss_grad(const bprop_model *m, const float *x, const int32_t *y, size_t n,
+                             int threads, double *loss, float *grad, bprop_error *err);
+
+/* ------------------------------------------------------------------------------------------ */
+/* Training. */
+
+typedef struct bprop_epoch_stats {
+    size_t epoch;            /* 1-based epoch index within this trainer */
+    size_t steps;            /* SGD steps taken in the epoch */
+    double train_loss;       /* running mean of the batch losses over the epoch */
+    double train_acc;        /* running accuracy over the epoch */
+    double seconds;          /* wall time of the epoch */
+    double samples_per_s;    /* training samples per second */
+    double reduce_seconds;   /* part of seconds spent summing buffers and updating parameters */
+    double lr;               /* learning rate of the epoch's last step */
+    double grad_norm[BPROP_TENSORS]; /* RMS over steps of each tensor's loss-gradient norm */
+} bprop_epoch_stats;
+
+/** Called by one thread between steps; return non-zero to stop the epoch early (the epoch then
+ * returns BPROP_OK with the steps done so far). It must not touch the model. */
+typedef int (*bprop_progress_fn)(void *user, size_t step, size_t steps, double loss, double acc);
+
+typedef struct bprop_trainer bprop_trainer;
+
+/**
+ * Set up training of m with c: thread-local gradient buffers, momentum, a permutation of
+ * n_train samples; nothing is allocated per step afterwards. The trainer borrows m (which must
+ * outlive it) and updates m->info as epochs complete.
+ */
+BPROP_API bprop_status bprop_trainer_create(bprop_model *m, const bprop_train_config *c, size_t n_train,
+                                  bprop_trainer **out, bprop_error *err);
+/**
+ * One epoch over train (prepared, train->n == n_train). Deterministic: the same model, settings,
+ * data and thread count give bitwise-identical parameters.
+ * @param progress  NULL or a callback; stats may be NULL.
+ * @return BPROP_E_DIVERGED when the loss becomes non-finite (parameters are then unusable).
+ */
+BPROP_API bprop_status bprop_trainer_epoch(bprop_trainer *t, const bprop_dataset *train,
+                                 bprop_progress_fn progress, void *user,
+                                 bprop_epoch_stats *stats, bprop_error *err);
+/** Threads the trainer uses. */
+BPROP_API int bprop_trainer_threads(const bprop_trainer *t);
+BPROP_API void bprop_trainer_free(bprop_trainer *t);
+
+/* ------------------------------------------------------------------------------------------ */
+/* Gradient checking: backprop against finite differences in double precision. */
+
+typedef enum bprop_fd_method { BPROP_FD_CENTRAL = 0, BPROP_FD_FORWARD } bprop_fd_method;
+
+/** How many worst entries each tensor report keeps. */
+#define BPROP_GRADCHECK_WORST 5
+
+typedef struct bprop_gradcheck_config {
+    bprop_fd_method method;
+    double step;       /* relative step: h = step * max(1, |theta|); default 1e-4 central,
+                          1e-7 forward */
+    size_t samples;    /* 0: check every parameter; K: K random parameters per tensor */
+    uint64_t seed;     /* choice of the sampled parameters */
+    int threads;       /* 0: omp_get_max_threads() */
+} bprop_gradcheck_config;
+
+typedef struct bprop_gradcheck_entry {
+    size_t index;      /* index within the tensor */
+    double backprop;   /* analytic gradient (float backprop, widened) */
+    double numeric;    /* finite-difference gradient (double precision) */
+    double abs_error;  /* |backprop - numeric| */
+} bprop_gradcheck_entry;
+
+typedef struct bprop_gradcheck_tensor {
+    size_t checked;    /* entries compared (kinks excluded) */
+    size_t kinks;      /* entries skipped: a perturbation moved a hidden unit across zero */
+    double rel_error;  /* ||a - b|| / (||a|| + ||b||) over the compared entries; 0 if both 0 */
+    double max_abs_error;
+    size_t worst_count;
+    bprop_gradcheck_entry worst[BPROP_GRADCHECK_WORST]; /* largest abs_error first */
+} bprop_gradcheck_tensor;
+
+typedef struct bprop_gradcheck_report {
+    bprop_gradcheck_tensor tensor[BPROP_TENSORS];
+    double max_rel_error;   /* largest rel_error over the tensors */
+    size_t forward_passes;  /* loss evaluations the finite differences used */
+    double seconds_backprop, seconds_fd;
+} bprop_gradcheck_report;
+
+BPROP_API void bprop_gradcheck_config_default(bprop_gradcheck_config *c);
+
+/**
+ * Compare bprop_loss_grad with finite differences of the double-precision loss on (x, y).
+ * @param grad_override  NULL, or a (layout.total) gradient to check instead of backprop's
+ *                       (lets a test plant an error).
+ */
+BPROP_API bprop_status bprop_gradcheck(const bprop_model *m, const float *x, const int32_t *y, size_t n,
+                             const bprop_gradcheck_config *c, const float *grad_override,
+                             bprop_gradcheck_report *out, bprop_error *err);
+
+/** Mean cross-entropy of parameters theta (layout of m, double precision) on (x, y): the
+ * reference that finite differences use. */
+BPROP_API double bprop_loss_double(const bprop_model *m, const double *theta, const float *x,
+                         const int32_t *y, size_t n);
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* BPROP_H */

@@ -1,0 +1,168 @@
+/* engine.c: per-thread buffers and the per-thread forward/backward pass. */
+#include "engine.h"
+
+#include <omp.h>
+#include <string.h>
+
+int bp_resolve_threads(int requested) { return requested > 0 ? requested : omp_get_max_threads(); }
+
+void bp_share(size_t n, int nt, int t, size_t *lo, size_t *hi)
+{
+    *lo = n * (size_t)t / (size_t)nt;
+    *hi = n * (size_t)(t + 1) / (size_t)nt;
+}
+
+int bp_active_threads(size_t nb, int nt, int *active)
+{
+    int na = 0;
+    for (int t = 0; t < nt; t++) {
+        size_t lo, hi;
+        bp_share(nb, nt, t, &lo, &hi);
+        if (hi > lo)
+            active[na++] = t;
+    }
+    return na;
+}
+
+void bp_param_chunk(size_t n, int nt, int t, size_t *a, size_t *b)
+{
+    const size_t line = BP_ALIGN / sizeof(float);
+    size_t lines = (n + line - 1) / line;
+    *a = lines * (size_t)t / (size_t)nt * line;
+    *b = lines * (size_t)(t + 1) / (size_t)nt * line;
+    if (*a > n)
+        *a = n;
+    if (*b > n)
+        *b = n;
+}
+
+static void work_free(bp_work *w)
+{
+    bp_free(w->h);
+    bp_free(w->logits);
+    bp_free(w->pred);
+    bp_free(w->y);
+    bp_free(w->rows);
+    bp_free(w->w2t);
+    bp_free(w->gw2t);
+}
+
+static int work_alloc(bp_work *w, size_t H, size_t C)
+{
+    w->h = bp_alloc((size_t)BP_BLOCK * H, sizeof(float));
+    w->logits = bp_alloc((size_t)BP_BLOCK * C, sizeof(float));
+    w->pred = bp_alloc(BP_BLOCK, sizeof(int32_t));
+    w->y = bp_alloc(BP_BLOCK, sizeof(int32_t));
+    w->rows = bp_alloc(BP_BLOCK, sizeof(float *));
+    w->w2t = bp_alloc(C * H, sizeof(float));
+    w->gw2t = bp_alloc(C * H, sizeof(float));
+    return w->h && w->logits && w->pred && w->y && w->rows && w->w2t && w->gw2t;
+}
+
+void bp_engine_free(bp_engine *e)
+{
+    if (!e)
+        return;
+    for (int t = 0; t < e->threads; t++) {
+        if (e->grad)
+            bp_free(e->grad[t]);
+        if (e->work)
+            work_free(&e->work[t]);
+    }
+    bp_free(e->grad);
+    bp_free(e->work);
+    bp_free(e->slot);
+    bp_free(e);
+}
+
+bprop_status bp_engine_create(const bprop_model *m, int threads, int with_grads, bp_engine **out)
+{
+    bp_engine *e = bp_alloc(1, sizeof *e);
+    if (!e)
+        return BPROP_E_NOMEM;
+    e->threads = threads;
+    e->params = m->layout.total;
+    e->work = bp_alloc((size_t)threads, sizeof *e->work);
+    e->slot = bp_alloc((size_t)threads, sizeof *e->slot);
+    int ok = e->work && e->slot;
+    if (ok && with_grads) {
+        e->grad = bp_alloc((size_t)threads, sizeof *e->grad);
+        ok = e->grad != NULL;
+    }
+    for (int t = 0; ok && t < threads; t++) {
+        ok = work_alloc(&e->work[t], m->hidden, m->classes);
+        if (ok && with_grads)
+            ok = (e->grad[t] = bp_alloc(e->params, sizeof(float))) != NULL;
+    }
+    if (!ok) {
+        bp_engine_free(e);
+        return BPROP_E_NOMEM;
+    }
+    *out = e;
+    return BPROP_OK;
+}
+
+bp_net bp_work_net(const bprop_model *m, bp_work *w)
+{
+    const size_t H = m->hidden, C = m->classes;
+    const float *w2 = bprop_model_tensor(m, BPROP_W2); /* (H, C) */
+    for (size_t j = 0; j < H; j++)
+        for (size_t c = 0; c < C; c++)
+            w->w2t[c * H + j] = w2[j * C + c];
+    return (bp_net){.D = m->inputs, .H = H, .C = C,
+                    .w1 = bprop_model_tensor(m, BPROP_W1), .b1 = bprop_model_tensor(m, BPROP_B1),
+                    .w2t = w->w2t, .b2 = bprop_model_tensor(m, BPROP_B2)};
+}
+
+/* Fold the transposed dW2 sums (C, H) into the gradient buffer's W2 block (H, C). */
+static void fold_w2(const float *gw2t, float *gw2, size_t H, size_t C)
+{
+    for (size_t j = 0; j < H; j++)
+        for (size_t c = 0; c < C; c++)
+            gw2[j * C + c] = gw2t[c * H + j];
+}
+
+void bp_thread_pass(const bprop_model *m, bp_work *w, float *grad, const float *X,
+                    const int32_t *Y, const size_t *idx, size_t lo, size_t hi, double *loss,
+                    size_t *correct)
+{
+    const bprop_layout *L = &m->layout;
+    const size_t D = m->inputs, H = m->hidden, C = m->classes;
+    bp_net net = bp_work_net(m, w);
+    bp_grads g = {.w1 = grad + L->offset[BPROP_W1],
+                  .b1 = m->has_bias ? grad + L->offset[BPROP_B1] : NULL,
+                  .w2t = w->gw2t,
+                  .b2 = m->has_bias ? grad + L->offset[BPROP_B2] : NULL};
+    memset(w->gw2t, 0, C * H * sizeof(float));
+    if (m->has_bias) {
+        memset(g.b1, 0, H * sizeof(float));
+        memset(g.b2, 0, C * sizeof(float));
+    }
+    for (size_t s0 = lo; s0 < hi; s0 += BP_BLOCK) {
+        size_t nb = hi - s0 < BP_BLOCK ? hi - s0 : BP_BLOCK;
+        for (size_t r = 0; r < nb; r++) {
+            size_t i = idx ? idx[s0 + r] : s0 + r;
+            w->rows[r] = X + i * D;
+            w->y[r] = Y[i];
+        }
+        bp_forward_block(&net, w->rows, nb, w->h, w->logits);
+        *loss += bp_softmax_xent(w->logits, w->y, nb, C, w->pred);
+        for (size_t r = 0; r < nb; r++)
+            *correct += w->pred[r] == w->y[r];
+        bp_backward_block(&net, w->rows, nb, w->h, w->logits, &g, s0 == lo);
+    }
+    fold_w2(w->gw2t, grad + L->offset[BPROP_W2], H, C);
+}
+
+void bp_sum_buffers(float *const *grads, const int *active, int na, size_t a, size_t n, float *out)
+{
+    const float *g0 = grads[active[0]] + a;
+    if (out != g0)
+        memcpy(out, g0, n * sizeof(float));
+    for (int u = 1; u < na; u++) {
+        const float *gu = grads[active[u]] + a;
+#pragma omp simd
+        for (size_t i = 0; i < n; i++)
+            out[i] += gu[i];
+    }
+}

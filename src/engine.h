@@ -1,0 +1,67 @@
+/* engine.h: per-thread buffers and the per-thread forward/backward pass (internal). */
+#ifndef BPROP_ENGINE_H
+#define BPROP_ENGINE_H
+
+#include "internal.h"
+#include "kernels.h"
+
+/* One thread's scratch for a block of samples; every array is its own cache-aligned allocation,
+ * so two threads never write to the same cache line. */
+typedef struct bp_work {
+    float *h;           /* (BP_BLOCK, H) activations, then dL/d(pre-activation) */
+    float *logits;      /* (BP_BLOCK, C) logits, then dL/dlogits */
+    int32_t *pred;      /* (BP_BLOCK) arg-max classes */
+    int32_t *y;         /* (BP_BLOCK) labels of the block */
+    const float **rows; /* (BP_BLOCK) pointers to the block's input rows */
+    float *w2t;         /* (C, H) W2 transposed, refreshed at the start of each pass */
+    float *gw2t;        /* (C, H) dW2 sums, transposed */
+} bp_work;
+
+/* Per-thread scalars, one cache line (or more) each, read by the master after a barrier. */
+typedef struct bp_slot {
+    double loss;                   /* summed loss of the thread's share */
+    size_t correct;                /* correct predictions in the share */
+    double norm2[BPROP_TENSORS];   /* squared loss-gradient norm of the thread's parameter chunk */
+    double total2;                 /* squared norm of the full update direction (for clipping) */
+} __attribute__((aligned(BP_ALIGN))) bp_slot;
+
+typedef struct bp_engine {
+    int threads;
+    size_t params;  /* layout.total */
+    float **grad;   /* [threads] (params) thread-local gradient sums; NULL when not needed */
+    bp_work *work;  /* [threads] */
+    bp_slot *slot;  /* [threads] */
+} bp_engine;
+
+/* Buffers for threads threads on model m; with_grads != 0 adds the gradient buffers. */
+bprop_status bp_engine_create(const bprop_model *m, int threads, int with_grads, bp_engine **out);
+void bp_engine_free(bp_engine *e);
+
+/* Thread count to use: requested, or omp_get_max_threads() for 0. */
+int bp_resolve_threads(int requested);
+
+/* Thread t's share [*lo, *hi) of n samples split over nt threads: contiguous and balanced. */
+void bp_share(size_t n, int nt, int t, size_t *lo, size_t *hi);
+
+/* The network view of m with w->w2t refreshed from m's W2. */
+bp_net bp_work_net(const bprop_model *m, bp_work *w);
+
+/* Forward and backward over samples idx[lo..hi) of (X, Y) (idx NULL: samples lo..hi), writing
+ * the gradient sums of exactly these samples to grad (params, overwritten); hi > lo. Adds the
+ * summed loss and the correct count to *loss and *correct. */
+void bp_thread_pass(const bprop_model *m, bp_work *w, float *grad, const float *X,
+                    const int32_t *Y, const size_t *idx, size_t lo, size_t hi, double *loss,
+                    size_t *correct);
+
+/* out[i] = sum over u < na, in that order, of grads[active[u]][a + i] for i < n: the
+ * fixed-order reduction that makes results independent of scheduling. out may be the first
+ * active buffer + a (in place). */
+void bp_sum_buffers(float *const *grads, const int *active, int na, size_t a, size_t n, float *out);
+
+/* Which threads hold a non-empty share of nb samples: fills active, returns the count. */
+int bp_active_threads(size_t nb, int nt, int *active);
+
+/* Thread t's chunk [*a, *b) of n parameters: contiguous, starting on cache-line boundaries. */
+void bp_param_chunk(size_t n, int nt, int t, size_t *a, size_t *b);
+
+#endif /* BPROP_ENGINE_H */

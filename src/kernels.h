@@ -1,0 +1,48 @@
+/* kernels.h: blocked forward/backward kernels over one thread's block of samples (internal). */
+#ifndef BPROP_KERNELS_H
+#define BPROP_KERNELS_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+/* Samples one kernel call handles at most: large enough to amortise loading and storing the
+ * thread's W1 gradient tile, small enough that activations stay in L1/L2. */
+#define BP_BLOCK 64
+
+/* The network as the kernels read it. W2 is given transposed, (C, H), so that both the forward
+ * dot products and the backward axpys run along the hidden dimension with unit stride. */
+typedef struct bp_net {
+    size_t D, H, C;    /* inputs, hidden units, classes */
+    const float *w1;   /* (D, H) */
+    const float *b1;   /* (H) or NULL without biases */
+    const float *w2t;  /* (C, H) transposed copy of W2 (H, C) */
+    const float *b2;   /* (C) or NULL */
+} bp_net;
+
+/* A thread's gradient sums (not yet divided by the batch size). */
+typedef struct bp_grads {
+    float *w1;   /* (D, H) */
+    float *b1;   /* (H) or NULL */
+    float *w2t;  /* (C, H) transposed, the thread folds it into (H, C) at the end of its pass */
+    float *b2;   /* (C) or NULL */
+} bp_grads;
+
+/* h = relu(x W1 + b1), logits = h W2 + b2 for nb <= BP_BLOCK samples whose rows are xr[0..nb).
+ * h (nb, H), logits (nb, C). */
+void bp_forward_block(const bp_net *net, const float *const *xr, size_t nb, float *h,
+                      float *logits);
+
+/* Softmax cross-entropy of logits (nb, C) against y (nb): returns the summed loss, writes the
+ * arg-max class of each sample to pred (nb) and replaces logits by dlogits = softmax - onehot. */
+double bp_softmax_xent(float *logits, const int32_t *y, size_t nb, size_t C, int32_t *pred);
+
+/* Softmax of logits (nb, C) in place, with arg-max to pred (nb) when not NULL. */
+void bp_softmax(float *logits, size_t nb, size_t C, int32_t *pred);
+
+/* Backward for the same block: accumulates dW2t, db2, db1 and dW1 sums into g. h (nb, H) holds
+ * the activations on entry and dL/d(pre-activation) on return. first != 0 overwrites g->w1 instead
+ * of adding to it, which spares zeroing the largest buffer every step. */
+void bp_backward_block(const bp_net *net, const float *const *xr, size_t nb, float *h,
+                       const float *dl, bp_grads *g, int first);
+
+#endif /* BPROP_KERNELS_H */

@@ -1,0 +1,78 @@
+/* testutil.c: helpers shared by the Criterion tests (temporary files, synthetic data). */
+#include "testutil.h"
+
+#include <criterion/criterion.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+char *tu_tmpdir(void)
+{
+    const char *base = getenv("TMPDIR");
+    char buf[4096];
+    snprintf(buf, sizeof buf, "%s/bprop-test-XXXXXX", base && *base ? base : "/tmp");
+    cr_assert_not_null(mkdtemp(buf), "mkdtemp failed");
+    return strdup(buf);
+}
+
+char *tu_path(const char *dir, const char *name)
+{
+    size_t n = strlen(dir) + strlen(name) + 2;
+    char *p = malloc(n);
+    cr_assert_not_null(p);
+    snprintf(p, n, "%s/%s", dir, name);
+    return p;
+}
+
+void tu_write_file(const char *path, const void *data, size_t n)
+{
+    FILE *f = fopen(path, "wb");
+    cr_assert_not_null(f, "cannot create %s", path);
+    cr_assert_eq(fwrite(data, 1, n, f), n);
+    cr_assert_eq(fclose(f), 0);
+}
+
+void tu_write_text(const char *path, const char *text) { tu_write_file(path, text, strlen(text)); }
+
+/* A small local generator so the test data does not depend on library internals. */
+static uint64_t tu_next(uint64_t *s)
+{
+    uint64_t z = (*s += 0x9E3779B97F4A7C15ull);
+    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+    return z ^ (z >> 31);
+}
+
+static double tu_normal(uint64_t *s)
+{
+    double u1 = ((tu_next(s) >> 11) + 1.0) * 0x1.0p-53, u2 = (tu_next(s) >> 11) * 0x1.0p-53;
+    return sqrt(-2.0 * log(u1)) * cos(6.283185307179586 * u2);
+}
+
+bprop_dataset *tu_blobs(size_t n, size_t dim, size_t classes, uint64_t seed)
+{
+    bprop_dataset *d = NULL;
+    cr_assert_eq(bprop_dataset_alloc(n, dim, classes, 1, &d, NULL), BPROP_OK);
+    uint64_t s = seed;
+    double *centers = malloc(classes * dim * sizeof(double)); /* (classes, dim) */
+    for (size_t i = 0; i < classes * dim; i++)
+        centers[i] = 3.0 * tu_normal(&s);
+    for (size_t i = 0; i < n; i++) {
+        size_t c = i % classes;
+        d->y[i] = (int32_t)c;
+        for (size_t k = 0; k < dim; k++)
+            d->x[i * dim + k] = (float)(centers[c * dim + k] + tu_normal(&s));
+    }
+    free(centers);
+    return d;
+}
+
+int tu_have_fashion(void)
+{
+    return access(BPROP_FASHION_DIR "/train-images-idx3-ubyte.gz", R_OK) == 0 &&
+           access(BPROP_FASHION_DIR "/t10k-labels-idx1-ubyte.gz", R_OK) == 0;
+}
+
+int tu_same_bits(const float *a, const float *b, size_t n) { return memcmp(a, b, n * sizeof(float)) == 0; }
