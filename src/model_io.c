@@ -1,0 +1,740 @@
+/* model_io.c: the bprop model file format (versioned, little-endian, CRC-32 checked). */
+#define _POSIX_C_SOURCE 200809L
+
+#include "internal.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+#include <zlib.h>
+
+/*
+ * Model file format, version 1. Every integer and float is little-endian; floats are IEEE-754
+ * binary32 stored by their bit pattern, so a save/load round trip is bitwise exact. Offsets are
+ * bytes from the start of the file.
+ *
+ *   offset  size  field
+ *   ------  ----  -----------------------------------------------------------------------------
+ *        0     8  magic "BPROPMDL"
+ *        8     4  u32 format version (1)
+ *       12     4  u32 header length H: bytes from offset 16 to the first parameter (408 in v1)
+ *   --- header (H bytes from offset 16) ---
+ *       16     8  u64 inputs
+ *       24     8  u64 hidden
+ *       32     8  u64 classes
+ *       40     4  u32 has_bias (0 or 1)
+ *       44     4  u32 has_standardization (0 or 1)
+ *       48     8  u64 config.epochs
+ *       56     8  u64 config.batch
+ *       64     4  f32 config.lr
+ *       68     4  f32 config.momentum
+ *       72     4  i32 config.nesterov
+ *       76     4  f32 config.weight_decay
+ *       80     4  u32 config.schedule (0 constant, 1 step, 2 cosine)
+ *       84     8  u64 config.step_epochs
+ *       92     4  f32 config.step_gamma
+ *       96     4  f32 config.clip_norm
+ *      100     8  u64 config.seed
+ *      108     4  i32 config.shuffle
+ *      112     4  i32 config.threads
+ *      116     8  u64 epochs_done
+ *      124     8  u64 samples_seen
+ *      132     4  i32 threads
+ *      136     4  f32 train_loss
+ *      140     4  f32 train_acc
+ *      144     4  f32 test_loss (NaN when never evaluated)
+ *      148     4  f32 test_acc
+ *      152     8  i64 created_unix
+ *      160     8  i64 saved_unix (the time of this save)
+ *      168   256  data: NUL-terminated string, zero-padded
+ *      424        (end of the v1 header; a reader skips any further header bytes, H > 408, so
+ *                 later writers can append fields without changing the version)
+ *   --- body, from P = 16 + H ---
+ *        P   4*T  f32 parameters, T = layout.total: W1 (inputs, hidden) | b1 (hidden)
+ *                 | W2 (hidden, classes) | b2 (classes); no biases when has_bias = 0
+ *            4*I  f32 std_mean (I = inputs), only when has_standardization = 1
+ *            4*I  f32 std_scale, only when has_standardization = 1
+ *            4    u32 CRC-32 (zlib's crc32) of every byte before it
+ *   (end of file: any byte after the checksum is an error)
+ *
+ * Loading checks, in order: magic, version (before the checksum, since another version may lay
+ * out its bytes differently), header fields, sizes against the file length (before anything is
+ * allocated), the checksum, trailing bytes, then that every parameter is finite.
+ */
+
+#define MF_MAGIC "BPROPMDL"
+enum {
+    MF_MAGIC_LEN = 8,
+    MF_VERSION = 1,
+    MF_PREFIX = 16,     /* magic, version, header length */
+    MF_HEADER_V1 = 408, /* header bytes this version writes and needs */
+    MF_DATA_LEN = 256,  /* bytes of the provenance data string */
+    MF_CHUNK = 4096,    /* floats converted per I/O call */
+};
+
+/* ---- little-endian encoding ------------------------------------------------------------- */
+
+typedef struct mf_cursor {
+    unsigned char *p;
+    size_t pos;
+} mf_cursor;
+
+static void w_u32(mf_cursor *c, uint32_t v)
+{
+    for (int i = 0; i < 4; i++)
+        c->p[c->pos++] = (unsigned char)(v >> (8 * i));
+}
+
+static void w_u64(mf_cursor *c, uint64_t v)
+{
+    for (int i = 0; i < 8; i++)
+        c->p[c->pos++] = (unsigned char)(v >> (8 * i));
+}
+
+static void w_f32(mf_cursor *c, float f)
+{
+    uint32_t u;
+    memcpy(&u, &f, sizeof u);
+    w_u32(c, u);
+}
+
+static uint32_t get_u32(const unsigned char *p)
+{
+    return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
+}
+
+static uint32_t r_u32(mf_cursor *c)
+{
+    uint32_t v = get_u32(c->p + c->pos);
+    c->pos += 4;
+    return v;
+}
+
+static uint64_t r_u64(mf_cursor *c)
+{
+    uint64_t lo = r_u32(c);
+    return lo | (uint64_t)r_u32(c) << 32;
+}
+
+static float r_f32(mf_cursor *c)
+{
+    uint32_t u = r_u32(c);
+    float f;
+    memcpy(&f, &u, sizeof f);
+    return f;
+}
+
+/* Two's-complement reinterpretation, defined for every value (unlike a signed conversion). */
+static int32_t r_i32(mf_cursor *c)
+{
+    uint32_t u = r_u32(c);
+    int32_t v;
+    memcpy(&v, &u, sizeof v);
+    return v;
+}
+
+static int64_t r_i64(mf_cursor *c)
+{
+    uint64_t u = r_u64(c);
+    int64_t v;
+    memcpy(&v, &u, sizeof v);
+    return v;
+}
+
+static void floats_to_le(const float *src, size_t n, unsigned char *dst)
+{
+    mf_cursor c = {dst, 0};
+    for (size_t i = 0; i < n; i++)
+        w_f32(&c, src[i]);
+}
+
+static void le_to_floats(const unsigned char *src, size_t n, float *dst)
+{
+    mf_cursor c = {(unsigned char *)src, 0};
+    for (size_t i = 0; i < n; i++)
+        dst[i] = r_f32(&c);
+}
+
+static uint32_t crc_update(uint32_t crc, const unsigned char *p, size_t n)
+{
+    return (uint32_t)crc32(crc, p, (uInt)n); /* callers pass at most one chunk */
+}
+
+static void errno_text(int e, char *buf, size_t n)
+{
+    if (strerror_r(e, buf, n) != 0)
+        snprintf(buf, n, "error %d", e);
+}
+
+/* ---- validation shared by save and load ------------------------------------------------- */
+
+/* Where a non-finite value sits: which = tensor (0..3), BPROP_TENSORS for std_mean,
+ * BPROP_TENSORS + 1 for std_scale; index within it. */
+typedef struct mf_bad {
+    int which;
+    size_t index;
+    float value;
+} mf_bad;
+
+static int first_nonfinite_in(const float *p, size_t n, size_t *index)
+{
+    for (size_t i = 0; i < n; i++)
+        if (!isfinite(p[i])) {
+            *index = i;
+            return 1;
+        }
+    return 0;
+}
+
+static int first_nonfinite(const bprop_model *m, mf_bad *bad)
+{
+    for (int t = 0; t < BPROP_TENSORS; t++)
+        if (first_nonfinite_in(m->params + m->layout.offset[t], m->layout.count[t], &bad->index)) {
+            bad->which = t;
+            bad->value = m->params[m->layout.offset[t] + bad->index];
+            return 1;
+        }
+    const float *std[2] = {m->std_mean, m->std_scale};
+    for (int s = 0; s < 2; s++)
+        if (std[s] && first_nonfinite_in(std[s], m->inputs, &bad->index)) {
+            bad->which = BPROP_TENSORS + s;
+            bad->value = std[s][bad->index];
+            return 1;
+        }
+    return 0;
+}
+
+static const char *bad_name(const mf_bad *bad)
+{
+    if (bad->which < BPROP_TENSORS)
+        return bprop_tensor_name((bprop_tensor)bad->which);
+    return bad->which == BPROP_TENSORS ? "std_mean" : "std_scale";
+}
+
+/* Byte offset of a bad value in the file whose body starts at body. */
+static uint64_t bad_offset(const bprop_model *m, const mf_bad *bad, uint64_t body)
+{
+    uint64_t index = bad->index;
+    if (bad->which < BPROP_TENSORS)
+        index += m->layout.offset[bad->which];
+    else
+        index += m->layout.total + (uint64_t)(bad->which - BPROP_TENSORS) * m->inputs;
+    return body + 4 * index;
+}
+
+/* ---- save ------------------------------------------------------------------------------- */
+
+static bprop_status check_model(const bprop_model *m, const char *path, bprop_error *err)
+{
+    bprop_layout l;
+    if (bprop_layout_make(m->inputs, m->hidden, m->classes, m->has_bias != 0, &l) != BPROP_OK)
+        return bp_fail(err, BPROP_E_SIZE, "%s: cannot save: model sizes %zu-%zu-%zu are zero or too large",
+                       path, m->inputs, m->hidden, m->classes);
+    int same = l.total == m->layout.total;
+    for (int t = 0; t < BPROP_TENSORS; t++)
+        same = same && l.offset[t] == m->layout.offset[t] && l.count[t] == m->layout.count[t];
+    if (!same)
+        return bp_fail(err, BPROP_E_ARG, "%s: cannot save: the model's layout does not match its sizes %zu-%zu-%zu",
+                       path, m->inputs, m->hidden, m->classes);
+    if (!m->params || !m->std_mean != !m->std_scale)
+        return bp_fail(err, BPROP_E_ARG, "%s: cannot save: the model has no parameters or half its standardisation",
+                       path);
+    if (!memchr(m->info.data, '\0', sizeof m->info.data))
+        return bp_fail(err, BPROP_E_ARG, "%s: cannot save: the provenance data string is not NUL-terminated", path);
+    if ((int)m->info.config.schedule < 0 || m->info.config.schedule > BPROP_SCHEDULE_COSINE)
+        return bp_fail(err, BPROP_E_ARG, "%s: cannot save: unknown learning-rate schedule %d", path,
+                       (int)m->info.config.schedule);
+    mf_bad bad;
+    if (first_nonfinite(m, &bad))
+        return bp_fail(err, BPROP_E_NONFINITE, "%s: cannot save: %s[%zu] is %s", path, bad_name(&bad),
+                       bad.index, isnan(bad.value) ? "NaN" : "infinite");
+    return BPROP_OK;
+}
+
+/* Magic, version, header length and the v1 header; saved_unix goes to the file only, so that
+ * save can take a const model. */
+static void encode_header(const bprop_model *m, int64_t saved_unix, unsigned char *buf)
+{
+    memcpy(buf, MF_MAGIC, MF_MAGIC_LEN);
+    mf_cursor c = {buf, MF_MAGIC_LEN};
+    w_u32(&c, MF_VERSION);
+    w_u32(&c, MF_HEADER_V1);
+    w_u64(&c, m->inputs);
+    w_u64(&c, m->hidden);
+    w_u64(&c, m->classes);
+    w_u32(&c, m->has_bias ? 1 : 0);
+    w_u32(&c, m->std_mean ? 1 : 0);
+    const bprop_train_config *k = &m->info.config;
+    w_u64(&c, k->epochs);
+    w_u64(&c, k->batch);
+    w_f32(&c, k->lr);
+    w_f32(&c, k->momentum);
+    w_u32(&c, (uint32_t)k->nesterov);
+    w_f32(&c, k->weight_decay);
+    w_u32(&c, (uint32_t)k->schedule);
+    w_u64(&c, k->step_epochs);
+    w_f32(&c, k->step_gamma);
+    w_f32(&c, k->clip_norm);
+    w_u64(&c, k->seed);
+    w_u32(&c, (uint32_t)k->shuffle);
+    w_u32(&c, (uint32_t)k->threads);
+    const bprop_provenance *p = &m->info;
+    w_u64(&c, p->epochs_done);
+    w_u64(&c, p->samples_seen);
+    w_u32(&c, (uint32_t)p->threads);
+    w_f32(&c, p->train_loss);
+    w_f32(&c, p->train_acc);
+    w_f32(&c, p->test_loss);
+    w_f32(&c, p->test_acc);
+    w_u64(&c, (uint64_t)p->created_unix);
+    w_u64(&c, (uint64_t)saved_unix);
+    /* Only the string, zero-padded: bytes after its NUL in the struct are not part of it. */
+    memset(buf + c.pos, 0, MF_DATA_LEN);
+    memcpy(buf + c.pos, p->data, strlen(p->data));
+}
+
+typedef struct mf_writer {
+    FILE *f;
+    uint32_t crc;
+    int failed; /* errno of the first failed write, 0 while all is well */
+} mf_writer;
+
+static void wr(mf_writer *w, const unsigned char *p, size_t n, int checksummed)
+{
+    if (w->failed)
+        return;
+    if (checksummed)
+        w->crc = crc_update(w->crc, p, n);
+    if (fwrite(p, 1, n, w->f) != n)
+        w->failed = errno ? errno : EIO;
+}
+
+static void wr_floats(mf_writer *w, const float *src, size_t n)
+{
+    unsigned char buf[4 * MF_CHUNK];
+    for (size_t done = 0; done < n;) {
+        size_t k = n - done < MF_CHUNK ? n - done : MF_CHUNK;
+        floats_to_le(src + done, k, buf);
+        wr(w, buf, 4 * k, 1);
+        done += k;
+    }
+}
+
+/* Write the whole file to fd (which this closes), flushed to the disk. */
+static bprop_status write_model(int fd, const bprop_model *m, const unsigned char *head,
+                                const char *tmp, bprop_error *err)
+{
+    mf_writer w = {fdopen(fd, "wb"), (uint32_t)crc32(0L, Z_NULL, 0), 0};
+    if (!w.f) {
+        w.failed = errno;
+        close(fd);
+    } else {
+        wr(&w, head, MF_PREFIX + MF_HEADER_V1, 1);
+        wr_floats(&w, m->params, m->layout.total);
+        if (m->std_mean) {
+            wr_floats(&w, m->std_mean, m->inputs);
+            wr_floats(&w, m->std_scale, m->inputs);
+        }
+        unsigned char crc[4];
+        mf_cursor c = {crc, 0};
+        w_u32(&c, w.crc);
+        wr(&w, crc, sizeof crc, 0);
+        /* The data must be on the disk before the rename makes it the file at path. */
+        if (!w.failed && (fflush(w.f) != 0 || fsync(fileno(w.f)) != 0))
+            w.failed = errno;
+        if (fclose(w.f) != 0 && !w.failed)
+            w.failed = errno;
+    }
+    if (!w.failed)
+        return BPROP_OK;
+    char why[128];
+    errno_text(w.failed, why, sizeof why);
+    return bp_fail(err, BPROP_E_IO, "%s: cannot write: %s", tmp, why);
+}
+
+/* Create path + ".tmp.XXXXXX" exclusively. Unlike mkstemp (mode 0600) open() applies the umask
+ * to 0666, so the saved file gets the permissions fopen would give it; an existing file at path
+ * keeps its own mode. */
+static bprop_status create_temp(const char *path, char **tmp_out, int *fd_out, bprop_error *err)
+{
+    static const char alphabet[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
+    size_t n = strlen(path);
+    char *tmp = malloc(n + sizeof ".tmp.XXXXXX");
+    if (!tmp)
+        return bp_fail(err, BPROP_E_NOMEM, "%s: cannot save: out of memory", path);
+    memcpy(tmp, path, n);
+    memcpy(tmp + n, ".tmp.XXXXXX", sizeof ".tmp.XXXXXX");
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    bp_rng rng;
+    bp_rng_seed(&rng, (uint64_t)ts.tv_sec * 1000000007u ^ (uint64_t)ts.tv_nsec ^
+                          (uint64_t)getpid() << 40 ^ (uint64_t)(uintptr_t)tmp);
+    for (int attempt = 0; attempt < 100; attempt++) {
+        for (size_t i = n + 5; i < n + 11; i++)
+            tmp[i] = alphabet[bp_rng_below(&rng, sizeof alphabet - 1)];
+        int fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0666);
+        if (fd >= 0) {
+            struct stat st;
+            if (stat(path, &st) == 0 && S_ISREG(st.st_mode) && fchmod(fd, st.st_mode & 07777) != 0) {
+                /* Best effort: some file systems (FAT) have no modes to copy. */
+            }
+            *tmp_out = tmp;
+            *fd_out = fd;
+            return BPROP_OK;
+        }
+        if (errno != EEXIST)
+            break;
+    }
+    char why[128];
+    errno_text(errno, why, sizeof why);
+    bprop_status st = bp_fail(err, BPROP_E_IO, "%s: cannot create temporary file %s: %s", path, tmp, why);
+    free(tmp);
+    return st;
+}
+
+/* Make the rename itself durable. Best effort: the data was already synced, and some systems
+ * cannot open or sync directories. */
+static void sync_parent_dir(const char *path)
+{
+    const char *slash = strrchr(path, '/');
+    char *dir = slash ? strndup(path, slash == path ? 1 : (size_t)(slash - path)) : strdup(".");
+    if (!dir)
+        return;
+    int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (fd >= 0) {
+        if (fsync(fd) != 0) {
+            /* Best effort, see above. */
+        }
+        close(fd);
+    }
+    free(dir);
+}
+
+bprop_status bprop_model_save(const bprop_model *m, const char *path, bprop_error *err)
+{
+    if (!m || !path)
+        return bp_fail(err, BPROP_E_ARG, "bprop_model_save: NULL argument");
+    bprop_status st = check_model(m, path, err);
+    if (st != BPROP_OK)
+        return st;
+    unsigned char head[MF_PREFIX + MF_HEADER_V1];
+    encode_header(m, (int64_t)time(NULL), head);
+    char *tmp = NULL;
+    int fd = -1;
+    st = create_temp(path, &tmp, &fd, err);
+    if (st != BPROP_OK)
+        return st;
+    st = write_model(fd, m, head, tmp, err);
+    if (st == BPROP_OK && rename(tmp, path) != 0) {
+        char why[128];
+        errno_text(errno, why, sizeof why);
+        st = bp_fail(err, BPROP_E_IO, "%s: cannot replace with %s: %s", path, tmp, why);
+    }
+    if (st != BPROP_OK)
+        unlink(tmp);
+    else
+        sync_parent_dir(path);
+    free(tmp);
+    return st;
+}
+
+/* ---- load ------------------------------------------------------------------------------- */
+
+typedef struct mf_reader {
+    FILE *f;
+    const char *path;
+    uint64_t size; /* file length */
+    uint64_t pos;  /* bytes read so far */
+    uint32_t crc;  /* CRC-32 of those bytes */
+} mf_reader;
+
+/* Read exactly n bytes (n at most one chunk); what names them in the truncation message. */
+static bprop_status rd(mf_reader *r, unsigned char *buf, size_t n, const char *what, bprop_error *err)
+{
+    size_t got = fread(buf, 1, n, r->f);
+    r->crc = crc_update(r->crc, buf, got);
+    r->pos += got;
+    if (got == n)
+        return BPROP_OK;
+    if (ferror(r->f)) {
+        char why[128];
+        errno_text(errno, why, sizeof why);
+        return bp_fail(err, BPROP_E_IO, "%s: byte offset %llu: read error: %s", r->path,
+                       (unsigned long long)r->pos, why);
+    }
+    return bp_fail(err, BPROP_E_FORMAT, "%s: truncated at byte offset %llu (reading %s)", r->path,
+                   (unsigned long long)r->pos, what);
+}
+
+static bprop_status rd_floats(mf_reader *r, float *dst, size_t n, const char *what, bprop_error *err)
+{
+    unsigned char buf[4 * MF_CHUNK];
+    for (size_t done = 0; done < n;) {
+        size_t k = n - done < MF_CHUNK ? n - done : MF_CHUNK;
+        bprop_status st = rd(r, buf, 4 * k, what, err);
+        if (st != BPROP_OK)
+            return st;
+        le_to_floats(buf, k, dst + done);
+        done += k;
+    }
+    return BPROP_OK;
+}
+
+/* Magic, version and header length. */
+static bprop_status read_prefix(mf_reader *r, uint32_t *header_len, bprop_error *err)
+{
+    unsigned char buf[MF_PREFIX];
+    size_t got = fread(buf, 1, MF_MAGIC_LEN, r->f);
+    if (memcmp(buf, MF_MAGIC, got) != 0)
+        return bp_fail(err, BPROP_E_FORMAT, "%s: not a bprop model file (bad magic)", r->path);
+    r->crc = crc_update(r->crc, buf, got);
+    r->pos = got;
+    if (got < MF_MAGIC_LEN)
+        return bp_fail(err, BPROP_E_FORMAT, "%s: truncated at byte offset %zu (reading the magic)", r->path, got);
+    bprop_status st = rd(r, buf + MF_MAGIC_LEN, MF_PREFIX - MF_MAGIC_LEN, "the format version", err);
+    if (st != BPROP_OK)
+        return st;
+    uint32_t version = get_u32(buf + 8);
+    if (version != MF_VERSION)
+        return bp_fail(err, BPROP_E_VERSION, "%s: format version %lu, this build reads version %d", r->path,
+                       (unsigned long)version, MF_VERSION);
+    *header_len = get_u32(buf + 12);
+    if (*header_len < MF_HEADER_V1)
+        return bp_fail(err, BPROP_E_FORMAT, "%s: byte offset 12: header length %lu, version %d needs at least %d",
+                       r->path, (unsigned long)*header_len, MF_VERSION, MF_HEADER_V1);
+    return BPROP_OK;
+}
+
+/* The header as stored, before its sizes are trusted. */
+typedef struct mf_header {
+    uint64_t inputs, hidden, classes;
+    uint32_t has_bias, has_std;
+    bprop_provenance info;
+} mf_header;
+
+static int to_size(uint64_t v, size_t *out)
+{
+    if ((uint64_t)(size_t)v != v)
+        return 0;
+    *out = (size_t)v;
+    return 1;
+}
+
+/* Decode the v1 header (buf holds its MF_HEADER_V1 bytes, which start at file offset 16). */
+static bprop_status decode_header(const unsigned char *buf, const char *path, mf_header *h, bprop_error *err)
+{
+    mf_cursor c = {(unsigned char *)buf, 0};
+    h->inputs = r_u64(&c);
+    h->hidden = r_u64(&c);
+    h->classes = r_u64(&c);
+    h->has_bias = r_u32(&c);
+    h->has_std = r_u32(&c);
+    if (h->has_bias > 1 || h->has_std > 1)
+        return bp_fail(err, BPROP_E_FORMAT, "%s: byte offset 40: flags %lu, %lu (has_bias, has_standardization) must be 0 or 1",
+                       path, (unsigned long)h->has_bias, (unsigned long)h->has_std);
+    memset(&h->info, 0, sizeof h->info);
+    bprop_train_config *k = &h->info.config;
+    uint64_t epochs = r_u64(&c), batch = r_u64(&c);
+    k->lr = r_f32(&c);
+    k->momentum = r_f32(&c);
+    k->nesterov = r_i32(&c);
+    k->weight_decay = r_f32(&c);
+    uint32_t schedule = r_u32(&c);
+    uint64_t step_epochs = r_u64(&c);
+    if (!to_size(epochs, &k->epochs) || !to_size(batch, &k->batch) || !to_size(step_epochs, &k->step_epochs))
+        return bp_fail(err, BPROP_E_SIZE, "%s: byte offset 48: training settings do not fit this platform's size_t",
+                       path);
+    if (schedule > BPROP_SCHEDULE_COSINE)
+        return bp_fail(err, BPROP_E_FORMAT, "%s: byte offset 80: unknown learning-rate schedule %lu", path,
+                       (unsigned long)schedule);
+    k->schedule = (bprop_schedule)schedule;
+    k->step_gamma = r_f32(&c);
+    k->clip_norm = r_f32(&c);
+    k->seed = r_u64(&c);
+    k->shuffle = r_i32(&c);
+    k->threads = r_i32(&c);
+    bprop_provenance *p = &h->info;
+    p->epochs_done = r_u64(&c);
+    p->samples_seen = r_u64(&c);
+    p->threads = r_i32(&c);
+    p->train_loss = r_f32(&c);
+    p->train_acc = r_f32(&c);
+    p->test_loss = r_f32(&c);
+    p->test_acc = r_f32(&c);
+    p->created_unix = r_i64(&c);
+    p->saved_unix = r_i64(&c);
+    const unsigned char *data = buf + c.pos;
+    const unsigned char *nul = memchr(data, '\0', MF_DATA_LEN);
+    if (!nul)
+        return bp_fail(err, BPROP_E_FORMAT, "%s: byte offset %zu: data string is not NUL-terminated", path,
+                       MF_PREFIX + c.pos);
+    memcpy(p->data, data, (size_t)(nul - data));
+    return BPROP_OK;
+}
+
+/* Header plus any later header bytes this version does not know, which count in the CRC. */
+static bprop_status read_header(mf_reader *r, uint32_t header_len, mf_header *h, bprop_error *err)
+{
+    unsigned char buf[MF_HEADER_V1];
+    bprop_status st = rd(r, buf, sizeof buf, "the header", err);
+    if (st != BPROP_OK)
+        return st;
+    unsigned char skip[256];
+    for (uint32_t left = header_len - MF_HEADER_V1; left > 0;) {
+        size_t k = left < sizeof skip ? left : sizeof skip;
+        st = rd(r, skip, k, "the header", err);
+        if (st != BPROP_OK)
+            return st;
+        left -= (uint32_t)k;
+    }
+    return decode_header(buf, r->path, h, err);
+}
+
+/* 1 when the last four bytes of the file are the CRC-32 of all the others: the file is intact
+ * as written, so a header that does not fit it carries wrong sizes rather than lost bytes. */
+static int whole_file_crc_ok(mf_reader *r)
+{
+    if (r->size < 4 || fseek(r->f, 0, SEEK_SET) != 0)
+        return 0;
+    unsigned char buf[4 * MF_CHUNK];
+    uint32_t crc = (uint32_t)crc32(0L, Z_NULL, 0);
+    for (uint64_t left = r->size - 4; left > 0;) {
+        size_t k = left < sizeof buf ? (size_t)left : sizeof buf;
+        if (fread(buf, 1, k, r->f) != k)
+            return 0;
+        crc = crc_update(crc, buf, k);
+        left -= k;
+    }
+    return fread(buf, 1, 4, r->f) == 4 && get_u32(buf) == crc;
+}
+
+/* Check the sizes and that the file holds exactly what they describe, before any allocation. */
+static bprop_status check_extent(mf_reader *r, const mf_header *h, size_t size[3], uint64_t *need,
+                                 bprop_error *err)
+{
+    unsigned long long in = h->inputs, hid = h->hidden, cl = h->classes;
+    if (!in || !hid || !cl)
+        return bp_fail(err, BPROP_E_SIZE, "%s: byte offset 16: model sizes %llu-%llu-%llu: a size is zero",
+                       r->path, in, hid, cl);
+    bprop_layout l;
+    if (!to_size(in, &size[0]) || !to_size(hid, &size[1]) || !to_size(cl, &size[2]) ||
+        bprop_layout_make(size[0], size[1], size[2], (int)h->has_bias, &l) != BPROP_OK)
+        return bp_fail(err, BPROP_E_SIZE, "%s: byte offset 16: model sizes %llu-%llu-%llu are too large",
+                       r->path, in, hid, cl);
+    uint64_t floats = l.total, n;
+    if ((h->has_std && __builtin_add_overflow(floats, 2 * (uint64_t)size[0], &floats)) ||
+        __builtin_mul_overflow(floats, 4, &n) || __builtin_add_overflow(n, r->pos + 4, &n))
+        return bp_fail(err, BPROP_E_SIZE, "%s: byte offset 16: model sizes %llu-%llu-%llu are too large",
+                       r->path, in, hid, cl);
+    *need = n;
+    if (n <= r->size)
+        return BPROP_OK;
+    if (whole_file_crc_ok(r))
+        return bp_fail(err, BPROP_E_SIZE,
+                       "%s: byte offset 16: model sizes %llu-%llu-%llu need a %llu-byte file, but the file has %llu bytes",
+                       r->path, in, hid, cl, (unsigned long long)n, (unsigned long long)r->size);
+    return bp_fail(err, BPROP_E_FORMAT, "%s: truncated at byte offset %llu: the header describes a %llu-byte file",
+                   r->path, (unsigned long long)r->size, (unsigned long long)n);
+}
+
+/* Standardisation statistics, copied into m. */
+static bprop_status read_std(mf_reader *r, bprop_model *m, bprop_error *err)
+{
+    float *mean = bp_alloc(m->inputs, sizeof(float)), *scale = bp_alloc(m->inputs, sizeof(float));
+    bprop_status st = BPROP_OK;
+    if (!mean || !scale)
+        st = bp_fail(err, BPROP_E_NOMEM, "%s: cannot allocate the standardisation statistics", r->path);
+    if (st == BPROP_OK)
+        st = rd_floats(r, mean, m->inputs, "std_mean", err);
+    if (st == BPROP_OK)
+        st = rd_floats(r, scale, m->inputs, "std_scale", err);
+    if (st == BPROP_OK && bprop_model_set_standardization(m, mean, scale) != BPROP_OK)
+        st = bp_fail(err, BPROP_E_NOMEM, "%s: cannot allocate the standardisation statistics", r->path);
+    bp_free(mean);
+    bp_free(scale);
+    return st;
+}
+
+/* Parameters, standardisation, checksum and end of file. */
+static bprop_status read_body(mf_reader *r, bprop_model *m, int has_std, uint64_t need, bprop_error *err)
+{
+    bprop_status st = rd_floats(r, m->params, m->layout.total, "the parameters", err);
+    if (st == BPROP_OK && has_std)
+        st = read_std(r, m, err);
+    if (st != BPROP_OK)
+        return st;
+    uint32_t computed = r->crc;
+    unsigned char buf[4];
+    st = rd(r, buf, sizeof buf, "the checksum", err);
+    if (st != BPROP_OK)
+        return st;
+    if (get_u32(buf) != computed)
+        return bp_fail(err, BPROP_E_CHECKSUM, "%s: byte offset %llu: checksum mismatch: stored 0x%08lx, computed 0x%08lx",
+                       r->path, (unsigned long long)(r->pos - 4), (unsigned long)get_u32(buf),
+                       (unsigned long)computed);
+    if (r->size > need || fgetc(r->f) != EOF)
+        return bp_fail(err, BPROP_E_FORMAT, "%s: %llu trailing bytes after the checksum at byte offset %llu",
+                       r->path, (unsigned long long)(r->size > need ? r->size - need : 1),
+                       (unsigned long long)need);
+    return BPROP_OK;
+}
+
+static bprop_status load_stream(mf_reader *r, bprop_model **out, bprop_error *err)
+{
+    uint32_t header_len = 0;
+    bprop_status st = read_prefix(r, &header_len, err);
+    mf_header h;
+    if (st == BPROP_OK)
+        st = read_header(r, header_len, &h, err);
+    size_t size[3] = {0, 0, 0};
+    uint64_t need = 0;
+    if (st == BPROP_OK)
+        st = check_extent(r, &h, size, &need, err);
+    if (st != BPROP_OK)
+        return st;
+    uint64_t body = r->pos;
+    bprop_model *m;
+    st = bprop_model_create(size[0], size[1], size[2], (int)h.has_bias, 0, &m, err);
+    if (st != BPROP_OK)
+        return st;
+    st = read_body(r, m, (int)h.has_std, need, err);
+    mf_bad bad;
+    if (st == BPROP_OK && first_nonfinite(m, &bad))
+        st = bp_fail(err, BPROP_E_NONFINITE, "%s: byte offset %llu: %s[%zu] is %s", r->path,
+                     (unsigned long long)bad_offset(m, &bad, body), bad_name(&bad), bad.index,
+                     isnan(bad.value) ? "NaN" : "infinite");
+    if (st != BPROP_OK) {
+        bprop_model_free(m);
+        return st;
+    }
+    m->info = h.info;
+    *out = m;
+    return BPROP_OK;
+}
+
+bprop_status bprop_model_load(const char *path, bprop_model **out, bprop_error *err)
+{
+    if (!path || !out)
+        return bp_fail(err, BPROP_E_ARG, "bprop_model_load: NULL argument");
+    FILE *f = fopen(path, "rb");
+    char why[128];
+    if (!f) {
+        errno_text(errno, why, sizeof why);
+        return bp_fail(err, BPROP_E_IO, "%s: cannot open: %s", path, why);
+    }
+    struct stat st;
+    if (fstat(fileno(f), &st) != 0 || !S_ISREG(st.st_mode)) {
+        fclose(f);
+        return bp_fail(err, BPROP_E_IO, "%s: not a regular file", path);
+    }
+    mf_reader r = {f, path, (uint64_t)st.st_size, 0, (uint32_t)crc32(0L, Z_NULL, 0)};
+    bprop_status status = load_stream(&r, out, err);
+    fclose(f);
+    return status;
+}
