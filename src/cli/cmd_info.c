@@ -1,0 +1,155 @@
+/* cmd_info.c: `bprop info`: shape, training settings and history of a saved model. */
+#include "cli.h"
+#include "json.h"
+
+#include <math.h>
+#include <string.h>
+
+typedef struct info_opts {
+    const char *model;
+    int json;
+} info_opts;
+
+static void info_help(void)
+{
+    printf("Usage: bprop info MODEL [--json]\n"
+           "Describe a saved model: shape (inputs-hidden-classes), parameter count, biases,\n"
+           "standardisation, the settings of its last training run, epochs and samples seen,\n"
+           "last metrics, training data and created/saved times (ISO 8601, UTC).\n\n"
+           "Options:\n"
+           "  --json               one JSON object instead of text\n");
+}
+
+static int parse_info(int argc, char **argv, info_opts *o)
+{
+    memset(o, 0, sizeof *o);
+    cli_args a;
+    cli_args_init(&a, "info", argc, argv);
+    for (int kind; (kind = cli_args_next(&a)) != CLI_ARG_END;) {
+        if (kind == CLI_ARG_OPTION && cli_is_help(&a)) {
+            info_help();
+            return CLI_DONE;
+        }
+        int rc = CLI_NOMATCH;
+        if (kind == CLI_ARG_POSITIONAL)
+            rc = cli_positional(&a, &o->model);
+        else if (cli_is(&a, "--json")) {
+            o->json = 1;
+            rc = cli_flag(&a);
+        }
+        if (rc == CLI_NOMATCH)
+            return cli_unknown(&a);
+        if (rc)
+            return rc;
+    }
+    if (!o->model)
+        return cli_usage("info", "missing MODEL (a file saved by 'bprop train --save')");
+    return 0;
+}
+
+static void config_json(json_writer *j, const bprop_train_config *c)
+{
+    json_object_begin(j, "config");
+    json_uint(j, "epochs", c->epochs);
+    json_uint(j, "batch", c->batch);
+    json_float(j, "lr", c->lr);
+    json_float(j, "momentum", c->momentum);
+    json_bool(j, "nesterov", c->nesterov);
+    json_float(j, "weight_decay", c->weight_decay);
+    json_string(j, "schedule", bprop_schedule_name(c->schedule));
+    json_uint(j, "step_epochs", c->step_epochs);
+    json_float(j, "step_gamma", c->step_gamma);
+    json_float(j, "clip", c->clip_norm);
+    json_uint(j, "seed", c->seed);
+    json_bool(j, "shuffle", c->shuffle);
+    json_int(j, "threads", c->threads);
+    json_object_end(j);
+}
+
+/* The description as a C string even if the file's field lacked its terminator. */
+static void data_text(const bprop_provenance *p, char *buf, size_t size)
+{
+    snprintf(buf, size, "%.*s", (int)sizeof p->data, p->data);
+}
+
+static void print_json(const info_opts *o, const bprop_model *m)
+{
+    const bprop_provenance *p = &m->info;
+    char created[32], saved[32], data[sizeof p->data + 1];
+    data_text(p, data, sizeof data);
+    cli_iso_time(p->created_unix, created, sizeof created);
+    cli_iso_time(p->saved_unix, saved, sizeof saved);
+    json_writer j;
+    json_init(&j, stdout);
+    json_object_begin(&j, NULL);
+    json_string(&j, "model", o->model);
+    json_uint(&j, "inputs", m->inputs);
+    json_uint(&j, "hidden", m->hidden);
+    json_uint(&j, "classes", m->classes);
+    json_uint(&j, "parameters", m->layout.total);
+    json_bool(&j, "bias", m->has_bias);
+    json_bool(&j, "standardized", m->std_mean != NULL);
+    json_uint(&j, "epochs_done", p->epochs_done);
+    json_uint(&j, "samples_seen", p->samples_seen);
+    json_int(&j, "threads", p->threads);
+    json_float(&j, "train_loss", p->train_loss);
+    json_float(&j, "train_acc", p->train_acc);
+    json_float(&j, "test_loss", p->test_loss);
+    json_float(&j, "test_acc", p->test_acc);
+    json_string(&j, "data", data);
+    json_string(&j, "created", created);
+    json_string(&j, "saved", saved);
+    config_json(&j, &p->config);
+    json_object_end(&j);
+    putchar('\n');
+}
+
+static void print_text(const info_opts *o, const bprop_model *m)
+{
+    const bprop_provenance *p = &m->info;
+    const bprop_train_config *c = &p->config;
+    char created[32], saved[32], clip[32], data[sizeof p->data + 1];
+    data_text(p, data, sizeof data);
+    cli_iso_time(p->created_unix, created, sizeof created);
+    cli_iso_time(p->saved_unix, saved, sizeof saved);
+    snprintf(clip, sizeof clip, c->clip_norm > 0.0f ? "%g" : "off", (double)c->clip_norm);
+    printf("model:         %s\n", o->model);
+    printf("shape:         %zu-%zu-%zu (inputs-hidden-classes)\n", m->inputs, m->hidden, m->classes);
+    printf("parameters:    %zu (%s)\n", m->layout.total, m->has_bias ? "with biases" : "no biases");
+    printf("standardised:  %s\n", m->std_mean ? "yes (statistics stored in the model)" : "no");
+    printf("trained:       %llu epochs, %llu samples seen, %d threads in the last run\n",
+           (unsigned long long)p->epochs_done, (unsigned long long)p->samples_seen, (int)p->threads);
+    printf("settings:      %zu epochs, batch %zu, lr %g (%s", c->epochs, c->batch, (double)c->lr,
+           bprop_schedule_name(c->schedule));
+    if (c->schedule == BPROP_SCHEDULE_STEP)
+        printf(": x%g every %zu epochs", (double)c->step_gamma, c->step_epochs);
+    printf("), momentum %g%s, weight decay %g, clip %s, seed %llu, %s\n", (double)c->momentum,
+           c->nesterov ? " (Nesterov)" : "", (double)c->weight_decay, clip,
+           (unsigned long long)c->seed, c->shuffle ? "shuffled" : "not shuffled");
+    printf("last epoch:    train loss %.4f, train accuracy %.4f\n", (double)p->train_loss,
+           (double)p->train_acc);
+    if (isfinite(p->test_loss))
+        printf("held-out:      loss %.4f, accuracy %.4f\n", (double)p->test_loss, (double)p->test_acc);
+    else
+        printf("held-out:      not evaluated\n");
+    printf("data:          %s\n", data[0] ? data : "(not recorded)");
+    printf("created:       %s\nsaved:         %s\n", created, saved);
+}
+
+int cmd_info(int argc, char **argv)
+{
+    info_opts o;
+    int rc = parse_info(argc, argv, &o);
+    if (rc)
+        return rc == CLI_DONE ? CLI_EXIT_OK : rc;
+    bprop_model *m = NULL;
+    rc = cli_load_model(o.model, &m);
+    if (rc)
+        return rc;
+    if (o.json)
+        print_json(&o, m);
+    else
+        print_text(&o, m);
+    bprop_model_free(m);
+    return 0;
+}

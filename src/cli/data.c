@@ -1,0 +1,186 @@
+/* data.c: parsing of the shared data options, locating IDX files and loading the splits. */
+#define _POSIX_C_SOURCE 200809L
+#include "data.h"
+
+#include <string.h>
+#include <unistd.h>
+
+#ifndef BPROP_DEFAULT_DATA_DIR
+#define BPROP_DEFAULT_DATA_DIR "/usr/share/datasets/fashion-mnist"
+#endif
+
+static const char *const idx_names[4] = {"train-images-idx3-ubyte", "train-labels-idx1-ubyte",
+                                         "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"};
+
+void cli_data_help(FILE *f, unsigned allowed)
+{
+    fputs("Data options:\n"
+          "  --data DIR           the standard IDX files of DIR (train-images-idx3-ubyte,\n"
+          "                       train-labels-idx1-ubyte, t10k-images-idx3-ubyte,\n"
+          "                       t10k-labels-idx1-ubyte; each plain or .gz)\n", f);
+    if (allowed & CLI_DATA_TRAIN)
+        fputs("  --train FILE         training set: CSV (label, then features) or IDX images\n"
+              "  --train-labels FILE  IDX labels for --train\n"
+              "  --train-limit N      use only the first N training samples\n", f);
+    if (allowed & CLI_DATA_TEST)
+        fputs("  --test FILE          test set: CSV (label, then features) or IDX images\n"
+              "  --test-labels FILE   IDX labels for --test\n"
+              "  --test-limit N       use only the first N test samples\n", f);
+    if (allowed & CLI_DATA_CLASSES)
+        fputs("  --classes N          number of classes (default 0: one more than the largest label)\n", f);
+    fputs("  Without any data option: " BPROP_DEFAULT_DATA_DIR "\n"
+          "  (Debian: apt-get install dataset-fashion-mnist). Files may be gzip-compressed.\n", f);
+}
+
+int cli_data_option(cli_args *a, cli_data_opts *o)
+{
+    unsigned tr = o->allowed & CLI_DATA_TRAIN, te = o->allowed & CLI_DATA_TEST;
+    if (cli_is(a, "--data"))
+        return cli_value(a, &o->dir);
+    if (tr && cli_is(a, "--train"))
+        return cli_value(a, &o->train);
+    if (tr && cli_is(a, "--train-labels"))
+        return cli_value(a, &o->train_labels);
+    if (tr && cli_is(a, "--train-limit"))
+        return cli_size(a, 1, SIZE_MAX, &o->train_limit);
+    if (te && cli_is(a, "--test"))
+        return cli_value(a, &o->test);
+    if (te && cli_is(a, "--test-labels"))
+        return cli_value(a, &o->test_labels);
+    if (te && cli_is(a, "--test-limit"))
+        return cli_size(a, 1, SIZE_MAX, &o->test_limit);
+    if ((o->allowed & CLI_DATA_CLASSES) && cli_is(a, "--classes"))
+        return cli_size(a, 0, 1u << 20, &o->classes);
+    return CLI_NOMATCH;
+}
+
+int cli_data_given(const cli_data_opts *o) { return o->dir || o->train || o->test; }
+
+/* dir/name or dir/name.gz, whichever exists. */
+static int find_idx(const char *dir, const char *name, char *out)
+{
+    int n = snprintf(out, CLI_PATH_MAX, "%s/%s", dir, name);
+    if (n < 0 || n >= CLI_PATH_MAX - 3)
+        return cli_fail("%s: path too long", dir);
+    if (access(out, R_OK) == 0)
+        return 0;
+    strcat(out, ".gz");
+    if (access(out, R_OK) == 0)
+        return 0;
+    return cli_fail("%s: neither %s nor %s.gz is readable there", dir, name, name);
+}
+
+int cli_default_data_present(void)
+{
+    char path[CLI_PATH_MAX];
+    for (int i = 0; i < 4; i++) {
+        snprintf(path, sizeof path, "%s/%s.gz", BPROP_DEFAULT_DATA_DIR, idx_names[i]);
+        if (access(path, R_OK) != 0) {
+            path[strlen(path) - 3] = '\0';
+            if (access(path, R_OK) != 0)
+                return 0;
+        }
+    }
+    return 1;
+}
+
+static int copy_path(char *dst, const char *src)
+{
+    if (strlen(src) >= CLI_PATH_MAX)
+        return cli_fail("%.64s...: path too long", src);
+    strcpy(dst, src);
+    return 0;
+}
+
+/* One split from an explicit file (and labels), or from the IDX pair in dir. */
+static int resolve_split(const char *file, const char *labels, const char *dir, int idx_first,
+                         cli_split_paths *s)
+{
+    int rc = 0;
+    if (file) {
+        rc = copy_path(s->images, file);
+        if (!rc && labels)
+            rc = copy_path(s->labels, labels);
+    } else if (dir) {
+        rc = find_idx(dir, idx_names[idx_first], s->images);
+        if (!rc)
+            rc = find_idx(dir, idx_names[idx_first + 1], s->labels);
+    }
+    return rc;
+}
+
+static void describe(const cli_data_opts *o, const char *dir, cli_data_paths *p)
+{
+    const char *tr = p->train.images[0] ? p->train.images : NULL;
+    const char *te = p->test.images[0] ? p->test.images : NULL;
+    char limits[64] = "";
+    if (tr && o->train_limit && te && o->test_limit)
+        snprintf(limits, sizeof limits, " (first %zu train, %zu test)", o->train_limit, o->test_limit);
+    else if (tr && o->train_limit)
+        snprintf(limits, sizeof limits, " (first %zu train)", o->train_limit);
+    else if (te && o->test_limit)
+        snprintf(limits, sizeof limits, " (first %zu test)", o->test_limit);
+    if (!o->train && !o->test) {
+        cli_format_trunc(p->desc, sizeof p->desc, "%s%s", dir, limits);
+        return;
+    }
+    cli_format_trunc(p->desc, sizeof p->desc, "%s%s%s%s%s%s", tr ? "train=" : "", tr ? tr : "",
+                     tr && te ? " " : "", te ? "test=" : "", te ? te : "", limits);
+}
+
+int cli_data_resolve(const cli_data_opts *o, unsigned need, cli_data_paths *p)
+{
+    memset(p, 0, sizeof *p);
+    p->train.labels_flag = "--train-labels";
+    p->test.labels_flag = "--test-labels";
+    p->train.limit = o->train_limit;
+    p->test.limit = o->test_limit;
+    const char *dir = o->dir;
+    if (!cli_data_given(o)) {
+        if (!cli_default_data_present())
+            return cli_fail("no data given and Fashion-MNIST is not installed in %s; install it "
+                            "(apt-get install dataset-fashion-mnist) or pass --data DIR or %s FILE",
+                            BPROP_DEFAULT_DATA_DIR, (need & CLI_NEED_TRAIN) ? "--train" : "--test");
+        dir = BPROP_DEFAULT_DATA_DIR;
+    }
+    int rc = 0;
+    if (need & CLI_NEED_TRAIN)
+        rc = resolve_split(o->train, o->train_labels, dir, 0, &p->train);
+    /* The test split is optional for training: with only --train there is none. */
+    if (!rc && (need & (CLI_NEED_TEST | CLI_WANT_TEST)))
+        rc = resolve_split(o->test, o->test_labels, dir, 2, &p->test);
+    if (rc)
+        return rc;
+    if ((need & CLI_NEED_TRAIN) && !p->train.images[0])
+        return cli_fail("no training data: pass --train FILE or --data DIR");
+    if ((need & CLI_NEED_TEST) && !p->test.images[0])
+        return cli_fail("no test data: pass --test FILE or --data DIR");
+    describe(o, dir ? dir : "", p);
+    return 0;
+}
+
+int cli_load_split(const cli_split_paths *s, size_t classes, bprop_dataset **out)
+{
+    bprop_error err = {0};
+    bprop_dataset *d = NULL;
+    const char *labels = s->labels[0] ? s->labels : NULL;
+    bprop_status st = bprop_dataset_load(s->images, labels, 1, classes, &d, &err);
+    if (st != BPROP_OK && !labels && strstr(err.message, "label") && !strstr(err.message, "line "))
+        return cli_fail("%s (pass %s FILE)", err.message, s->labels_flag);
+    if (st != BPROP_OK)
+        return cli_fail_path(s->images, &err, st);
+    if (!d->y) {
+        bprop_dataset_free(d);
+        return cli_fail("%s: IDX images without labels: pass %s FILE", s->images, s->labels_flag);
+    }
+    if (s->limit && s->limit < d->n) {
+        bprop_dataset *sub = NULL;
+        st = bprop_dataset_subset(d, 0, s->limit, &sub, &err);
+        bprop_dataset_free(d);
+        if (st != BPROP_OK)
+            return cli_fail_err(&err, st);
+        d = sub;
+    }
+    *out = d;
+    return 0;
+}

@@ -1,0 +1,76 @@
+/* main.c: the `bprop` program's entry point: dispatch to a command, top-level help and version. */
+#include "cli.h"
+
+#include <string.h>
+
+typedef struct command {
+    const char *name;
+    int (*run)(int argc, char **argv);
+    const char *summary;
+} command;
+
+static const command commands[] = {
+    {"train", cmd_train, "train a network and optionally save it"},
+    {"eval", cmd_eval, "loss, accuracy and confusion matrix of a saved model on a test set"},
+    {"predict", cmd_predict, "class probabilities for unlabelled inputs, as CSV"},
+    {"gradcheck", cmd_gradcheck, "compare backprop gradients with finite differences"},
+    {"info", cmd_info, "shape, training settings and history of a saved model"},
+};
+#define N_COMMANDS (sizeof commands / sizeof commands[0])
+
+static void usage(FILE *f)
+{
+    fputs("Usage: bprop COMMAND [options]\n"
+          "Train and use two-layer ReLU/softmax networks (parallel minibatch SGD).\n\n"
+          "Commands:\n", f);
+    for (size_t i = 0; i < N_COMMANDS; i++)
+        fprintf(f, "  %-10s %s\n", commands[i].name, commands[i].summary);
+    fputs("\n'bprop COMMAND --help' describes a command's options.\n"
+          "Exit status: 0 success, 1 runtime error (bad data, unreadable files, divergence),\n"
+          "2 bad command line, 3 gradcheck failed its tolerance.\n", f);
+}
+
+static const command *find_command(const char *name)
+{
+    for (size_t i = 0; i < N_COMMANDS; i++)
+        if (strcmp(commands[i].name, name) == 0)
+            return &commands[i];
+    return NULL;
+}
+
+int main(int argc, char **argv)
+{
+    if (argc < 2) {
+        usage(stderr);
+        return CLI_EXIT_USAGE;
+    }
+    const char *name = argv[1];
+    if (strcmp(name, "--help") == 0 || strcmp(name, "-h") == 0) {
+        usage(stdout);
+        return CLI_EXIT_OK;
+    }
+    if (strcmp(name, "--version") == 0) {
+        printf("bprop %s\n", BPROP_VERSION_STRING);
+        return CLI_EXIT_OK;
+    }
+    if (strcmp(name, "help") == 0) {
+        if (argc < 3) {
+            usage(stdout);
+            return CLI_EXIT_OK;
+        }
+        const command *c = find_command(argv[2]);
+        if (!c) {
+            fprintf(stderr, "bprop: unknown command '%s'\nTry 'bprop --help'.\n", argv[2]);
+            return CLI_EXIT_USAGE;
+        }
+        char flag[] = "--help";
+        char *help_argv[] = {argv[2], flag, NULL};
+        return c->run(2, help_argv);
+    }
+    const command *c = find_command(name);
+    if (!c) {
+        fprintf(stderr, "bprop: unknown command '%s'\nTry 'bprop --help'.\n", name);
+        return CLI_EXIT_USAGE;
+    }
+    return c->run(argc - 1, argv + 1);
+}
