@@ -1,0 +1,203 @@
+#!/usr/bin/env python3
+"""torch_throughput.py: PyTorch CPU baseline for bench/throughput (same model, grid and CSV)."""
+
+import argparse
+import gzip
+import math
+import os
+import struct
+import sys
+import time
+
+import numpy as np
+import torch
+from torch import nn
+
+COLUMNS = ("impl,threads,batch,hidden,samples_per_s,gflops,peak_gflops,peak_fraction,"
+           "speedup,efficiency,reduce_share,test_acc")
+
+
+def int_list(text):
+    try:
+        values = [int(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"'{text}': expected a comma-separated list of integers")
+    if not values or min(values) < 1:
+        raise argparse.ArgumentTypeError(f"'{text}': every value must be a positive integer")
+    return values
+
+
+def peak_map(text):
+    """'1:229.2,2:451.4' -> {1: 229.2, 2: 451.4} (measured by bench/throughput or peak_fma)."""
+    peaks = {}
+    for item in text.split(","):
+        if not item.strip():
+            continue
+        try:
+            threads, gflops = item.split(":")
+            peaks[int(threads)] = float(gflops)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"'{item}': expected THREADS:GFLOPS")
+    return peaks
+
+
+def default_threads():
+    procs = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    counts, t = [], 1
+    while t < procs:
+        counts.append(t)
+        t *= 2
+    return counts + [procs]
+
+
+def read_idx(path, magic):
+    """The array stored in an IDX file (plain or gzip), checked against its header."""
+    try:
+        with open(path, "rb") as f:
+            data = f.read()
+        if data[:2] == b"\x1f\x8b":
+            data = gzip.decompress(data)
+    except (OSError, EOFError) as e:
+        sys.exit(f"{path}: cannot read: {e}")
+    if len(data) < 4 or struct.unpack(">I", data[:4])[0] != magic:
+        sys.exit(f"{path}: byte 0: expected IDX magic 0x{magic:08x}")
+    ndim = magic & 0xFF
+    dims = struct.unpack(f">{ndim}I", data[4:4 + 4 * ndim])
+    body = np.frombuffer(data, dtype=np.uint8, offset=4 + 4 * ndim)
+    if body.size != math.prod(dims):
+        sys.exit(f"{path}: expected {math.prod(dims)} data bytes, found {body.size}")
+    return body.reshape(dims)
+
+
+def load_split(data_dir, prefix):
+    """Images as (n, 784) float32 in [0, 1] (as bprop loads them) and int64 labels."""
+    images = read_idx(os.path.join(data_dir, f"{prefix}-images-idx3-ubyte.gz"), 0x00000803)
+    labels = read_idx(os.path.join(data_dir, f"{prefix}-labels-idx1-ubyte.gz"), 0x00000801)
+    x = torch.from_numpy(images.reshape(len(images), -1).astype(np.float32) / 255.0)
+    return x, torch.from_numpy(labels.astype(np.int64))
+
+
+def make_model(inputs, hidden, classes, seed, bprop_init):
+    torch.manual_seed(seed)
+    model = nn.Sequential(nn.Linear(inputs, hidden), nn.ReLU(), nn.Linear(hidden, classes))
+    if bprop_init:
+        # bprop's initialisation: W1 ~ N(0, 2/inputs), W2 ~ N(0, 1/hidden), zero biases.
+        with torch.no_grad():
+            model[0].weight.normal_(0.0, math.sqrt(2.0 / inputs))
+            model[2].weight.normal_(0.0, math.sqrt(1.0 / hidden))
+            model[0].bias.zero_()
+            model[2].bias.zero_()
+    return model
+
+
+def run_epoch(model, opt, loss_fn, x, y, batch):
+    """One pass over (x, y) in order; x and y are already shuffled."""
+    for first in range(0, len(x), batch):
+        opt.zero_grad(set_to_none=True)
+        loss = loss_fn(model(x[first:first + batch]), y[first:first + batch])
+        loss.backward()
+        opt.step()
+
+
+def measure(args, data, threads, batch, hidden, rep):
+    """Samples/s of one timed epoch over the whole training set, and test accuracy after it."""
+    x_train, y_train, x_test, y_test = data
+    inputs, classes = x_train.shape[1], int(y_train.max()) + 1
+    torch.set_num_threads(threads)
+    loss_fn = nn.CrossEntropyLoss()
+    gen = torch.Generator().manual_seed(args.seed + rep)
+    perm = torch.randperm(len(x_train), generator=gen)
+    # Shuffled once, untimed, so each batch is a contiguous view: PyTorch's fastest case.
+    xs, ys = x_train[perm].contiguous(), y_train[perm].contiguous()
+
+    if args.warmup_samples > 0:
+        model = make_model(inputs, hidden, classes, args.seed, args.bprop_init)
+        opt = torch.optim.SGD(model.parameters(), lr=args.lr, momentum=args.momentum)
+        n = min(len(xs), args.warmup_samples)
+        run_epoch(model, opt, loss_fn, xs[:n], ys[:n], batch)
+
+    # A fresh model, so the accuracy reflects exactly one epoch.
+    model = make_model(inputs, hidden, classes, args.seed, args.bprop_init)
+    opt = torch.optim.SGD(model.parameters(), lr=args.lr, momentum=args.momentum)
+    start = time.perf_counter()
+    run_epoch(model, opt, loss_fn, xs, ys, batch)
+    seconds = time.perf_counter() - start
+
+    with torch.no_grad():
+        predicted = model(x_test).argmax(dim=1)
+        acc = (predicted == y_test).double().mean().item()
+    return len(xs) / seconds, acc
+
+
+def fmt(value, spec):
+    return "" if value is None else format(value, spec)
+
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__)
+    p.add_argument("--data", default="/usr/share/datasets/fashion-mnist",
+                   help="directory with {train,t10k}-{images-idx3,labels-idx1}-ubyte.gz")
+    p.add_argument("--threads", type=int_list, default=None,
+                   help="thread counts (default 1,2,4,...,cpu count)")
+    p.add_argument("--batch", type=int_list, default=[32, 128, 512])
+    p.add_argument("--hidden", type=int_list, default=[256])
+    p.add_argument("--lr", type=float, default=0.1)
+    p.add_argument("--momentum", type=float, default=0.9)
+    p.add_argument("--repeats", type=int, default=1, help="timed epochs per point; median")
+    p.add_argument("--warmup-samples", type=int, default=8192,
+                   help="samples of the untimed warm-up epoch on a fresh model (0: none)")
+    p.add_argument("--train-samples", type=int, default=0,
+                   help="use only the first N training samples (0: all)")
+    p.add_argument("--seed", type=int, default=42)
+    p.add_argument("--peak", type=peak_map, default={},
+                   help="measured peak GFLOP/s per thread count, e.g. 1:229.2,2:451.4")
+    p.add_argument("--torch-init", dest="bprop_init", action="store_false",
+                   help="keep PyTorch's default initialisation instead of bprop's")
+    p.add_argument("--out", default="-", help="CSV file (default: stdout)")
+    p.add_argument("--no-header", action="store_true")
+    p.add_argument("--quiet", action="store_true", help="no progress on stderr")
+    args = p.parse_args()
+    if args.repeats < 1:
+        p.error("--repeats must be at least 1")
+
+    x_train, y_train = load_split(args.data, "train")
+    x_test, y_test = load_split(args.data, "t10k")
+    if args.train_samples > 0:
+        x_train, y_train = x_train[:args.train_samples], y_train[:args.train_samples]
+    data = (x_train, y_train, x_test, y_test)
+    threads_list = sorted(set(args.threads or default_threads()))
+
+    out = sys.stdout if args.out == "-" else open(args.out, "w")
+    if not args.no_header:
+        print(COLUMNS, file=out, flush=True)
+    for hidden in args.hidden:
+        # 2(DH + HC) forward, 2(DH + 2HC) backward: 3196 H for Fashion-MNIST.
+        inputs, classes = x_train.shape[1], int(y_train.max()) + 1
+        flops_per_sample = float(hidden * (4 * inputs + 6 * classes))
+        for batch in args.batch:
+            base = None  # samples/s at one thread
+            for threads in threads_list:
+                runs = sorted((measure(args, data, threads, batch, hidden, r)
+                               for r in range(args.repeats)), key=lambda run: run[0])
+                sps, acc = runs[len(runs) // 2]
+                if threads == 1:
+                    base = sps
+                gflops = sps * flops_per_sample / 1e9
+                peak = args.peak.get(threads)
+                speedup = sps / base if base else None
+                print(",".join([
+                    "pytorch", str(threads), str(batch), str(hidden), f"{sps:.1f}",
+                    f"{gflops:.2f}", fmt(peak, ".1f"),
+                    fmt(gflops / peak if peak else None, ".4f"), fmt(speedup, ".3f"),
+                    fmt(speedup / threads if speedup else None, ".3f"), "", f"{acc:.4f}",
+                ]), file=out, flush=True)
+                if not args.quiet:
+                    print(f"pytorch threads={threads} batch={batch} hidden={hidden}: "
+                          f"{sps:.0f} samples/s, {gflops:.1f} GFLOP/s, test acc {acc:.4f}",
+                          file=sys.stderr, flush=True)
+    if out is not sys.stdout:
+        out.close()
+
+
+if __name__ == "__main__":
+    main()

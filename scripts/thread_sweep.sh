@@ -1,0 +1,151 @@
+#!/usr/bin/env bash
+# thread_sweep.sh: bprop and PyTorch training throughput over one thread x batch grid: one CSV, plots, a summary.
+set -euo pipefail
+
+repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+
+usage() {
+    cat <<EOF
+usage: scripts/thread_sweep.sh [options]
+Builds bprop (Release) if needed, runs build/bench/throughput and, when PyTorch imports,
+bench/torch_throughput.py over the same grid, writes one CSV, plots it with gnuplot and prints
+bprop/PyTorch ratios.
+  --build-dir DIR       build directory (default $repo/build-release; configured as Release
+                        with tests off when it has no CMakeCache.txt)
+  --no-build            use the build directory as it is
+  --out FILE            CSV output (default $repo/out/thread_sweep.csv); plots go beside it
+  --threads LIST        thread counts (default 1,2,4,... up to nproc)
+  --batch LIST          batch sizes (default 32,128,512)
+  --hidden LIST         hidden sizes (default 256; e.g. 1024 or 256,1024)
+  --repeats N           timed epochs per point, median reported (default 1)
+  --warmup-samples N    untimed warm-up epoch length in samples (default 8192)
+  --train-samples N     time epochs over the first N training samples only (quick checks)
+  --data DIR            Fashion-MNIST IDX directory (default /usr/share/datasets/fashion-mnist)
+  --python PY           interpreter for the PyTorch script (default \$PYTHON, else the first of
+                        python3, /usr/bin/python3 that imports torch)
+  --no-torch            bprop only
+  --bind                export OMP_PLACES=cores OMP_PROC_BIND=close (one thread per core)
+  --no-plot             skip gnuplot
+EOF
+}
+
+build="$repo/build-release"
+do_build=1
+out="$repo/out/thread_sweep.csv"
+threads=""
+batch="32,128,512"
+hidden="256"
+repeats=1
+warmup=8192
+train_samples=0
+data="/usr/share/datasets/fashion-mnist"
+python="${PYTHON:-}"
+torch=1
+plot=1
+
+need() { [[ $# -ge 2 && -n "$2" ]] || { echo "thread_sweep: $1 needs a value" >&2; exit 2; }; }
+while [[ $# -gt 0 ]]; do
+    case "$1" in
+        --build-dir) need "$@"; build="$2"; shift ;;
+        --no-build) do_build=0 ;;
+        --out) need "$@"; out="$2"; shift ;;
+        --threads) need "$@"; threads="$2"; shift ;;
+        --batch) need "$@"; batch="$2"; shift ;;
+        --hidden) need "$@"; hidden="$2"; shift ;;
+        --repeats) need "$@"; repeats="$2"; shift ;;
+        --warmup-samples) need "$@"; warmup="$2"; shift ;;
+        --train-samples) need "$@"; train_samples="$2"; shift ;;
+        --data) need "$@"; data="$2"; shift ;;
+        --python) need "$@"; python="$2"; shift ;;
+        --no-torch) torch=0 ;;
+        --bind) export OMP_PLACES=cores OMP_PROC_BIND=close ;;
+        --no-plot) plot=0 ;;
+        -h|--help) usage; exit 0 ;;
+        *) echo "thread_sweep: unknown option '$1'" >&2; usage >&2; exit 2 ;;
+    esac
+    shift
+done
+
+if [[ -z "$threads" ]]; then
+    procs=$(nproc)
+    threads=1
+    for ((t = 2; t < procs; t *= 2)); do threads+=",$t"; done
+    ((procs > 1)) && threads+=",$procs"
+fi
+
+start=$SECONDS
+tmp=$(mktemp -d)
+trap 'rm -rf "$tmp"' EXIT
+
+# Build: configure once as Release; later runs only rebuild what changed.
+if ((do_build)); then
+    {
+        if [[ ! -f "$build/CMakeCache.txt" ]]; then
+            cmake -S "$repo" -B "$build" -DCMAKE_BUILD_TYPE=Release -DBPROP_BUILD_TESTS=OFF
+        fi
+        cmake --build "$build" --target throughput -j "$(nproc)"
+    } >"$tmp/build.log" 2>&1 || { cat "$tmp/build.log" >&2; echo "thread_sweep: build failed" >&2; exit 1; }
+fi
+bench="$build/bench/throughput"
+[[ -x "$bench" ]] || { echo "thread_sweep: $bench not found (build it, or drop --no-build)" >&2; exit 1; }
+type=$(sed -n 's/^CMAKE_BUILD_TYPE:[A-Z]*=//p' "$build/CMakeCache.txt" 2>/dev/null || true)
+[[ "$type" == "Release" ]] || echo "thread_sweep: warning: $build is a '${type:-unknown}' build, not Release" >&2
+
+# The PyTorch interpreter: the one asked for, else the first that imports torch.
+if ((torch)); then
+    if [[ -n "$python" ]]; then
+        "$python" -c 'import torch, numpy' 2>/dev/null \
+            || { echo "thread_sweep: $python cannot import torch and numpy; bprop only" >&2; torch=0; }
+    else
+        for candidate in python3 /usr/bin/python3; do
+            if "$candidate" -c 'import torch, numpy' 2>/dev/null; then python=$candidate; break; fi
+        done
+        [[ -n "$python" ]] || { echo "thread_sweep: no python with torch and numpy; bprop only" >&2; torch=0; }
+    fi
+fi
+
+mkdir -p "$(dirname "$out")"
+grid=(--threads "$threads" --batch "$batch" --hidden "$hidden" --repeats "$repeats"
+      --warmup-samples "$warmup" --train-samples "$train_samples" --data "$data")
+
+echo "== bprop: $bench, threads $threads, batch $batch, hidden $hidden" >&2
+"$bench" "${grid[@]}" --out "$tmp/bprop.csv"
+cp "$tmp/bprop.csv" "$out"
+
+if ((torch)); then
+    # PyTorch's rows use the peaks that bprop's run just measured.
+    peaks=$(awk -F, 'NR > 1 && $7 != "" && !seen[$2]++ { print $2 ":" $7 }' "$tmp/bprop.csv" | paste -sd, -)
+    echo "== pytorch: $python $("$python" -c 'import torch; print("torch", torch.__version__)')" >&2
+    "$python" "$repo/bench/torch_throughput.py" "${grid[@]}" --peak "$peaks" --no-header \
+        --out "$tmp/torch.csv"
+    cat "$tmp/torch.csv" >>"$out"
+fi
+
+if ((plot)); then
+    if command -v gnuplot >/dev/null; then
+        gnuplot -e "csv='$out'; prefix='${out%.csv}'" "$repo/scripts/thread_plot.gp" \
+            && echo "plots: $(ls "${out%.csv}"_{speedup,samples}_h*.* 2>/dev/null | tr '\n' ' ')" >&2 \
+            || echo "thread_sweep: gnuplot failed; no plots" >&2
+    else
+        echo "thread_sweep: gnuplot not found; no plots" >&2
+    fi
+fi
+
+# Summary: one line per grid point, bprop beside PyTorch.
+awk -F, '
+    NR == 1 { next }
+    { key = $2 "," $3 "," $4; if (!(key in order)) { order[key] = ++n; keys[n] = key }
+      sps[$1, key] = $5; acc[$1, key] = $12; frac[$1, key] = $8; red[$1, key] = $11; eff[$1, key] = $10 }
+    END {
+        printf "%7s %6s %6s | %10s %6s %6s %6s %7s | %10s %6s %7s | %6s\n", "threads", "batch", "hidden",
+               "bprop/s", "%peak", "eff", "reduce", "acc", "pytorch/s", "eff", "acc", "ratio"
+        for (i = 1; i <= n; i++) {
+            k = keys[i]; split(k, f, ",")
+            b = sps["bprop", k]; t = sps["pytorch", k]
+            printf "%7s %6s %6s | %10.0f %5.1f%% %6s %5.1f%% %7s | %10s %6s %7s | %6s\n", f[1], f[2], f[3],
+                   b, 100 * frac["bprop", k], eff["bprop", k], 100 * red["bprop", k], acc["bprop", k],
+                   t == "" ? "-" : sprintf("%.0f", t), t == "" ? "-" : eff["pytorch", k],
+                   t == "" ? "-" : acc["pytorch", k], t == "" ? "-" : sprintf("%.2fx", b / t)
+        }
+    }' "$out"
+echo "csv: $out; wall time $((SECONDS - start)) s" >&2
