@@ -45,10 +45,13 @@ static void work_free(bp_work *w)
     bp_free(w->rows);
     bp_free(w->w2t);
     bp_free(w->gw2t);
+    bp_sparse_free(&w->sparse);
 }
 
-static int work_alloc(bp_work *w, size_t H, size_t C)
+static int work_alloc(bp_work *w, size_t D, size_t H, size_t C)
 {
+    if (!bp_sparse_alloc(&w->sparse, D))
+        return 0;
     w->h = bp_alloc((size_t)BP_BLOCK * H, sizeof(float));
     w->logits = bp_alloc((size_t)BP_BLOCK * C, sizeof(float));
     w->pred = bp_alloc(BP_BLOCK, sizeof(int32_t));
@@ -90,7 +93,7 @@ bprop_status bp_engine_create(const bprop_model *m, int threads, int with_grads,
         ok = e->grad != NULL;
     }
     for (int t = 0; ok && t < threads; t++) {
-        ok = work_alloc(&e->work[t], m->hidden, m->classes);
+        ok = work_alloc(&e->work[t], m->inputs, m->hidden, m->classes);
         if (ok && with_grads)
             ok = (e->grad[t] = bp_alloc(e->params, sizeof(float))) != NULL;
     }
@@ -145,11 +148,11 @@ void bp_thread_pass(const bprop_model *m, bp_work *w, float *grad, const float *
             w->rows[r] = X + i * D;
             w->y[r] = Y[i];
         }
-        bp_forward_block(&net, w->rows, nb, w->h, w->logits);
+        bp_forward_block(&net, w->rows, nb, w->h, w->logits, &w->sparse);
         *loss += bp_softmax_xent(w->logits, w->y, nb, C, w->pred);
         for (size_t r = 0; r < nb; r++)
             *correct += w->pred[r] == w->y[r];
-        bp_backward_block(&net, w->rows, nb, w->h, w->logits, &g, s0 == lo);
+        bp_backward_block(&net, w->rows, nb, w->h, w->logits, &g, s0 == lo, &w->sparse);
     }
     fold_w2(w->gw2t, grad + L->offset[BPROP_W2], H, C);
 }

@@ -1,5 +1,6 @@
 /* kernels.c: register-blocked forward and backward passes for one thread's block of samples. */
 #include "kernels.h"
+#include "internal.h"
 
 #include <math.h>
 #include <string.h>
@@ -48,19 +49,22 @@ INLINE float hsum(vf v)
 
 /* ---- forward, layer 1: h (nb, H) = relu(x (nb, D) W1 (D, H) + b1) ------------------------- */
 
-/* One mr x (nv * VL) tile of h: mr samples, nv vectors of hidden units starting at column j. */
-INLINE void fwd_tile(int mr, int nv, const bp_net *net, const float *const *xr, size_t j,
-                     float *h)
+/* One mr x (nv * VL) tile of h: mr samples, nv vectors of hidden units starting at column j.
+ * Only the nk pixels ks[] that are non-zero in some of the mr samples contribute. */
+INLINE void fwd_tile(int mr, int nv, const bp_net *net, const float *const *xr,
+                     const uint32_t *ks, size_t nk, size_t j, float *h)
 {
-    const size_t D = net->D, H = net->H;
+    const size_t H = net->H;
     vf acc[FWD_MR][FWD_NV];
     for (int v = 0; v < nv; v++) {
         vf b = net->b1 ? ld(net->b1 + j + v * VL) : splat(0.0f);
         for (int r = 0; r < mr; r++)
             acc[r][v] = b;
     }
-    const float *w = net->w1 + j;
-    for (size_t k = 0; k < D; k++, w += H) {
+    const float *w1 = net->w1 + j;
+    for (size_t q = 0; q < nk; q++) {
+        const size_t k = ks[q];
+        const float *w = w1 + k * H;
         vf wk[FWD_NV];
         for (int v = 0; v < nv; v++)
             wk[v] = ld(w + v * VL);
@@ -75,24 +79,45 @@ INLINE void fwd_tile(int mr, int nv, const bp_net *net, const float *const *xr, 
             st(h + r * H + j + v * VL, relu(acc[r][v]));
 }
 
-/* Rows [0, nb) of a panel of nv vectors: full tiles of FWD_MR samples, then the remainder. */
+/* Rows [0, nb) of a panel of nv vectors: full tiles of FWD_MR samples, then the remainder; tile
+ * t reads its pixel list from sp. */
 INLINE void fwd_panel(int nv, const bp_net *net, const float *const *xr, size_t nb, size_t j,
-                      float *h)
+                      float *h, const bp_sparse *sp)
 {
-    size_t r = 0;
-    for (; r + FWD_MR <= nb; r += FWD_MR)
-        fwd_tile(FWD_MR, nv, net, xr + r, j, h + r * net->H);
+    const size_t D = net->D, H = net->H;
+    size_t r = 0, t = 0;
+    for (; r + FWD_MR <= nb; r += FWD_MR, t++)
+        fwd_tile(FWD_MR, nv, net, xr + r, sp->fwd_k + t * D, sp->fwd_n[t], j, h + r * H);
+    const uint32_t *ks = sp->fwd_k + t * D;
+    const size_t nk = sp->fwd_n[t];
     switch (nb - r) {
 #if FWD_MR > 5
-    case 5: fwd_tile(5, nv, net, xr + r, j, h + r * net->H); break;
+    case 5: fwd_tile(5, nv, net, xr + r, ks, nk, j, h + r * H); break;
 #endif
 #if FWD_MR > 4
-    case 4: fwd_tile(4, nv, net, xr + r, j, h + r * net->H); break;
+    case 4: fwd_tile(4, nv, net, xr + r, ks, nk, j, h + r * H); break;
 #endif
-    case 3: fwd_tile(3, nv, net, xr + r, j, h + r * net->H); break;
-    case 2: fwd_tile(2, nv, net, xr + r, j, h + r * net->H); break;
-    case 1: fwd_tile(1, nv, net, xr + r, j, h + r * net->H); break;
+    case 3: fwd_tile(3, nv, net, xr + r, ks, nk, j, h + r * H); break;
+    case 2: fwd_tile(2, nv, net, xr + r, ks, nk, j, h + r * H); break;
+    case 1: fwd_tile(1, nv, net, xr + r, ks, nk, j, h + r * H); break;
     default: break;
+    }
+}
+
+/* For each tile of FWD_MR samples, the pixels that are non-zero in at least one of them. */
+static void fwd_lists(const float *const *xr, size_t nb, size_t D, bp_sparse *sp)
+{
+    for (size_t r = 0, t = 0; r < nb; r += FWD_MR, t++) {
+        size_t mr = nb - r < FWD_MR ? nb - r : FWD_MR, n = 0;
+        uint32_t *ks = sp->fwd_k + t * D;
+        for (size_t k = 0; k < D; k++) {
+            int nz = 0;
+            for (size_t i = 0; i < mr; i++)
+                nz |= xr[r + i][k] != 0.0f;
+            ks[n] = (uint32_t)k;
+            n += (size_t)nz;
+        }
+        sp->fwd_n[t] = (uint32_t)n;
     }
 }
 
@@ -110,14 +135,17 @@ static void fwd_cols_scalar(const bp_net *net, const float *const *xr, size_t nb
         }
 }
 
-static void fwd_layer1(const bp_net *net, const float *const *xr, size_t nb, float *h)
+static void fwd_layer1(const bp_net *net, const float *const *xr, size_t nb, float *h,
+                       bp_sparse *sp)
 {
     const size_t H = net->H;
     size_t j = 0;
+    fwd_lists(xr, nb, net->D, sp);
+    /* Panel-outer: a (D, 64) panel of W1 stays in L2 while every tile of samples passes. */
     for (; j + FWD_NV * VL <= H; j += FWD_NV * VL)
-        fwd_panel(FWD_NV, net, xr, nb, j, h);
+        fwd_panel(FWD_NV, net, xr, nb, j, h, sp);
     for (; j + VL <= H; j += VL)
-        fwd_panel(1, net, xr, nb, j, h);
+        fwd_panel(1, net, xr, nb, j, h, sp);
     if (j < H)
         fwd_cols_scalar(net, xr, nb, j, h);
 }
@@ -149,9 +177,9 @@ static void fwd_layer2(const bp_net *net, size_t nb, const float *h, float *logi
 }
 
 void bp_forward_block(const bp_net *net, const float *const *xr, size_t nb, float *h,
-                      float *logits)
+                      float *logits, bp_sparse *sp)
 {
-    fwd_layer1(net, xr, nb, h);
+    fwd_layer1(net, xr, nb, h, sp);
     fwd_layer2(net, nb, h, logits);
 }
 
@@ -250,9 +278,11 @@ static void bwd_hidden(const bp_net *net, size_t nb, float *h, const float *dl, 
 }
 
 /* One mr x (nv * VL) tile of dW1 (D, H) += x^T (D, nb) dh (nb, H): mr input pixels from k,
- * nv vectors of hidden units from j, summed over the block's samples. */
-INLINE void bwd_tile(int mr, int nv, const bp_net *net, const float *const *xr, size_t nb,
-                     const float *dh, size_t k, size_t j, float *gw1, int first)
+ * nv vectors of hidden units from j, summed over the ns samples ss[] whose pixels k..k+mr are
+ * not all zero (the others add nothing). */
+INLINE void bwd_tile(int mr, int nv, const bp_net *net, const float *const *xr,
+                     const uint8_t *ss, size_t ns, const float *dh, size_t k, size_t j,
+                     float *gw1, int first)
 {
     const size_t H = net->H;
     float *out = gw1 + k * H + j;
@@ -260,7 +290,8 @@ INLINE void bwd_tile(int mr, int nv, const bp_net *net, const float *const *xr, 
     for (int r = 0; r < mr; r++)
         for (int v = 0; v < nv; v++)
             acc[r][v] = first ? splat(0.0f) : ld(out + r * H + v * VL);
-    for (size_t s = 0; s < nb; s++) {
+    for (size_t q = 0; q < ns; q++) {
+        const size_t s = ss[q];
         const float *xs = xr[s] + k;
         vf d[BWD_NV];
         for (int v = 0; v < nv; v++)
@@ -276,15 +307,36 @@ INLINE void bwd_tile(int mr, int nv, const bp_net *net, const float *const *xr, 
             st(out + r * H + v * VL, acc[r][v]);
 }
 
-INLINE void bwd_panel(int nv, const bp_net *net, const float *const *xr, size_t nb,
-                      const float *dh, size_t j, float *gw1, int first)
+/* Pixel tiles: whole tiles of BWD_MR pixels, then single pixels up to D. */
+static size_t bwd_tiles(size_t D) { return D / BWD_MR + D % BWD_MR; }
+
+INLINE void bwd_panel(int nv, const bp_net *net, const float *const *xr, const float *dh,
+                      size_t j, float *gw1, int first, const bp_sparse *sp)
 {
     const size_t D = net->D;
-    size_t k = 0;
-    for (; k + BWD_MR <= D; k += BWD_MR)
-        bwd_tile(BWD_MR, nv, net, xr, nb, dh, k, j, gw1, first);
-    for (; k < D; k++)
-        bwd_tile(1, nv, net, xr, nb, dh, k, j, gw1, first);
+    size_t k = 0, t = 0;
+    for (; k + BWD_MR <= D; k += BWD_MR, t++)
+        bwd_tile(BWD_MR, nv, net, xr, sp->bwd_s + t * BP_BLOCK, sp->bwd_n[t], dh, k, j, gw1, first);
+    for (; k < D; k++, t++)
+        bwd_tile(1, nv, net, xr, sp->bwd_s + t * BP_BLOCK, sp->bwd_n[t], dh, k, j, gw1, first);
+}
+
+/* For each pixel tile, the samples with a non-zero pixel in it. */
+static void bwd_lists(const float *const *xr, size_t nb, size_t D, bp_sparse *sp)
+{
+    for (size_t k = 0, t = 0; k < D; t++) {
+        size_t len = k + BWD_MR <= D && t < D / BWD_MR ? BWD_MR : 1, n = 0;
+        uint8_t *ss = sp->bwd_s + t * BP_BLOCK;
+        for (size_t s = 0; s < nb; s++) {
+            int nz = 0;
+            for (size_t i = 0; i < len; i++)
+                nz |= xr[s][k + i] != 0.0f;
+            ss[n] = (uint8_t)s;
+            n += (size_t)nz;
+        }
+        sp->bwd_n[t] = (uint32_t)n;
+        k += len;
+    }
 }
 
 static void bwd_cols_scalar(const bp_net *net, const float *const *xr, size_t nb,
@@ -301,22 +353,41 @@ static void bwd_cols_scalar(const bp_net *net, const float *const *xr, size_t nb
 }
 
 static void bwd_layer1(const bp_net *net, const float *const *xr, size_t nb, const float *dh,
-                       float *gw1, int first)
+                       float *gw1, int first, bp_sparse *sp)
 {
     const size_t H = net->H;
     size_t j = 0;
+    bwd_lists(xr, nb, net->D, sp);
     for (; j + BWD_NV * VL <= H; j += BWD_NV * VL)
-        bwd_panel(BWD_NV, net, xr, nb, dh, j, gw1, first);
+        bwd_panel(BWD_NV, net, xr, dh, j, gw1, first, sp);
     for (; j + VL <= H; j += VL)
-        bwd_panel(1, net, xr, nb, dh, j, gw1, first);
+        bwd_panel(1, net, xr, dh, j, gw1, first, sp);
     if (j < H)
         bwd_cols_scalar(net, xr, nb, dh, j, gw1, first);
 }
 
 void bp_backward_block(const bp_net *net, const float *const *xr, size_t nb, float *h,
-                       const float *dl, bp_grads *g, int first)
+                       const float *dl, bp_grads *g, int first, bp_sparse *sp)
 {
     bwd_layer2(net, nb, h, dl, g);
     bwd_hidden(net, nb, h, dl, g);
-    bwd_layer1(net, xr, nb, h, g->w1, first);
+    bwd_layer1(net, xr, nb, h, g->w1, first, sp);
+}
+
+int bp_sparse_alloc(bp_sparse *sp, size_t D)
+{
+    const size_t fwd_tiles = (BP_BLOCK + FWD_MR - 1) / FWD_MR;
+    sp->fwd_k = bp_alloc(fwd_tiles * D, sizeof(uint32_t));
+    sp->fwd_n = bp_alloc(fwd_tiles, sizeof(uint32_t));
+    sp->bwd_s = bp_alloc(bwd_tiles(D) * BP_BLOCK, sizeof(uint8_t));
+    sp->bwd_n = bp_alloc(bwd_tiles(D), sizeof(uint32_t));
+    return sp->fwd_k && sp->fwd_n && sp->bwd_s && sp->bwd_n;
+}
+
+void bp_sparse_free(bp_sparse *sp)
+{
+    bp_free(sp->fwd_k);
+    bp_free(sp->fwd_n);
+    bp_free(sp->bwd_s);
+    bp_free(sp->bwd_n);
 }

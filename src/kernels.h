@@ -27,10 +27,24 @@ typedef struct bp_grads {
     float *b2;   /* (C) or NULL */
 } bp_grads;
 
+/* Index lists that let the kernels skip zero inputs (about half of Fashion-MNIST's pixels):
+ * which pixels are non-zero in each forward tile of samples, and which samples are non-zero in
+ * each backward tile of pixels. Rebuilt for every block; sizes from bp_sparse_alloc. */
+typedef struct bp_sparse {
+    uint32_t *fwd_k;  /* (fwd tiles, D) non-zero pixel indices of each tile of samples */
+    uint32_t *fwd_n;  /* (fwd tiles) how many */
+    uint8_t *bwd_s;   /* (bwd tiles, BP_BLOCK) samples with a non-zero pixel in each pixel tile */
+    uint32_t *bwd_n;  /* (bwd tiles) how many */
+} bp_sparse;
+
+/* Allocate (bp_alloc) the lists for D inputs; 0 on failure. Free with bp_sparse_free. */
+int bp_sparse_alloc(bp_sparse *sp, size_t D);
+void bp_sparse_free(bp_sparse *sp);
+
 /* h = relu(x W1 + b1), logits = h W2 + b2 for nb <= BP_BLOCK samples whose rows are xr[0..nb).
- * h (nb, H), logits (nb, C). */
+ * h (nb, H), logits (nb, C). Fills sp's forward lists. */
 void bp_forward_block(const bp_net *net, const float *const *xr, size_t nb, float *h,
-                      float *logits);
+                      float *logits, bp_sparse *sp);
 
 /* Softmax cross-entropy of logits (nb, C) against y (nb): returns the summed loss, writes the
  * arg-max class of each sample to pred (nb) and replaces logits by dlogits = softmax - onehot. */
@@ -43,6 +57,6 @@ void bp_softmax(float *logits, size_t nb, size_t C, int32_t *pred);
  * the activations on entry and dL/d(pre-activation) on return. first != 0 overwrites g->w1 instead
  * of adding to it, which spares zeroing the largest buffer every step. */
 void bp_backward_block(const bp_net *net, const float *const *xr, size_t nb, float *h,
-                       const float *dl, bp_grads *g, int first);
+                       const float *dl, bp_grads *g, int first, bp_sparse *sp);
 
 #endif /* BPROP_KERNELS_H */

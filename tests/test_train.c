@@ -60,6 +60,107 @@ Test(reduction, batch_smaller_than_thread_count) { check_reduction(5, 20); }
 Test(reduction, single_sample) { check_reduction(1, 16); }
 Test(reduction, several_blocks_per_thread) { check_reduction(3 * BP_BLOCK + 7, 33); }
 
+/* Naive double-precision backprop written straight from the formulas: the independent reference
+ * for the blocked kernels (tiles, remainders, zero skipping). g (layout.total), mean over n. */
+static void naive_grad(const bprop_model *m, const float *x, const int32_t *y, size_t n, double *g)
+{
+    const size_t D = m->inputs, H = m->hidden, C = m->classes;
+    const float *w1 = bprop_model_tensor(m, BPROP_W1), *b1 = bprop_model_tensor(m, BPROP_B1);
+    const float *w2 = bprop_model_tensor(m, BPROP_W2), *b2 = bprop_model_tensor(m, BPROP_B2);
+    const bprop_layout *L = &m->layout;
+    double *h = malloc(H * sizeof(double)), *z = malloc(C * sizeof(double));
+    double *dh = malloc(H * sizeof(double));
+    memset(g, 0, L->total * sizeof(double));
+    for (size_t s = 0; s < n; s++) {
+        const float *xs = x + s * D;
+        for (size_t j = 0; j < H; j++) {
+            double a = b1 ? b1[j] : 0.0;
+            for (size_t k = 0; k < D; k++)
+                a += (double)xs[k] * w1[k * H + j];
+            h[j] = a > 0 ? a : 0;
+        }
+        double zmax = -INFINITY, sum = 0;
+        for (size_t c = 0; c < C; c++) {
+            z[c] = b2 ? b2[c] : 0.0;
+            for (size_t j = 0; j < H; j++)
+                z[c] += h[j] * w2[j * C + c];
+            zmax = fmax(zmax, z[c]);
+        }
+        for (size_t c = 0; c < C; c++)
+            sum += exp(z[c] - zmax);
+        for (size_t c = 0; c < C; c++) {
+            double d = (exp(z[c] - zmax) / sum - (c == (size_t)y[s])) / (double)n;
+            if (b2)
+                g[L->offset[BPROP_B2] + c] += d;
+            for (size_t j = 0; j < H; j++)
+                g[L->offset[BPROP_W2] + j * C + c] += h[j] * d;
+            z[c] = d;
+        }
+        for (size_t j = 0; j < H; j++) {
+            double a = 0;
+            for (size_t c = 0; c < C; c++)
+                a += z[c] * w2[j * C + c];
+            dh[j] = h[j] > 0 ? a : 0;
+            if (b1)
+                g[L->offset[BPROP_B1] + j] += dh[j];
+        }
+        for (size_t k = 0; k < D; k++)
+            for (size_t j = 0; j < H; j++)
+                g[L->offset[BPROP_W1] + k * H + j] += (double)xs[k] * dh[j];
+    }
+    free(h);
+    free(z);
+    free(dh);
+}
+
+/* Inputs with runs of zeros and whole zero rows, like image backgrounds. */
+static bprop_dataset *sparse_data(size_t n, size_t D, size_t C, uint64_t seed)
+{
+    bprop_dataset *d = tu_blobs(n, D, C, seed);
+    for (size_t s = 0; s < n; s++)
+        for (size_t k = 0; k < D; k++)
+            if (s % 7 == 3 || (k + 3 * s) % 10 < 6)
+                d->x[s * D + k] = 0.0f;
+    return d;
+}
+
+static void check_against_naive(size_t n, size_t D, size_t H, size_t C, int bias)
+{
+    bprop_dataset *d = sparse_data(n, D, C, 17);
+    bprop_model *m;
+    cr_assert_eq(bprop_model_create(D, H, C, bias, 4, &m, NULL), BPROP_OK);
+    size_t P = m->layout.total;
+    double *ref = malloc(P * sizeof(double));
+    float *g = malloc(P * sizeof(float));
+    naive_grad(m, d->x, d->y, n, ref);
+    for (int threads = 1; threads <= 3; threads++) {
+        cr_assert_eq(bprop_loss_grad(m, d->x, d->y, n, threads, NULL, g, NULL), BPROP_OK);
+        for (int t = 0; t < BPROP_TENSORS; t++) {
+            double num = 0, den = 0;
+            for (size_t i = m->layout.offset[t]; i < m->layout.offset[t] + m->layout.count[t]; i++) {
+                num += (g[i] - ref[i]) * (g[i] - ref[i]);
+                den += ref[i] * ref[i];
+            }
+            cr_assert(num <= 1e-10 * den, "%zu-%zu-%zu n=%zu threads=%d %s: relative error %g", D, H,
+                      C, n, threads, bprop_tensor_name(t), sqrt(num / den));
+        }
+    }
+    free(ref);
+    free(g);
+    bprop_model_free(m);
+    bprop_dataset_free(d);
+}
+
+/* Hidden widths that use the wide panels, the one-vector panels and the scalar tail; pixel counts
+ * with and without a remainder; sample counts with partial tiles and several blocks. */
+Test(kernels, match_naive_backprop_on_sparse_inputs)
+{
+    check_against_naive(150, 50, 80, 10, 1);
+    check_against_naive(70, 37, 45, 5, 1);
+    check_against_naive(9, 16, 7, 3, 0);
+    check_against_naive(131, 784, 130, 10, 1);
+}
+
 Test(softmax, stable_for_huge_logits)
 {
     float z[2][3] = {{1e4f, -1e4f, 0.0f}, {-1e4f, -1e4f, -1e4f}};
