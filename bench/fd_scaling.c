@@ -351,6 +351,17 @@ static void report_fits(const options *o, const row *rows, size_t n, FILE *ff)
         }
 }
 
+/* Other work on the machine distorts the thread sweep most: say how busy it was (Linux). */
+static void print_load(const char *when)
+{
+    char buf[128] = "";
+    FILE *f = fopen("/proc/loadavg", "r");
+    if (f && fgets(buf, sizeof buf, f))
+        fprintf(stderr, "# load average %s: %s", when, buf);
+    if (f)
+        fclose(f);
+}
+
 static bprop_dataset *load_batch(const options *o)
 {
     char img[4096], lab[4096];
@@ -393,6 +404,7 @@ int main(int argc, char **argv)
     }
     size_t n_rows = 0;
     double t0 = omp_get_wtime();
+    print_load("before the sweep");
     for (size_t h = 0; rc == 0 && h < o.n_hidden; h++)
         rc = sweep_point(&o, d, o.hidden[h], f, rows, &n_rows) ? 1 : 0;
     if (rc == 0) {
@@ -403,6 +415,7 @@ int main(int argc, char **argv)
         if (ff)
             fclose(ff);
         fprintf(stderr, "# sweep took %.1f s\n", omp_get_wtime() - t0);
+        print_load("after the sweep");
     }
     if (f && f != stdout)
         fclose(f);
