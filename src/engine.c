@@ -45,12 +45,12 @@ static void work_free(bp_work *w)
     bp_free(w->rows);
     bp_free(w->w2t);
     bp_free(w->gw2t);
-    bp_sparse_free(&w->sparse);
+    bp_scratch_free(&w->scratch);
 }
 
 static int work_alloc(bp_work *w, size_t D, size_t H, size_t C)
 {
-    if (!bp_sparse_alloc(&w->sparse, D))
+    if (!bp_scratch_alloc(&w->scratch, D))
         return 0;
     w->h = bp_alloc((size_t)BP_BLOCK * H, sizeof(float));
     w->logits = bp_alloc((size_t)BP_BLOCK * C, sizeof(float));
@@ -148,11 +148,11 @@ void bp_thread_pass(const bprop_model *m, bp_work *w, float *grad, const float *
             w->rows[r] = X + i * D;
             w->y[r] = Y[i];
         }
-        bp_forward_block(&net, w->rows, nb, w->h, w->logits, &w->sparse);
+        bp_forward_block(&net, w->rows, nb, w->h, w->logits, &w->scratch);
         *loss += bp_softmax_xent(w->logits, w->y, nb, C, w->pred);
         for (size_t r = 0; r < nb; r++)
             *correct += w->pred[r] == w->y[r];
-        bp_backward_block(&net, w->rows, nb, w->h, w->logits, &g, s0 == lo, &w->sparse);
+        bp_backward_block(&net, w->rows, nb, w->h, w->logits, &g, s0 == lo, &w->scratch);
     }
     fold_w2(w->gw2t, grad + L->offset[BPROP_W2], H, C);
 }

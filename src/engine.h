@@ -15,7 +15,7 @@ typedef struct bp_work {
     const float **rows; /* (BP_BLOCK) pointers to the block's input rows */
     float *w2t;         /* (C, H) W2 transposed, refreshed at the start of each pass */
     float *gw2t;        /* (C, H) dW2 sums, transposed */
-    bp_sparse sparse;   /* which inputs of the block are non-zero */
+    bp_scratch scratch; /* kernel scratch: zero-input lists, padded tail columns */
 } bp_work;
 
 /* Per-thread scalars, one cache line (or more) each, read by the master after a barrier. */

@@ -32,7 +32,7 @@ static void forward_range(const bprop_model *m, bp_work *w, const float *x, size
         size_t nb = hi - s0 < BP_BLOCK ? hi - s0 : BP_BLOCK;
         for (size_t r = 0; r < nb; r++)
             w->rows[r] = x + (s0 + r) * m->inputs;
-        bp_forward_block(&net, w->rows, nb, w->h, w->logits, &w->sparse);
+        bp_forward_block(&net, w->rows, nb, w->h, w->logits, &w->scratch);
         fn(ctx, s0, nb, w->logits, w);
     }
 }

@@ -49,25 +49,24 @@ INLINE float hsum(vf v)
 
 /* ---- forward, layer 1: h (nb, H) = relu(x (nb, D) W1 (D, H) + b1) ------------------------- */
 
-/* One mr x (nv * VL) tile of h: mr samples, nv vectors of hidden units starting at column j.
- * Only the nk pixels ks[] that are non-zero in some of the mr samples contribute. */
-INLINE void fwd_tile(int mr, int nv, const bp_net *net, const float *const *xr,
-                     const uint32_t *ks, size_t nk, size_t j, float *h)
+/* One mr x (nv * VL) tile of h: mr samples against a panel of nv vectors of W1 columns (w, row
+ * stride ldw; bias b or NULL), written to h with row stride ldh. Only the nk pixels ks[] that are
+ * non-zero in some of the mr samples contribute. */
+INLINE void fwd_tile(int mr, int nv, const float *w, size_t ldw, const float *b,
+                     const float *const *xr, const uint32_t *ks, size_t nk, float *h, size_t ldh)
 {
-    const size_t H = net->H;
     vf acc[FWD_MR][FWD_NV];
     for (int v = 0; v < nv; v++) {
-        vf b = net->b1 ? ld(net->b1 + j + v * VL) : splat(0.0f);
+        vf bv = b ? ld(b + v * VL) : splat(0.0f);
         for (int r = 0; r < mr; r++)
-            acc[r][v] = b;
+            acc[r][v] = bv;
     }
-    const float *w1 = net->w1 + j;
     for (size_t q = 0; q < nk; q++) {
         const size_t k = ks[q];
-        const float *w = w1 + k * H;
+        const float *wr = w + k * ldw;
         vf wk[FWD_NV];
         for (int v = 0; v < nv; v++)
-            wk[v] = ld(w + v * VL);
+            wk[v] = ld(wr + v * VL);
         for (int r = 0; r < mr; r++) {
             vf a = splat(xr[r][k]);
             for (int v = 0; v < nv; v++)
@@ -76,40 +75,41 @@ INLINE void fwd_tile(int mr, int nv, const bp_net *net, const float *const *xr,
     }
     for (int r = 0; r < mr; r++)
         for (int v = 0; v < nv; v++)
-            st(h + r * H + j + v * VL, relu(acc[r][v]));
+            st(h + r * ldh + v * VL, relu(acc[r][v]));
 }
 
-/* Rows [0, nb) of a panel of nv vectors: full tiles of FWD_MR samples, then the remainder; tile
- * t reads its pixel list from sp. */
-INLINE void fwd_panel(int nv, const bp_net *net, const float *const *xr, size_t nb, size_t j,
-                      float *h, const bp_sparse *sp)
+/* All nb samples against one panel: whole tiles of FWD_MR samples, then the remainder; tile t
+ * reads its pixel list from sc. */
+INLINE void fwd_panel(int nv, const float *w, size_t ldw, const float *b, const float *const *xr,
+                      size_t nb, float *h, size_t ldh, const bp_scratch *sc, size_t D)
 {
-    const size_t D = net->D, H = net->H;
     size_t r = 0, t = 0;
     for (; r + FWD_MR <= nb; r += FWD_MR, t++)
-        fwd_tile(FWD_MR, nv, net, xr + r, sp->fwd_k + t * D, sp->fwd_n[t], j, h + r * H);
-    const uint32_t *ks = sp->fwd_k + t * D;
-    const size_t nk = sp->fwd_n[t];
+        fwd_tile(FWD_MR, nv, w, ldw, b, xr + r, sc->fwd_k + t * D, sc->fwd_n[t], h + r * ldh, ldh);
+    const uint32_t *ks = sc->fwd_k + t * D;
+    const size_t nk = sc->fwd_n[t];
+    h += r * ldh;
+    xr += r;
     switch (nb - r) {
 #if FWD_MR > 5
-    case 5: fwd_tile(5, nv, net, xr + r, ks, nk, j, h + r * H); break;
+    case 5: fwd_tile(5, nv, w, ldw, b, xr, ks, nk, h, ldh); break;
 #endif
 #if FWD_MR > 4
-    case 4: fwd_tile(4, nv, net, xr + r, ks, nk, j, h + r * H); break;
+    case 4: fwd_tile(4, nv, w, ldw, b, xr, ks, nk, h, ldh); break;
 #endif
-    case 3: fwd_tile(3, nv, net, xr + r, ks, nk, j, h + r * H); break;
-    case 2: fwd_tile(2, nv, net, xr + r, ks, nk, j, h + r * H); break;
-    case 1: fwd_tile(1, nv, net, xr + r, ks, nk, j, h + r * H); break;
+    case 3: fwd_tile(3, nv, w, ldw, b, xr, ks, nk, h, ldh); break;
+    case 2: fwd_tile(2, nv, w, ldw, b, xr, ks, nk, h, ldh); break;
+    case 1: fwd_tile(1, nv, w, ldw, b, xr, ks, nk, h, ldh); break;
     default: break;
     }
 }
 
 /* For each tile of FWD_MR samples, the pixels that are non-zero in at least one of them. */
-static void fwd_lists(const float *const *xr, size_t nb, size_t D, bp_sparse *sp)
+static void fwd_lists(const float *const *xr, size_t nb, size_t D, bp_scratch *sc)
 {
     for (size_t r = 0, t = 0; r < nb; r += FWD_MR, t++) {
         size_t mr = nb - r < FWD_MR ? nb - r : FWD_MR, n = 0;
-        uint32_t *ks = sp->fwd_k + t * D;
+        uint32_t *ks = sc->fwd_k + t * D;
         for (size_t k = 0; k < D; k++) {
             int nz = 0;
             for (size_t i = 0; i < mr; i++)
@@ -117,37 +117,39 @@ static void fwd_lists(const float *const *xr, size_t nb, size_t D, bp_sparse *sp
             ks[n] = (uint32_t)k;
             n += (size_t)nz;
         }
-        sp->fwd_n[t] = (uint32_t)n;
+        sc->fwd_n[t] = (uint32_t)n;
     }
 }
 
-/* Hidden units past the last whole vector: plain loops. */
-static void fwd_cols_scalar(const bp_net *net, const float *const *xr, size_t nb, size_t j0,
-                            float *h)
+/* The last n < VL hidden units go through the same vector tile on a zero-padded copy of their
+ * W1 columns, (D, VL), instead of a scalar path. */
+static void fwd_tail(const bp_net *net, const float *const *xr, size_t nb, size_t j, float *h,
+                     bp_scratch *sc)
 {
-    const size_t D = net->D, H = net->H;
+    const size_t D = net->D, H = net->H, n = H - j;
+    for (size_t k = 0; k < D; k++)
+        for (size_t i = 0; i < VL; i++)
+            sc->wpad[k * VL + i] = i < n ? net->w1[k * H + j + i] : 0.0f;
+    for (size_t i = 0; i < VL; i++)
+        sc->bpad[i] = net->b1 && i < n ? net->b1[j + i] : 0.0f;
+    fwd_panel(1, sc->wpad, VL, sc->bpad, xr, nb, sc->hpad, VL, sc, D);
     for (size_t s = 0; s < nb; s++)
-        for (size_t j = j0; j < H; j++) {
-            float z = net->b1 ? net->b1[j] : 0.0f;
-            for (size_t k = 0; k < D; k++)
-                z += xr[s][k] * net->w1[k * H + j];
-            h[s * H + j] = z > 0.0f ? z : 0.0f;
-        }
+        memcpy(h + s * H + j, sc->hpad + s * VL, n * sizeof(float));
 }
 
 static void fwd_layer1(const bp_net *net, const float *const *xr, size_t nb, float *h,
-                       bp_sparse *sp)
+                       bp_scratch *sc)
 {
-    const size_t H = net->H;
+    const size_t D = net->D, H = net->H;
     size_t j = 0;
-    fwd_lists(xr, nb, net->D, sp);
+    fwd_lists(xr, nb, D, sc);
     /* Panel-outer: a (D, 64) panel of W1 stays in L2 while every tile of samples passes. */
     for (; j + FWD_NV * VL <= H; j += FWD_NV * VL)
-        fwd_panel(FWD_NV, net, xr, nb, j, h, sp);
+        fwd_panel(FWD_NV, net->w1 + j, H, net->b1 ? net->b1 + j : NULL, xr, nb, h + j, H, sc, D);
     for (; j + VL <= H; j += VL)
-        fwd_panel(1, net, xr, nb, j, h, sp);
+        fwd_panel(1, net->w1 + j, H, net->b1 ? net->b1 + j : NULL, xr, nb, h + j, H, sc, D);
     if (j < H)
-        fwd_cols_scalar(net, xr, nb, j, h);
+        fwd_tail(net, xr, nb, j, h, sc);
 }
 
 /* ---- forward, layer 2: logits (nb, C) = h (nb, H) W2 + b2, as dot products with W2t rows ---- */
@@ -177,9 +179,9 @@ static void fwd_layer2(const bp_net *net, size_t nb, const float *h, float *logi
 }
 
 void bp_forward_block(const bp_net *net, const float *const *xr, size_t nb, float *h,
-                      float *logits, bp_sparse *sp)
+                      float *logits, bp_scratch *sc)
 {
-    fwd_layer1(net, xr, nb, h, sp);
+    fwd_layer1(net, xr, nb, h, sc);
     fwd_layer2(net, nb, h, logits);
 }
 
@@ -277,25 +279,22 @@ static void bwd_hidden(const bp_net *net, size_t nb, float *h, const float *dl, 
     }
 }
 
-/* One mr x (nv * VL) tile of dW1 (D, H) += x^T (D, nb) dh (nb, H): mr input pixels from k,
- * nv vectors of hidden units from j, summed over the ns samples ss[] whose pixels k..k+mr are
- * not all zero (the others add nothing). */
-INLINE void bwd_tile(int mr, int nv, const bp_net *net, const float *const *xr,
-                     const uint8_t *ss, size_t ns, const float *dh, size_t k, size_t j,
-                     float *gw1, int first)
+/* One mr x (nv * VL) tile of dW1 += x^T dh: mr input pixels from k against nv vectors of dh
+ * columns (dh, row stride ldd), into out (row k of the panel, row stride ldo), summed over the ns
+ * samples ss[] whose pixels k..k+mr are not all zero (the others add nothing). */
+INLINE void bwd_tile(int mr, int nv, const float *const *xr, const uint8_t *ss, size_t ns,
+                     const float *dh, size_t ldd, size_t k, float *out, size_t ldo, int first)
 {
-    const size_t H = net->H;
-    float *out = gw1 + k * H + j;
     vf acc[BWD_MR][BWD_NV];
     for (int r = 0; r < mr; r++)
         for (int v = 0; v < nv; v++)
-            acc[r][v] = first ? splat(0.0f) : ld(out + r * H + v * VL);
+            acc[r][v] = first ? splat(0.0f) : ld(out + r * ldo + v * VL);
     for (size_t q = 0; q < ns; q++) {
         const size_t s = ss[q];
         const float *xs = xr[s] + k;
         vf d[BWD_NV];
         for (int v = 0; v < nv; v++)
-            d[v] = ld(dh + s * H + j + v * VL);
+            d[v] = ld(dh + s * ldd + v * VL);
         for (int r = 0; r < mr; r++) {
             vf a = splat(xs[r]);
             for (int v = 0; v < nv; v++)
@@ -304,29 +303,31 @@ INLINE void bwd_tile(int mr, int nv, const bp_net *net, const float *const *xr,
     }
     for (int r = 0; r < mr; r++)
         for (int v = 0; v < nv; v++)
-            st(out + r * H + v * VL, acc[r][v]);
+            st(out + r * ldo + v * VL, acc[r][v]);
 }
 
 /* Pixel tiles: whole tiles of BWD_MR pixels, then single pixels up to D. */
 static size_t bwd_tiles(size_t D) { return D / BWD_MR + D % BWD_MR; }
 
-INLINE void bwd_panel(int nv, const bp_net *net, const float *const *xr, const float *dh,
-                      size_t j, float *gw1, int first, const bp_sparse *sp)
+/* Every pixel tile of one panel of dW1 columns (out, row stride ldo). */
+INLINE void bwd_panel(int nv, const float *const *xr, const float *dh, size_t ldd, float *out,
+                      size_t ldo, int first, const bp_scratch *sc, size_t D)
 {
-    const size_t D = net->D;
     size_t k = 0, t = 0;
     for (; k + BWD_MR <= D; k += BWD_MR, t++)
-        bwd_tile(BWD_MR, nv, net, xr, sp->bwd_s + t * BP_BLOCK, sp->bwd_n[t], dh, k, j, gw1, first);
+        bwd_tile(BWD_MR, nv, xr, sc->bwd_s + t * BP_BLOCK, sc->bwd_n[t], dh, ldd, k,
+                 out + k * ldo, ldo, first);
     for (; k < D; k++, t++)
-        bwd_tile(1, nv, net, xr, sp->bwd_s + t * BP_BLOCK, sp->bwd_n[t], dh, k, j, gw1, first);
+        bwd_tile(1, nv, xr, sc->bwd_s + t * BP_BLOCK, sc->bwd_n[t], dh, ldd, k, out + k * ldo,
+                 ldo, first);
 }
 
 /* For each pixel tile, the samples with a non-zero pixel in it. */
-static void bwd_lists(const float *const *xr, size_t nb, size_t D, bp_sparse *sp)
+static void bwd_lists(const float *const *xr, size_t nb, size_t D, bp_scratch *sc)
 {
     for (size_t k = 0, t = 0; k < D; t++) {
-        size_t len = k + BWD_MR <= D && t < D / BWD_MR ? BWD_MR : 1, n = 0;
-        uint8_t *ss = sp->bwd_s + t * BP_BLOCK;
+        size_t len = t < D / BWD_MR ? BWD_MR : 1, n = 0;
+        uint8_t *ss = sc->bwd_s + t * BP_BLOCK;
         for (size_t s = 0; s < nb; s++) {
             int nz = 0;
             for (size_t i = 0; i < len; i++)
@@ -334,60 +335,68 @@ static void bwd_lists(const float *const *xr, size_t nb, size_t D, bp_sparse *sp
             ss[n] = (uint8_t)s;
             n += (size_t)nz;
         }
-        sp->bwd_n[t] = (uint32_t)n;
+        sc->bwd_n[t] = (uint32_t)n;
         k += len;
     }
 }
 
-static void bwd_cols_scalar(const bp_net *net, const float *const *xr, size_t nb,
-                            const float *dh, size_t j0, float *gw1, int first)
+/* The last n < VL columns of dW1: the vector tiles on zero-padded copies, (nb, VL) of dh and
+ * (D, VL) of the result, then added (or, first, copied) into the n real columns. */
+static void bwd_tail(const bp_net *net, const float *const *xr, size_t nb, const float *dh,
+                     size_t j, float *gw1, int first, bp_scratch *sc)
 {
-    const size_t D = net->D, H = net->H;
+    const size_t D = net->D, H = net->H, n = H - j;
+    for (size_t s = 0; s < nb; s++)
+        for (size_t i = 0; i < VL; i++)
+            sc->hpad[s * VL + i] = i < n ? dh[s * H + j + i] : 0.0f;
+    bwd_panel(1, xr, sc->hpad, VL, sc->wpad, VL, 1, sc, D);
     for (size_t k = 0; k < D; k++)
-        for (size_t j = j0; j < H; j++) {
-            float acc = first ? 0.0f : gw1[k * H + j];
-            for (size_t s = 0; s < nb; s++)
-                acc += xr[s][k] * dh[s * H + j];
-            gw1[k * H + j] = acc;
-        }
+        for (size_t i = 0; i < n; i++)
+            gw1[k * H + j + i] = (first ? 0.0f : gw1[k * H + j + i]) + sc->wpad[k * VL + i];
 }
 
 static void bwd_layer1(const bp_net *net, const float *const *xr, size_t nb, const float *dh,
-                       float *gw1, int first, bp_sparse *sp)
+                       float *gw1, int first, bp_scratch *sc)
 {
-    const size_t H = net->H;
+    const size_t D = net->D, H = net->H;
     size_t j = 0;
-    bwd_lists(xr, nb, net->D, sp);
+    bwd_lists(xr, nb, D, sc);
     for (; j + BWD_NV * VL <= H; j += BWD_NV * VL)
-        bwd_panel(BWD_NV, net, xr, dh, j, gw1, first, sp);
+        bwd_panel(BWD_NV, xr, dh + j, H, gw1 + j, H, first, sc, D);
     for (; j + VL <= H; j += VL)
-        bwd_panel(1, net, xr, dh, j, gw1, first, sp);
+        bwd_panel(1, xr, dh + j, H, gw1 + j, H, first, sc, D);
     if (j < H)
-        bwd_cols_scalar(net, xr, nb, dh, j, gw1, first);
+        bwd_tail(net, xr, nb, dh, j, gw1, first, sc);
 }
 
 void bp_backward_block(const bp_net *net, const float *const *xr, size_t nb, float *h,
-                       const float *dl, bp_grads *g, int first, bp_sparse *sp)
+                       const float *dl, bp_grads *g, int first, bp_scratch *sc)
 {
     bwd_layer2(net, nb, h, dl, g);
     bwd_hidden(net, nb, h, dl, g);
-    bwd_layer1(net, xr, nb, h, g->w1, first, sp);
+    bwd_layer1(net, xr, nb, h, g->w1, first, sc);
 }
 
-int bp_sparse_alloc(bp_sparse *sp, size_t D)
+int bp_scratch_alloc(bp_scratch *sc, size_t D)
 {
     const size_t fwd_tiles = (BP_BLOCK + FWD_MR - 1) / FWD_MR;
-    sp->fwd_k = bp_alloc(fwd_tiles * D, sizeof(uint32_t));
-    sp->fwd_n = bp_alloc(fwd_tiles, sizeof(uint32_t));
-    sp->bwd_s = bp_alloc(bwd_tiles(D) * BP_BLOCK, sizeof(uint8_t));
-    sp->bwd_n = bp_alloc(bwd_tiles(D), sizeof(uint32_t));
-    return sp->fwd_k && sp->fwd_n && sp->bwd_s && sp->bwd_n;
+    sc->fwd_k = bp_alloc(fwd_tiles * D, sizeof(uint32_t));
+    sc->fwd_n = bp_alloc(fwd_tiles, sizeof(uint32_t));
+    sc->bwd_s = bp_alloc(bwd_tiles(D) * BP_BLOCK, sizeof(uint8_t));
+    sc->bwd_n = bp_alloc(bwd_tiles(D), sizeof(uint32_t));
+    sc->wpad = bp_alloc(D * VL, sizeof(float));
+    sc->bpad = bp_alloc(VL, sizeof(float));
+    sc->hpad = bp_alloc((size_t)BP_BLOCK * VL, sizeof(float));
+    return sc->fwd_k && sc->fwd_n && sc->bwd_s && sc->bwd_n && sc->wpad && sc->bpad && sc->hpad;
 }
 
-void bp_sparse_free(bp_sparse *sp)
+void bp_scratch_free(bp_scratch *sc)
 {
-    bp_free(sp->fwd_k);
-    bp_free(sp->fwd_n);
-    bp_free(sp->bwd_s);
-    bp_free(sp->bwd_n);
+    bp_free(sc->fwd_k);
+    bp_free(sc->fwd_n);
+    bp_free(sc->bwd_s);
+    bp_free(sc->bwd_n);
+    bp_free(sc->wpad);
+    bp_free(sc->bpad);
+    bp_free(sc->hpad);
 }

@@ -27,24 +27,28 @@ typedef struct bp_grads {
     float *b2;   /* (C) or NULL */
 } bp_grads;
 
-/* Index lists that let the kernels skip zero inputs (about half of Fashion-MNIST's pixels):
- * which pixels are non-zero in each forward tile of samples, and which samples are non-zero in
- * each backward tile of pixels. Rebuilt for every block; sizes from bp_sparse_alloc. */
-typedef struct bp_sparse {
+/* A thread's kernel scratch. The index lists let the kernels skip zero inputs (about half of
+ * Fashion-MNIST's pixels): which pixels are non-zero in each forward tile of samples, and which
+ * samples are non-zero in each backward tile of pixels; they are rebuilt for every block. The
+ * padded buffers carry the last H % VL hidden units through the vector tiles. */
+typedef struct bp_scratch {
     uint32_t *fwd_k;  /* (fwd tiles, D) non-zero pixel indices of each tile of samples */
     uint32_t *fwd_n;  /* (fwd tiles) how many */
     uint8_t *bwd_s;   /* (bwd tiles, BP_BLOCK) samples with a non-zero pixel in each pixel tile */
     uint32_t *bwd_n;  /* (bwd tiles) how many */
-} bp_sparse;
+    float *wpad;      /* (D, VL) last W1 columns, zero-padded; then their dW1 */
+    float *bpad;      /* (VL) last b1 entries, zero-padded */
+    float *hpad;      /* (BP_BLOCK, VL) last columns of h, then of dh */
+} bp_scratch;
 
-/* Allocate (bp_alloc) the lists for D inputs; 0 on failure. Free with bp_sparse_free. */
-int bp_sparse_alloc(bp_sparse *sp, size_t D);
-void bp_sparse_free(bp_sparse *sp);
+/* Allocate (bp_alloc) the scratch for D inputs; 0 on failure. Free with bp_scratch_free. */
+int bp_scratch_alloc(bp_scratch *sc, size_t D);
+void bp_scratch_free(bp_scratch *sc);
 
 /* h = relu(x W1 + b1), logits = h W2 + b2 for nb <= BP_BLOCK samples whose rows are xr[0..nb).
- * h (nb, H), logits (nb, C). Fills sp's forward lists. */
+ * h (nb, H), logits (nb, C). Fills sc's forward lists. */
 void bp_forward_block(const bp_net *net, const float *const *xr, size_t nb, float *h,
-                      float *logits, bp_sparse *sp);
+                      float *logits, bp_scratch *sc);
 
 /* Softmax cross-entropy of logits (nb, C) against y (nb): returns the summed loss, writes the
  * arg-max class of each sample to pred (nb) and replaces logits by dlogits = softmax - onehot. */
@@ -57,6 +61,6 @@ void bp_softmax(float *logits, size_t nb, size_t C, int32_t *pred);
  * the activations on entry and dL/d(pre-activation) on return. first != 0 overwrites g->w1 instead
  * of adding to it, which spares zeroing the largest buffer every step. */
 void bp_backward_block(const bp_net *net, const float *const *xr, size_t nb, float *h,
-                       const float *dl, bp_grads *g, int first, bp_sparse *sp);
+                       const float *dl, bp_grads *g, int first, bp_scratch *sc);
 
 #endif /* BPROP_KERNELS_H */
