@@ -65,10 +65,12 @@ set output sprintf("%s_speedup.%s", prefix, ext)
 set title sprintf("Speedup against one thread, 784-%d-10: backprop splits the batch, FD splits the parameters", speed_h)
 set xlabel "threads"
 set ylabel "speedup"
-set logscale x 2
+# Log-log, so the ideal speedup y = x is the straight diagonal, as the data segments are.
+set logscale xy 2
 set xrange [1:maxt]
-set yrange [0:maxt * 1.1]
+set yrange [0.5:maxt * 1.2]
 set xtics 2
+set ytics 2
 plot x with lines dashtype 2 linecolor "black" title "ideal", \
      speedup("backprop", speed_h) using 1:2 with linespoints pointtype 7 linecolor 1 title "backprop", \
      speedup("forward", speed_h) using 1:2 with linespoints pointtype 5 linecolor 2 title "forward differences", \
