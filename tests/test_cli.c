@@ -3,7 +3,6 @@
 #include "testutil.h"
 
 #include <criterion/criterion.h>
-#include <dirent.h>
 #include <fcntl.h>
 #include <math.h>
 #include <stdarg.h>
@@ -22,18 +21,7 @@ static void scratch_create(void) { g_dir = tu_tmpdir(); }
 
 static void scratch_remove(void)
 {
-    DIR *d = opendir(g_dir);
-    if (d) {
-        for (struct dirent *ent; (ent = readdir(d));) {
-            if (strcmp(ent->d_name, ".") && strcmp(ent->d_name, "..")) {
-                char *p = tu_path(g_dir, ent->d_name);
-                unlink(p);
-                free(p);
-            }
-        }
-        closedir(d);
-    }
-    rmdir(g_dir);
+    tu_remove_dir(g_dir);
     free(g_dir);
 }
 

@@ -21,18 +21,7 @@ static void scratch_create(void) { g_scratch = tu_tmpdir(); }
 
 static void scratch_remove(void)
 {
-    DIR *d = opendir(g_scratch);
-    if (d) {
-        for (struct dirent *ent; (ent = readdir(d));) {
-            if (strcmp(ent->d_name, ".") && strcmp(ent->d_name, "..")) {
-                char *p = tu_path(g_scratch, ent->d_name);
-                unlink(p);
-                free(p);
-            }
-        }
-        closedir(d);
-    }
-    rmdir(g_scratch);
+    tu_remove_dir(g_scratch);
     free(g_scratch);
 }
 

@@ -2,11 +2,41 @@
 #include "testutil.h"
 
 #include <criterion/criterion.h>
+#include <dirent.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
+
+void tu_remove_dir(const char *dir)
+{
+    DIR *d = opendir(dir);
+    if (d) {
+        for (struct dirent *ent; (ent = readdir(d));) {
+            if (strcmp(ent->d_name, ".") && strcmp(ent->d_name, "..")) {
+                char *p = tu_path(dir, ent->d_name);
+                if (unlink(p) != 0)
+                    rmdir(p); /* an empty directory a test put in the way */
+                free(p);
+            }
+        }
+        closedir(d);
+    }
+    rmdir(dir);
+}
+
+/* Directories made by this test process, removed at exit (Criterion runs each test in its own
+ * process, so this is per test). */
+#define TU_MAX_DIRS 32
+static char tu_dirs[TU_MAX_DIRS][4096];
+static int tu_ndirs;
+
+static void tu_remove_dirs(void)
+{
+    for (int i = 0; i < tu_ndirs; i++)
+        tu_remove_dir(tu_dirs[i]);
+}
 
 char *tu_tmpdir(void)
 {
@@ -14,6 +44,10 @@ char *tu_tmpdir(void)
     char buf[4096];
     snprintf(buf, sizeof buf, "%s/bprop-test-XXXXXX", base && *base ? base : "/tmp");
     cr_assert_not_null(mkdtemp(buf), "mkdtemp failed");
+    if (tu_ndirs == 0)
+        atexit(tu_remove_dirs);
+    if (tu_ndirs < TU_MAX_DIRS)
+        memcpy(tu_dirs[tu_ndirs++], buf, sizeof buf);
     return strdup(buf);
 }
 

@@ -7,8 +7,11 @@
 #include <stddef.h>
 #include <stdint.h>
 
-/* A fresh temporary directory (mkdtemp under $TMPDIR or /tmp); the caller frees the string. */
+/* A fresh temporary directory (mkdtemp under $TMPDIR or /tmp), removed with its files when the
+ * test process exits if still there; the caller frees the string. */
 char *tu_tmpdir(void);
+/* Remove the files (and empty subdirectories) in dir, then dir itself. */
+void tu_remove_dir(const char *dir);
 /* dir + "/" + name in a static-free, caller-freed string. */
 char *tu_path(const char *dir, const char *name);
 /* Write n bytes to path, aborting the test on failure. */
