@@ -1,29 +1,28 @@
 /* testutil.c: helpers shared by the Criterion tests (temporary files, synthetic data). */
+#define _XOPEN_SOURCE 700 /* nftw */
 #include "testutil.h"
 
 #include <criterion/criterion.h>
-#include <dirent.h>
+#include <ftw.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
+static int tu_remove_entry(const char *path, const struct stat *st, int type, struct FTW *ftw)
+{
+    (void)st;
+    (void)type;
+    (void)ftw;
+    remove(path);
+    return 0;
+}
+
 void tu_remove_dir(const char *dir)
 {
-    DIR *d = opendir(dir);
-    if (d) {
-        for (struct dirent *ent; (ent = readdir(d));) {
-            if (strcmp(ent->d_name, ".") && strcmp(ent->d_name, "..")) {
-                char *p = tu_path(dir, ent->d_name);
-                if (unlink(p) != 0)
-                    rmdir(p); /* an empty directory a test put in the way */
-                free(p);
-            }
-        }
-        closedir(d);
-    }
-    rmdir(dir);
+    /* Depth first, so each directory is empty by the time it is removed. */
+    nftw(dir, tu_remove_entry, 16, FTW_DEPTH | FTW_PHYS);
 }
 
 /* Directories made by this test process, removed at exit (Criterion runs each test in its own

@@ -10,7 +10,7 @@
 /* A fresh temporary directory (mkdtemp under $TMPDIR or /tmp), removed with its files when the
  * test process exits if still there; the caller frees the string. */
 char *tu_tmpdir(void);
-/* Remove the files (and empty subdirectories) in dir, then dir itself. */
+/* Remove dir and everything in it. */
 void tu_remove_dir(const char *dir);
 /* dir + "/" + name in a static-free, caller-freed string. */
 char *tu_path(const char *dir, const char *name);
