@@ -50,6 +50,21 @@ int cli_is(const cli_args *a, const char *name);
 /* 1 for --help or -h. */
 int cli_is_help(const cli_args *a);
 
+/* One command's parser: its help text, its option handler (CLI_NOMATCH for an option it does not
+ * know) and the slot for its one positional argument (NULL when it takes none). */
+typedef struct cli_command {
+    const char *name;
+    void (*help)(void);
+    int (*option)(cli_args *a, void *opts);
+    void *opts;
+    const char **positional;
+} cli_command;
+
+/* Walk argv for c: --help prints the help and returns CLI_DONE; options go to c->option, a
+ * positional argument to *c->positional; anything unrecognised is a usage error. Returns 0 or the
+ * first non-zero code. */
+int cli_parse(const cli_command *c, int argc, char **argv);
+
 /* Store the current positional argument in an empty *slot: 0, or CLI_NOMATCH when it is full. */
 int cli_positional(const cli_args *a, const char **slot);
 /* Each returns 0, or CLI_EXIT_USAGE after printing the usage error. */

@@ -207,3 +207,25 @@ int cli_float(cli_args *a, const cli_range *r, float *out)
     *out = f;
     return 0;
 }
+
+int cli_parse(const cli_command *c, int argc, char **argv)
+{
+    cli_args a;
+    cli_args_init(&a, c->name, argc, argv);
+    for (int kind; (kind = cli_args_next(&a)) != CLI_ARG_END;) {
+        if (kind == CLI_ARG_OPTION && cli_is_help(&a)) {
+            c->help();
+            return CLI_DONE;
+        }
+        int rc = CLI_NOMATCH;
+        if (kind == CLI_ARG_OPTION)
+            rc = c->option(&a, c->opts);
+        else if (c->positional)
+            rc = cli_positional(&a, c->positional);
+        if (rc == CLI_NOMATCH)
+            return cli_unknown(&a);
+        if (rc)
+            return rc;
+    }
+    return 0;
+}

@@ -24,8 +24,9 @@ static void eval_help(void)
     printf("\nExample:\n  bprop eval fashion.bpm --data /usr/share/datasets/fashion-mnist --json\n");
 }
 
-static int eval_option(cli_args *a, eval_opts *o)
+static int eval_option(cli_args *a, void *opts)
 {
+    eval_opts *o = opts;
     if (cli_is(a, "--json")) {
         o->json = 1;
         return cli_flag(a);
@@ -39,19 +40,10 @@ static int parse_eval(int argc, char **argv, eval_opts *o)
 {
     memset(o, 0, sizeof *o);
     o->data.allowed = CLI_DATA_TEST;
-    cli_args a;
-    cli_args_init(&a, "eval", argc, argv);
-    for (int kind; (kind = cli_args_next(&a)) != CLI_ARG_END;) {
-        if (kind == CLI_ARG_OPTION && cli_is_help(&a)) {
-            eval_help();
-            return CLI_DONE;
-        }
-        int rc = kind == CLI_ARG_OPTION ? eval_option(&a, o) : cli_positional(&a, &o->model);
-        if (rc == CLI_NOMATCH)
-            return cli_unknown(&a);
-        if (rc)
-            return rc;
-    }
+    cli_command c = {"eval", eval_help, eval_option, o, &o->model};
+    int rc = cli_parse(&c, argc, argv);
+    if (rc)
+        return rc;
     if (!o->model)
         return cli_usage("eval", "missing MODEL (a file saved by 'bprop train --save')");
     return 0;

@@ -108,8 +108,9 @@ static int shape_option(cli_args *a, gradcheck_opts *o)
     return cli_flag(a); /* --no-bias */
 }
 
-static int gradcheck_option(cli_args *a, gradcheck_opts *o)
+static int gradcheck_option(cli_args *a, void *opts)
 {
+    gradcheck_opts *o = opts;
     if (cli_is(a, "--model"))
         return cli_value(a, &o->model);
     if (cli_is(a, "--hidden") || cli_is(a, "--inputs") || cli_is(a, "--classes") || cli_is(a, "--no-bias"))
@@ -172,19 +173,10 @@ static int parse_gradcheck(int argc, char **argv, gradcheck_opts *o)
     o->plant_tensor = BPROP_W1;
     o->plant_delta = 0.01;
     o->data.allowed = CLI_DATA_TRAIN;
-    cli_args a;
-    cli_args_init(&a, "gradcheck", argc, argv);
-    for (int kind; (kind = cli_args_next(&a)) != CLI_ARG_END;) {
-        if (kind == CLI_ARG_OPTION && cli_is_help(&a)) {
-            gradcheck_help();
-            return CLI_DONE;
-        }
-        int rc = kind == CLI_ARG_OPTION ? gradcheck_option(&a, o) : CLI_NOMATCH;
-        if (rc == CLI_NOMATCH)
-            return cli_unknown(&a);
-        if (rc)
-            return rc;
-    }
+    cli_command c = {"gradcheck", gradcheck_help, gradcheck_option, o, NULL};
+    int rc = cli_parse(&c, argc, argv);
+    if (rc)
+        return rc;
     return check_combinations(o);
 }
 

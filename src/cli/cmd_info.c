@@ -20,28 +20,22 @@ static void info_help(void)
            "  --json               one JSON object instead of text\n");
 }
 
+static int info_option(cli_args *a, void *opts)
+{
+    info_opts *o = opts;
+    if (!cli_is(a, "--json"))
+        return CLI_NOMATCH;
+    o->json = 1;
+    return cli_flag(a);
+}
+
 static int parse_info(int argc, char **argv, info_opts *o)
 {
     memset(o, 0, sizeof *o);
-    cli_args a;
-    cli_args_init(&a, "info", argc, argv);
-    for (int kind; (kind = cli_args_next(&a)) != CLI_ARG_END;) {
-        if (kind == CLI_ARG_OPTION && cli_is_help(&a)) {
-            info_help();
-            return CLI_DONE;
-        }
-        int rc = CLI_NOMATCH;
-        if (kind == CLI_ARG_POSITIONAL)
-            rc = cli_positional(&a, &o->model);
-        else if (cli_is(&a, "--json")) {
-            o->json = 1;
-            rc = cli_flag(&a);
-        }
-        if (rc == CLI_NOMATCH)
-            return cli_unknown(&a);
-        if (rc)
-            return rc;
-    }
+    cli_command c = {"info", info_help, info_option, o, &o->model};
+    int rc = cli_parse(&c, argc, argv);
+    if (rc)
+        return rc;
     if (!o->model)
         return cli_usage("info", "missing MODEL (a file saved by 'bprop train --save')");
     return 0;

@@ -27,8 +27,9 @@ static void predict_help(void)
            "Example:\n  bprop predict fashion.bpm --input t10k-images-idx3-ubyte.gz --output p.csv\n");
 }
 
-static int predict_option(cli_args *a, predict_opts *o)
+static int predict_option(cli_args *a, void *opts)
 {
+    predict_opts *o = opts;
     if (cli_is(a, "--input"))
         return cli_value(a, &o->input);
     if (cli_is(a, "--output"))
@@ -45,19 +46,10 @@ static int predict_option(cli_args *a, predict_opts *o)
 static int parse_predict(int argc, char **argv, predict_opts *o)
 {
     memset(o, 0, sizeof *o);
-    cli_args a;
-    cli_args_init(&a, "predict", argc, argv);
-    for (int kind; (kind = cli_args_next(&a)) != CLI_ARG_END;) {
-        if (kind == CLI_ARG_OPTION && cli_is_help(&a)) {
-            predict_help();
-            return CLI_DONE;
-        }
-        int rc = kind == CLI_ARG_OPTION ? predict_option(&a, o) : cli_positional(&a, &o->model);
-        if (rc == CLI_NOMATCH)
-            return cli_unknown(&a);
-        if (rc)
-            return rc;
-    }
+    cli_command c = {"predict", predict_help, predict_option, o, &o->model};
+    int rc = cli_parse(&c, argc, argv);
+    if (rc)
+        return rc;
     if (!o->model)
         return cli_usage("predict", "missing MODEL (a file saved by 'bprop train --save')");
     if (!o->input)

@@ -94,8 +94,9 @@ static int schedule_option(cli_args *a, bprop_schedule *out)
     return 0;
 }
 
-static int train_option(cli_args *a, train_opts *o)
+static int train_option(cli_args *a, void *opts)
 {
+    train_opts *o = opts;
     bprop_train_config *c = &o->cfg;
     if (cli_is(a, "--hidden"))
         return cli_size(a, 1, MAX_HIDDEN, &o->hidden);
@@ -164,19 +165,10 @@ static int parse_train(int argc, char **argv, train_opts *o)
     o->hidden = 256;
     o->bias = 1;
     o->data.allowed = CLI_DATA_TRAIN | CLI_DATA_TEST | CLI_DATA_CLASSES;
-    cli_args a;
-    cli_args_init(&a, "train", argc, argv);
-    for (int kind; (kind = cli_args_next(&a)) != CLI_ARG_END;) {
-        if (kind == CLI_ARG_OPTION && cli_is_help(&a)) {
-            train_help();
-            return CLI_DONE;
-        }
-        int rc = kind == CLI_ARG_OPTION ? train_option(&a, o) : CLI_NOMATCH;
-        if (rc == CLI_NOMATCH)
-            return cli_unknown(&a);
-        if (rc)
-            return rc;
-    }
+    cli_command c = {"train", train_help, train_option, o, NULL};
+    int rc = cli_parse(&c, argc, argv);
+    if (rc)
+        return rc;
     return check_options("train", o);
 }
 
