@@ -12,8 +12,8 @@
 #define VL 16
 #define FWD_MR 6 /* samples per forward tile */
 #define FWD_NV 4 /* vectors of hidden units per forward tile: 6 x 4 = 24 accumulators */
-#define BWD_MR 8 /* input pixels per dW1 tile */
-#define BWD_NV 2 /* vectors of hidden units per dW1 tile: 8 x 2 = 16 accumulators */
+#define BWD_MR 6 /* input pixels per dW1 tile */
+#define BWD_NV 4 /* vectors of hidden units per dW1 tile: 6 x 4 = 24 accumulators */
 #elif defined(__AVX__)
 #define VL 8
 #define FWD_MR 4
@@ -37,7 +37,17 @@ typedef float vfu __attribute__((vector_size(VL * sizeof(float)), aligned(4), ma
 
 INLINE vf ld(const float *p) { return *(const vfu *)p; }
 INLINE void st(float *p, vf v) { *(vfu *)p = v; }
-INLINE vf splat(float a) { return (vf){0} + a; }
+/* A constructor of VL copies, not {0} + a: adding +0 is not an identity for -0.0, so the
+ * compiler would keep an add before every broadcast instead of one broadcast load. */
+#define X4(a) a, a, a, a
+#if VL == 16
+#define SPLAT_INIT(a) {X4(a), X4(a), X4(a), X4(a)}
+#elif VL == 8
+#define SPLAT_INIT(a) {X4(a), X4(a)}
+#else
+#define SPLAT_INIT(a) {X4(a)}
+#endif
+INLINE vf splat(float a) { return (vf)SPLAT_INIT(a); }
 INLINE vf relu(vf v) { return (vf)((vi)v & (v > 0)); }
 INLINE float hsum(vf v)
 {
