@@ -164,6 +164,10 @@ void bp_sum_buffers(float *const *grads, const int *active, int na, size_t a, si
         memcpy(out, g0, n * sizeof(float));
     for (int u = 1; u < na; u++) {
         const float *gu = grads[active[u]] + a;
+        /* The next block of another thread's buffer sits in that thread's cache: ask for it now
+         * so the cross-core transfer overlaps this block's sum. */
+        for (size_t i = 0; i < n; i += BP_ALIGN / sizeof(float))
+            __builtin_prefetch(gu + n + i);
 #pragma omp simd
         for (size_t i = 0; i < n; i++)
             out[i] += gu[i];
