@@ -24,6 +24,7 @@ typedef struct epoch_state {
     bprop_progress_fn progress;
     void *user;
     int stop, diverged;
+    int team;          /* threads OpenMP actually started: the step is split over these */
     size_t steps_done, seen, correct;
     double loss, reduce_seconds, lr;
     double norm2_sum[BPROP_TENSORS];
@@ -46,7 +47,7 @@ bprop_status bprop_trainer_create(bprop_model *m, const bprop_train_config *c, s
     t->c = *c;
     t->threads = bp_resolve_threads(c->threads);
     t->n_train = n_train;
-    t->steps_per_epoch = (n_train + c->batch - 1) / c->batch;
+    t->steps_per_epoch = n_train / c->batch + (n_train % c->batch != 0);
     bp_rng_seed(&t->rng, c->seed ^ 0x53485546464c45ull); /* "SHUFFLE": apart from init's stream */
     t->velocity = bp_alloc(m->layout.total, sizeof(float));
     t->perm = bp_alloc(n_train, sizeof(size_t));
@@ -144,6 +145,7 @@ static void sumsq(const float *g, const float *w, float decay, size_t n, double 
 /* Walk this thread's parameter chunk tensor by tensor in blocks; fn sees each block. */
 typedef struct chunk_ctx {
     bprop_trainer *t;
+    int nt;            /* threads in the team actually running (may be fewer than asked for) */
     const int *active;
     int na;
     float inv_nb, lr, clip;
@@ -186,7 +188,7 @@ static void for_chunk(chunk_ctx *x, int tid, block_fn fn)
     bprop_trainer *t = x->t;
     const bprop_layout *L = &t->m->layout;
     size_t a, b;
-    bp_param_chunk(L->total, t->e->threads, tid, &a, &b);
+    bp_param_chunk(L->total, x->nt, tid, &a, &b);
     for (int tensor = 0; tensor < BPROP_TENSORS; tensor++) {
         size_t lo = L->offset[tensor], hi = lo + L->count[tensor];
         lo = lo > a ? lo : a;
@@ -204,7 +206,7 @@ static void for_chunk(chunk_ctx *x, int tid, block_fn fn)
 static void reduce_and_update(bprop_trainer *t, int tid, int nt, size_t nb, float lr)
 {
     int active[nt];
-    chunk_ctx x = {.t = t, .active = active, .na = bp_active_threads(nb, nt, active),
+    chunk_ctx x = {.t = t, .nt = nt, .active = active, .na = bp_active_threads(nb, nt, active),
                    .inv_nb = 1.0f / (float)nb, .lr = lr, .clip = 1.0f, .slot = &t->e->slot[tid]};
     memset(x.slot->norm2, 0, sizeof x.slot->norm2);
     x.slot->total2 = 0.0;
@@ -228,7 +230,7 @@ static void after_pass(bprop_trainer *t, epoch_state *es, size_t nb, size_t step
 {
     double loss = 0.0;
     size_t correct = 0;
-    for (int u = 0; u < t->e->threads; u++) {
+    for (int u = 0; u < es->team; u++) {
         loss += t->e->slot[u].loss;
         correct += t->e->slot[u].correct;
     }
@@ -248,7 +250,7 @@ static void after_pass(bprop_trainer *t, epoch_state *es, size_t nb, size_t step
 static void after_update(bprop_trainer *t, epoch_state *es)
 {
     for (int tensor = 0; tensor < BPROP_TENSORS; tensor++)
-        for (int u = 0; u < t->e->threads; u++)
+        for (int u = 0; u < es->team; u++)
             es->norm2_sum[tensor] += t->e->slot[u].norm2[tensor];
 }
 
@@ -258,8 +260,13 @@ static void run_steps(bprop_trainer *t, const bprop_dataset *d, epoch_state *es)
     const size_t epoch = t->epochs_done;
 #pragma omp parallel num_threads(t->threads)
     {
+        /* OpenMP may start fewer threads than asked for (OMP_THREAD_LIMIT, OMP_DYNAMIC, a call
+         * from inside the caller's own parallel region): everything below splits the work over
+         * the team that actually runs, so the result is that of a run with nt threads. */
         const int tid = omp_get_thread_num(), nt = omp_get_num_threads();
         bp_slot *slot = &t->e->slot[tid];
+#pragma omp single
+        es->team = nt;
         for (size_t step = 0; step < steps && !es->stop; step++) {
             size_t start = step * B, nb = n - start < B ? n - start : B, lo, hi;
             bp_share(nb, nt, tid, &lo, &hi);
@@ -329,7 +336,7 @@ bprop_status bprop_trainer_epoch(bprop_trainer *t, const bprop_dataset *train,
     info->config = t->c;
     info->epochs_done++;
     info->samples_seen += es.seen;
-    info->threads = t->threads;
+    info->threads = es.team;
     info->train_loss = es.seen ? (float)(es.loss / (double)es.seen) : NAN;
     info->train_acc = es.seen ? (float)((double)es.correct / (double)es.seen) : NAN;
     if (stats) {

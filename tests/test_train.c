@@ -4,6 +4,7 @@
 
 #include <criterion/criterion.h>
 #include <math.h>
+#include <omp.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -298,7 +299,9 @@ Test(schedule, step_and_cosine_rates)
 
 /* ---- determinism ---------------------------------------------------------------------------- */
 
-static bprop_model *train_blobs(int threads, size_t batch, size_t epochs, uint64_t seed)
+/* Train a small model on blobs; nested != 0 runs the epochs from inside an active parallel region
+ * of two threads, where OpenMP gives the trainer a team of one whatever it asks for. */
+static bprop_model *train_blobs_in(int threads, size_t batch, size_t epochs, uint64_t seed, int nested)
 {
     bprop_dataset *d = tu_blobs(301, 10, 3, 2);
     bprop_model *m;
@@ -312,11 +315,79 @@ static bprop_model *train_blobs(int threads, size_t batch, size_t epochs, uint64
     c.lr = 0.05f;
     bprop_trainer *t;
     cr_assert_eq(bprop_trainer_create(m, &c, d->n, &t, NULL), BPROP_OK);
-    for (size_t e = 0; e < epochs; e++)
-        cr_assert_eq(bprop_trainer_epoch(t, d, NULL, NULL, NULL, NULL), BPROP_OK);
+    bprop_status st = BPROP_OK;
+    if (nested) {
+        omp_set_max_active_levels(1);
+#pragma omp parallel num_threads(2)
+#pragma omp single
+        for (size_t e = 0; e < epochs && st == BPROP_OK; e++)
+            st = bprop_trainer_epoch(t, d, NULL, NULL, NULL, NULL);
+    } else {
+        for (size_t e = 0; e < epochs && st == BPROP_OK; e++)
+            st = bprop_trainer_epoch(t, d, NULL, NULL, NULL, NULL);
+    }
+    cr_assert_eq(st, BPROP_OK);
     bprop_trainer_free(t);
     bprop_dataset_free(d);
     return m;
+}
+
+static bprop_model *train_blobs(int threads, size_t batch, size_t epochs, uint64_t seed)
+{
+    return train_blobs_in(threads, batch, epochs, seed, 0);
+}
+
+Test(determinism, a_smaller_team_than_requested_trains_like_that_many_threads)
+{
+    bprop_model *one = train_blobs(1, 32, 2, 9), *nested = train_blobs_in(3, 32, 2, 9, 1);
+    cr_assert(tu_same_bits(one->params, nested->params, one->layout.total),
+              "a 3-thread trainer given a team of 1 must equal a 1-thread run");
+    cr_assert_eq(nested->info.threads, 1, "provenance records the team that ran");
+    bprop_model_free(one);
+    bprop_model_free(nested);
+}
+
+/* One full-batch SGD step (no momentum, lr 1): the parameter change is the trainer's own fused
+ * reduce-and-update result, compared with the serial double-precision mean gradient. */
+static void check_step_reduction(size_t n, int threads)
+{
+    bprop_dataset *d = tu_blobs(n, 13, 4, 11);
+    bprop_model *m;
+    cr_assert_eq(bprop_model_create(13, 37, 4, 1, 3, &m, NULL), BPROP_OK);
+    size_t P = m->layout.total;
+    double *ref = serial_mean_grad(m, d);
+    float *before = malloc(P * sizeof(float));
+    memcpy(before, m->params, P * sizeof(float));
+    bprop_train_config c = full_batch_config(n);
+    c.threads = threads;
+    c.momentum = 0.0f;
+    c.nesterov = 0;
+    c.lr = 1.0f;
+    bprop_trainer *t;
+    cr_assert_eq(bprop_trainer_create(m, &c, n, &t, NULL), BPROP_OK);
+    cr_assert_eq(bprop_trainer_epoch(t, d, NULL, NULL, NULL, NULL), BPROP_OK);
+    double num = 0, den = 0;
+    for (size_t p = 0; p < P; p++) {
+        double step = (double)before[p] - m->params[p];
+        num += (step - ref[p]) * (step - ref[p]);
+        den += ref[p] * ref[p];
+    }
+    cr_assert_lt(sqrt(num / den), 1e-5, "n=%zu threads=%d: update differs from the serial mean gradient by %g",
+                 n, threads, sqrt(num / den));
+    bprop_trainer_free(t);
+    free(before);
+    free(ref);
+    bprop_model_free(m);
+    bprop_dataset_free(d);
+}
+
+Test(reduction, training_step_equals_serial_sum_for_1_2_3_8_threads)
+{
+    const int threads[] = {1, 2, 3, 8};
+    for (size_t k = 0; k < 4; k++) {
+        check_step_reduction(50, threads[k]);
+        check_step_reduction(5, threads[k]); /* fewer samples than threads at 8 */
+    }
 }
 
 Test(determinism, same_seed_and_threads_give_identical_bits)
