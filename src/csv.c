@@ -270,14 +270,16 @@ static bprop_status parse_row(csv_state *st, const char *line, size_t len, size_
     }
     float *row = st->x + st->rows * st->dim;
     for (size_t k = 0; s == BPROP_OK && k < st->dim; k++, field++) {
-        if (field > 1 && *p++ != ',') /* the previous field ended the line */
-            ragged = 1;
-        else
-            s = parse_feature(st, p, lineno, field, &row[k], &p, err);
-        if (ragged)
-            break;
+        if (field > 1) {
+            if (*p != ',') { /* the previous field ended the line: too few fields */
+                ragged = 1;
+                break;
+            }
+            p++;
+        }
+        s = parse_feature(st, p, lineno, field, &row[k], &p, err);
     }
-    ragged |= s == BPROP_OK && *p != '\0'; /* a comma after the last field */
+    ragged = ragged || (s == BPROP_OK && *p != '\0'); /* a comma after the last field */
     if (ragged || s != BPROP_OK) {
         size_t found = count_fields(line, len);
         if (ragged || found != st->fields)

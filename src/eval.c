@@ -5,10 +5,12 @@
 #include <omp.h>
 #include <string.h>
 
-static bprop_status check_model(const bprop_model *m, bprop_error *err)
+static bprop_status check_call(const bprop_model *m, int threads, bprop_error *err)
 {
     if (!m || !m->params)
         return bp_fail(err, BPROP_E_ARG, "model is NULL");
+    if (threads < 0)
+        return bp_fail(err, BPROP_E_ARG, "threads must be >= 0 (0: OpenMP default), got %d", threads);
     return BPROP_OK;
 }
 
@@ -63,7 +65,7 @@ static void eval_block(void *p, size_t first, size_t nb, float *logits, bp_work 
 bprop_status bprop_evaluate(const bprop_model *m, const bprop_dataset *d, int threads,
                             bprop_eval *out, uint64_t *confusion, bprop_error *err)
 {
-    bprop_status st = check_model(m, err);
+    bprop_status st = check_call(m, threads, err);
     if (st != BPROP_OK)
         return st;
     if (!d || !d->x || !d->y || !out)
@@ -134,7 +136,7 @@ static void predict_block(void *p, size_t first, size_t nb, float *logits, bp_wo
 bprop_status bprop_predict(const bprop_model *m, const float *x, size_t n, int threads,
                            float *probs, bprop_error *err)
 {
-    bprop_status st = check_model(m, err);
+    bprop_status st = check_call(m, threads, err);
     if (st != BPROP_OK)
         return st;
     if (!x || !probs || n == 0)
@@ -161,7 +163,7 @@ bprop_status bprop_predict(const bprop_model *m, const float *x, size_t n, int t
 bprop_status bprop_loss_grad(const bprop_model *m, const float *x, const int32_t *y, size_t n,
                              int threads, double *loss, float *grad, bprop_error *err)
 {
-    bprop_status st = check_model(m, err);
+    bprop_status st = check_call(m, threads, err);
     if (st != BPROP_OK)
         return st;
     if (!x || !y || !grad || n == 0)

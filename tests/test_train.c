@@ -647,6 +647,22 @@ Test(predict, probabilities_sum_to_one_and_match_evaluate)
     bprop_dataset_free(d);
 }
 
+Test(predict, negative_threads_is_an_argument_error)
+{
+    bprop_dataset *d = tu_blobs(6, 3, 2, 1);
+    bprop_model *m;
+    cr_assert_eq(bprop_model_create(3, 4, 2, 1, 1, &m, NULL), BPROP_OK);
+    float out[64];
+    bprop_eval ev;
+    bprop_error err;
+    cr_assert_eq(bprop_evaluate(m, d, -1, &ev, NULL, &err), BPROP_E_ARG);
+    cr_assert_not_null(strstr(err.message, "threads"));
+    cr_assert_eq(bprop_predict(m, d->x, d->n, -2, out, &err), BPROP_E_ARG);
+    cr_assert_eq(bprop_loss_grad(m, d->x, d->y, d->n, -1, NULL, out, &err), BPROP_E_ARG);
+    bprop_model_free(m);
+    bprop_dataset_free(d);
+}
+
 Test(model, no_bias_layout_and_gradient)
 {
     bprop_model *m;
