@@ -304,7 +304,7 @@ BPROP_API bprop_status bprop_trainer_create(bprop_model *m, const bprop_train_co
 BPROP_API bprop_status bprop_trainer_epoch(bprop_trainer *t, const bprop_dataset *train,
                                  bprop_progress_fn progress, void *user,
                                  bprop_epoch_stats *stats, bprop_error *err);
-/** Threads the trainer uses. */
+/** Threads the trainer asks OpenMP for (the team that ran is in model->info.threads). */
 BPROP_API int bprop_trainer_threads(const bprop_trainer *t);
 BPROP_API void bprop_trainer_free(bprop_trainer *t);
 
