@@ -8,7 +8,9 @@
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <dirent.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 #include <zlib.h>
@@ -65,8 +67,9 @@ static void redirect(const char *path, int fd)
     close(f);
 }
 
-/* Run the CLI with the given arguments (NULL-terminated), capturing stdout and stderr. */
-static run_result run_argv(const char *const *args)
+/* Run the CLI with the given arguments (NULL-terminated), capturing stdout and stderr; with
+ * stdout_path, standard output goes there instead and r.out is empty. */
+static run_result run_to(const char *stdout_path, const char *const *args)
 {
     const char *argv[64] = {BPROP_CLI_PATH};
     size_t n = 1;
@@ -81,7 +84,7 @@ static run_result run_argv(const char *const *args)
     pid_t pid = fork();
     cr_assert_geq(pid, 0, "fork failed");
     if (pid == 0) {
-        redirect(out, STDOUT_FILENO);
+        redirect(stdout_path ? stdout_path : out, STDOUT_FILENO);
         redirect(err, STDERR_FILENO);
         setenv("OMP_NUM_THREADS", "2", 1);
         execv(BPROP_CLI_PATH, (char *const *)argv);
@@ -89,13 +92,17 @@ static run_result run_argv(const char *const *args)
     }
     int ws = 0;
     cr_assert_eq(waitpid(pid, &ws, 0), pid);
-    run_result r = {WIFEXITED(ws) ? WEXITSTATUS(ws) : -1, read_all(out), read_all(err)};
+    run_result r = {WIFEXITED(ws) ? WEXITSTATUS(ws) : -1, stdout_path ? strdup("") : read_all(out),
+                    read_all(err)};
     free(out);
     free(err);
     return r;
 }
 
+static run_result run_argv(const char *const *args) { return run_to(NULL, args); }
+
 #define RUN(...) run_argv((const char *const[]){__VA_ARGS__, NULL})
+#define RUN_TO(path, ...) run_to(path, (const char *const[]){__VA_ARGS__, NULL})
 
 static void run_free(run_result *r)
 {
@@ -185,20 +192,43 @@ static void copy_file(const char *from, const char *to)
     free(bytes);
 }
 
+/* Entries of the scratch directory whose names start with prefix (temporary files left behind). */
+static size_t count_entries(const char *prefix)
+{
+    DIR *d = opendir(g_dir);
+    cr_assert_not_null(d);
+    size_t n = 0;
+    for (struct dirent *e; (e = readdir(d)) != NULL;)
+        n += strncmp(e->d_name, prefix, strlen(prefix)) == 0;
+    closedir(d);
+    return n;
+}
+
+static unsigned file_mode(const char *path)
+{
+    struct stat st;
+    cr_assert_eq(stat(path, &st), 0, "cannot stat %s", path);
+    return (unsigned)(st.st_mode & 0777);
+}
+
 /* ---- tests -------------------------------------------------------------------------------- */
 
 Test(cli, train_writes_metrics_and_model)
 {
     write_blob_files();
     char *train = path_in("train.csv"), *test = path_in("test.csv"), *model = path_in("m.bpm"),
-         *metrics = path_in("m.jsonl"), *tmp = path_in("m.jsonl.tmp");
+         *metrics = path_in("m.jsonl");
+    /* An older log is replaced, keeping its permissions. */
+    tu_write_text(metrics, "{\"old\":1}\n");
+    cr_assert_eq(chmod(metrics, 0640), 0);
     run_result r = RUN("train", "--train", train, "--test", test, "--epochs", "2", "--hidden", "8",
                        "--batch", "32", "--threads", "2", "--save", model, "--metrics", metrics);
     cr_assert_eq(r.status, 0, "stderr: %s", r.err);
     cr_assert_not_null(strstr(r.out, "final test accuracy"), "stdout: %s", r.out);
     cr_assert_not_null(strstr(r.out, "train_loss"), "no per-epoch table: %s", r.out);
     cr_assert_eq(access(model, R_OK), 0, "model not saved");
-    cr_assert_neq(access(tmp, F_OK), 0, "temporary metrics file left behind");
+    cr_assert_eq(count_entries("m.jsonl.tmp"), 0, "temporary metrics file left behind");
+    cr_assert_eq(file_mode(metrics), 0640);
 
     char *m = read_all(metrics);
     cr_assert_eq(count_lines(m), 2, "metrics: %s", m);
@@ -225,7 +255,6 @@ Test(cli, train_writes_metrics_and_model)
     free(test);
     free(model);
     free(metrics);
-    free(tmp);
 }
 
 Test(cli, eval_json_and_table)
@@ -607,4 +636,210 @@ Test(cli, gradcheck_saved_model_on_csv)
     run_free(&r);
     free(model);
     free(train);
+}
+
+/* The text after prefix in s, up to the end of its line, as a new string; fails when absent. */
+static char *line_after(const char *s, const char *prefix)
+{
+    const char *p = strstr(s, prefix);
+    cr_assert_not_null(p, "'%s' missing in: %s", prefix, s);
+    p += strlen(prefix);
+    return strndup(p, strcspn(p, "\n"));
+}
+
+Test(cli, failed_run_leaves_metrics_untouched)
+{
+    write_blob_files();
+    char *train = path_in("train.csv"), *metrics = path_in("m.jsonl");
+    tu_write_text(metrics, "old log\n");
+    /* A --save that fails only after training: the name itself is valid, but the temporary file
+     * the library writes beside it (name + ".tmp.XXXXXX") is longer than NAME_MAX (255). */
+    char name[251];
+    memset(name, 'm', sizeof name - 1);
+    name[sizeof name - 1] = '\0';
+    char *model = path_in(name);
+    run_result r = RUN("train", "--train", train, "--epochs", "2", "--hidden", "8", "--batch", "32",
+                       "--threads", "2", "--save", model, "--metrics", metrics, "--quiet");
+    cr_assert_eq(r.status, 1, "stderr: %s", r.err);
+    char *old = read_all(metrics);
+    cr_assert_str_eq(old, "old log\n", "a failed run replaced the metrics");
+    free(old);
+    /* The epochs that ran are kept in the temporary file, whose name is printed. */
+    char *kept = line_after(r.err, "bprop: partial metrics kept in ");
+    cr_assert_eq(strncmp(kept, metrics, strlen(metrics)), 0, "kept: %s", kept);
+    cr_assert_eq(strncmp(kept + strlen(metrics), ".tmp.", 5), 0, "kept: %s", kept);
+    char *partial = read_all(kept);
+    cr_assert_eq(count_lines(partial), 2, "partial: %s", partial);
+    cr_assert_eq(json_number(strchr(partial, '\n') + 1, "epoch"), 2.0);
+    free(partial);
+    run_free(&r);
+
+    /* Divergence: the old file stays as it was. */
+    r = RUN("train", "--train", train, "--lr", "1e30", "--epochs", "2", "--hidden", "8", "--threads", "2",
+            "--metrics", metrics);
+    cr_assert_eq(r.status, 1, "stderr: %s", r.err);
+    old = read_all(metrics);
+    cr_assert_str_eq(old, "old log\n", "a diverged run replaced the metrics");
+    free(old);
+    run_free(&r);
+    free(kept);
+    free(train);
+    free(metrics);
+    free(model);
+}
+
+Test(cli, output_targets_checked_before_training)
+{
+    write_blob_files();
+    char *train = path_in("train.csv"), *sub = path_in("sub"), *nodir = path_in("no-such-dir/m.bpm");
+    cr_assert_eq(mkdir(sub, 0755), 0);
+    static const char *const flags[] = {"--save", "--metrics"};
+    for (int i = 0; i < 2; i++) {
+        /* Nothing on stdout: the run stopped before it printed its plan. */
+        run_result r = RUN("train", "--train", train, "--epochs", "1", "--hidden", "4", flags[i], sub);
+        cr_assert_eq(r.status, 1, "%s: stderr: %s", flags[i], r.err);
+        cr_assert_eq(r.out[0], '\0', "%s: trained before failing: %s", flags[i], r.out);
+        cr_assert_eq(count_lines(r.err), 1, "%s: stderr: %s", flags[i], r.err);
+        cr_assert_not_null(strstr(r.err, flags[i]), "stderr: %s", r.err);
+        cr_assert_not_null(strstr(r.err, "is a directory"), "stderr: %s", r.err);
+        run_free(&r);
+
+        r = RUN("train", "--train", train, "--epochs", "1", "--hidden", "4", flags[i], nodir);
+        cr_assert_eq(r.status, 1, "%s: stderr: %s", flags[i], r.err);
+        cr_assert_eq(r.out[0], '\0', "%s: trained before failing: %s", flags[i], r.out);
+        cr_assert_not_null(strstr(r.err, nodir), "stderr: %s", r.err);
+        run_free(&r);
+    }
+    free(train);
+    free(sub);
+    free(nodir);
+}
+
+Test(cli, stdout_write_errors_exit_1)
+{
+    if (access("/dev/full", W_OK) != 0)
+        cr_skip_test("no writable /dev/full");
+    char *model = train_small_model("m.bpm"), *test = path_in("test.csv"), *train = path_in("train.csv");
+    run_result rs[] = {
+        RUN_TO("/dev/full", "info", model),
+        RUN_TO("/dev/full", "info", model, "--json"),
+        RUN_TO("/dev/full", "eval", model, "--test", test),
+        RUN_TO("/dev/full", "eval", model, "--test", test, "--json"),
+        RUN_TO("/dev/full", "train", "--train", train, "--epochs", "1", "--hidden", "4", "--threads", "2"),
+        RUN_TO("/dev/full", "train", "--help"),
+        RUN_TO("/dev/full", "--version"),
+    };
+    for (size_t i = 0; i < sizeof rs / sizeof rs[0]; i++) {
+        cr_assert_eq(rs[i].status, 1, "run %zu: exit %d, stderr: %s", i, rs[i].status, rs[i].err);
+        cr_assert_eq(count_lines(rs[i].err), 1, "run %zu: stderr: %s", i, rs[i].err);
+        cr_assert_not_null(strstr(rs[i].err, "bprop: cannot write to standard output: "),
+                           "run %zu: stderr: %s", i, rs[i].err);
+        run_free(&rs[i]);
+    }
+    free(model);
+    free(test);
+    free(train);
+}
+
+Test(cli, atomic_output_unique_temp_and_mode)
+{
+    char *model = train_small_model("m.bpm"), *in = path_in("in.csv"), *out = path_in("out.csv"),
+         *mine = path_in("out.csv.tmp"), *fresh = path_in("new.csv");
+    tu_write_text(mine, "a file of the user's own\n");
+    tu_write_text(out, "old\n");
+    cr_assert_eq(chmod(out, 0640), 0);
+    run_result r = RUN("predict", model, "--input", in, "--output", out);
+    cr_assert_eq(r.status, 0, "stderr: %s", r.err);
+    run_free(&r);
+    char *text = read_all(mine);
+    cr_assert_str_eq(text, "a file of the user's own\n", "predict --output clobbered out.csv.tmp");
+    free(text);
+    text = read_all(out);
+    check_predictions(text, 10);
+    free(text);
+    cr_assert_eq(file_mode(out), 0640, "replaced file has mode %o", file_mode(out));
+    cr_assert_eq(count_entries("out.csv.tmp."), 0, "temporary file left behind");
+
+    /* A new file gets the usual 0666 less the umask (inherited by the program). */
+    mode_t mask = umask(0);
+    umask(mask);
+    r = RUN("predict", model, "--input", in, "--output", fresh);
+    cr_assert_eq(r.status, 0, "stderr: %s", r.err);
+    run_free(&r);
+    cr_assert_eq(file_mode(fresh), 0666u & ~(unsigned)mask, "new file has mode %o", file_mode(fresh));
+    free(model);
+    free(in);
+    free(out);
+    free(mine);
+    free(fresh);
+}
+
+Test(cli, labelled_is_ignored_for_idx_input)
+{
+    write_idx_pair("img-idx3-ubyte.gz", "lab-idx1-ubyte.gz", 40, 1);
+    char *img = path_in("img-idx3-ubyte.gz"), *lab = path_in("lab-idx1-ubyte.gz"), *model = path_in("i.bpm");
+    run_result r = RUN("train", "--train", img, "--train-labels", lab, "--epochs", "1", "--hidden", "4",
+                       "--batch", "10", "--threads", "2", "--save", model, "--quiet");
+    cr_assert_eq(r.status, 0, "stderr: %s", r.err);
+    run_free(&r);
+    r = RUN("predict", model, "--input", img);
+    cr_assert_eq(r.status, 0, "stderr: %s", r.err);
+    char *plain = strdup(r.out);
+    run_free(&r);
+    r = RUN("predict", model, "--input", img, "--labelled");
+    cr_assert_eq(r.status, 0, "stderr: %s", r.err);
+    cr_assert_eq(strncmp(r.out, "index,predicted,p0,p1\n", 22), 0, "stdout: %.60s", r.out);
+    cr_assert_eq(count_lines(r.out), 41);
+    cr_assert_str_eq(r.out, plain, "--labelled changed the predictions of IDX input");
+    run_free(&r);
+    free(plain);
+    free(img);
+    free(lab);
+    free(model);
+}
+
+Test(cli, labels_options_need_idx_files)
+{
+    char *model = train_small_model("m.bpm"), *train = path_in("train.csv"), *test = path_in("test.csv");
+    EXPECT_USAGE("--train-labels", "train", "--train", train, "--train-labels", train);
+    EXPECT_USAGE("--train-labels", "train", "--train-labels", train);
+    EXPECT_USAGE("--train-labels", "train", "--data", g_dir, "--train-labels", train);
+    EXPECT_USAGE("--test-labels", "train", "--train", train, "--test", test, "--test-labels", test);
+    EXPECT_USAGE("--test-labels", "eval", model, "--test", test, "--test-labels", test);
+    EXPECT_USAGE("--test-labels", "eval", model, "--data", g_dir, "--test-labels", test);
+    EXPECT_USAGE("--train-labels", "gradcheck", "--train", train, "--train-labels", train);
+    free(model);
+    free(train);
+    free(test);
+}
+
+Test(cli, corrupt_idx_is_neither_idx_nor_csv)
+{
+    write_idx_pair("img-idx3-ubyte", "lab-idx1-ubyte", 4, 0);
+    /* IDX images whose magic lost its leading zero bytes. */
+    unsigned char bytes[16 + 4 * 36] = {0};
+    put_be32(bytes, 0x12345678);
+    put_be32(bytes + 4, 4);
+    put_be32(bytes + 8, 6);
+    put_be32(bytes + 12, 6);
+    char *bad = path_in("bad-idx3-ubyte"), *lab = path_in("lab-idx1-ubyte");
+    char *model = train_small_model("m.bpm");
+    tu_write_file(bad, bytes, sizeof bytes);
+    run_result rs[] = {
+        RUN("train", "--train", bad, "--epochs", "1"),
+        RUN("train", "--train", bad, "--train-labels", lab, "--epochs", "1"),
+        RUN("predict", model, "--input", bad),
+    };
+    for (size_t i = 0; i < sizeof rs / sizeof rs[0]; i++) {
+        cr_assert_eq(rs[i].status, 1, "run %zu: exit %d, stderr: %s", i, rs[i].status, rs[i].err);
+        cr_assert_eq(count_lines(rs[i].err), 1, "run %zu: stderr: %s", i, rs[i].err);
+        static const char *const want[] = {"neither IDX", "0x12345678", "nor CSV", "NUL byte"};
+        for (size_t k = 0; k < 4; k++)
+            cr_assert_not_null(strstr(rs[i].err, want[k]), "run %zu: no '%s' in: %s", i, want[k], rs[i].err);
+        cr_assert_not_null(strstr(rs[i].err, bad), "run %zu: stderr: %s", i, rs[i].err);
+        run_free(&rs[i]);
+    }
+    free(bad);
+    free(lab);
+    free(model);
 }

@@ -91,18 +91,24 @@ int cli_fail_path(const char *path, const bprop_error *err, bprop_status st);
 /* Load a model file; 0, or CLI_EXIT_RUNTIME with the path in the printed message. */
 int cli_load_model(const char *path, bprop_model **out);
 
-/* Write a file through path.tmp and rename it into place, so readers never see half a file. */
+/* Write a file under a unique temporary name beside path (path.tmp.XXXXXX, with the mode of the
+ * file it replaces, else 0666 less the umask) and rename it into place, so readers never see half
+ * a file and concurrent writers never share a temporary file. */
 typedef struct cli_atomic {
     FILE *f;
     char *path, *tmp;
+    /* NULL: a failed write removes the temporary file. Else the temporary file is kept when it
+     * holds anything, announced as "bprop: partial <partial> kept in <tmp>". */
+    const char *partial;
 } cli_atomic;
 int cli_atomic_open(cli_atomic *w, const char *path);   /* 0, or CLI_EXIT_RUNTIME (printed) */
 int cli_atomic_commit(cli_atomic *w);                   /* flush, sync, rename; 0 or 1 (printed) */
-void cli_atomic_abort(cli_atomic *w);                   /* remove the temporary file */
-/* Replace path with n bytes of data atomically; 0 or CLI_EXIT_RUNTIME (printed). */
-int cli_write_file_atomic(const char *path, const void *data, size_t n);
+void cli_atomic_abort(cli_atomic *w);                   /* remove (or keep) the temporary file */
 /* 1 when the directory that would hold path accepts new files. */
 int cli_dir_writable(const char *path);
+/* Before long work: 0 when an output file could be created at path, else CLI_EXIT_RUNTIME with
+ * "bprop: FLAG: 'path' is a directory" (or its directory is missing / not writable) printed. */
+int cli_check_output(const char *flag, const char *path);
 
 /* snprintf that ends a truncated result with "..." (descriptions, not data). */
 void cli_format_trunc(char *buf, size_t size, const char *fmt, ...) __attribute__((format(printf, 3, 4)));

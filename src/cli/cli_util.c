@@ -5,6 +5,7 @@
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -52,33 +53,70 @@ static char *concat(const char *a, const char *b)
     return s;
 }
 
+/* Permissions for the file that will replace path: those of the file there now, else the usual
+ * 0666 less the umask (mkstemp creates 0600). Special bits are not carried over to new content. */
+static mode_t replacement_mode(const char *path)
+{
+    struct stat st;
+    if (stat(path, &st) == 0 && S_ISREG(st.st_mode))
+        return st.st_mode & 0777;
+    /* umask can only be read by setting it; nothing creates files meanwhile in this program. */
+    mode_t mask = umask(0);
+    umask(mask);
+    return 0666 & ~mask;
+}
+
+static void atomic_release(cli_atomic *w)
+{
+    free(w->path);
+    free(w->tmp);
+    memset(w, 0, sizeof *w);
+}
+
 int cli_atomic_open(cli_atomic *w, const char *path)
 {
     memset(w, 0, sizeof *w);
     w->path = concat(path, "");
-    w->tmp = concat(path, ".tmp");
+    w->tmp = concat(path, ".tmp.XXXXXX");
     if (!w->path || !w->tmp) {
-        cli_atomic_abort(w);
+        atomic_release(w);
         return cli_fail("%s: out of memory", path);
     }
-    w->f = fopen(w->tmp, "wb");
-    if (!w->f) {
+    mode_t mode = replacement_mode(path);
+    int fd = mkstemp(w->tmp);
+    if (fd < 0) {
+        int rc = cli_fail("%s: cannot create a temporary file beside it: %s", path, strerror(errno));
+        atomic_release(w);
+        return rc;
+    }
+    if (fchmod(fd, mode) != 0 || !(w->f = fdopen(fd, "wb"))) {
         int rc = cli_fail("%s: cannot create: %s", w->tmp, strerror(errno));
-        cli_atomic_abort(w);
+        close(fd);
+        remove(w->tmp);
+        atomic_release(w);
         return rc;
     }
     return 0;
 }
 
+/* After a failure, with the file closed: remove the temporary file, or keep partial output that
+ * may help find out what went wrong. */
+static void drop_temp(cli_atomic *w, int has_data)
+{
+    if (w->partial && has_data)
+        fprintf(stderr, "bprop: partial %s kept in %s\n", w->partial, w->tmp);
+    else
+        remove(w->tmp);
+}
+
 void cli_atomic_abort(cli_atomic *w)
 {
     if (w->f) {
+        int has_data = ftello(w->f) > 0;
         fclose(w->f);
-        remove(w->tmp);
+        drop_temp(w, has_data);
     }
-    free(w->path);
-    free(w->tmp);
-    memset(w, 0, sizeof *w);
+    atomic_release(w);
 }
 
 int cli_atomic_commit(cli_atomic *w)
@@ -87,6 +125,7 @@ int cli_atomic_commit(cli_atomic *w)
      * file under the final name. */
     int bad = fflush(w->f) != 0 || ferror(w->f) || fsync(fileno(w->f)) != 0;
     int saved = errno;
+    int has_data = ftello(w->f) > 0;
     if (fclose(w->f) != 0 && !bad) {
         bad = 1;
         saved = errno;
@@ -99,26 +138,10 @@ int cli_atomic_commit(cli_atomic *w)
     int rc = 0;
     if (bad) {
         rc = cli_fail("%s: cannot write: %s", w->path, strerror(saved));
-        remove(w->tmp);
+        drop_temp(w, has_data);
     }
-    free(w->path);
-    free(w->tmp);
-    memset(w, 0, sizeof *w);
+    atomic_release(w);
     return rc;
-}
-
-int cli_write_file_atomic(const char *path, const void *data, size_t n)
-{
-    cli_atomic w;
-    int rc = cli_atomic_open(&w, path);
-    if (rc)
-        return rc;
-    if (n && fwrite(data, 1, n, w.f) != n) {
-        rc = cli_fail("%s: cannot write: %s", w.tmp, strerror(errno));
-        cli_atomic_abort(&w);
-        return rc;
-    }
-    return cli_atomic_commit(&w);
 }
 
 int cli_dir_writable(const char *path)
@@ -132,6 +155,16 @@ int cli_dir_writable(const char *path)
     int ok = dir && access(dir, W_OK | X_OK) == 0;
     free(dir);
     return ok;
+}
+
+int cli_check_output(const char *flag, const char *path)
+{
+    struct stat st;
+    if (stat(path, &st) == 0 && S_ISDIR(st.st_mode))
+        return cli_fail("%s: '%s' is a directory", flag, path);
+    if (!cli_dir_writable(path))
+        return cli_fail("%s: cannot create '%s': its directory is missing or not writable", flag, path);
+    return 0;
 }
 
 void cli_format_trunc(char *buf, size_t size, const char *fmt, ...)

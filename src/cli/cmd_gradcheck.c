@@ -381,6 +381,5 @@ int cmd_gradcheck(int argc, char **argv)
     free(job.grad);
     bprop_dataset_free(job.batch);
     bprop_model_free(job.model);
-    fflush(stdout);
-    return rc;
+    return rc; /* main flushes stdout and reports a failed write */
 }

@@ -1,5 +1,6 @@
 /* cmd_predict.c: `bprop predict`: class probabilities of a saved model for CSV or IDX inputs. */
 #include "cli.h"
+#include "data.h"
 
 #include <errno.h>
 #include <stdlib.h>
@@ -20,7 +21,8 @@ static void predict_help(void)
            "\"index,predicted,p0,p1,...\", then one row per input (probabilities as %%.6g).\n\n"
            "Options:\n"
            "  --input FILE         CSV of features (one sample per line) or IDX images; gzip ok\n"
-           "  --labelled           the CSV's first column is a label: ignore it\n"
+           "  --labelled           the CSV's first column is a label: ignore it (no effect on\n"
+           "                       IDX images, which never hold labels)\n"
            "  --output FILE        write the CSV to FILE (atomically) instead of stdout\n"
            "  --threads N          OpenMP threads; 0: OMP_NUM_THREADS or all cores [0]\n"
            "Inputs are standardised with the model's statistics when it has them.\n\n"
@@ -61,7 +63,9 @@ static int load_input(const predict_opts *o, const bprop_model *m, bprop_dataset
 {
     bprop_error err = {0};
     bprop_dataset *d = NULL;
-    bprop_status st = bprop_dataset_load(o->input, NULL, o->labelled, 0, &d, &err);
+    /* IDX images carry no label column to skip, so --labelled is meaningless there. */
+    int labelled = o->labelled && cli_data_kind(o->input) != CLI_KIND_IDX;
+    bprop_status st = bprop_dataset_load(o->input, NULL, labelled, 0, &d, &err);
     if (st != BPROP_OK)
         return cli_fail_path(o->input, &err, st);
     if (d->dim != m->inputs) {

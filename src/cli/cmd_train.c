@@ -63,8 +63,13 @@ static void train_help(void)
            "                       (stored in the model, applied to val/test/predict inputs)\n\n"
            "Output options:\n"
            "  --save FILE          save the trained model (written atomically)\n"
-           "  --metrics FILE       JSON Lines, one object per epoch, rewritten atomically\n"
-           "  --quiet              print only the final accuracy line (and errors)\n\n",
+           "  --metrics FILE       JSON Lines, one object per epoch, written during the run\n"
+           "                       to FILE.tmp.XXXXXX beside FILE (flushed every epoch, so\n"
+           "                       tail -f works) and renamed to FILE only when the whole run\n"
+           "                       succeeds, after --save. A failed run leaves FILE as it was\n"
+           "                       and keeps the temporary file, naming it on stderr\n"
+           "  --quiet              print only the final accuracy line (and errors)\n"
+           "  Both targets are checked before training (not a directory, directory writable).\n\n",
            d.epochs, d.batch, (double)d.lr, (double)d.momentum, d.nesterov ? "on" : "off",
            (double)d.weight_decay, bprop_schedule_name(d.schedule), d.step_epochs,
            (double)d.step_gamma, (double)d.clip_norm, (unsigned long long)d.seed);
@@ -153,6 +158,8 @@ static int check_options(const char *cmd, train_opts *o)
     bprop_error err = {0};
     if (bprop_train_config_check(&o->cfg, &err) != BPROP_OK)
         return cli_usage(cmd, "%s", err.message[0] ? err.message : "invalid training settings");
+    if ((o->save && !o->save[0]) || (o->metrics && !o->metrics[0]))
+        return cli_usage(cmd, "%s: empty file name", o->save && !o->save[0] ? "--save" : "--metrics");
     if (o->save && o->metrics && strcmp(o->save, o->metrics) == 0)
         return cli_usage(cmd, "--save and --metrics name the same file '%s'", o->save);
     return 0;
@@ -272,6 +279,9 @@ static void print_plan(const train_run *r)
     printf("\n%zu epochs, batch %zu, lr %g (%s), momentum %g%s, weight decay %g, %d threads\n",
            c->epochs, c->batch, (double)c->lr, bprop_schedule_name(c->schedule), (double)c->momentum,
            c->nesterov ? " (Nesterov)" : "", (double)c->weight_decay, bprop_trainer_threads(r->trainer));
+    if (metrics_temp_path(&r->log))
+        printf("metrics: %s (renamed to %s when the run succeeds)\n", metrics_temp_path(&r->log),
+               r->o->metrics);
     train_print_header(stdout, r->val != NULL);
 }
 
@@ -342,14 +352,13 @@ static void finish(train_run *r)
     }
 }
 
+/* Fail now rather than after minutes of training. */
 static int check_outputs(const train_opts *o)
 {
-    if (o->save && !cli_dir_writable(o->save))
-        return cli_fail("%s: cannot save there: its directory is missing or not writable", o->save);
-    if (o->metrics && !cli_dir_writable(o->metrics))
-        return cli_fail("%s: cannot write metrics there: its directory is missing or not writable",
-                        o->metrics);
-    return 0;
+    int rc = o->save ? cli_check_output("--save", o->save) : 0;
+    if (!rc && o->metrics)
+        rc = cli_check_output("--metrics", o->metrics);
+    return rc;
 }
 
 static int run_training(train_run *r)
@@ -380,7 +389,7 @@ static int run_training(train_run *r)
         if (!o->quiet)
             printf("saved model to %s\n", o->save);
     }
-    return 0;
+    return metrics_commit(&r->log);
 }
 
 int cmd_train(int argc, char **argv)
@@ -394,6 +403,5 @@ int cmd_train(int argc, char **argv)
     r.o = &o;
     rc = run_training(&r);
     train_run_free(&r);
-    fflush(stdout);
-    return rc;
+    return rc; /* main flushes stdout and reports a failed write */
 }

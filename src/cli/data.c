@@ -4,6 +4,7 @@
 
 #include <string.h>
 #include <unistd.h>
+#include <zlib.h>
 
 #ifndef BPROP_DEFAULT_DATA_DIR
 #define BPROP_DEFAULT_DATA_DIR "/usr/share/datasets/fashion-mnist"
@@ -20,11 +21,11 @@ void cli_data_help(FILE *f, unsigned allowed)
           "                       t10k-labels-idx1-ubyte; each plain or .gz)\n", f);
     if (allowed & CLI_DATA_TRAIN)
         fputs("  --train FILE         training set: CSV (label, then features) or IDX images\n"
-              "  --train-labels FILE  IDX labels for --train\n"
+              "  --train-labels FILE  IDX labels of the IDX images given with --train\n"
               "  --train-limit N      use only the first N training samples\n", f);
     if (allowed & CLI_DATA_TEST)
         fputs("  --test FILE          test set: CSV (label, then features) or IDX images\n"
-              "  --test-labels FILE   IDX labels for --test\n"
+              "  --test-labels FILE   IDX labels of the IDX images given with --test\n"
               "  --test-limit N       use only the first N test samples\n", f);
     if (allowed & CLI_DATA_CLASSES)
         fputs("  --classes N          number of classes (default 0: one more than the largest label)\n", f);
@@ -35,6 +36,7 @@ void cli_data_help(FILE *f, unsigned allowed)
 int cli_data_option(cli_args *a, cli_data_opts *o)
 {
     unsigned tr = o->allowed & CLI_DATA_TRAIN, te = o->allowed & CLI_DATA_TEST;
+    o->cmd = a->cmd;
     if (cli_is(a, "--data"))
         return cli_value(a, &o->dir);
     if (tr && cli_is(a, "--train"))
@@ -54,7 +56,41 @@ int cli_data_option(cli_args *a, cli_data_opts *o)
     return CLI_NOMATCH;
 }
 
-int cli_data_given(const cli_data_opts *o) { return o->dir || o->train || o->test; }
+int cli_data_given(const cli_data_opts *o)
+{
+    return o->dir || o->train || o->test || o->train_labels || o->test_labels;
+}
+
+int cli_data_kind(const char *path)
+{
+    gzFile f = gzopen(path, "rb");
+    if (!f)
+        return CLI_KIND_UNKNOWN;
+    unsigned char head[4096];
+    int got = gzread(f, head, sizeof head);
+    gzclose(f);
+    if (got >= 2 && head[0] == 0 && head[1] == 0)
+        return CLI_KIND_IDX;
+    if (got <= 0 || memchr(head, 0, (size_t)got))
+        return CLI_KIND_UNKNOWN;
+    return CLI_KIND_TEXT;
+}
+
+/* A labels option only makes sense with IDX images named by its file option: CSV holds its
+ * labels and --data finds its own label files, so silently ignoring it would mislead. */
+static int check_labels_option(const cli_data_opts *o, const char *flag, const char *labels,
+                               const char *file_flag, const char *file)
+{
+    if (!labels)
+        return 0;
+    if (!file)
+        return cli_usage(o->cmd, "%s: only for IDX images given with %s FILE (--data DIR finds "
+                                 "its own label files)", flag, file_flag);
+    if (cli_data_kind(file) == CLI_KIND_TEXT)
+        return cli_usage(o->cmd, "%s: only for IDX images given with %s; '%s' is CSV, which holds "
+                                 "its labels in its first column", flag, file_flag, file);
+    return 0;
+}
 
 /* dir/name or dir/name.gz, whichever exists. */
 static int find_idx(const char *dir, const char *name, char *out)
@@ -135,6 +171,11 @@ int cli_data_resolve(const cli_data_opts *o, unsigned need, cli_data_paths *p)
     p->test.labels_flag = "--test-labels";
     p->train.limit = o->train_limit;
     p->test.limit = o->test_limit;
+    int rc = check_labels_option(o, "--train-labels", o->train_labels, "--train", o->train);
+    if (!rc)
+        rc = check_labels_option(o, "--test-labels", o->test_labels, "--test", o->test);
+    if (rc)
+        return rc;
     const char *dir = o->dir;
     if (!cli_data_given(o)) {
         if (!cli_default_data_present())
@@ -143,7 +184,6 @@ int cli_data_resolve(const cli_data_opts *o, unsigned need, cli_data_paths *p)
                             BPROP_DEFAULT_DATA_DIR, (need & CLI_NEED_TRAIN) ? "--train" : "--test");
         dir = BPROP_DEFAULT_DATA_DIR;
     }
-    int rc = 0;
     if (need & CLI_NEED_TRAIN)
         rc = resolve_split(o->train, o->train_labels, dir, 0, &p->train);
     /* The test split is optional for training: with only --train there is none. */

@@ -11,6 +11,7 @@ enum { CLI_DATA_TRAIN = 1, CLI_DATA_TEST = 2, CLI_DATA_CLASSES = 4 };
 
 typedef struct cli_data_opts {
     unsigned allowed;          /* CLI_DATA_* */
+    const char *cmd;           /* command name for usage errors; set by cli_data_option */
     const char *dir;           /* --data DIR: the four standard IDX files */
     const char *train, *train_labels; /* --train FILE (CSV or IDX), --train-labels FILE */
     const char *test, *test_labels;   /* --test FILE, --test-labels FILE */
@@ -38,9 +39,16 @@ int cli_data_option(cli_args *a, cli_data_opts *o);
 /* 1 when the user named any data at all. */
 int cli_data_given(const cli_data_opts *o);
 
+/* What a data file holds, judged by its first bytes (after gunzip), as the library's loader does:
+ * IDX (two zero bytes), text (no NUL byte in the first 4 KiB: CSV), or unknown (unreadable,
+ * empty or binary: the loader will say what is wrong). */
+enum { CLI_KIND_UNKNOWN = 0, CLI_KIND_IDX, CLI_KIND_TEXT };
+int cli_data_kind(const char *path);
+
 enum { CLI_NEED_TRAIN = 1, CLI_NEED_TEST = 2, CLI_WANT_TEST = 4 /* test split if there is one */ };
 /* Find the files: --train/--test win over --data, which wins over the default Fashion-MNIST
- * directory (used only when no data option is given). 0, or CLI_EXIT_RUNTIME (printed). */
+ * directory (used only when no data option is given). 0, CLI_EXIT_USAGE (--train-labels or
+ * --test-labels without an IDX --train/--test file) or CLI_EXIT_RUNTIME (printed). */
 int cli_data_resolve(const cli_data_opts *o, unsigned need, cli_data_paths *p);
 /* 1 when the default data directory holds all four files. */
 int cli_default_data_present(void);

@@ -1,6 +1,7 @@
 /* main.c: the `bprop` program's entry point: dispatch to a command, top-level help and version. */
 #include "cli.h"
 
+#include <errno.h>
 #include <string.h>
 
 typedef struct command {
@@ -38,7 +39,7 @@ static const command *find_command(const char *name)
     return NULL;
 }
 
-int main(int argc, char **argv)
+static int dispatch(int argc, char **argv)
 {
     if (argc < 2) {
         usage(stderr);
@@ -73,4 +74,23 @@ int main(int argc, char **argv)
         return CLI_EXIT_USAGE;
     }
     return c->run(argc - 1, argv + 1);
+}
+
+/* Output that never arrived (a full disk, a closed pipe) makes a run fail, even when the command
+ * itself succeeded: `bprop info m.bpm > /dev/full` must not exit 0. */
+static int check_stdout(void)
+{
+    errno = 0;
+    if (fflush(stdout) == 0 && !ferror(stdout))
+        return CLI_EXIT_OK;
+    /* The failed write may have happened earlier, its errno since overwritten. */
+    int e = errno;
+    fprintf(stderr, "bprop: cannot write to standard output: %s\n", e ? strerror(e) : "write error");
+    return CLI_EXIT_RUNTIME;
+}
+
+int main(int argc, char **argv)
+{
+    int rc = dispatch(argc, argv);
+    return rc == CLI_EXIT_OK ? check_stdout() : rc;
 }

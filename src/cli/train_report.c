@@ -1,4 +1,4 @@
-/* train_report.c: the per-epoch table on stdout and the atomically rewritten JSON Lines metrics. */
+/* train_report.c: the per-epoch table on stdout and the JSON Lines metrics log (published at the end). */
 #define _POSIX_C_SOURCE 200809L
 #include "train_report.h"
 
@@ -72,26 +72,37 @@ int metrics_open(metrics_log *m, const char *path)
     m->path = path;
     if (!path)
         return 0;
-    m->mem = open_memstream(&m->buf, &m->len);
-    if (!m->mem)
-        return cli_fail("%s: cannot buffer metrics: %s", path, strerror(errno));
-    return 0;
+    int rc = cli_atomic_open(&m->out, path);
+    if (rc)
+        m->path = NULL;
+    m->out.partial = "metrics";
+    return rc;
 }
 
 int metrics_append(metrics_log *m, const epoch_report *r)
 {
     if (!m->path)
         return 0;
-    write_line(m->mem, r);
-    if (fflush(m->mem) != 0)
-        return cli_fail("%s: cannot buffer metrics: %s", m->path, strerror(errno));
-    return cli_write_file_atomic(m->path, m->buf, m->len);
+    write_line(m->out.f, r);
+    /* Flushed every epoch so that the temporary file can be followed (tail -f) during the run. */
+    if (fflush(m->out.f) != 0 || ferror(m->out.f))
+        return cli_fail("%s: cannot write: %s", m->out.tmp, strerror(errno));
+    return 0;
+}
+
+int metrics_commit(metrics_log *m)
+{
+    if (!m->path)
+        return 0;
+    m->path = NULL;
+    return cli_atomic_commit(&m->out);
 }
 
 void metrics_close(metrics_log *m)
 {
-    if (m->mem)
-        fclose(m->mem);
-    free(m->buf);
+    if (m->path)
+        cli_atomic_abort(&m->out);
     memset(m, 0, sizeof *m);
 }
+
+const char *metrics_temp_path(const metrics_log *m) { return m->path ? m->out.tmp : NULL; }

@@ -3,6 +3,7 @@
 #define BPROP_CLI_TRAIN_REPORT_H
 
 #include "bprop.h"
+#include "cli.h"
 
 #include <stdio.h>
 
@@ -19,16 +20,21 @@ typedef struct epoch_report {
 void train_print_header(FILE *f, int has_val);
 void train_print_row(FILE *f, const epoch_report *r);
 
-/* --metrics FILE: all lines so far live in memory and replace FILE atomically every epoch. */
+/* --metrics FILE: lines go (flushed every epoch) to a temporary file beside FILE that replaces
+ * FILE only when the whole run succeeded; after a failure FILE is untouched and the temporary
+ * file is kept (its name printed). */
 typedef struct metrics_log {
     const char *path; /* NULL: no log */
-    FILE *mem;
-    char *buf;
-    size_t len;
+    cli_atomic out;   /* open from metrics_open to metrics_commit */
 } metrics_log;
 
 int metrics_open(metrics_log *m, const char *path); /* 0, or CLI_EXIT_RUNTIME (printed) */
 int metrics_append(metrics_log *m, const epoch_report *r); /* 0, or CLI_EXIT_RUNTIME (printed) */
+/* The run succeeded: rename the log over FILE. 0, or CLI_EXIT_RUNTIME (printed). */
+int metrics_commit(metrics_log *m);
+/* Keep an uncommitted log's temporary file (when it holds any epoch) and release everything. */
 void metrics_close(metrics_log *m);
+/* The temporary file the lines go to while the run lasts (NULL without a log). */
+const char *metrics_temp_path(const metrics_log *m);
 
 #endif /* BPROP_CLI_TRAIN_REPORT_H */
