@@ -30,6 +30,7 @@ typedef struct options {
     double peak_seconds;   /* per peak run; 0 skips the peak measurement */
     long peak_runs;
     const char *out;       /* NULL: stdout */
+    const char *init_dir;  /* NULL, or where to save each width's initial model (init_hH.bpm) */
     int header, quiet;
 } options;
 
@@ -60,6 +61,8 @@ static void usage(FILE *f)
         "  --peak-seconds S      length of one peak-FMA run (default 0.2; 0: skip the peak)\n"
         "  --peak-runs N         best of N peak-FMA runs (default 5)\n"
         "  --out FILE            write the CSV to FILE instead of stdout\n"
+        "  --init-dir DIR        save each width's initial model as DIR/init_hH.bpm (for\n"
+        "                        torch_throughput.py --init-dir: identical starting weights)\n"
         "  --no-header           omit the CSV header line\n"
         "  --quiet               no progress lines on stderr\n",
         COLUMNS);
@@ -140,11 +143,28 @@ static void default_options(options *o)
     o->header = 1;
 }
 
+/* The initial model every run of this width starts from (same seed), saved for the PyTorch side. */
+static bprop_status save_init(const options *o, const bprop_dataset *d, size_t hidden, bprop_error *err)
+{
+    char path[4096];
+    snprintf(path, sizeof path, "%s/init_h%zu.bpm", o->init_dir, hidden);
+    bprop_model *m = NULL;
+    bprop_status st = bprop_model_create(d->dim, hidden, d->classes, 1, (uint64_t)o->seed, &m, err);
+    if (st == BPROP_OK)
+        st = bprop_model_save(m, path, err);
+    bprop_model_free(m);
+    return st;
+}
+
 /* Applies option name with value; 0 on success, -1 when the value is bad, 1 for an unknown name. */
 static int set_option(options *o, const char *name, const char *value)
 {
     if (!strcmp(name, "--data")) {
         o->data = value;
+        return 0;
+    }
+    if (!strcmp(name, "--init-dir")) {
+        o->init_dir = value;
         return 0;
     }
     if (!strcmp(name, "--out")) {
@@ -246,7 +266,9 @@ static bprop_status train_one_epoch(const options *o, const bprop_dataset *d, in
     c.nesterov = 0; /* classical momentum, as torch.optim.SGD(momentum=...) */
     c.schedule = BPROP_SCHEDULE_CONSTANT;
     c.seed = (uint64_t)o->seed;
-    c.shuffle = 1;
+    /* The training file's own order (already class-mixed), as torch_throughput.py uses: with the
+     * same initial weights (--init-dir) both then train on identical batches. */
+    c.shuffle = 0;
     c.threads = threads;
 
     bprop_model *m = NULL;
@@ -375,6 +397,9 @@ static int run(const options *o, FILE *f)
         size_t n = (size_t)o->warmup_samples < train->n ? (size_t)o->warmup_samples : train->n;
         st = bprop_dataset_subset(train, 0, n, &warm, &err);
     }
+
+    for (size_t k = 0; st == BPROP_OK && o->init_dir && k < o->hidden.n; k++)
+        st = save_init(o, train, (size_t)o->hidden.v[k], &err);
 
     double peaks[MAX_LIST];
     for (size_t k = 0; st == BPROP_OK && k < o->threads.n; k++) {

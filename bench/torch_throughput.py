@@ -77,10 +77,39 @@ def load_split(data_dir, prefix):
     return x, torch.from_numpy(labels.astype(np.int64))
 
 
-def make_model(inputs, hidden, classes, seed, bprop_init):
+def load_bprop_model(path):
+    """W1 (inputs, hidden), b1, W2 (hidden, classes), b2 from a bprop model file (format version 1,
+    README "File formats"): little-endian header, then the flat float32 parameter block."""
+    with open(path, "rb") as f:
+        blob = f.read()
+    magic, version, header_len = blob[:8], *struct.unpack_from("<II", blob, 8)
+    if magic != b"BPROPMDL" or version != 1:
+        raise SystemExit(f"{path}: not a version-1 bprop model file")
+    inputs, hidden, classes = struct.unpack_from("<QQQ", blob, 16)
+    (has_bias,) = struct.unpack_from("<I", blob, 40)
+    if not has_bias:
+        raise SystemExit(f"{path}: the benchmark model has biases")
+    count = inputs * hidden + hidden + hidden * classes + classes
+    p = np.frombuffer(blob, dtype="<f4", count=count, offset=16 + header_len).astype(np.float32)
+    w1 = p[:inputs * hidden].reshape(inputs, hidden)
+    b1 = p[inputs * hidden:inputs * hidden + hidden]
+    w2 = p[inputs * hidden + hidden:inputs * hidden + hidden + hidden * classes].reshape(hidden, classes)
+    b2 = p[inputs * hidden + hidden + hidden * classes:]
+    return w1, b1, w2, b2
+
+
+def make_model(inputs, hidden, classes, seed, bprop_init, init_dir=None):
     torch.manual_seed(seed)
     model = nn.Sequential(nn.Linear(inputs, hidden), nn.ReLU(), nn.Linear(hidden, classes))
-    if bprop_init:
+    if init_dir:
+        # bprop's very weights: nn.Linear stores (out, in), bprop (in, out).
+        w1, b1, w2, b2 = load_bprop_model(os.path.join(init_dir, f"init_h{hidden}.bpm"))
+        with torch.no_grad():
+            model[0].weight.copy_(torch.from_numpy(w1.T.copy()))
+            model[0].bias.copy_(torch.from_numpy(b1.copy()))
+            model[2].weight.copy_(torch.from_numpy(w2.T.copy()))
+            model[2].bias.copy_(torch.from_numpy(b2.copy()))
+    elif bprop_init:
         # bprop's initialisation: W1 ~ N(0, 2/inputs), W2 ~ N(0, 1/hidden), zero biases.
         with torch.no_grad():
             model[0].weight.normal_(0.0, math.sqrt(2.0 / inputs))
@@ -91,7 +120,7 @@ def make_model(inputs, hidden, classes, seed, bprop_init):
 
 
 def run_epoch(model, opt, loss_fn, x, y, batch):
-    """One pass over (x, y) in order; x and y are already shuffled."""
+    """One pass over (x, y) in order."""
     for first in range(0, len(x), batch):
         opt.zero_grad(set_to_none=True)
         loss = loss_fn(model(x[first:first + batch]), y[first:first + batch])
@@ -105,19 +134,19 @@ def measure(args, data, threads, batch, hidden, rep):
     inputs, classes = x_train.shape[1], int(y_train.max()) + 1
     torch.set_num_threads(threads)
     loss_fn = nn.CrossEntropyLoss()
-    gen = torch.Generator().manual_seed(args.seed + rep)
-    perm = torch.randperm(len(x_train), generator=gen)
-    # Shuffled once, untimed, so each batch is a contiguous view: PyTorch's fastest case.
-    xs, ys = x_train[perm].contiguous(), y_train[perm].contiguous()
+    # The training file's own order (already class-mixed), as bench/throughput.c uses, so with
+    # --init-dir both train on identical batches from identical weights; every batch is a
+    # contiguous view, PyTorch's fastest case.
+    xs, ys = x_train.contiguous(), y_train.contiguous()
 
     if args.warmup_samples > 0:
-        model = make_model(inputs, hidden, classes, args.seed, args.bprop_init)
+        model = make_model(inputs, hidden, classes, args.seed, args.bprop_init, args.init_dir)
         opt = torch.optim.SGD(model.parameters(), lr=args.lr, momentum=args.momentum)
         n = min(len(xs), args.warmup_samples)
         run_epoch(model, opt, loss_fn, xs[:n], ys[:n], batch)
 
     # A fresh model, so the accuracy reflects exactly one epoch.
-    model = make_model(inputs, hidden, classes, args.seed, args.bprop_init)
+    model = make_model(inputs, hidden, classes, args.seed, args.bprop_init, args.init_dir)
     opt = torch.optim.SGD(model.parameters(), lr=args.lr, momentum=args.momentum)
     start = time.perf_counter()
     run_epoch(model, opt, loss_fn, xs, ys, batch)
@@ -153,6 +182,8 @@ def main():
                    help="measured peak GFLOP/s per thread count, e.g. 1:229.2,2:451.4")
     p.add_argument("--torch-init", dest="bprop_init", action="store_false",
                    help="keep PyTorch's default initialisation instead of bprop's")
+    p.add_argument("--init-dir", default=None,
+                   help="start from bprop's initial models DIR/init_hH.bpm (throughput --init-dir)")
     p.add_argument("--out", default="-", help="CSV file (default: stdout)")
     p.add_argument("--no-header", action="store_true")
     p.add_argument("--quiet", action="store_true", help="no progress on stderr")

@@ -109,7 +109,9 @@ grid=(--threads "$threads" --batch "$batch" --hidden "$hidden" --repeats "$repea
       --warmup-samples "$warmup" --train-samples "$train_samples" --data "$data")
 
 echo "== bprop: $bench, threads $threads, batch $batch, hidden $hidden" >&2
-"$bench" "${grid[@]}" --out "$tmp/bprop.csv"
+# bprop saves each width's initial model; PyTorch starts from the very same weights, and both
+# train in the file's order, so their accuracies after the epoch are directly comparable.
+"$bench" "${grid[@]}" --init-dir "$tmp" --out "$tmp/bprop.csv"
 cp "$tmp/bprop.csv" "$out"
 
 if ((torch)); then
@@ -117,7 +119,7 @@ if ((torch)); then
     peaks=$(awk -F, 'NR > 1 && $7 != "" && !seen[$2]++ { print $2 ":" $7 }' "$tmp/bprop.csv" | paste -sd, -)
     echo "== pytorch: $python $("$python" -c 'import torch; print("torch", torch.__version__)')" >&2
     "$python" "$repo/bench/torch_throughput.py" "${grid[@]}" --peak "$peaks" --no-header \
-        --out "$tmp/torch.csv"
+        --init-dir "$tmp" --out "$tmp/torch.csv"
     cat "$tmp/torch.csv" >>"$out"
 fi
 
