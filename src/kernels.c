@@ -96,6 +96,8 @@ INLINE void fwd_panel(int nv, const float *w, size_t ldw, const float *b, const 
     size_t r = 0, t = 0;
     for (; r + FWD_MR <= nb; r += FWD_MR, t++)
         fwd_tile(FWD_MR, nv, w, ldw, b, xr + r, sc->fwd_k + t * D, sc->fwd_n[t], h + r * ldh, ldh);
+    if (r == nb)
+        return; /* no remainder tile: fwd_n has no entry t */
     const uint32_t *ks = sc->fwd_k + t * D;
     const size_t nk = sc->fwd_n[t];
     h += r * ldh;
