@@ -2,6 +2,7 @@
 #ifndef BPROP_H
 #define BPROP_H
 
+#include <signal.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -41,6 +42,9 @@ typedef enum bprop_status {
     BPROP_E_VERSION,   /* a model file of another format version */
     BPROP_E_CHECKSUM,  /* a model file whose checksum does not match its contents */
     BPROP_E_DIVERGED,  /* training produced a non-finite loss or gradient */
+    BPROP_E_CANCELLED, /* a run stopped because its cancellation flag was set */
+    BPROP_E_COMM,      /* a collective operation across processes failed */
+    BPROP_E_ISA,       /* the kernel set asked for (BPROP_ISA) is unknown or not supported here */
     BPROP_E_COUNT      /* number of codes, not a code */
 } bprop_status;
 
@@ -132,6 +136,13 @@ typedef enum bprop_schedule {
     BPROP_SCHEDULE_COSINE        /* lr * (1 + cos(pi * step / total_steps)) / 2, per step */
 } bprop_schedule;
 
+/** How one SGD step is split over threads. Every mode gives bitwise the same parameters. */
+typedef enum bprop_parallel {
+    BPROP_PARALLEL_AUTO = 0, /* pick per (batch, hidden, threads) from a cost model */
+    BPROP_PARALLEL_DATA,     /* each thread takes whole blocks of the batch's samples */
+    BPROP_PARALLEL_HIDDEN    /* each thread owns a slice of hidden units for the whole batch */
+} bprop_parallel;
+
 typedef struct bprop_train_config {
     size_t epochs;           /* passes over the training set */
     size_t batch;            /* samples per SGD step; the last step of an epoch may be smaller */
@@ -146,6 +157,7 @@ typedef struct bprop_train_config {
     uint64_t seed;           /* shuffling (and, through bprop_model_create, initialisation) */
     int shuffle;             /* 1: reshuffle the training set every epoch from the seed */
     int threads;             /* OpenMP threads; 0: omp_get_max_threads() (OMP_NUM_THREADS) */
+    bprop_parallel parallel; /* how a step is split over threads (same result for every choice) */
 } bprop_train_config;
 
 /** Fill c with the defaults: 10 epochs, batch 128, lr 0.1, Nesterov momentum 0.9, no decay,
@@ -154,6 +166,11 @@ BPROP_API void bprop_train_config_default(bprop_train_config *c);
 
 /** Check c; on failure the message names the offending field and its value. */
 BPROP_API bprop_status bprop_train_config_check(const bprop_train_config *c, bprop_error *err);
+
+/** Name of a parallel mode ("auto", "data", "hidden"); parse the same names back.
+ * @return BPROP_E_ARG for an unknown name. */
+BPROP_API const char *bprop_parallel_name(bprop_parallel p);
+BPROP_API bprop_status bprop_parallel_parse(const char *name, bprop_parallel *out);
 
 /** Name of a schedule ("constant", "step", "cosine"); parse the same names back.
  * @return BPROP_E_ARG for an unknown name. */
@@ -184,6 +201,8 @@ typedef struct bprop_provenance {
     int64_t created_unix;        /* when the model was first created (seconds since 1970) */
     int64_t saved_unix;          /* when it was last saved */
     char data[256];              /* what it was trained on (paths), NUL-terminated */
+    char isa[16];                /* kernel set of the last run ("avx2", ...); "" when unknown */
+    int32_t ranks;               /* processes of the last run (1 without MPI; 0 when unknown) */
 } bprop_provenance;
 
 typedef struct bprop_model {
@@ -304,9 +323,78 @@ BPROP_API bprop_status bprop_trainer_create(bprop_model *m, const bprop_train_co
 BPROP_API bprop_status bprop_trainer_epoch(bprop_trainer *t, const bprop_dataset *train,
                                  bprop_progress_fn progress, void *user,
                                  bprop_epoch_stats *stats, bprop_error *err);
+/**
+ * A group of processes that train one model together; bprop_mpi.h makes one from an MPI
+ * communicator. Every callback returns 0 on success and works in place on every rank.
+ */
+typedef struct bprop_comm {
+    int rank, size;  /* this process, and how many take part */
+    void *ctx;       /* passed to the callbacks; owned by whoever made the comm */
+    int (*sum_i64)(void *ctx, int64_t *buf, size_t n); /* elementwise sum (exact in any order) */
+    int (*sum_f64)(void *ctx, double *buf, size_t n);  /* elementwise sum (statistics only) */
+    int (*max_f64)(void *ctx, double *buf, size_t n);  /* elementwise maximum */
+} bprop_comm;
+
+/**
+ * bprop_trainer_create for one rank of a multi-process run: every rank holds the same model,
+ * settings and training data; each takes a fixed share of every batch, and gradients are
+ * combined through comm so that the parameters are bitwise those of a single process.
+ * @param comm  borrowed, must outlive the trainer; NULL is a single process.
+ */
+BPROP_API bprop_status bprop_trainer_create_comm(bprop_model *m, const bprop_train_config *c,
+                                       size_t n_train, const bprop_comm *comm,
+                                       bprop_trainer **out, bprop_error *err);
+
+/**
+ * Let the caller stop a run: the trainer reads *flag between steps, and when it is non-zero
+ * finishes the step in progress and returns BPROP_E_CANCELLED from bprop_trainer_epoch, with
+ * bprop_trainer_state describing the exact point reached (so a checkpoint taken then resumes
+ * bitwise). A signal handler may set the flag. NULL removes it.
+ */
+BPROP_API void bprop_trainer_set_cancel(bprop_trainer *t, const volatile sig_atomic_t *flag);
+
+/** Where a run stands, for checkpoints: scalars are copies, arrays point into the trainer. */
+typedef struct bprop_trainer_state {
+    uint64_t epoch;          /* epochs completed by this trainer */
+    uint64_t step;           /* steps done in the epoch in progress (0 at an epoch boundary) */
+    uint64_t rng[4];         /* shuffling generator */
+    size_t n_train;          /* length of perm */
+    const size_t *perm;      /* (n_train) sample order of the epoch in progress */
+    size_t params;           /* length of velocity */
+    const float *velocity;   /* (params) momentum buffer */
+    /* Running sums of the epoch in progress, so its statistics come out as without a stop. */
+    uint64_t seen, correct;
+    double loss, reduce_seconds, seconds;
+    double norm2_sum[BPROP_TENSORS];
+} bprop_trainer_state;
+
+/** Fill s; its pointers stay valid until the next call on t. */
+BPROP_API void bprop_trainer_get_state(const bprop_trainer *t, bprop_trainer_state *s);
+/**
+ * Put t where s says (from bprop_trainer_get_state of a trainer with the same settings, data
+ * size and model shape): the next bprop_trainer_epoch continues the interrupted epoch.
+ * @return BPROP_E_MISMATCH when n_train or params differ from t's.
+ */
+BPROP_API bprop_status bprop_trainer_set_state(bprop_trainer *t, const bprop_trainer_state *s,
+                                     bprop_error *err);
+
 /** Threads the trainer asks OpenMP for (the team that ran is in model->info.threads). */
 BPROP_API int bprop_trainer_threads(const bprop_trainer *t);
 BPROP_API void bprop_trainer_free(bprop_trainer *t);
+
+/* ------------------------------------------------------------------------------------------ */
+/* Kernels. Each hot loop is compiled once per x86-64 level (generic vectors, AVX2+FMA,
+ * AVX-512F); the widest the CPU supports is chosen at first use, or the one named by the
+ * environment variable BPROP_ISA (generic, avx2, avx512). */
+
+/** Name of the kernel set in use ("generic", "avx2" or "avx512"). */
+BPROP_API const char *bprop_isa(void);
+/**
+ * Check that the kernel set in use is the one asked for: BPROP_E_ISA with a message when
+ * BPROP_ISA names an unknown set or one this CPU cannot run (the generic kernels are then used,
+ * so nothing dies of an illegal instruction). Programs call it once at startup.
+ */
+BPROP_API bprop_status bprop_isa_check(bprop_error *err);
 
 /* ------------------------------------------------------------------------------------------ */
 /* Gradient checking: backprop against finite differences in double precision. */

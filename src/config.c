@@ -22,6 +22,7 @@ void bprop_train_config_default(bprop_train_config *c)
         .seed = 42,
         .shuffle = 1,
         .threads = 0,
+        .parallel = BPROP_PARALLEL_AUTO,
     };
 }
 
@@ -49,6 +50,8 @@ bprop_status bprop_train_config_check(const bprop_train_config *c, bprop_error *
         return bp_fail(err, BPROP_E_ARG, "step gamma must lie in (0, 1], got %g", (double)c->step_gamma);
     if (!(c->clip_norm >= 0.0f) || !isfinite(c->clip_norm))
         return bp_fail(err, BPROP_E_ARG, "clip norm must be >= 0 (0 disables), got %g", (double)c->clip_norm);
+    if ((int)c->parallel < 0 || c->parallel > BPROP_PARALLEL_HIDDEN)
+        return bp_fail(err, BPROP_E_ARG, "unknown parallel mode %d", (int)c->parallel);
     if (c->threads < 0)
         return bp_fail(err, BPROP_E_ARG, "threads must be >= 0 (0: OpenMP default), got %d", c->threads);
     return BPROP_OK;
@@ -66,6 +69,23 @@ bprop_status bprop_schedule_parse(const char *name, bprop_schedule *out)
     for (int s = 0; name && s <= BPROP_SCHEDULE_COSINE; s++)
         if (strcmp(name, schedule_names[s]) == 0) {
             *out = (bprop_schedule)s;
+            return BPROP_OK;
+        }
+    return BPROP_E_ARG;
+}
+
+static const char *const parallel_names[] = {"auto", "data", "hidden"};
+
+const char *bprop_parallel_name(bprop_parallel p)
+{
+    return ((int)p >= 0 && p <= BPROP_PARALLEL_HIDDEN) ? parallel_names[p] : "?";
+}
+
+bprop_status bprop_parallel_parse(const char *name, bprop_parallel *out)
+{
+    for (int p = 0; name && p <= BPROP_PARALLEL_HIDDEN; p++)
+        if (strcmp(name, parallel_names[p]) == 0) {
+            *out = (bprop_parallel)p;
             return BPROP_OK;
         }
     return BPROP_E_ARG;

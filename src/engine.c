@@ -50,7 +50,7 @@ static void work_free(bp_work *w)
 
 static int work_alloc(bp_work *w, size_t D, size_t H, size_t C)
 {
-    if (!bp_scratch_alloc(&w->scratch, D))
+    if (!bp_scratch_alloc(&w->scratch, D, H, C))
         return 0;
     w->h = bp_alloc((size_t)BP_BLOCK * H, sizeof(float));
     w->logits = bp_alloc((size_t)BP_BLOCK * C, sizeof(float));
@@ -112,7 +112,7 @@ bp_net bp_work_net(const bprop_model *m, bp_work *w)
     for (size_t j = 0; j < H; j++)
         for (size_t c = 0; c < C; c++)
             w->w2t[c * H + j] = w2[j * C + c];
-    return (bp_net){.D = m->inputs, .H = H, .C = C,
+    return (bp_net){.D = m->inputs, .H = H, .C = C, .ld = H,
                     .w1 = bprop_model_tensor(m, BPROP_W1), .b1 = bprop_model_tensor(m, BPROP_B1),
                     .w2t = w->w2t, .b2 = bprop_model_tensor(m, BPROP_B2)};
 }

@@ -17,6 +17,9 @@ static const char *const status_text[BPROP_E_COUNT] = {
     [BPROP_E_VERSION] = "unsupported model file version",
     [BPROP_E_CHECKSUM] = "checksum mismatch",
     [BPROP_E_DIVERGED] = "training diverged",
+    [BPROP_E_CANCELLED] = "cancelled",
+    [BPROP_E_COMM] = "communication between processes failed",
+    [BPROP_E_ISA] = "kernel set not available",
 };
 
 const char *bprop_strerror(bprop_status status)

@@ -138,10 +138,10 @@ static void fwd_lists(const float *const *xr, size_t nb, size_t D, bp_scratch *s
 static void fwd_tail(const bp_net *net, const float *const *xr, size_t nb, size_t j, float *h,
                      bp_scratch *sc)
 {
-    const size_t D = net->D, H = net->H, n = H - j;
+    const size_t D = net->D, H = net->H, ld = net->ld, n = H - j;
     for (size_t k = 0; k < D; k++)
         for (size_t i = 0; i < VL; i++)
-            sc->wpad[k * VL + i] = i < n ? net->w1[k * H + j + i] : 0.0f;
+            sc->wpad[k * VL + i] = i < n ? net->w1[k * ld + j + i] : 0.0f;
     for (size_t i = 0; i < VL; i++)
         sc->bpad[i] = net->b1 && i < n ? net->b1[j + i] : 0.0f;
     fwd_panel(1, sc->wpad, VL, sc->bpad, xr, nb, sc->hpad, VL, sc, D);
@@ -149,24 +149,26 @@ static void fwd_tail(const bp_net *net, const float *const *xr, size_t nb, size_
         memcpy(h + s * H + j, sc->hpad + s * VL, n * sizeof(float));
 }
 
-static void fwd_layer1(const bp_net *net, const float *const *xr, size_t nb, float *h,
+void bp_forward_hidden(const bp_net *net, const float *const *xr, size_t nb, float *h,
                        bp_scratch *sc)
 {
-    const size_t D = net->D, H = net->H;
+    const size_t D = net->D, H = net->H, ldw = net->ld;
     size_t j = 0;
     fwd_lists(xr, nb, D, sc);
     /* Panel-outer: a (D, 64) panel of W1 stays in L2 while every tile of samples passes. */
     for (; j + FWD_NV * VL <= H; j += FWD_NV * VL)
-        fwd_panel(FWD_NV, net->w1 + j, H, net->b1 ? net->b1 + j : NULL, xr, nb, h + j, H, sc, D);
+        fwd_panel(FWD_NV, net->w1 + j, ldw, net->b1 ? net->b1 + j : NULL, xr, nb, h + j, H, sc, D);
     for (; j + VL <= H; j += VL)
-        fwd_panel(1, net->w1 + j, H, net->b1 ? net->b1 + j : NULL, xr, nb, h + j, H, sc, D);
+        fwd_panel(1, net->w1 + j, ldw, net->b1 ? net->b1 + j : NULL, xr, nb, h + j, H, sc, D);
     if (j < H)
         fwd_tail(net, xr, nb, j, h, sc);
 }
 
 /* ---- forward, layer 2: logits (nb, C) = h (nb, H) W2 + b2, as dot products with W2t rows ---- */
 
-static float dot(const float *a, const float *b, size_t n)
+/* Dot product of n <= BP_HBLOCK floats in a fixed order (lanes, then their sum, then the scalar
+ * tail), so a hidden block's partial logit is the same whichever thread computes it. */
+static float dot_hblock(const float *a, const float *b, size_t n)
 {
     vf acc0 = splat(0.0f), acc1 = splat(0.0f);
     size_t i = 0;
@@ -182,19 +184,35 @@ static float dot(const float *a, const float *b, size_t n)
     return s;
 }
 
-static void fwd_layer2(const bp_net *net, size_t nb, const float *h, float *logits)
+void bp_logits_partial(const bp_net *net, size_t nb, const float *h, float *part)
 {
-    const size_t H = net->H, C = net->C;
+    const size_t H = net->H, C = net->C, nhb = (H + BP_HBLOCK - 1) / BP_HBLOCK;
+    for (size_t q = 0; q < nhb; q++) {
+        const size_t j = q * BP_HBLOCK, n = H - j < BP_HBLOCK ? H - j : BP_HBLOCK;
+        for (size_t s = 0; s < nb; s++)
+            for (size_t c = 0; c < C; c++)
+                part[(q * nb + s) * C + c] = dot_hblock(h + s * H + j, net->w2t + c * net->ld + j, n);
+    }
+}
+
+void bp_logits_combine(const float *b2, const float *part, size_t nhb, size_t nb, size_t C,
+                       float *logits)
+{
     for (size_t s = 0; s < nb; s++)
-        for (size_t c = 0; c < C; c++)
-            logits[s * C + c] = (net->b2 ? net->b2[c] : 0.0f) + dot(h + s * H, net->w2t + c * H, H);
+        for (size_t c = 0; c < C; c++) {
+            float z = b2 ? b2[c] : 0.0f;
+            for (size_t q = 0; q < nhb; q++)
+                z += part[(q * nb + s) * C + c];
+            logits[s * C + c] = z;
+        }
 }
 
 void bp_forward_block(const bp_net *net, const float *const *xr, size_t nb, float *h,
                       float *logits, bp_scratch *sc)
 {
-    fwd_layer1(net, xr, nb, h, sc);
-    fwd_layer2(net, nb, h, logits);
+    bp_forward_hidden(net, xr, nb, h, sc);
+    bp_logits_partial(net, nb, h, sc->part);
+    bp_logits_combine(net->b2, sc->part, (net->H + BP_HBLOCK - 1) / BP_HBLOCK, nb, net->C, logits);
 }
 
 /* ---- loss ---------------------------------------------------------------------------------- */
@@ -249,7 +267,7 @@ static void bwd_layer2(const bp_net *net, size_t nb, const float *h, const float
         const float *hs = h + s * H;
         for (size_t c = 0; c < C; c++) {
             float d = dl[s * C + c];
-            float *gw = g->w2t + c * H;
+            float *gw = g->w2t + c * net->ld;
             size_t j = 0;
             for (; j + VL <= H; j += VL)
                 st(gw + j, ld(gw + j) + splat(d) * ld(hs + j));
@@ -272,7 +290,7 @@ static void bwd_hidden(const bp_net *net, size_t nb, float *h, const float *dl, 
         for (; j + VL <= H; j += VL) {
             vf acc = splat(0.0f);
             for (size_t c = 0; c < C; c++)
-                acc += splat(ds[c]) * ld(net->w2t + c * H + j);
+                acc += splat(ds[c]) * ld(net->w2t + c * net->ld + j);
             vf hv = ld(hs + j);
             vf dh = (vf)((vi)acc & (hv > 0));
             st(hs + j, dh);
@@ -282,7 +300,7 @@ static void bwd_hidden(const bp_net *net, size_t nb, float *h, const float *dl, 
         for (; j < H; j++) {
             float acc = 0.0f;
             for (size_t c = 0; c < C; c++)
-                acc += ds[c] * net->w2t[c * H + j];
+                acc += ds[c] * net->w2t[c * net->ld + j];
             float dh = hs[j] > 0.0f ? acc : 0.0f;
             hs[j] = dh;
             if (g->b1)
@@ -357,26 +375,26 @@ static void bwd_lists(const float *const *xr, size_t nb, size_t D, bp_scratch *s
 static void bwd_tail(const bp_net *net, const float *const *xr, size_t nb, const float *dh,
                      size_t j, float *gw1, int first, bp_scratch *sc)
 {
-    const size_t D = net->D, H = net->H, n = H - j;
+    const size_t D = net->D, H = net->H, ldg = net->ld, n = H - j;
     for (size_t s = 0; s < nb; s++)
         for (size_t i = 0; i < VL; i++)
             sc->hpad[s * VL + i] = i < n ? dh[s * H + j + i] : 0.0f;
     bwd_panel(1, xr, sc->hpad, VL, sc->wpad, VL, 1, sc, D);
     for (size_t k = 0; k < D; k++)
         for (size_t i = 0; i < n; i++)
-            gw1[k * H + j + i] = (first ? 0.0f : gw1[k * H + j + i]) + sc->wpad[k * VL + i];
+            gw1[k * ldg + j + i] = (first ? 0.0f : gw1[k * ldg + j + i]) + sc->wpad[k * VL + i];
 }
 
 static void bwd_layer1(const bp_net *net, const float *const *xr, size_t nb, const float *dh,
                        float *gw1, int first, bp_scratch *sc)
 {
-    const size_t D = net->D, H = net->H;
+    const size_t D = net->D, H = net->H, ldg = net->ld;
     size_t j = 0;
     bwd_lists(xr, nb, D, sc);
     for (; j + BWD_NV * VL <= H; j += BWD_NV * VL)
-        bwd_panel(BWD_NV, xr, dh + j, H, gw1 + j, H, first, sc, D);
+        bwd_panel(BWD_NV, xr, dh + j, H, gw1 + j, ldg, first, sc, D);
     for (; j + VL <= H; j += VL)
-        bwd_panel(1, xr, dh + j, H, gw1 + j, H, first, sc, D);
+        bwd_panel(1, xr, dh + j, H, gw1 + j, ldg, first, sc, D);
     if (j < H)
         bwd_tail(net, xr, nb, dh, j, gw1, first, sc);
 }
@@ -389,8 +407,9 @@ void bp_backward_block(const bp_net *net, const float *const *xr, size_t nb, flo
     bwd_layer1(net, xr, nb, h, g->w1, first, sc);
 }
 
-int bp_scratch_alloc(bp_scratch *sc, size_t D)
+int bp_scratch_alloc(bp_scratch *sc, size_t D, size_t H, size_t C)
 {
+    sc->part = bp_alloc(((H + BP_HBLOCK - 1) / BP_HBLOCK) * BP_BLOCK * C, sizeof(float));
     const size_t fwd_tiles = (BP_BLOCK + FWD_MR - 1) / FWD_MR;
     sc->fwd_k = bp_alloc(fwd_tiles * D, sizeof(uint32_t));
     sc->fwd_n = bp_alloc(fwd_tiles, sizeof(uint32_t));
@@ -399,11 +418,12 @@ int bp_scratch_alloc(bp_scratch *sc, size_t D)
     sc->wpad = bp_alloc(D * VL, sizeof(float));
     sc->bpad = bp_alloc(VL, sizeof(float));
     sc->hpad = bp_alloc((size_t)BP_BLOCK * VL, sizeof(float));
-    return sc->fwd_k && sc->fwd_n && sc->bwd_s && sc->bwd_n && sc->wpad && sc->bpad && sc->hpad;
+    return sc->part && sc->fwd_k && sc->fwd_n && sc->bwd_s && sc->bwd_n && sc->wpad && sc->bpad && sc->hpad;
 }
 
 void bp_scratch_free(bp_scratch *sc)
 {
+    bp_free(sc->part);
     bp_free(sc->fwd_k);
     bp_free(sc->fwd_n);
     bp_free(sc->bwd_s);

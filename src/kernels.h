@@ -9,22 +9,30 @@
  * thread's W1 gradient tile, small enough that activations stay in L1/L2. */
 #define BP_BLOCK 64
 
+/* Hidden units per block of the layer-2 dot products. Each logit is b2 plus the partial dot
+ * products of the hidden blocks, added in block order: a thread that owns a slice of whole
+ * hidden blocks computes the same partials as one that owns them all, so splitting the hidden
+ * units over threads does not change a single bit. */
+#define BP_HBLOCK 64
+
 /* The network as the kernels read it. W2 is given transposed, (C, H), so that both the forward
  * dot products and the backward axpys run along the hidden dimension with unit stride. */
 typedef struct bp_net {
-    size_t D, H, C;    /* inputs, hidden units, classes */
-    const float *w1;   /* (D, H) */
+    size_t D, H, C;    /* inputs, hidden units (of this view), classes */
+    size_t ld;         /* row stride of w1, w2t and of the gradients' w1 and w2t (>= H): a view
+                          of hidden units [j0, j0 + H) of a wider net points w1, b1, w2t at j0 */
+    const float *w1;   /* (D, ld) */
     const float *b1;   /* (H) or NULL without biases */
-    const float *w2t;  /* (C, H) transposed copy of W2 (H, C) */
+    const float *w2t;  /* (C, ld) transposed copy of W2 (H, C) */
     const float *b2;   /* (C) or NULL */
 } bp_net;
 
 /* A thread's gradient sums (not yet divided by the batch size). */
 typedef struct bp_grads {
-    float *w1;   /* (D, H) */
+    float *w1;   /* (D, ld) */
     float *b1;   /* (H) or NULL */
-    float *w2t;  /* (C, H) transposed, the thread folds it into (H, C) at the end of its pass */
-    float *b2;   /* (C) or NULL */
+    float *w2t;  /* (C, ld) transposed, the thread folds it into (H, C) at the end of its pass */
+    float *b2;   /* (C) or NULL (also NULL for all but one thread of a hidden split) */
 } bp_grads;
 
 /* A thread's kernel scratch. The index lists let the kernels skip zero inputs (about half of
@@ -32,6 +40,7 @@ typedef struct bp_grads {
  * samples are non-zero in each backward tile of pixels; they are rebuilt for every block. The
  * padded buffers carry the last H % VL hidden units through the vector tiles. */
 typedef struct bp_scratch {
+    float *part;      /* (hidden blocks, BP_BLOCK, C) partial logits of bp_forward_block */
     uint32_t *fwd_k;  /* (fwd tiles, D) non-zero pixel indices of each tile of samples */
     uint32_t *fwd_n;  /* (fwd tiles) how many */
     uint8_t *bwd_s;   /* (bwd tiles, BP_BLOCK) samples with a non-zero pixel in each pixel tile */
@@ -41,12 +50,25 @@ typedef struct bp_scratch {
     float *hpad;      /* (BP_BLOCK, VL) last columns of h, then of dh */
 } bp_scratch;
 
-/* Allocate (bp_alloc) the scratch for D inputs; 0 on failure. Free with bp_scratch_free. */
-int bp_scratch_alloc(bp_scratch *sc, size_t D);
+/* Allocate (bp_alloc) the scratch for D inputs, H hidden units and C classes; 0 on failure.
+ * Free with bp_scratch_free. */
+int bp_scratch_alloc(bp_scratch *sc, size_t D, size_t H, size_t C);
 void bp_scratch_free(bp_scratch *sc);
 
-/* h = relu(x W1 + b1), logits = h W2 + b2 for nb <= BP_BLOCK samples whose rows are xr[0..nb).
- * h (nb, H), logits (nb, C). Fills sc's forward lists. */
+/* h (nb, H) = relu(x W1 + b1) for nb <= BP_BLOCK samples whose rows are xr[0..nb). Fills sc's
+ * forward lists. Each h entry sums its non-zero pixels in pixel order, whatever the view. */
+void bp_forward_hidden(const bp_net *net, const float *const *xr, size_t nb, float *h,
+                       bp_scratch *sc);
+
+/* Partial logits of each hidden block of the view: part (ceil(H / BP_HBLOCK), nb, C), block q
+ * holding h[:, q*64 : q*64+64] . W2t[c, same]. */
+void bp_logits_partial(const bp_net *net, size_t nb, const float *h, float *part);
+
+/* logits (nb, C) = b2 (or 0) + part[0] + part[1] + ... + part[nhb-1], in that order. */
+void bp_logits_combine(const float *b2, const float *part, size_t nhb, size_t nb, size_t C,
+                       float *logits);
+
+/* bp_forward_hidden, then logits (nb, C) = h W2 + b2 through the hidden-block partials. */
 void bp_forward_block(const bp_net *net, const float *const *xr, size_t nb, float *h,
                       float *logits, bp_scratch *sc);
 

@@ -1,7 +1,7 @@
 /* model_io.c: the bprop model file format (versioned, little-endian, CRC-32 checked). */
 #define _POSIX_C_SOURCE 200809L
 
-#include "internal.h"
+#include "atomic_file.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -55,6 +55,12 @@
  *      168   256  data: NUL-terminated string, zero-padded
  *      424        (end of the v1 header; a reader skips any further header bytes, H > 408, so
  *                 later writers can append fields without changing the version)
+ *   --- appended in bprop 0.2 (H = 440); a file with H = 408 reads as isa "", ranks 0,
+ *       parallel auto ---
+ *      424    16  isa: kernel set of the last run, NUL-terminated, zero-padded
+ *      440     4  u32 ranks: processes of the last run
+ *      444     4  u32 config.parallel (0 auto, 1 data, 2 hidden)
+ *      448     8  reserved, zero
  *   --- body, from P = 16 + H ---
  *        P   4*T  f32 parameters, T = layout.total: W1 (inputs, hidden) | b1 (hidden)
  *                 | W2 (hidden, classes) | b2 (classes); no biases when has_bias = 0
@@ -73,7 +79,10 @@ enum {
     MF_MAGIC_LEN = 8,
     MF_VERSION = 1,
     MF_PREFIX = 16,     /* magic, version, header length */
-    MF_HEADER_V1 = 408, /* header bytes this version writes and needs */
+    MF_HEADER_V1 = 408, /* header bytes this version needs */
+    MF_HEADER_EXT = 32, /* bytes appended after the v1 header (isa, ranks, parallel) */
+    MF_HEADER = MF_HEADER_V1 + MF_HEADER_EXT, /* header bytes this build writes */
+    MF_ISA_LEN = 16,
     MF_DATA_LEN = 256,  /* bytes of the provenance data string */
     MF_CHUNK = 4096,    /* floats converted per I/O call */
 };
@@ -164,12 +173,6 @@ static void le_to_floats(const unsigned char *src, size_t n, float *dst)
 static uint32_t crc_update(uint32_t crc, const unsigned char *p, size_t n)
 {
     return (uint32_t)crc32(crc, p, (uInt)n); /* callers pass at most one chunk */
-}
-
-static void errno_text(int e, char *buf, size_t n)
-{
-    if (strerror_r(e, buf, n) != 0)
-        snprintf(buf, n, "error %d", e);
 }
 
 /* ---- validation shared by save and load ------------------------------------------------- */
@@ -264,7 +267,7 @@ static void encode_header(const bprop_model *m, int64_t saved_unix, unsigned cha
     memcpy(buf, MF_MAGIC, MF_MAGIC_LEN);
     mf_cursor c = {buf, MF_MAGIC_LEN};
     w_u32(&c, MF_VERSION);
-    w_u32(&c, MF_HEADER_V1);
+    w_u32(&c, MF_HEADER);
     w_u64(&c, m->inputs);
     w_u64(&c, m->hidden);
     w_u64(&c, m->classes);
@@ -295,8 +298,13 @@ static void encode_header(const bprop_model *m, int64_t saved_unix, unsigned cha
     w_u64(&c, (uint64_t)p->created_unix);
     w_u64(&c, (uint64_t)saved_unix);
     /* Only the string, zero-padded: bytes after its NUL in the struct are not part of it. */
-    memset(buf + c.pos, 0, MF_DATA_LEN);
+    memset(buf + c.pos, 0, MF_DATA_LEN + MF_HEADER_EXT);
     memcpy(buf + c.pos, p->data, strlen(p->data));
+    c.pos += MF_DATA_LEN;
+    memcpy(buf + c.pos, p->isa, strnlen(p->isa, MF_ISA_LEN - 1));
+    c.pos += MF_ISA_LEN;
+    w_u32(&c, (uint32_t)p->ranks);
+    w_u32(&c, (uint32_t)k->parallel);
 }
 
 typedef struct mf_writer {
@@ -326,94 +334,21 @@ static void wr_floats(mf_writer *w, const float *src, size_t n)
     }
 }
 
-/* Write the whole file to fd (which this closes), flushed to the disk. */
-static bprop_status write_model(int fd, const bprop_model *m, const unsigned char *head,
-                                const char *tmp, bprop_error *err)
+/* Write the whole file to a; returns the errno of the first failed write, 0 if none. */
+static int write_model(FILE *f, const bprop_model *m, const unsigned char *head)
 {
-    mf_writer w = {fdopen(fd, "wb"), (uint32_t)crc32(0L, Z_NULL, 0), 0};
-    if (!w.f) {
-        w.failed = errno;
-        close(fd);
-    } else {
-        wr(&w, head, MF_PREFIX + MF_HEADER_V1, 1);
-        wr_floats(&w, m->params, m->layout.total);
-        if (m->std_mean) {
-            wr_floats(&w, m->std_mean, m->inputs);
-            wr_floats(&w, m->std_scale, m->inputs);
-        }
-        unsigned char crc[4];
-        mf_cursor c = {crc, 0};
-        w_u32(&c, w.crc);
-        wr(&w, crc, sizeof crc, 0);
-        /* The data must be on the disk before the rename makes it the file at path. */
-        if (!w.failed && (fflush(w.f) != 0 || fsync(fileno(w.f)) != 0))
-            w.failed = errno;
-        if (fclose(w.f) != 0 && !w.failed)
-            w.failed = errno;
+    mf_writer w = {f, (uint32_t)crc32(0L, Z_NULL, 0), 0};
+    wr(&w, head, MF_PREFIX + MF_HEADER, 1);
+    wr_floats(&w, m->params, m->layout.total);
+    if (m->std_mean) {
+        wr_floats(&w, m->std_mean, m->inputs);
+        wr_floats(&w, m->std_scale, m->inputs);
     }
-    if (!w.failed)
-        return BPROP_OK;
-    char why[128];
-    errno_text(w.failed, why, sizeof why);
-    return bp_fail(err, BPROP_E_IO, "%s: cannot write: %s", tmp, why);
-}
-
-/* Create path + ".tmp.XXXXXX" exclusively. Unlike mkstemp (mode 0600) open() applies the umask
- * to 0666, so the saved file gets the permissions fopen would give it; an existing file at path
- * keeps its own mode. */
-static bprop_status create_temp(const char *path, char **tmp_out, int *fd_out, bprop_error *err)
-{
-    static const char alphabet[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
-    size_t n = strlen(path);
-    char *tmp = malloc(n + sizeof ".tmp.XXXXXX");
-    if (!tmp)
-        return bp_fail(err, BPROP_E_NOMEM, "%s: cannot save: out of memory", path);
-    memcpy(tmp, path, n);
-    memcpy(tmp + n, ".tmp.XXXXXX", sizeof ".tmp.XXXXXX");
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    bp_rng rng;
-    bp_rng_seed(&rng, (uint64_t)ts.tv_sec * 1000000007u ^ (uint64_t)ts.tv_nsec ^
-                          (uint64_t)getpid() << 40 ^ (uint64_t)(uintptr_t)tmp);
-    for (int attempt = 0; attempt < 100; attempt++) {
-        for (size_t i = n + 5; i < n + 11; i++)
-            tmp[i] = alphabet[bp_rng_below(&rng, sizeof alphabet - 1)];
-        int fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0666);
-        if (fd >= 0) {
-            struct stat st;
-            if (stat(path, &st) == 0 && S_ISREG(st.st_mode) && fchmod(fd, st.st_mode & 07777) != 0) {
-                /* Best effort: some file systems (FAT) have no modes to copy. */
-            }
-            *tmp_out = tmp;
-            *fd_out = fd;
-            return BPROP_OK;
-        }
-        if (errno != EEXIST)
-            break;
-    }
-    char why[128];
-    errno_text(errno, why, sizeof why);
-    bprop_status st = bp_fail(err, BPROP_E_IO, "%s: cannot create temporary file %s: %s", path, tmp, why);
-    free(tmp);
-    return st;
-}
-
-/* Make the rename itself durable. Best effort: the data was already synced, and some systems
- * cannot open or sync directories. */
-static void sync_parent_dir(const char *path)
-{
-    const char *slash = strrchr(path, '/');
-    char *dir = slash ? strndup(path, slash == path ? 1 : (size_t)(slash - path)) : strdup(".");
-    if (!dir)
-        return;
-    int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    if (fd >= 0) {
-        if (fsync(fd) != 0) {
-            /* Best effort, see above. */
-        }
-        close(fd);
-    }
-    free(dir);
+    unsigned char crc[4];
+    mf_cursor c = {crc, 0};
+    w_u32(&c, w.crc);
+    wr(&w, crc, sizeof crc, 0);
+    return w.failed;
 }
 
 bprop_status bprop_model_save(const bprop_model *m, const char *path, bprop_error *err)
@@ -423,25 +358,13 @@ bprop_status bprop_model_save(const bprop_model *m, const char *path, bprop_erro
     bprop_status st = check_model(m, path, err);
     if (st != BPROP_OK)
         return st;
-    unsigned char head[MF_PREFIX + MF_HEADER_V1];
+    unsigned char head[MF_PREFIX + MF_HEADER];
     encode_header(m, (int64_t)time(NULL), head);
-    char *tmp = NULL;
-    int fd = -1;
-    st = create_temp(path, &tmp, &fd, err);
+    bp_atomic a;
+    st = bp_atomic_open(&a, path, err);
     if (st != BPROP_OK)
         return st;
-    st = write_model(fd, m, head, tmp, err);
-    if (st == BPROP_OK && rename(tmp, path) != 0) {
-        char why[128];
-        errno_text(errno, why, sizeof why);
-        st = bp_fail(err, BPROP_E_IO, "%s: cannot replace with %s: %s", path, tmp, why);
-    }
-    if (st != BPROP_OK)
-        unlink(tmp);
-    else
-        sync_parent_dir(path);
-    free(tmp);
-    return st;
+    return bp_atomic_commit(&a, write_model(a.f, m, head), err);
 }
 
 /* ---- load ------------------------------------------------------------------------------- */
@@ -464,7 +387,7 @@ static bprop_status rd(mf_reader *r, unsigned char *buf, size_t n, const char *w
         return BPROP_OK;
     if (ferror(r->f)) {
         char why[128];
-        errno_text(errno, why, sizeof why);
+        bp_errno_text(errno, why, sizeof why);
         return bp_fail(err, BPROP_E_IO, "%s: byte offset %llu: read error: %s", r->path,
                        (unsigned long long)r->pos, why);
     }
@@ -578,22 +501,42 @@ static bprop_status decode_header(const unsigned char *buf, const char *path, mf
     return BPROP_OK;
 }
 
+/* The appended fields (ext holds their MF_HEADER_EXT bytes, from file offset 424). */
+static bprop_status decode_ext(const unsigned char *ext, const char *path, mf_header *h, bprop_error *err)
+{
+    if (!memchr(ext, '\0', MF_ISA_LEN))
+        return bp_fail(err, BPROP_E_FORMAT, "%s: byte offset 424: isa string is not NUL-terminated", path);
+    memcpy(h->info.isa, ext, MF_ISA_LEN);
+    mf_cursor c = {(unsigned char *)ext, MF_ISA_LEN};
+    h->info.ranks = r_i32(&c);
+    uint32_t parallel = r_u32(&c);
+    if (parallel > BPROP_PARALLEL_HIDDEN)
+        return bp_fail(err, BPROP_E_FORMAT, "%s: byte offset 444: unknown parallel mode %lu", path,
+                       (unsigned long)parallel);
+    h->info.config.parallel = (bprop_parallel)parallel;
+    return BPROP_OK;
+}
+
 /* Header plus any later header bytes this version does not know, which count in the CRC. */
 static bprop_status read_header(mf_reader *r, uint32_t header_len, mf_header *h, bprop_error *err)
 {
-    unsigned char buf[MF_HEADER_V1];
-    bprop_status st = rd(r, buf, sizeof buf, "the header", err);
+    unsigned char buf[MF_HEADER];
+    const uint32_t known = header_len < MF_HEADER ? MF_HEADER_V1 : MF_HEADER;
+    bprop_status st = rd(r, buf, known, "the header", err);
     if (st != BPROP_OK)
         return st;
     unsigned char skip[256];
-    for (uint32_t left = header_len - MF_HEADER_V1; left > 0;) {
+    for (uint32_t left = header_len - known; left > 0;) {
         size_t k = left < sizeof skip ? left : sizeof skip;
         st = rd(r, skip, k, "the header", err);
         if (st != BPROP_OK)
             return st;
         left -= (uint32_t)k;
     }
-    return decode_header(buf, r->path, h, err);
+    st = decode_header(buf, r->path, h, err);
+    if (st == BPROP_OK && known == MF_HEADER)
+        st = decode_ext(buf + MF_HEADER_V1, r->path, h, err);
+    return st;
 }
 
 /* 1 when the last four bytes of the file are the CRC-32 of all the others: the file is intact
@@ -725,7 +668,7 @@ bprop_status bprop_model_load(const char *path, bprop_model **out, bprop_error *
     FILE *f = fopen(path, "rb");
     char why[128];
     if (!f) {
-        errno_text(errno, why, sizeof why);
+        bp_errno_text(errno, why, sizeof why);
         return bp_fail(err, BPROP_E_IO, "%s: cannot open: %s", path, why);
     }
     struct stat st;

@@ -17,6 +17,14 @@ struct bprop_trainer {
     size_t steps_per_epoch;
     size_t epochs_done;    /* by this trainer, for the schedule */
     bp_rng rng;            /* shuffling stream */
+    const bprop_comm *comm;              /* borrowed; NULL for a single process */
+    const volatile sig_atomic_t *cancel; /* borrowed; NULL when nobody can cancel */
+    /* The epoch in progress: steps done and running sums, kept here so a cancelled epoch can
+     * be checkpointed and continued. step == 0 means the next epoch starts afresh. */
+    size_t step;
+    uint64_t seen, correct;
+    double loss, reduce_seconds, seconds;
+    double norm2_sum[BPROP_TENSORS];
 };
 
 /* What the master thread tracks through an epoch; other threads only read `stop`. */
@@ -33,8 +41,17 @@ typedef struct epoch_state {
 bprop_status bprop_trainer_create(bprop_model *m, const bprop_train_config *c, size_t n_train,
                                   bprop_trainer **out, bprop_error *err)
 {
+    return bprop_trainer_create_comm(m, c, n_train, NULL, out, err);
+}
+
+bprop_status bprop_trainer_create_comm(bprop_model *m, const bprop_train_config *c,
+                                       size_t n_train, const bprop_comm *comm,
+                                       bprop_trainer **out, bprop_error *err)
+{
     if (!m || !c || !out)
         return bp_fail(err, BPROP_E_ARG, "bprop_trainer_create: NULL argument");
+    if (comm && comm->size != 1)
+        return bp_fail(err, BPROP_E_ARG, "multi-process training is not built yet");
     bprop_status st = bprop_train_config_check(c, err);
     if (st != BPROP_OK)
         return st;
@@ -45,6 +62,7 @@ bprop_status bprop_trainer_create(bprop_model *m, const bprop_train_config *c, s
         return bp_fail(err, BPROP_E_NOMEM, "cannot allocate the trainer");
     t->m = m;
     t->c = *c;
+    t->comm = comm;
     t->threads = bp_resolve_threads(c->threads);
     t->n_train = n_train;
     t->steps_per_epoch = n_train / c->batch + (n_train % c->batch != 0);
@@ -74,6 +92,53 @@ void bprop_trainer_free(bprop_trainer *t)
 }
 
 int bprop_trainer_threads(const bprop_trainer *t) { return t ? t->threads : 0; }
+
+void bprop_trainer_set_cancel(bprop_trainer *t, const volatile sig_atomic_t *flag)
+{
+    if (t)
+        t->cancel = flag;
+}
+
+void bprop_trainer_get_state(const bprop_trainer *t, bprop_trainer_state *s)
+{
+    *s = (bprop_trainer_state){
+        .epoch = t->epochs_done, .step = t->step, .n_train = t->n_train, .perm = t->perm,
+        .params = t->m->layout.total, .velocity = t->velocity, .seen = t->seen,
+        .correct = t->correct, .loss = t->loss, .reduce_seconds = t->reduce_seconds,
+        .seconds = t->seconds};
+    memcpy(s->rng, t->rng.s, sizeof s->rng);
+    memcpy(s->norm2_sum, t->norm2_sum, sizeof s->norm2_sum);
+}
+
+bprop_status bprop_trainer_set_state(bprop_trainer *t, const bprop_trainer_state *s,
+                                     bprop_error *err)
+{
+    if (!t || !s || !s->perm || !s->velocity)
+        return bp_fail(err, BPROP_E_ARG, "bprop_trainer_set_state: NULL argument");
+    if (s->n_train != t->n_train || s->params != t->m->layout.total)
+        return bp_fail(err, BPROP_E_MISMATCH, "trainer state for %zu samples and %zu parameters, "
+                       "this trainer has %zu and %zu", s->n_train, s->params, t->n_train,
+                       t->m->layout.total);
+    if (s->step >= t->steps_per_epoch)
+        return bp_fail(err, BPROP_E_ARG, "trainer state at step %llu of an epoch of %zu steps",
+                       (unsigned long long)s->step, t->steps_per_epoch);
+    for (size_t i = 0; i < s->n_train; i++)
+        if (s->perm[i] >= t->n_train)
+            return bp_fail(err, BPROP_E_FORMAT, "trainer state: permutation entry %zu is %zu, "
+                           "beyond the %zu samples", i, s->perm[i], t->n_train);
+    t->epochs_done = (size_t)s->epoch;
+    t->step = (size_t)s->step;
+    memcpy(t->rng.s, s->rng, sizeof s->rng);
+    memcpy(t->perm, s->perm, t->n_train * sizeof *t->perm);
+    memcpy(t->velocity, s->velocity, s->params * sizeof *t->velocity);
+    t->seen = s->seen;
+    t->correct = s->correct;
+    t->loss = s->loss;
+    t->reduce_seconds = s->reduce_seconds;
+    t->seconds = s->seconds;
+    memcpy(t->norm2_sum, s->norm2_sum, sizeof t->norm2_sum);
+    return BPROP_OK;
+}
 
 /* Learning rate of step `step` (0-based) of epoch `epoch` (0-based over the trainer's life). */
 static double lr_at(const bprop_trainer *t, size_t epoch, size_t step)

@@ -27,7 +27,7 @@ enum {
     OFF_SCHEDULE = 80,
     OFF_SAVED = 160,
     OFF_DATA = 168,
-    OFF_BODY = 424,
+    OFF_BODY = 456,
 };
 
 static void put_le(unsigned char *p, uint64_t v, int bytes)
