@@ -60,7 +60,8 @@
  *      424    16  isa: kernel set of the last run, NUL-terminated, zero-padded
  *      440     4  u32 ranks: processes of the last run
  *      444     4  u32 config.parallel (0 auto, 1 data, 2 hidden)
- *      448     8  reserved, zero
+ *      448     4  u32 config.reproducible (0 or 1)
+ *      452     4  reserved, zero
  *   --- body, from P = 16 + H ---
  *        P   4*T  f32 parameters, T = layout.total: W1 (inputs, hidden) | b1 (hidden)
  *                 | W2 (hidden, classes) | b2 (classes); no biases when has_bias = 0
@@ -305,6 +306,7 @@ static void encode_header(const bprop_model *m, int64_t saved_unix, unsigned cha
     c.pos += MF_ISA_LEN;
     w_u32(&c, (uint32_t)p->ranks);
     w_u32(&c, (uint32_t)k->parallel);
+    w_u32(&c, k->reproducible ? 1 : 0);
 }
 
 typedef struct mf_writer {
@@ -514,6 +516,11 @@ static bprop_status decode_ext(const unsigned char *ext, const char *path, mf_he
         return bp_fail(err, BPROP_E_FORMAT, "%s: byte offset 444: unknown parallel mode %lu", path,
                        (unsigned long)parallel);
     h->info.config.parallel = (bprop_parallel)parallel;
+    uint32_t reproducible = r_u32(&c);
+    if (reproducible > 1)
+        return bp_fail(err, BPROP_E_FORMAT, "%s: byte offset 448: reproducible flag %lu must be 0 or 1",
+                       path, (unsigned long)reproducible);
+    h->info.config.reproducible = (int)reproducible;
     return BPROP_OK;
 }
 
