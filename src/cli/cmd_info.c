@@ -86,6 +86,7 @@ static void print_json(const info_opts *o, const bprop_model *m)
     json_uint(&j, "epochs_done", p->epochs_done);
     json_uint(&j, "samples_seen", p->samples_seen);
     json_int(&j, "threads", p->threads);
+    json_int(&j, "ranks", p->ranks);
     json_float(&j, "train_loss", p->train_loss);
     json_float(&j, "train_acc", p->train_acc);
     json_float(&j, "test_loss", p->test_loss);
@@ -111,8 +112,11 @@ static void print_text(const info_opts *o, const bprop_model *m)
     printf("shape:         %zu-%zu-%zu (inputs-hidden-classes)\n", m->inputs, m->hidden, m->classes);
     printf("parameters:    %zu (%s)\n", m->layout.total, m->has_bias ? "with biases" : "no biases");
     printf("standardised:  %s\n", m->std_mean ? "yes (statistics stored in the model)" : "no");
-    printf("trained:       %llu epochs, %llu samples seen, %d threads in the last run\n",
-           (unsigned long long)p->epochs_done, (unsigned long long)p->samples_seen, (int)p->threads);
+    printf("trained:       %llu epochs, %llu samples seen, ", (unsigned long long)p->epochs_done,
+           (unsigned long long)p->samples_seen);
+    if (p->ranks > 1) /* a bprop-mpi run: processes x threads each */
+        printf("%d ranks x ", (int)p->ranks);
+    printf("%d threads in the last run\n", (int)p->threads);
     printf("settings:      %zu epochs, batch %zu, lr %g (%s", c->epochs, c->batch, (double)c->lr,
            bprop_schedule_name(c->schedule));
     if (c->schedule == BPROP_SCHEDULE_STEP)

@@ -2,6 +2,7 @@
 #include "cli.h"
 #include "data.h"
 #include "progress.h"
+#include "runtime.h"
 #include "train_report.h"
 
 #include <math.h>
@@ -55,6 +56,9 @@ static void train_help(void)
            "  --clip X             clip the global gradient norm to X, 0 disables [%g]\n"
            "  --seed N             initialisation, shuffling and --val-fraction split [%llu]\n"
            "  --threads N          OpenMP threads; 0: OMP_NUM_THREADS or all cores [0]\n"
+           "  --reproducible, --no-reproducible  the same parameters for every thread count\n"
+           "                       and process layout (exact fixed-point sums), or float sums,\n"
+           "                       deterministic per layout and a little faster [%s]\n"
            "  --val-fraction F     hold out F of the training set (seeded) for per-epoch\n"
            "                       validation; the test set is then evaluated at the end [0]\n"
            "  --no-shuffle         keep the training order fixed\n"
@@ -72,7 +76,8 @@ static void train_help(void)
            "  Both targets are checked before training (not a directory, directory writable).\n\n",
            d.epochs, d.batch, (double)d.lr, (double)d.momentum, d.nesterov ? "on" : "off",
            (double)d.weight_decay, bprop_schedule_name(d.schedule), d.step_epochs,
-           (double)d.step_gamma, (double)d.clip_norm, (unsigned long long)d.seed);
+           (double)d.step_gamma, (double)d.clip_norm, (unsigned long long)d.seed,
+           d.reproducible ? "on" : "off");
     cli_data_help(stdout, CLI_DATA_TRAIN | CLI_DATA_TEST | CLI_DATA_CLASSES);
     printf("\nA progress bar (loss, samples/s, ETA) is drawn on stderr when it is a terminal.\n"
            "Examples:\n"
@@ -131,6 +136,8 @@ static int train_option(cli_args *a, void *opts)
         return cli_u64(a, &c->seed);
     if (cli_is(a, "--threads"))
         return cli_int(a, 0, MAX_THREADS, &c->threads);
+    if (cli_is(a, "--reproducible") || cli_is(a, "--no-reproducible"))
+        return flag_set(a, &c->reproducible, cli_is(a, "--reproducible"));
     if (cli_is(a, "--val-fraction"))
         return cli_real(a, &CLI_FRACTION, &o->val_fraction);
     if (cli_is(a, "--no-shuffle"))
@@ -199,7 +206,7 @@ static int load_data(train_run *r)
     if (rc)
         return rc;
     size_t classes = o->data.classes ? o->data.classes : full->classes;
-    if (r->paths.test.images[0])
+    if (r->paths.test.images[0] && cli_root()) /* only rank 0 evaluates */
         rc = cli_load_split(&r->paths.test, classes, &r->test);
     if (!rc && o->val_fraction > 0.0) {
         bprop_error err = {0};
@@ -260,8 +267,20 @@ static int build_model(train_run *r)
     if (rc)
         return rc;
     snprintf(r->model->info.data, sizeof r->model->info.data, "%s", r->paths.desc);
-    st = bprop_trainer_create(r->model, &o->cfg, r->train->n, &r->trainer, &err);
-    return st == BPROP_OK ? 0 : cli_fail_err(&err, st);
+    return 0;
+}
+
+/* One trainer per process; with several, each takes its share of every batch. */
+static int create_trainer(train_run *r)
+{
+    const cli_runtime *rt = cli_runtime_get();
+    bprop_error err = {0};
+    bprop_status st = bprop_trainer_create_comm(r->model, &r->o->cfg, r->train->n, rt->comm,
+                                                &r->trainer, &err);
+    if (st != BPROP_OK)
+        return cli_fail_err(&err, st);
+    r->model->info.ranks = rt->size;
+    return 0;
 }
 
 static void print_plan(const train_run *r)
@@ -276,9 +295,13 @@ static void print_plan(const train_run *r)
         printf(", %zu validation", r->val->n);
     if (r->test)
         printf(", %zu test", r->test->n);
-    printf("\n%zu epochs, batch %zu, lr %g (%s), momentum %g%s, weight decay %g, %d threads\n",
-           c->epochs, c->batch, (double)c->lr, bprop_schedule_name(c->schedule), (double)c->momentum,
-           c->nesterov ? " (Nesterov)" : "", (double)c->weight_decay, bprop_trainer_threads(r->trainer));
+    int ranks = cli_runtime_get()->size;
+    printf("\n%zu epochs, batch %zu, lr %g (%s), momentum %g%s, weight decay %g, ", c->epochs,
+           c->batch, (double)c->lr, bprop_schedule_name(c->schedule), (double)c->momentum,
+           c->nesterov ? " (Nesterov)" : "", (double)c->weight_decay);
+    if (ranks > 1)
+        printf("%d ranks x ", ranks);
+    printf("%d threads\n", bprop_trainer_threads(r->trainer));
     if (metrics_temp_path(&r->log))
         printf("metrics: %s (renamed to %s when the run succeeds)\n", metrics_temp_path(&r->log),
                r->o->metrics);
@@ -298,6 +321,8 @@ static int evaluate_epoch(train_run *r, int last)
 {
     int rc = 0;
     r->have_val_eval = r->have_test_eval = 0;
+    if (!cli_root()) /* rank 0 reports; the model is the same on every rank */
+        return 0;
     if (r->val) {
         rc = evaluate(r, r->val, r->paths.train.images, &r->val_eval);
         r->have_val_eval = !rc;
@@ -361,35 +386,48 @@ static int check_outputs(const train_opts *o)
     return rc;
 }
 
+static int save_model(const train_run *r)
+{
+    const train_opts *o = r->o;
+    if (!o->save)
+        return 0;
+    bprop_error err = {0};
+    bprop_status st = bprop_model_save(r->model, o->save, &err);
+    if (st != BPROP_OK)
+        return cli_fail_err(&err, st);
+    if (!o->quiet)
+        printf("saved model to %s\n", o->save);
+    return 0;
+}
+
 static int run_training(train_run *r)
 {
     const train_opts *o = r->o;
-    int rc = check_outputs(o);
+    /* With several processes every step that can fail on some of them is followed by an
+     * agreement (cli_agree), so that all stop together; in one process it changes nothing. */
+    int rc = cli_agree(check_outputs(o));
     if (!rc)
-        rc = load_data(r);
+        rc = cli_agree(load_data(r));
     if (!rc)
-        rc = build_model(r);
+        rc = cli_agree(build_model(r));
     if (!rc)
-        rc = metrics_open(&r->log, o->metrics);
+        rc = cli_same_data(r->train, "training data");
+    if (!rc)
+        rc = cli_agree(create_trainer(r));
+    if (!rc)
+        rc = cli_agree(metrics_open(&r->log, o->metrics));
     if (rc)
         return rc;
     cli_progress_init(&r->progress, stderr, !o->quiet, o->cfg.epochs, o->cfg.batch);
     if (!o->quiet)
         print_plan(r);
     for (size_t e = 1; e <= o->cfg.epochs && !rc; e++)
-        rc = run_epoch(r, e);
+        rc = cli_agree(run_epoch(r, e));
     if (rc)
         return rc; /* a diverged or failed run is never saved */
     finish(r);
-    if (o->save) {
-        bprop_error err = {0};
-        bprop_status st = bprop_model_save(r->model, o->save, &err);
-        if (st != BPROP_OK)
-            return cli_fail_err(&err, st);
-        if (!o->quiet)
-            printf("saved model to %s\n", o->save);
-    }
-    return metrics_commit(&r->log);
+    rc = cli_agree(save_model(r));
+    return rc ? rc : cli_agree(metrics_commit(&r->log));
 }
 
 int cmd_train(int argc, char **argv)
@@ -398,6 +436,10 @@ int cmd_train(int argc, char **argv)
     int rc = parse_train(argc, argv, &o);
     if (rc)
         return rc == CLI_DONE ? CLI_EXIT_OK : rc;
+    if (!cli_root()) { /* rank 0 alone prints and writes files */
+        o.save = o.metrics = NULL;
+        o.quiet = 1;
+    }
     train_run r;
     memset(&r, 0, sizeof r);
     r.o = &o;
