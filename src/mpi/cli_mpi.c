@@ -117,11 +117,33 @@ static int share_status(MPI_Comm comm, int rank, int rc)
     return e == MPI_SUCCESS || rc ? rc : CLI_EXIT_RUNTIME;
 }
 
+/* Layout-independent results need one kernel set on every rank: ranks on different CPUs
+ * would pick different ones (and round differently), unless BPROP_ISA names one for all. */
+static int same_kernels(mpi_cli *m)
+{
+    char root[32], mine[32];
+    snprintf(mine, sizeof mine, "%s", bprop_isa());
+    memcpy(root, mine, sizeof root);
+    if (MPI_Bcast(root, (int)sizeof root, MPI_CHAR, 0, m->mpi) != MPI_SUCCESS)
+        return cli_agree(cli_fail("MPI_Bcast failed"));
+    bprop_error err = {0};
+    int rc = 0;
+    if (bprop_isa_check(&err) != BPROP_OK)
+        rc = cli_fail("%s", err.message);
+    else if (strcmp(root, mine) != 0)
+        rc = cli_fail("kernel set '%s' differs from rank 0's '%s' (CPUs of different kinds): set "
+                      "BPROP_ISA to one that every rank supports, e.g. BPROP_ISA=%s", mine, root,
+                      strcmp(root, "generic") == 0 || strcmp(mine, "generic") == 0 ? "generic" : "avx2");
+    return cli_agree(rc);
+}
+
 /* Train on every rank; any other command on rank 0 alone, as in bprop. */
 static int run(mpi_cli *m, int argc, char **argv)
 {
-    if (argc >= 2 && strcmp(argv[1], "train") == 0)
-        return cli_agree(cli_main(argc, argv)); /* one exit status everywhere */
+    if (argc >= 2 && strcmp(argv[1], "train") == 0) {
+        int rc = same_kernels(m);
+        return rc ? rc : cli_agree(cli_main(argc, argv)); /* one exit status everywhere */
+    }
     int rc = 0;
     if (m->comm.rank == 0) {
         const cli_runtime *rt = cli_runtime_get();
