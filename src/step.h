@@ -22,7 +22,7 @@ typedef struct bp_stepper {
     int reproducible;        /* exact fixed-point combination (see fixed.h) */
     bprop_parallel parallel; /* requested split */
     const bprop_comm *comm;  /* borrowed; NULL: one process */
-    const bprop_train_config *cfg; /* borrowed: momentum, decay, clipping */
+    bprop_train_config cfg;  /* momentum, decay, clipping (a copy) */
     float *velocity;         /* borrowed (params): momentum, NULL for gradient-only use */
     bp_engine *e;            /* per-thread work, float gradient buffers, slots */
     int64_t **acc;           /* [threads] (params) fixed-point sums; acc[0] the combined sum */
