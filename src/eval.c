@@ -170,7 +170,7 @@ bprop_status bprop_loss_grad(const bprop_model *m, const float *x, const int32_t
         return bp_fail(err, BPROP_E_NOMEM, "cannot allocate gradient buffers for %d threads", nt);
     /* One training step over all n samples as a single batch, with the gradient as output
      * instead of an update: the same blocks, kernels and exact sums as training. */
-    bp_stepper_prepare(s, x, n);
+    bp_stepper_prepare(s, x, n, 0);
     bp_step_io io = {.b = {.X = x, .Y = y, .nb = n}, .grad_out = grad};
 #pragma omp parallel num_threads(nt)
     bp_step(s, omp_get_thread_num(), omp_get_num_threads(), &io);

@@ -75,9 +75,14 @@ static double max_abs(const float *p, size_t n)
     return m;
 }
 
-void bp_stepper_prepare(bp_stepper *s, const float *X, size_t n)
+void bp_stepper_prepare(bp_stepper *s, const float *X, size_t n, int same_data)
 {
-    bp_data_bounds(X, n, s->m->inputs, &s->xinf, &s->x1);
+    /* A pass over the whole data: once per training set, not once per epoch. */
+    if (!same_data || X != s->bounds_of || n != s->bounds_n) {
+        bp_data_bounds(X, n, s->m->inputs, &s->xinf, &s->x1);
+        s->bounds_of = X;
+        s->bounds_n = n;
+    }
     /* The slots carry the parameters' magnitudes from one step's update to the next step's
      * scales; seed them from the whole model. */
     for (int t = 0; t < s->threads; t++)
