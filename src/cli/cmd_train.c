@@ -56,9 +56,12 @@ static void train_help(void)
            "  --clip X             clip the global gradient norm to X, 0 disables [%g]\n"
            "  --seed N             initialisation, shuffling and --val-fraction split [%llu]\n"
            "  --threads N          OpenMP threads; 0: OMP_NUM_THREADS or all cores [0]\n"
-           "  --reproducible, --no-reproducible  the same parameters for every thread count\n"
-           "                       and process layout (exact fixed-point sums), or float sums,\n"
-           "                       deterministic per layout and a little faster [%s]\n"
+           "  --parallel MODE      split each step over threads by samples (data), by hidden\n"
+           "                       units (hidden) or as measured best (auto); the parameters\n"
+           "                       are the same for every choice [auto]\n"
+           "  --no-reproducible    sum gradients in float (each thread count deterministic on\n"
+           "                       its own, but thread counts differ in the last bits) instead\n"
+           "                       of the exact fixed-point sums [--reproducible]\n"
            "  --val-fraction F     hold out F of the training set (seeded) for per-epoch\n"
            "                       validation; the test set is then evaluated at the end [0]\n"
            "  --no-shuffle         keep the training order fixed\n"
@@ -76,8 +79,7 @@ static void train_help(void)
            "  Both targets are checked before training (not a directory, directory writable).\n\n",
            d.epochs, d.batch, (double)d.lr, (double)d.momentum, d.nesterov ? "on" : "off",
            (double)d.weight_decay, bprop_schedule_name(d.schedule), d.step_epochs,
-           (double)d.step_gamma, (double)d.clip_norm, (unsigned long long)d.seed,
-           d.reproducible ? "on" : "off");
+           (double)d.step_gamma, (double)d.clip_norm, (unsigned long long)d.seed);
     cli_data_help(stdout, CLI_DATA_TRAIN | CLI_DATA_TEST | CLI_DATA_CLASSES);
     printf("\nA progress bar (loss, samples/s, ETA) is drawn on stderr when it is a terminal.\n"
            "Examples:\n"
@@ -101,6 +103,17 @@ static int schedule_option(cli_args *a, bprop_schedule *out)
         return rc;
     if (bprop_schedule_parse(s, out) != BPROP_OK)
         return cli_usage(a->cmd, "%s: expected constant, step or cosine, got '%s'", a->opt, s);
+    return 0;
+}
+
+static int parallel_option(cli_args *a, bprop_parallel *out)
+{
+    const char *s = NULL;
+    int rc = cli_value(a, &s);
+    if (rc)
+        return rc;
+    if (bprop_parallel_parse(s, out) != BPROP_OK)
+        return cli_usage(a->cmd, "%s: expected auto, data or hidden, got '%s'", a->opt, s);
     return 0;
 }
 
@@ -136,6 +149,8 @@ static int train_option(cli_args *a, void *opts)
         return cli_u64(a, &c->seed);
     if (cli_is(a, "--threads"))
         return cli_int(a, 0, MAX_THREADS, &c->threads);
+    if (cli_is(a, "--parallel"))
+        return parallel_option(a, &c->parallel);
     if (cli_is(a, "--reproducible") || cli_is(a, "--no-reproducible"))
         return flag_set(a, &c->reproducible, cli_is(a, "--reproducible"));
     if (cli_is(a, "--val-fraction"))
@@ -277,10 +292,7 @@ static int create_trainer(train_run *r)
     bprop_error err = {0};
     bprop_status st = bprop_trainer_create_comm(r->model, &r->o->cfg, r->train->n, rt->comm,
                                                 &r->trainer, &err);
-    if (st != BPROP_OK)
-        return cli_fail_err(&err, st);
-    r->model->info.ranks = rt->size;
-    return 0;
+    return st == BPROP_OK ? 0 : cli_fail_err(&err, st); /* the trainer records the ranks */
 }
 
 static void print_plan(const train_run *r)
