@@ -11,7 +11,7 @@ usage: scripts/rank_sweep.sh [options]
 Builds bprop and bprop-mpi (Release) if needed. For every layout R x T it times
 'mpirun -np R bprop-mpi train --threads T' and a plain 'bprop train --threads R*T' (the
 baseline), each with --reproducible and --no-reproducible, and writes one CSV row per run:
-samples/s (training samples over the epoch's seconds, median of the epochs after the first),
+samples/s (training samples over the epoch's seconds, best of the epochs after the first),
 efficiency against the baseline, the cost of the reproducible mode, and the bytes each step
 exchanges (computed from the parameter count P; see the README's cluster section).
   --build-dir DIR    build directory (default $repo/build-release; configured as Release
@@ -23,7 +23,7 @@ exchanges (computed from the parameter count P; see the README's cluster section
   --batch N          global batch (default 128)
   --hidden N         hidden units (default 256)
   --train-limit N    training samples (default 12000)
-  --epochs N         epochs per run, the first untimed (default 3)
+  --epochs N         epochs per run, the first untimed (default 4)
   --data DIR         Fashion-MNIST IDX directory (default /usr/share/datasets/fashion-mnist)
 Oversubscribed layouts (R*T > cores) are marked in the CSV; their threads wait passively.
 Ranks are not bound to cores (--bind-to none), so a rank's T threads can use T cores.
@@ -37,7 +37,7 @@ layouts=""
 batch=128
 hidden=256
 limit=12000
-epochs=3
+epochs=4
 data="/usr/share/datasets/fashion-mnist"
 
 need() { [[ $# -ge 2 && -n "$2" ]] || { echo "rank_sweep: $1 needs a value" >&2; exit 2; }; }
@@ -96,12 +96,12 @@ if [[ $(id -u) -eq 0 ]]; then export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_
 common=(train --data "$data" --hidden "$hidden" --batch "$batch" --epochs "$epochs"
         --train-limit "$limit" --test-limit 100 --quiet)
 
-# Median over epochs 2.. of train samples / epoch seconds, from a --metrics file.
+# Best over epochs 2.. of train samples / epoch seconds, from a --metrics file: on a machine
+# shared with other work the fastest epoch is the least disturbed one.
 rate() {
     awk -v n="$limit" 'NR > 1 && match($0, /"seconds":[0-9.eE+-]+/) {
                            printf "%.6f\n", n / substr($0, RSTART + 10, RLENGTH - 10) }' "$1" |
-        sort -g | awk '{ v[++k] = $1 } END { if (k == 0) exit 1
-                        printf "%.1f", (k % 2) ? v[(k + 1) / 2] : (v[k / 2] + v[k / 2 + 1]) / 2 }'
+        sort -g | tail -n 1 | awk '{ printf "%.1f", $1 } END { if (NR == 0) exit 1 }'
 }
 
 # run KIND RANKS THREADS MODE: prints samples/s.
@@ -121,7 +121,7 @@ run() {
 # P for this width: 784 inputs, 10 classes, biases.
 params=$((784 * hidden + hidden + hidden * 10 + 10))
 mkdir -p "$(dirname "$out")"
-echo "layout,ranks,threads,cores_used,oversubscribed,batch,hidden,params,mode,samples_per_s,baseline_samples_per_s,efficiency,payload_bytes_per_step,ring_allreduce_bytes_per_rank,rs_ag_bytes_per_rank" >"$tmp/rows.csv"
+echo "layout,ranks,threads,cores_used,oversubscribed,batch,hidden,params,mode,samples_per_s,baseline_samples_per_s,efficiency,payload_bytes_per_step,ring_allreduce_bytes_per_rank,rs_ag_bytes_per_rank,load1" >"$tmp/rows.csv"
 declare -A base
 IFS=, read -ra list <<<"$layouts"
 for layout in "${list[@]}"; do
@@ -136,15 +136,16 @@ for layout in "${list[@]}"; do
             base[$key]=$(run plain 1 "$c" "$mode")
         fi
         echo "== $r ranks x $t threads, $mode${over/yes/ (oversubscribed)}" >&2
+        load=$(cut -d' ' -f1 /proc/loadavg) # other work on the machine, for reading the figures
         sps=$(run mpi "$r" "$t" "$mode")
         # Bytes: the step's int64 sums of P values (8P), and what each rank sends for them in a
         # ring allreduce, 2(R-1)/R * 8P, against a reduce-scatter of the sums plus an allgather
         # of the updated float parameters, (R-1)/R * (8P + 4P).
         awk -v l="$layout" -v r="$r" -v t="$t" -v c="$c" -v o="$over" -v b="$batch" -v h="$hidden" \
-            -v p="$params" -v m="$mode" -v s="$sps" -v bs="${base[$key]}" 'BEGIN {
-            printf "%s,%d,%d,%d,%s,%d,%d,%d,%s,%.1f,%.1f,%.3f,%d,%.0f,%.0f\n", l, r, t, c, o, b, h, p,
+            -v p="$params" -v m="$mode" -v s="$sps" -v bs="${base[$key]}" -v la="$load" 'BEGIN {
+            printf "%s,%d,%d,%d,%s,%d,%d,%d,%s,%.1f,%.1f,%.3f,%d,%.0f,%.0f,%s\n", l, r, t, c, o, b, h, p,
                    (m == "reproducible" ? "reproducible" : "float"), s, bs, s / bs, 8 * p,
-                   2 * (r - 1) / r * 8 * p, (r - 1) / r * 12 * p }' >>"$tmp/rows.csv"
+                   2 * (r - 1) / r * 8 * p, (r - 1) / r * 12 * p, la }' >>"$tmp/rows.csv"
     done
 done
 cp "$tmp/rows.csv" "$out"

@@ -413,6 +413,30 @@ Test(mpi, usage_errors_and_help_print_once)
     run_free(&r);
 }
 
+Test(mpi, ranks_with_different_kernel_sets_are_refused)
+{
+    /* Rank 1 forced to the generic kernels, rank 0 on the widest: as on nodes of two CPU kinds. */
+    setenv("BPROP_ISA", "generic", 1);
+    if (strcmp(bprop_isa(), "generic") != 0)
+        cr_skip_test("this library ignores BPROP_ISA (kernel dispatch not built in): no second "
+                     "kernel set to give a rank");
+    unsetenv("BPROP_ISA");
+    if (!__builtin_cpu_supports("avx2"))
+        cr_skip_test("this CPU has no AVX2: its widest kernel set is the generic one");
+    write_copies(1);
+    char *data = path_in("t0.csv"), *model = path_in("m.bpm");
+    const char *argv[] = {BPROP_MPIEXEC, "--oversubscribe", "-np", "1", BPROP_MPI_CLI_PATH, "train",
+                          "--train", data, "--hidden", "8", "--epochs", "1", "--save", model, ":",
+                          "-np", "1", "/usr/bin/env", "BPROP_ISA=generic", BPROP_MPI_CLI_PATH, "train",
+                          "--train", data, "--hidden", "8", "--epochs", "1", "--save", model, NULL};
+    run_result r = finish(start(argv));
+    EXPECT_MESSAGE(&r, "bprop: rank 1: kernel set 'generic' differs from rank 0's", "BPROP_ISA=");
+    cr_assert(!exists(model), "a refused run wrote the model");
+    run_free(&r);
+    free(data);
+    free(model);
+}
+
 /* ---- a rank killed mid-run ----------------------------------------------------------------- */
 
 static int file_contains(const char *path, const char *needle)
