@@ -215,6 +215,39 @@ static int apply_setting(train_opts *o, const char *key, const char *v)
     return -1;
 }
 
+int train_settings_each(char *text, int (*fn)(void *user, const char *key, const char *value),
+                        void *user)
+{
+    for (char *line = text, *next; line && *line; line = next) {
+        next = strchr(line, '\n');
+        if (next)
+            *next++ = '\0';
+        char *eq = strchr(line, '=');
+        if (!eq)
+            return fn(user, line, NULL);
+        *eq = '\0';
+        unescape(eq + 1);
+        int rc = fn(user, line, eq + 1);
+        if (rc)
+            return rc;
+    }
+    return 0;
+}
+
+typedef struct apply_ctx {
+    train_opts *o;
+    const char *path;
+} apply_ctx;
+
+static int apply_one(void *user, const char *key, const char *value)
+{
+    apply_ctx *x = user;
+    if (!value || apply_setting(x->o, key, value))
+        return cli_fail("%s: settings: bad or unknown entry '%s%s%s'", x->path, key, value ? "=" : "",
+                        value ? value : "");
+    return 0;
+}
+
 /* The run a checkpoint records, as the options that would start it. */
 static int recorded_opts(const char *path, bprop_checkpoint *ck, char *text, train_opts *rec)
 {
@@ -222,19 +255,10 @@ static int recorded_opts(const char *path, bprop_checkpoint *ck, char *text, tra
     rec->cfg = ck->config;
     rec->data.allowed = CLI_DATA_TRAIN | CLI_DATA_TEST | CLI_DATA_CLASSES;
     rec->data.cmd = "train";
-    for (char *line = text, *next; line && *line; line = next) {
-        next = strchr(line, '\n');
-        if (next)
-            *next++ = '\0';
-        char *eq = strchr(line, '=');
-        if (eq)
-            *eq = '\0';
-        if (eq)
-            unescape(eq + 1);
-        if (!eq || apply_setting(rec, line, eq + 1))
-            return cli_fail("%s: settings: bad or unknown entry '%s%s%s'", path, line, eq ? "=" : "",
-                            eq ? eq + 1 : "");
-    }
+    apply_ctx x = {rec, path};
+    int rc = train_settings_each(text, apply_one, &x);
+    if (rc)
+        return rc;
     /* The model is the authority on its own shape. */
     rec->hidden = ck->model->hidden;
     rec->bias = ck->model->has_bias;

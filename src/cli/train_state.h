@@ -21,6 +21,10 @@ void train_state_opts_free(train_state_opts *s);
 /* The settings of o that the library's config does not hold, as key=value lines (escaped);
  * the caller frees it. NULL when out of memory. */
 char *train_settings_text(const train_opts *o);
+/* Walk such text (modified in place: lines split, escapes undone): fn gets each key and value
+ * (NULL for a line without '='); the first non-zero return stops the walk and is returned. */
+int train_settings_each(char *text, int (*fn)(void *user, const char *key, const char *value),
+                        void *user);
 
 /* ---- the run (train_state.c) ---- */
 
