@@ -165,7 +165,9 @@ static char *save_snapshot(const run *r, const char *name)
     return path;
 }
 
-/* Stop the epoch after step k (1-based) by setting the cancel flag from the progress callback. */
+/* Set the cancel flag from the progress callback once step k (1-based) is done. The trainer
+ * reads the flag during each step, after the pass, and stops once that step is complete: set
+ * after step k, it stops after step k + 1. */
 typedef struct stopper {
     run *r;
     size_t at;
@@ -203,7 +205,7 @@ Test(checkpoint, round_trip_is_exact)
 {
     run r;
     run_start(&r, 2, 1);
-    stopper s = {&r, 4};
+    stopper s = {&r, 3}; /* stops after step 4 */
     for (int e = 0; e < 2; e++)
         cr_assert_eq(bprop_trainer_epoch(r.t, r.d, NULL, NULL, NULL, NULL), BPROP_OK);
     bprop_status st = bprop_trainer_epoch(r.t, r.d, stop_at, &s, NULL, NULL);
@@ -220,7 +222,14 @@ Test(checkpoint, round_trip_is_exact)
     cr_assert_eq(ck->state.step, 4);
     cr_assert_eq(ck->state.epoch, 2);
     cr_assert_eq(ck->steps_per_epoch, want.steps_per_epoch);
-    cr_assert_eq(memcmp(&ck->config, &r.c, sizeof r.c), 0, "config differs");
+    const bprop_train_config *a = &ck->config, *b = &r.c;
+    cr_assert(a->epochs == b->epochs && a->batch == b->batch && a->lr == b->lr &&
+              a->momentum == b->momentum && a->nesterov == b->nesterov &&
+              a->weight_decay == b->weight_decay && a->schedule == b->schedule &&
+              a->step_epochs == b->step_epochs && a->step_gamma == b->step_gamma &&
+              a->clip_norm == b->clip_norm && a->seed == b->seed && a->shuffle == b->shuffle &&
+              a->threads == b->threads && a->parallel == b->parallel &&
+              a->reproducible == b->reproducible, "config differs");
     cr_assert_eq(memcmp(&ck->train, &want.train, sizeof want.train), 0);
     cr_assert_eq(ck->val.n, 0);
     cr_assert_eq(ck->n_records, 2);
@@ -543,8 +552,11 @@ static void check_resume(int threads, size_t stop_epoch, size_t stop_step, int r
     for (size_t e = 0; e < stop_epoch; e++)
         cr_assert_eq(bprop_trainer_epoch(r.t, r.d, NULL, NULL, NULL, NULL), BPROP_OK);
     if (stop_step) {
-        stopper s = {&r, stop_step};
-        cr_assert_eq(bprop_trainer_epoch(r.t, r.d, stop_at, &s, NULL, NULL), BPROP_E_CANCELLED);
+        /* Step 1: the flag is already set when the epoch starts (as after a signal). */
+        stopper s = {&r, stop_step - 1};
+        r.cancel = stop_step == 1;
+        cr_assert_eq(bprop_trainer_epoch(r.t, r.d, stop_step > 1 ? stop_at : NULL, &s, NULL, NULL),
+                     BPROP_E_CANCELLED);
     }
     char *path = tu_path(g_dir, "resume.ckpt");
     bprop_checkpoint snap = snapshot(&r, 0, NULL);
@@ -602,15 +614,17 @@ Test(resume, repeated_stops_in_one_epoch)
     cr_assert_eq(bprop_trainer_epoch(r.t, r.d, stop_at, &s, NULL, NULL), BPROP_E_CANCELLED);
     bprop_trainer_state now;
     bprop_trainer_get_state(r.t, &now);
-    cr_assert_eq(now.step, 3);
+    cr_assert_eq(now.step, 4);
     r.cancel = 0;
-    s.at = 2; /* the callback's step count may restart: stop a little later either way */
+    s.at = 6; /* the callback counts steps within the epoch, not within the call */
     cr_assert_eq(bprop_trainer_epoch(r.t, r.d, stop_at, &s, NULL, NULL), BPROP_E_CANCELLED);
     bprop_trainer_get_state(r.t, &now);
-    cr_assert(now.step > 3 && now.epoch == 0, "step %llu", (unsigned long long)now.step);
-    /* Set before the epoch is entered: nothing moves, and the state stays resumable. */
+    cr_assert(now.step == 7 && now.epoch == 0, "step %llu", (unsigned long long)now.step);
+    /* Still set when the next call starts: that call's first step completes, then it stops. */
     bprop_status st = bprop_trainer_epoch(r.t, r.d, NULL, NULL, NULL, NULL);
     cr_assert_eq(st, BPROP_E_CANCELLED);
+    bprop_trainer_get_state(r.t, &now);
+    cr_assert_eq(now.step, 8);
     r.cancel = 0;
     bprop_epoch_stats es;
     for (size_t e = 0; e < r.c.epochs; e++)

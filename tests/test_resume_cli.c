@@ -268,7 +268,7 @@ static void check_signal_stop(int sig, int with_checkpoint)
     cr_assert(strstr(info.out, "of 20 epochs done"), "%s", info.out);
 
     /* The resumed run takes its settings from the checkpoint; only outputs and threads vary. */
-    run_result res = RUN("train", "--resume", ck, "--threads", "1", "--metrics", "run.jsonl");
+    run_result res = RUN("train", "--resume", ck, "--threads", "1", "--parallel", "hidden", "--metrics", "run.jsonl");
     expect_ok(&res, "resumed run");
     cr_assert(strstr(res.out, "resuming"), "%s", res.out);
     expect_same_params("ref.bpm", "run.bpm");
@@ -369,8 +369,8 @@ Test(resume_cli, options_that_would_change_the_run_are_refused)
                   strstr(r.err, "--init"), "%s", r.err);
         run_free(&r);
     }
-    const char *flags[] = {"--no-bias", "--standardize", "--no-shuffle", "--no-nesterov"};
-    for (size_t i = 0; i < 4; i++) {
+    const char *flags[] = {"--no-bias", "--standardize", "--no-shuffle", "--no-nesterov", "--no-reproducible"};
+    for (size_t i = 0; i < 5; i++) {
         run_result r = RUN("train", "--resume", "c.ckpt", flags[i]);
         expect_fail(&r, 2, flags[i]);
         cr_assert(strstr(r.err, "differs from the checkpoint's"), "%s", r.err);

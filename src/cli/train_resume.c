@@ -17,7 +17,7 @@ void train_state_help(FILE *f)
           "  --checkpoint-every N also every N steps (counted over the whole run)\n"
           "  --resume FILE        continue the run FILE holds, with its recorded settings and\n"
           "                       data; only --epochs N (N >= recorded: extend), --threads,\n"
-          "                       --save, --metrics, --checkpoint (default: FILE),\n"
+          "                       --parallel, --save, --metrics, --checkpoint (default: FILE),\n"
           "                       --checkpoint-every and --quiet may be given, or options\n"
           "                       repeating the recorded values\n"
           "  --init MODEL         start from MODEL's weights (shape, biases and\n"
@@ -298,6 +298,8 @@ static int option_value(const train_opts *o, const char *opt, char *buf, size_t 
         snprintf(buf, n, "%.9g", (double)c->clip_norm);
     else if (strcmp(opt, "--seed") == 0)
         snprintf(buf, n, "%llu", (unsigned long long)c->seed);
+    else if (strcmp(opt, "--reproducible") == 0 || strcmp(opt, "--no-reproducible") == 0)
+        snprintf(buf, n, "reproducible sums %s", c->reproducible ? "on" : "off");
     else if (strcmp(opt, "--no-shuffle") == 0)
         snprintf(buf, n, "shuffling %s", c->shuffle ? "on" : "off");
     else if (strcmp(opt, "--val-fraction") == 0)
@@ -321,8 +323,8 @@ static int option_value(const train_opts *o, const char *opt, char *buf, size_t 
 
 static int resume_allows(const char *opt)
 {
-    static const char *const ok[] = {"--resume", "--threads", "--save", "--metrics", "--checkpoint",
-                                     "--checkpoint-every", "--quiet", "--epochs"};
+    static const char *const ok[] = {"--resume", "--threads", "--parallel", "--save", "--metrics",
+                                     "--checkpoint", "--checkpoint-every", "--quiet", "--epochs"};
     for (size_t i = 0; i < sizeof ok / sizeof ok[0]; i++)
         if (strcmp(opt, ok[i]) == 0)
             return 1;
@@ -332,8 +334,8 @@ static int resume_allows(const char *opt)
 static int refuse(const char *opt, const char *why)
 {
     return cli_usage("train", "%s: %s; a resumed run keeps the settings its checkpoint recorded "
-                     "(--epochs N >= recorded extends it; --threads, --save, --metrics, --checkpoint, "
-                     "--checkpoint-every and --quiet may be given)", opt, why);
+                     "(--epochs N >= recorded extends it; --threads, --parallel, --save, --metrics, "
+                     "--checkpoint, --checkpoint-every and --quiet may be given)", opt, why);
 }
 
 /* Every option given must be one a resumed run takes, or repeat the recorded value. */
@@ -365,6 +367,8 @@ static void overlay(train_opts *rec, const train_opts *o)
     rec->quiet = o->quiet;
     if (given(&o->ts, "--threads"))
         rec->cfg.threads = o->cfg.threads;
+    if (given(&o->ts, "--parallel")) /* the same parameters for every mode */
+        rec->cfg.parallel = o->cfg.parallel;
     if (given(&o->ts, "--epochs"))
         rec->cfg.epochs = o->cfg.epochs;
     if (o->save)

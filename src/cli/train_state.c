@@ -177,6 +177,17 @@ static int interrupted(train_run *r, int written)
     return 128 + sig;
 }
 
+/* --checkpoint-every N: the trainer reads the flag during a step and stops when that step is
+ * done, so the flag goes up one step ahead of each multiple of N. Not at an epoch's last step:
+ * the end-of-epoch checkpoint covers that one. */
+static void request_periodic_stop(const train_run *r)
+{
+    const train_state *ts = &r->state;
+    size_t every = r->o->ts.every;
+    if (every && ts->path && (ts->global_step + 1) % every == 0 && ts->step_in_epoch + 1 < ts->steps_per_epoch)
+        train_signal_stop();
+}
+
 /* Called by the trainer's master thread after every step's forward/backward pass. */
 static int step_cb(void *user, size_t step, size_t steps, double loss, double acc)
 {
@@ -186,10 +197,7 @@ static int step_cb(void *user, size_t step, size_t steps, double loss, double ac
     train_state *ts = &r->state;
     ts->step_in_epoch++;
     ts->global_step++;
-    size_t every = r->o->ts.every;
-    /* Not at the epoch's last step: the end-of-epoch checkpoint covers that one. */
-    if (every && ts->global_step % every == 0 && ts->step_in_epoch < ts->steps_per_epoch && r->state.path)
-        train_signal_stop();
+    request_periodic_stop(r);
     return cli_progress_cb(&r->progress, ts->step_in_epoch, ts->steps_per_epoch, loss, acc);
 }
 
@@ -198,6 +206,7 @@ int train_state_epoch(train_run *r, bprop_epoch_stats *st)
     train_state *ts = &r->state;
     for (;;) {
         bprop_error err = {0};
+        request_periodic_stop(r); /* the call's first step may be due */
         bprop_status s = bprop_trainer_epoch(r->trainer, r->train, step_cb, r, st, &err);
         if (s == BPROP_OK) {
             ts->step_in_epoch = 0;
