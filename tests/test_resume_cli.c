@@ -235,13 +235,13 @@ static void wait_for(pid_t pid, const char *name)
 static void check_signal_stop(int sig, int with_checkpoint)
 {
     write_data(2000);
-    run_result ref = RUN(RUN_OPTS, "--epochs", "20", "--save", "ref.bpm", "--metrics", "ref.jsonl", "--quiet");
+    run_result ref = RUN(RUN_OPTS, "--epochs", "40", "--save", "ref.bpm", "--metrics", "ref.jsonl", "--quiet");
     expect_ok(&ref, "uninterrupted run");
     const char *ck = with_checkpoint ? "run.ckpt" : "run.bpm.ckpt";
     pid_t pid = with_checkpoint
-                    ? SPAWN(RUN_OPTS, "--epochs", "20", "--save", "run.bpm", "--checkpoint", "run.ckpt",
+                    ? SPAWN(RUN_OPTS, "--epochs", "40", "--save", "run.bpm", "--checkpoint", "run.ckpt",
                             "--checkpoint-every", "100", "--metrics", "run.jsonl")
-                    : SPAWN(RUN_OPTS, "--epochs", "20", "--save", "run.bpm", "--metrics", "run.jsonl");
+                    : SPAWN(RUN_OPTS, "--epochs", "40", "--save", "run.bpm", "--metrics", "run.jsonl");
     /* Without --checkpoint nothing is written before the signal: wait for the first epoch. */
     wait_for(pid, with_checkpoint ? "run.ckpt" : "stdout.txt");
     if (!with_checkpoint)
@@ -265,7 +265,7 @@ static void check_signal_stop(int sig, int with_checkpoint)
 
     run_result info = RUN("info", ck);
     expect_ok(&info, "info");
-    cr_assert(strstr(info.out, "of 20 epochs done"), "%s", info.out);
+    cr_assert(strstr(info.out, "of 40 epochs done"), "%s", info.out);
 
     /* The resumed run takes its settings from the checkpoint; only outputs and threads vary. */
     run_result res = RUN("train", "--resume", ck, "--threads", "1", "--parallel", "hidden", "--metrics", "run.jsonl");
@@ -274,7 +274,7 @@ static void check_signal_stop(int sig, int with_checkpoint)
     expect_same_params("ref.bpm", "run.bpm");
     char *mp = path_in("run.jsonl");
     char *metrics = read_bytes(mp, NULL);
-    cr_assert_eq(count_lines(metrics), 20, "the resumed run's metrics lack epochs:\n%s", metrics);
+    cr_assert_eq(count_lines(metrics), 40, "the resumed run's metrics lack epochs:\n%s", metrics);
     cr_assert(strncmp(metrics, "{\"epoch\":1,", 11) == 0, "%s", metrics);
     free(metrics);
     free(mp);
