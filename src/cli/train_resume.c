@@ -11,7 +11,7 @@
 
 void train_state_help(FILE *f)
 {
-    fputs("Checkpoints (see README \"Checkpoints and resuming\"):\n"
+    fputs("Checkpoints (see README \"Checkpoints, resuming and signals\"):\n"
           "  --checkpoint FILE    write the run's full state to FILE (atomically) after every\n"
           "                       epoch; SIGINT/SIGTERM also write it, then exit 130/143\n"
           "  --checkpoint-every N also every N steps (counted over the whole run)\n"
