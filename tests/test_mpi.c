@@ -407,6 +407,15 @@ Test(mpi, usage_errors_and_help_print_once)
     cr_assert_eq(count_prefixed(r.err, "bprop train: --no-such-option: unknown option"), 1,
                  "stderr:\n%s", r.err);
     run_free(&r);
+    /* Checkpoints need one process: refused with several ranks, once. */
+    char *ckpt = path_in("run.ckpt");
+    r = MPI_RUN(2, "train", "--checkpoint", ckpt);
+    cr_assert_eq(r.status, 2, "stderr: %s", r.err);
+    cr_assert_eq(count_prefixed(r.err, "bprop train: --checkpoint: not supported with several ranks"),
+                 1, "stderr:\n%s", r.err);
+    cr_assert(!exists(ckpt), "a checkpoint was written");
+    free(ckpt);
+    run_free(&r);
     r = MPI_RUN(2, "train", "--help");
     cr_assert_eq(r.status, 0, "stderr: %s", r.err);
     cr_assert_eq(count_prefixed(r.out, "Usage: bprop train"), 1, "stdout:\n%s", r.out);
