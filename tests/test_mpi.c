@@ -1,5 +1,6 @@
 /* test_mpi.c: `bprop-mpi` in real multi-process runs (mpirun): models bitwise equal to plain
- * `bprop` for every ranks x threads layout, and failures that end every rank with one message. */
+ * `bprop` for every ranks x threads layout, failures that end every rank with one message, and
+ * checkpoints and signals: a run stopped under one layout resumes bitwise under another. */
 #define _POSIX_C_SOURCE 200809L
 #include "testutil.h"
 
@@ -408,14 +409,10 @@ Test(mpi, usage_errors_and_help_print_once)
     cr_assert_eq(count_prefixed(r.err, "bprop train: --no-such-option: unknown option"), 1,
                  "stderr:\n%s", r.err);
     run_free(&r);
-    /* Checkpoints need one process: refused with several ranks, once. */
-    char *ckpt = path_in("run.ckpt");
-    r = MPI_RUN(2, "train", "--checkpoint", ckpt);
+    r = MPI_RUN(2, "train", "--checkpoint-every", "5");
     cr_assert_eq(r.status, 2, "stderr: %s", r.err);
-    cr_assert_eq(count_prefixed(r.err, "bprop train: --checkpoint: not supported with several ranks"),
+    cr_assert_eq(count_prefixed(r.err, "bprop train: --checkpoint-every: needs --checkpoint FILE"),
                  1, "stderr:\n%s", r.err);
-    cr_assert(!exists(ckpt), "a checkpoint was written");
-    free(ckpt);
     run_free(&r);
     r = MPI_RUN(2, "train", "--help");
     cr_assert_eq(r.status, 0, "stderr: %s", r.err);
@@ -565,6 +562,215 @@ Test(mpi, a_killed_rank_ends_the_job)
     free(model);
     free(old);
     free(metrics);
+}
+
+/* ---- checkpoints, --resume and signals across layouts -------------------------------------- */
+
+/* 8 epochs of 40 steps (hidden 32, batch 100, 4,000 Fashion-MNIST samples): a few seconds. */
+#define CK_ARGS "train", "--hidden", "32", "--batch", "100", "--epochs", "8", \
+    "--train-limit", "4000", "--test-limit", "200", "--quiet"
+
+/* The uninterrupted run every stopped and resumed one must end at, bitwise. */
+static char *ck_reference(void)
+{
+    need_fashion();
+    char *ref = path_in("ref.bpm");
+    run_result r = PLAIN_RUN(CK_ARGS, "--threads", "2", "--save", ref);
+    cr_assert_eq(r.status, 0, "uninterrupted run failed:\n%s", r.err);
+    run_free(&r);
+    return ref;
+}
+
+/* Wait until path exists, failing if the job ends first. */
+static void wait_for_file(pid_t job, const char *path)
+{
+    for (int waited = 0; waited < 60000 && !exists(path); waited++) {
+        int ws;
+        cr_assert_eq(waitpid(job, &ws, WNOHANG), 0, "the job ended before %s appeared", path);
+        sleep_ms(1);
+    }
+    cr_assert(exists(path), "%s did not appear within 60 s", path);
+}
+
+/* Training has begun (the metrics log is the last file opened before it), so every rank has its
+ * signal handlers. */
+static void wait_for_training(pid_t job, const char *metrics_prefix)
+{
+    for (int waited = 0; waited < 60000 && !temp_present(metrics_prefix); waited++) {
+        int ws;
+        cr_assert_eq(waitpid(job, &ws, WNOHANG), 0, "the job ended before training");
+        sleep_ms(1);
+    }
+    cr_assert(temp_present(metrics_prefix), "training did not start within 60 s");
+}
+
+/* A run stopped by sig: its exit status, rank 0's one message naming the checkpoint, no model
+ * saved, no temporary file left, and a checkpoint that loads and is not at the run's end. */
+static void expect_stopped(const run_result *r, int status, const char *sig_name, const char *ckpt,
+                           const char *model, uint64_t epochs)
+{
+    char want[64];
+    snprintf(want, sizeof want, "bprop: stopped by %s: checkpoint written to ", sig_name);
+    if (status >= 0)
+        cr_assert_eq(r->status, status, "exit status %d (want %d); stderr:\n%s", r->status, status,
+                     r->err);
+    cr_assert_eq(count_prefixed(r->err, want), 1, "not one '%s' line; stderr:\n%s", want, r->err);
+    /* Besides the metrics log a stopped run keeps under its temporary name (as in bprop). */
+    cr_assert_eq(count_prefixed(r->err, "bprop:") - count_prefixed(r->err, "bprop: partial metrics kept"),
+                 1, "more than one message; stderr:\n%s", r->err);
+    cr_assert_not_null(strstr(r->err, ckpt), "the checkpoint's name is not printed:\n%s", r->err);
+    cr_assert(!exists(model), "a stopped run saved its model");
+    cr_assert(!temp_present("ck.tmp.") && !temp_present("m.bpm.tmp.") && !temp_present("m.bpm.ckpt.tmp."),
+              "a temporary file was left behind");
+    bprop_checkpoint *ck = NULL;
+    bprop_error err = {0};
+    cr_assert_eq(bprop_checkpoint_load(ckpt, &ck, &err), BPROP_OK, "%s", err.message);
+    cr_assert_lt(ck->state.epoch, epochs, "the run had finished: nothing left to resume");
+    bprop_checkpoint_free(ck);
+}
+
+static size_t count_lines(const char *path)
+{
+    char *text = read_bytes(path, NULL);
+    size_t n = 0;
+    for (const char *p = text; *p; p++)
+        n += *p == '\n';
+    free(text);
+    return n;
+}
+
+Test(mpi, plain_checkpoint_resumes_on_two_ranks_bitwise)
+{
+    char *ref = ck_reference(), *ckpt = path_in("ck"), *model = path_in("m.bpm");
+    /* Plain bprop on 2 threads, stopped by SIGUSR1 once its first periodic checkpoint exists. */
+    pid_t job = start(command(0, (const char *const[]){CK_ARGS, "--threads", "2", "--checkpoint", ckpt,
+                                  "--checkpoint-every", "10", "--save", model, NULL}));
+    wait_for_file(job, ckpt);
+    cr_assert_eq(kill(job, SIGUSR1), 0);
+    run_result r = finish(job);
+    expect_stopped(&r, 138, "SIGUSR1", ckpt, model, 8);
+    run_free(&r);
+    /* Continued by 2 ranks x 1 thread: every rank reads the checkpoint, rank 0 saves. */
+    r = MPI_RUN(2, "train", "--resume", ckpt, "--threads", "1");
+    cr_assert_eq(r.status, 0, "resume on 2 ranks failed:\n%s", r.err);
+    cr_assert(same_parameters(ref, model), "plain checkpoint resumed on 2 ranks: parameters differ "
+              "from the uninterrupted run's");
+    cr_assert_eq(file_u32(model, OFF_RANKS), 2u, "the model records %u ranks", file_u32(model, OFF_RANKS));
+    run_free(&r);
+    free(ref);
+    free(ckpt);
+    free(model);
+}
+
+Test(mpi, sigusr1_to_mpirun_checkpoints_and_plain_bprop_resumes_bitwise)
+{
+    char *ref = ck_reference(), *ckpt = path_in("ck"), *model = path_in("m.bpm");
+    /* mpirun forwards SIGUSR1 to every rank as it is. */
+    pid_t job = start(command(2, (const char *const[]){CK_ARGS, "--threads", "1", "--checkpoint", ckpt,
+                                  "--checkpoint-every", "10", "--save", model, NULL}));
+    wait_for_file(job, ckpt);
+    cr_assert_eq(kill(job, SIGUSR1), 0);
+    run_result r = finish(job);
+    expect_stopped(&r, 138, "SIGUSR1", ckpt, model, 8);
+    cr_assert_not_null(strstr(r.err, "bprop-mpi train --resume"), "stderr:\n%s", r.err);
+    run_free(&r);
+    /* Continued by plain bprop on one thread. */
+    r = PLAIN_RUN("train", "--resume", ckpt, "--threads", "1");
+    cr_assert_eq(r.status, 0, "plain resume failed:\n%s", r.err);
+    cr_assert(same_parameters(ref, model), "2-rank checkpoint resumed by plain bprop: parameters "
+              "differ from the uninterrupted run's");
+    run_free(&r);
+    free(ref);
+    free(ckpt);
+    free(model);
+}
+
+Test(mpi, a_signal_to_one_rank_stops_all_and_three_ranks_resume_bitwise)
+{
+    char *ref = ck_reference(), *model = path_in("m.bpm"), *metrics = path_in("log.jsonl");
+    char *ckpt = path_in("m.bpm.ckpt"); /* no --checkpoint: the name beside --save */
+    pid_t job = start(command(2, (const char *const[]){CK_ARGS, "--threads", "1", "--save", model,
+                                  "--metrics", metrics, NULL}));
+    wait_for_training(job, "log.jsonl.tmp.");
+    /* Rank 1 alone gets SIGTERM: its flag is combined with rank 0's in the next step, so both
+     * stop after that step, and rank 0, which got no signal, writes the checkpoint. */
+    pid_t victim = find_rank(1);
+    cr_assert_gt(victim, 0, "rank 1 not found");
+    cr_assert_eq(kill(victim, SIGTERM), 0);
+    run_result r = finish(job);
+    expect_stopped(&r, 143, "SIGTERM", ckpt, model, 8);
+    cr_assert(!exists(metrics), "a stopped run published its metrics");
+    run_free(&r);
+    /* 3 ranks continue the 2-rank run; the recorded --save and --metrics are rank 0's. */
+    r = MPI_RUN(3, "train", "--resume", ckpt, "--threads", "1");
+    cr_assert_eq(r.status, 0, "resume on 3 ranks failed:\n%s", r.err);
+    cr_assert(same_parameters(ref, model), "2-rank checkpoint resumed on 3 ranks: parameters differ "
+              "from the uninterrupted run's");
+    cr_assert_eq(count_lines(metrics), 8, "the resumed run's metrics lack epochs");
+    run_free(&r);
+    free(ref);
+    free(model);
+    free(metrics);
+    free(ckpt);
+}
+
+Test(mpi, sigint_to_mpirun_reaches_the_ranks_as_sigterm)
+{
+    need_fashion();
+    char *ckpt = path_in("ck"), *model = path_in("m.bpm"), *metrics = path_in("log.jsonl");
+    /* Open MPI's mpirun answers SIGINT (and SIGTERM) with SIGCONT to the ranks, SIGTERM a
+     * timeout later and SIGKILL another timeout later: 3 s here, so that the ranks' SIGTERM
+     * stop (a step and a small checkpoint) fits even on a loaded machine. */
+    const char *argv[] = {BPROP_MPIEXEC, "--oversubscribe", "--mca", "odls_base_sigkill_timeout", "3",
+                          "-np", "2", BPROP_MPI_CLI_PATH, "train", "--hidden", "32", "--epochs", "1000",
+                          "--train-limit", "4000", "--test-limit", "100", "--threads", "1",
+                          "--checkpoint", ckpt, "--save", model, "--metrics", metrics, "--quiet", NULL};
+    pid_t job = start(argv);
+    wait_for_training(job, "log.jsonl.tmp.");
+    cr_assert_eq(kill(job, SIGINT), 0);
+    run_result r = finish(job);
+    /* mpirun's own status after it killed the job is 1, whatever the ranks returned. */
+    cr_assert_neq(r.status, 0, "mpirun reported success");
+    expect_stopped(&r, -1, "SIGTERM", ckpt, model, 1000);
+    for (int waited = 0; waited < 10000 && (find_rank(0) || find_rank(1)); waited += 50)
+        sleep_ms(50);
+    cr_assert(!find_rank(0) && !find_rank(1), "a rank is still running");
+    run_free(&r);
+    free(ckpt);
+    free(model);
+    free(metrics);
+}
+
+Test(mpi, every_rank_must_resume_the_same_checkpoint)
+{
+    write_copies(1);
+    char *data = path_in("t0.csv"), *c0 = path_in("c0.ckpt"), *c1 = path_in("c1.ckpt");
+    run_result r = PLAIN_RUN("train", "--train", data, "--hidden", "8", "--epochs", "1", "--threads",
+                             "1", "--quiet", "--checkpoint", c0);
+    cr_assert_eq(r.status, 0, "stderr: %s", r.err);
+    run_free(&r);
+    /* Rank r reads c<r>.ckpt: rank 1's is missing. */
+    char *each = path_in("c%r.ckpt"), *model = path_in("m.bpm");
+    r = MPI_RUN(2, "train", "--resume", each, "--epochs", "2", "--save", model);
+    EXPECT_MESSAGE(&r, "bprop: rank 1: ", c1);
+    cr_assert(!exists(model), "a refused run wrote the model");
+    run_free(&r);
+    /* Rank 1's is another run's (another seed): the same data and shape, another state. */
+    r = PLAIN_RUN("train", "--train", data, "--hidden", "8", "--epochs", "1", "--threads", "1",
+                  "--quiet", "--seed", "7", "--checkpoint", c1);
+    cr_assert_eq(r.status, 0, "stderr: %s", r.err);
+    run_free(&r);
+    r = MPI_RUN(2, "train", "--resume", each, "--epochs", "2", "--save", model);
+    EXPECT_MESSAGE(&r, "bprop: rank 1: the state read from the --resume checkpoint differs from "
+                   "rank 0's");
+    cr_assert(!exists(model), "a refused run wrote the model");
+    cr_assert_null(strstr(r.out, "    2 "), "training started:\n%s", r.out);
+    run_free(&r);
+    free(data);
+    free(c0);
+    free(c1);
+    free(each);
+    free(model);
 }
 
 #endif /* BPROP_MPI_CLI_PATH */

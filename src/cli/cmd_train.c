@@ -68,7 +68,8 @@ static void train_help(void)
            "  bprop train --epochs 10 --save fashion.bpm --metrics fashion.jsonl\n"
            "  bprop train --train train.csv --test test.csv --standardize --hidden 64 --epochs 5\n"
            "Exit status: 0 success, 1 runtime error (including divergence: nothing is saved),\n"
-           "2 bad command line, 130/143 stopped by SIGINT/SIGTERM (checkpoint written).\n");
+           "2 bad command line, 130/143/138 stopped by SIGINT/SIGTERM/SIGUSR1 (checkpoint\n"
+           "written; under mpirun send SIGUSR1 to mpirun: see README \"Clusters\").\n");
 }
 
 static int flag_set(cli_args *a, int *field, int value)
@@ -340,15 +341,16 @@ static int evaluate_epoch(train_run *r, int last)
     return rc;
 }
 
+/* Every step that can fail on some ranks only is agreed before the next collective one, so
+ * that the ranks' collectives stay in step (train_state_epoch_done holds some). */
 static int run_epoch(train_run *r, size_t epoch)
 {
     bprop_epoch_stats st = {0};
     cli_progress_epoch(&r->progress, epoch);
-    int rc = train_state_epoch(r, &st);
+    int rc = cli_agree(train_state_epoch(r, &st));
     cli_progress_clear(&r->progress);
-    if (rc)
-        return rc;
-    rc = evaluate_epoch(r, epoch == r->o->cfg.epochs);
+    if (!rc)
+        rc = cli_agree(evaluate_epoch(r, epoch == r->o->cfg.epochs));
     if (rc)
         return rc;
     epoch_report rep = {
@@ -362,7 +364,7 @@ static int run_epoch(train_run *r, size_t epoch)
     };
     if (!r->o->quiet)
         train_print_row(stdout, &rep);
-    rc = metrics_append(&r->log, &rep);
+    rc = cli_agree(metrics_append(&r->log, &rep));
     return rc ? rc : train_state_epoch_done(r, &rep);
 }
 
@@ -389,7 +391,7 @@ static int check_outputs(const train_opts *o)
     int rc = o->save ? cli_check_output("--save", o->save) : 0;
     if (!rc && o->metrics)
         rc = cli_check_output("--metrics", o->metrics);
-    if (!rc && o->ts.checkpoint)
+    if (!rc && o->ts.checkpoint && cli_root()) /* rank 0 writes the checkpoints */
         rc = cli_check_output("--checkpoint", o->ts.checkpoint);
     return rc;
 }
@@ -405,28 +407,15 @@ static int save_model(train_run *r)
     return rc;
 }
 
-/* bprop-mpi with several ranks: each would stop at its own step on a signal, so checkpoints
- * (which rest on stopping at a step) are left to single-process runs for now. */
-static int several_ranks(void) { return cli_runtime_get()->size > 1; }
-
-static int refuse_checkpoints(const train_opts *o)
-{
-    const char *opt = o->ts.checkpoint ? "--checkpoint" : o->ts.every ? "--checkpoint-every"
-                      : o->ts.resume ? "--resume" : NULL;
-    if (!opt)
-        return 0;
-    return cli_usage("train", "%s: not supported with several ranks (bprop-mpi); checkpoints and "
-                     "resumes need one process", opt);
-}
-
 static int run_training(train_run *r)
 {
     const train_opts *o = r->o;
     /* With several processes every step that can fail on some of them is followed by an
      * agreement (cli_agree), so that all stop together; in one process it changes nothing. */
-    int rc = cli_agree(check_outputs(o));
+    int rc = check_outputs(o);
     if (!rc)
-        rc = several_ranks() ? 0 : train_signal_install(); /* ranks: mpirun's signals end the job */
+        rc = train_signal_install(); /* on every rank: the trainer combines their flags */
+    rc = cli_agree(rc);
     if (!rc)
         rc = cli_agree(load_data(r));
     if (!rc)
@@ -435,6 +424,8 @@ static int run_training(train_run *r)
         rc = cli_same_data(r->train, "training data");
     if (!rc)
         rc = cli_agree(create_trainer(r));
+    if (!rc)
+        rc = train_state_check_same(r);
     if (!rc)
         rc = cli_agree(metrics_open(&r->log, o->metrics));
     if (!rc)
@@ -461,9 +452,8 @@ static int run_training(train_run *r)
 int cmd_train(int argc, char **argv)
 {
     train_opts o;
-    int rc = parse_train(argc, argv, &o);
-    if (!rc && several_ranks())
-        rc = refuse_checkpoints(&o);
+    /* Agreed: every rank reads --resume's checkpoint or --init's model itself. */
+    int rc = cli_agree(parse_train(argc, argv, &o));
     if (rc) {
         train_state_opts_free(&o.ts);
         return rc == CLI_DONE ? CLI_EXIT_OK : rc;

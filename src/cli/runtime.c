@@ -18,3 +18,10 @@ int cli_same_data(const bprop_dataset *d, const char *what)
 {
     return installed->same_data ? installed->same_data(installed->ctx, d, what) : 0;
 }
+
+int cli_max(int value) { return installed->max ? installed->max(installed->ctx, value) : value; }
+
+int cli_same_value(uint64_t value, const char *what)
+{
+    return installed->same_value ? installed->same_value(installed->ctx, value, what) : 0;
+}

@@ -5,6 +5,8 @@
 
 #include "bprop.h"
 
+#include <stdint.h>
+
 typedef struct cli_runtime {
     int rank, size;         /* this process and how many run the command: 0 and 1 in bprop */
     const bprop_comm *comm; /* for the trainer; NULL in bprop */
@@ -19,6 +21,12 @@ typedef struct cli_runtime {
     /* Where diagnostics go instead of stderr: a runtime error's message (usage = 0, without
      * "bprop: " and newline) or a usage error's whole text (usage = 1). NULL: stderr. */
     void (*message)(void *ctx, int usage, const char *text);
+    /* Collective: the largest of the ranks' values (a signal number, so that every rank stops
+     * at the same point when any of them got one). NULL: value. */
+    int (*max)(void *ctx, int value);
+    /* Collective: 0 when value (a hash) is rank 0's; else CLI_EXIT_RUNTIME on every rank, rank
+     * 0 having printed "rank N: <what> differs from rank 0's ...". NULL: 0. */
+    int (*same_value)(void *ctx, uint64_t value, const char *what);
 } cli_runtime;
 
 /* The runtime commands run in: the one installed, else a single process. */
@@ -33,5 +41,9 @@ int cli_root(void);
 int cli_agree(int rc);
 /* The runtime's same_data hook: 0 in a single process. */
 int cli_same_data(const bprop_dataset *d, const char *what);
+/* The runtime's max hook: value in a single process. */
+int cli_max(int value);
+/* The runtime's same_value hook: 0 in a single process. */
+int cli_same_value(uint64_t value, const char *what);
 
 #endif /* BPROP_CLI_RUNTIME_H */

@@ -13,7 +13,8 @@ void train_state_help(FILE *f)
 {
     fputs("Checkpoints (see README \"Checkpoints, resuming and signals\"):\n"
           "  --checkpoint FILE    write the run's full state to FILE (atomically) after every\n"
-          "                       epoch; SIGINT/SIGTERM also write it, then exit 130/143\n"
+          "                       epoch; SIGINT/SIGTERM/SIGUSR1 also write it, then exit\n"
+          "                       130/143/138 (bprop-mpi: rank 0 writes it)\n"
           "  --checkpoint-every N also every N steps (counted over the whole run)\n"
           "  --resume FILE        continue the run FILE holds, with its recorded settings and\n"
           "                       data; only --epochs N (N >= recorded: extend), --threads,\n"
@@ -23,8 +24,8 @@ void train_state_help(FILE *f)
           "  --init MODEL         start from MODEL's weights (shape, biases and\n"
           "                       standardisation come from it), with fresh momentum\n"
           "  Without --checkpoint, a signal writes MODEL.ckpt beside --save MODEL, else\n"
-          "  bprop-PID.ckpt in the working directory (the name is printed). A second signal\n"
-          "  exits at once, removing any half-written file.\n\n", f);
+          "  bprop-PID.ckpt in the working directory (the name is printed; bprop-mpi: rank\n"
+          "  0's). A second signal exits at once, removing any half-written file.\n\n", f);
 }
 
 void train_state_note(train_state_opts *s, const char *opt)

@@ -1,5 +1,5 @@
-/* train_signal.c: SIGINT/SIGTERM during `bprop train`: the first asks the trainer to stop after
- * its current step, a second aborts at once, removing any file half-written.
+/* train_signal.c: SIGINT/SIGTERM/SIGUSR1 during `bprop train`: the first asks the trainer to
+ * stop after its current step, a second aborts at once, removing any file half-written.
  *
  * A signal handler can reach nothing but static storage, so this file holds the program's only
  * mutable globals. Everything the handler touches is async-signal-safe: lock-free atomics,
@@ -61,7 +61,10 @@ int train_signal_install(void)
     sa.sa_handler = on_signal;
     sa.sa_flags = SA_RESTART; /* reads and writes carry on; the loop polls the flag */
     sigemptyset(&sa.sa_mask);
-    if (sigaction(SIGINT, &sa, NULL) != 0 || sigaction(SIGTERM, &sa, NULL) != 0)
+    /* SIGUSR1 as well: Open MPI's mpirun forwards it to every rank as it is (SIGINT and SIGTERM
+     * it turns into SIGTERM followed by SIGKILL), and Slurm's --signal sends it by default. */
+    if (sigaction(SIGINT, &sa, NULL) != 0 || sigaction(SIGTERM, &sa, NULL) != 0 ||
+        sigaction(SIGUSR1, &sa, NULL) != 0)
         return cli_fail("cannot install signal handlers: %s", strerror(errno));
     return 0;
 }

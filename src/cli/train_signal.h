@@ -1,5 +1,5 @@
-/* train_signal.h: SIGINT/SIGTERM during `bprop train`: the first asks the trainer to stop after
- * its current step, a second aborts at once, removing any file half-written. */
+/* train_signal.h: SIGINT/SIGTERM/SIGUSR1 during `bprop train`: the first asks the trainer to
+ * stop after its current step, a second aborts at once, removing any file half-written. */
 #ifndef BPROP_CLI_TRAIN_SIGNAL_H
 #define BPROP_CLI_TRAIN_SIGNAL_H
 
@@ -15,7 +15,7 @@ const volatile sig_atomic_t *train_signal_flag(void);
 void train_signal_stop(void);
 /* Clear a stop asked by train_signal_stop; a pending signal keeps the flag set. */
 void train_signal_resume(void);
-/* The first signal received (SIGINT, SIGTERM), 0 while none. */
+/* The first signal received (SIGINT, SIGTERM, SIGUSR1), 0 while none. */
 int train_signal_received(void);
 
 /* Bracket a file write whose temporary name train_signal_tempfile is told: a second signal during

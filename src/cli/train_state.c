@@ -1,8 +1,14 @@
 /* train_state.c: the parts of a `bprop train` run that survive an interruption: checkpoints
- * (every epoch, every N steps, on a signal), restoring a resumed run, and --init's model. */
+ * (every epoch, every N steps, on a signal), restoring a resumed run, and --init's model.
+ *
+ * Under bprop-mpi every rank runs this code and reaches the same points: steps are global, so
+ * periodic stops fall on the same step everywhere, the trainer combines the ranks' signal flags
+ * in each step's collective, and the signal received is agreed (cli_max) wherever the run
+ * decides to stop. Rank 0 alone writes checkpoints; the state it writes is every rank's. */
 #define _POSIX_C_SOURCE 200809L
 #include "train_state.h"
 
+#include "runtime.h"
 #include "train_signal.h"
 
 #include <math.h>
@@ -10,7 +16,13 @@
 #include <string.h>
 #include <unistd.h>
 
-static const char *signal_name(int sig) { return sig == SIGINT ? "SIGINT" : sig == SIGTERM ? "SIGTERM" : "a signal"; }
+static const char *signal_name(int sig)
+{
+    return sig == SIGINT ? "SIGINT" : sig == SIGTERM ? "SIGTERM" : sig == SIGUSR1 ? "SIGUSR1" : "a signal";
+}
+
+/* Collective: the signal some rank received (the largest number when several did), 0 if none. */
+static int agreed_signal(void) { return cli_max(train_signal_received()); }
 
 int train_state_take_model(train_run *r, bprop_model **out)
 {
@@ -80,19 +92,23 @@ static int describe_data(train_run *r)
     int rc = same_data("training", r->paths.train.images, &ts->train, &ck->train, p);
     if (!rc)
         rc = same_data("validation", r->paths.train.images, &ts->val, &ck->val, p);
-    if (!rc)
+    if (!rc && cli_root()) /* the only rank that loads the test set */
         rc = same_data("test", r->paths.test.images, &ts->test, &ck->test, p);
     return rc;
 }
 
 /* ---- where checkpoints go ---------------------------------------------------------------- */
 
+/* The path is every rank's (periodic stops depend on it); the fallback is rank 0's alone, the
+ * one rank that writes and names it: beside rank 0's --save, else with rank 0's pid. */
 static void choose_paths(train_run *r)
 {
     const train_opts *o = r->o;
     train_state *ts = &r->state;
     ts->path = o->ts.checkpoint ? o->ts.checkpoint : o->ts.resume;
-    if (o->save)
+    if (!cli_root())
+        ts->fallback[0] = '\0';
+    else if (o->save)
         cli_format_trunc(ts->fallback, sizeof ts->fallback, "%s.ckpt", o->save);
     else
         snprintf(ts->fallback, sizeof ts->fallback, "bprop-%ld.ckpt", (long)getpid());
@@ -142,6 +158,62 @@ int train_state_attach(train_run *r)
     return 0;
 }
 
+/* ---- every rank starts from the same point ----------------------------------------------- */
+
+/* Words of n bytes into a running hash (the same mixing as bprop_mpi's dataset hash: a
+ * bijection of the state for a fixed word). */
+static uint64_t mix(uint64_t h, uint64_t w)
+{
+    h ^= w * 0x9e3779b97f4a7c15ull;
+    h = (h << 27) | (h >> 37);
+    return h * 0xbf58476d1ce4e5b9ull + 0x94d049bb133111ebull;
+}
+
+static uint64_t mix_bytes(uint64_t h, const void *data, size_t n)
+{
+    const unsigned char *p = data;
+    size_t i = 0;
+    for (; i + 8 <= n; i += 8) {
+        uint64_t w;
+        memcpy(&w, p + i, 8);
+        h = mix(h, w);
+    }
+    uint64_t tail = 0;
+    if (n > i)
+        memcpy(&tail, p + i, n - i);
+    return mix(mix(h, tail), n);
+}
+
+/* The model and the trainer state the run starts from: what a resumed checkpoint or an --init
+ * model brought, or the seeded initialisation. Statistics and times are left out. */
+static uint64_t start_hash(const train_run *r)
+{
+    const bprop_model *m = r->model;
+    bprop_trainer_state s;
+    bprop_trainer_get_state(r->trainer, &s);
+    uint64_t h = mix(mix(0x6270726f70737461ull, s.epoch), s.step); /* "bpropsta" */
+    h = mix_bytes(h, s.rng, sizeof s.rng);
+    h = mix_bytes(h, m->params, m->layout.total * sizeof *m->params);
+    if (m->std_mean) {
+        h = mix_bytes(h, m->std_mean, m->inputs * sizeof *m->std_mean);
+        h = mix_bytes(h, m->std_scale, m->inputs * sizeof *m->std_scale);
+    }
+    if (s.velocity)
+        h = mix_bytes(h, s.velocity, s.params * sizeof *s.velocity);
+    if (s.perm)
+        h = mix_bytes(h, s.perm, s.n_train * sizeof *s.perm);
+    return h;
+}
+
+int train_state_check_same(const train_run *r)
+{
+    if (cli_runtime_get()->size < 2)
+        return 0;
+    const char *what = r->o->ts.resume ? "the state read from the --resume checkpoint"
+                       : r->o->ts.init ? "the --init model" : "the initial model";
+    return cli_same_value(start_hash(r), what);
+}
+
 /* ---- writing checkpoints ----------------------------------------------------------------- */
 
 static int write_checkpoint(train_run *r, const char *path)
@@ -163,17 +235,29 @@ static int write_checkpoint(train_run *r, const char *path)
     return st == BPROP_OK ? 0 : cli_fail_err(&err, st);
 }
 
-/* A signal stopped the run: the checkpoint goes to --checkpoint (or the resumed file), else to
- * the fallback name; exit 128 + signal. */
-static int interrupted(train_run *r, int written)
+/* Collective: rank 0 writes the checkpoint, every rank learns whether it worked. */
+static int checkpoint(train_run *r, const char *path)
 {
-    int sig = train_signal_received();
+    return cli_agree(cli_root() ? write_checkpoint(r, path) : 0);
+}
+
+/* Collective, with sig agreed: a signal stopped the run. The checkpoint goes to --checkpoint (or
+ * the resumed file), else to the fallback name; exit 128 + sig on every rank. */
+static int interrupted(train_run *r, int sig, int written)
+{
     const char *path = r->state.path ? r->state.path : r->state.fallback;
-    if (!written && write_checkpoint(r, path))
+    if (!written && checkpoint(r, path))
         return CLI_EXIT_RUNTIME;
+    if (!cli_root())
+        return 128 + sig;
     fflush(stdout);
-    fprintf(stderr, "bprop: stopped by %s: checkpoint written to %s (continue with: bprop train "
-            "--resume %s)\n", signal_name(sig), path, path);
+    if (cli_runtime_get()->size > 1)
+        fprintf(stderr, "bprop: stopped by %s: checkpoint written to %s (continue with: bprop-mpi "
+                "train --resume %s, under any number of ranks, or bprop train --resume %s)\n",
+                signal_name(sig), path, path, path);
+    else
+        fprintf(stderr, "bprop: stopped by %s: checkpoint written to %s (continue with: bprop train "
+                "--resume %s)\n", signal_name(sig), path, path);
     return 128 + sig;
 }
 
@@ -220,14 +304,16 @@ int train_state_epoch(train_run *r, bprop_epoch_stats *st)
         bprop_trainer_get_state(r->trainer, &now);
         ts->step_in_epoch = now.step;
         ts->global_step = now.epoch * ts->steps_per_epoch + now.step;
-        if (train_signal_received())
-            return interrupted(r, 0);
-        int rc = write_checkpoint(r, ts->path);
+        int sig = agreed_signal();
+        if (sig)
+            return interrupted(r, sig, 0);
+        int rc = checkpoint(r, ts->path);
         if (rc)
             return rc;
         train_signal_resume();
-        if (train_signal_received())
-            return interrupted(r, 1);
+        sig = agreed_signal();
+        if (sig)
+            return interrupted(r, sig, 1);
     }
 }
 
@@ -256,20 +342,22 @@ static int keep_record(train_state *ts, const epoch_report *rep)
 
 int train_state_epoch_done(train_run *r, const epoch_report *rep)
 {
-    int rc = keep_record(&r->state, rep);
+    int rc = cli_agree(keep_record(&r->state, rep));
     int written = 0;
     if (!rc && r->state.path) {
-        rc = write_checkpoint(r, r->state.path);
+        rc = checkpoint(r, r->state.path);
         written = !rc;
     }
-    if (!rc && train_signal_received())
-        return interrupted(r, written);
-    return rc;
+    if (rc)
+        return rc;
+    int sig = agreed_signal();
+    return sig ? interrupted(r, sig, written) : 0;
 }
 
 int train_state_poll(train_run *r)
 {
-    return train_signal_received() ? interrupted(r, 0) : 0;
+    int sig = agreed_signal();
+    return sig ? interrupted(r, sig, 0) : 0;
 }
 
 int train_state_replay_metrics(train_run *r)
@@ -307,11 +395,12 @@ int train_state_save_model(train_run *r, const char *path)
 int train_state_finish(train_run *r)
 {
     (void)r;
-    int sig = train_signal_received();
+    int sig = agreed_signal();
     if (!sig)
         return 0;
-    fprintf(stderr, "bprop: %s arrived after the last epoch; the run finished and its files are "
-            "complete\n", signal_name(sig));
+    if (cli_root())
+        fprintf(stderr, "bprop: %s arrived after the last epoch; the run finished and its files "
+                "are complete\n", signal_name(sig));
     return 128 + sig;
 }
 

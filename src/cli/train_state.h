@@ -36,6 +36,10 @@ int train_state_check_fit(const train_run *r);
  * restore a resumed trainer state, connect the signal flag, pick the checkpoint names.
  * 0 or CLI_EXIT_RUNTIME (printed). */
 int train_state_attach(train_run *r);
+/* Collective, after train_state_attach succeeded on every rank: 0 when every rank starts from
+ * rank 0's model and trainer state (the same checkpoint or --init model was read), else
+ * CLI_EXIT_RUNTIME on every rank with rank 0's message naming the rank. 0 in one process. */
+int train_state_check_same(const train_run *r);
 /* Write the run's first metrics lines: the epochs a resumed checkpoint already holds. */
 int train_state_replay_metrics(train_run *r);
 /* One epoch through the trainer, pausing for --checkpoint-every. 0, CLI_EXIT_RUNTIME (printed),

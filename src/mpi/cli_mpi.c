@@ -31,7 +31,8 @@ static void on_message(void *ctx, int usage, const char *text)
 
 /* CLI exit codes travel as statuses: usage errors as BPROP_E_ARG (rank 0 printed those
  * already), a runtime error with its new message as BPROP_E_IO, one reported at an earlier
- * agreement (nothing pending) as BPROP_E_CANCELLED. CLI_DONE (help shown) counts as success. */
+ * agreement (nothing pending) as BPROP_E_CANCELLED. CLI_DONE (help shown) counts as success.
+ * 128 + signal (a stop that the ranks agreed on, rank 0 having printed why) is kept. */
 static int on_agree(void *ctx, int rc)
 {
     mpi_cli *m = ctx;
@@ -46,7 +47,28 @@ static int on_agree(void *ctx, int rc)
         return rc;
     if (m->comm.rank == 0 && st != BPROP_E_ARG && st != BPROP_E_CANCELLED)
         fprintf(stderr, "bprop: %s\n", err.message);
+    if (st == BPROP_E_CANCELLED && rc >= 128)
+        return rc;
     return st == BPROP_E_ARG ? CLI_EXIT_USAGE : CLI_EXIT_RUNTIME;
+}
+
+/* A failed MPI call leaves this rank's own value; the next agreement reports the failure. */
+static int on_max(void *ctx, int value)
+{
+    mpi_cli *m = ctx;
+    int v = value;
+    return MPI_Allreduce(MPI_IN_PLACE, &v, 1, MPI_INT, MPI_MAX, m->mpi) == MPI_SUCCESS ? v : value;
+}
+
+static int on_same_value(void *ctx, uint64_t value, const char *what)
+{
+    mpi_cli *m = ctx;
+    bprop_error err = {0};
+    if (bprop_mpi_check_same(m->mpi, value, what, &err) == BPROP_OK)
+        return 0;
+    if (m->comm.rank == 0)
+        fprintf(stderr, "bprop: %s\n", err.message);
+    return CLI_EXIT_RUNTIME;
 }
 
 static int on_same_data(void *ctx, const bprop_dataset *d, const char *what)
@@ -189,6 +211,8 @@ int main(int argc, char **argv)
         rt.agree = on_agree;
         rt.same_data = on_same_data;
         rt.message = on_message;
+        rt.max = on_max;
+        rt.same_value = on_same_value;
     }
     cli_runtime_set(&rt);
     /* Only rank 0 prints results; the others' diagnostics reach it through the agreements. */
