@@ -160,8 +160,8 @@ int train_state_attach(train_run *r)
 
 /* ---- every rank starts from the same point ----------------------------------------------- */
 
-/* Words of n bytes into a running hash (the same mixing as bprop_mpi's dataset hash: a
- * bijection of the state for a fixed word). */
+/* A running 64-bit hash, word by word (mixed as in bprop_mpi.c's dataset hash: for a fixed
+ * word, a bijection of the state, so one differing word always changes the result). */
 static uint64_t mix(uint64_t h, uint64_t w)
 {
     h ^= w * 0x9e3779b97f4a7c15ull;
@@ -181,7 +181,7 @@ static uint64_t mix_bytes(uint64_t h, const void *data, size_t n)
     uint64_t tail = 0;
     if (n > i)
         memcpy(&tail, p + i, n - i);
-    return mix(mix(h, tail), n);
+    return mix(mix(h, tail), n); /* the length closes it */
 }
 
 /* The model and the trainer state the run starts from: what a resumed checkpoint or an --init
