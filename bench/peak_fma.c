@@ -12,10 +12,11 @@ static void usage(FILE *f)
     fprintf(f,
             "usage: peak_fma [--seconds S] [--runs N] [THREADS ...]\n"
             "Measures the peak fp32 FMA rate of THREADS threads (default 1, 2, 4, ... up to\n"
-            "the processor count): each thread runs %d independent FMA chains for about S\n"
+            "the processor count): each thread runs %d independent FMA chains (of the kernel set\n"
+            "bprop_isa() names: BPROP_ISA chooses) for about S\n"
             "seconds (default 0.2), best of N runs (default 5). Prints CSV:\n"
             "threads,peak_gflops,per_thread_gflops,isa\n",
-            PF_CHAINS);
+            bench_peak_level().chains);
 }
 
 /* Parses a positive number from s into *out; 0 on success. */

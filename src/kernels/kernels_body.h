@@ -1,32 +1,29 @@
-/* kernels.c: register-blocked forward and backward passes for one thread's block of samples. */
+/* kernels_body.h: the kernels, written once and compiled once per instruction set (internal). */
+/* The including file defines KSUFFIX (the set's name, suffixed to every entry point), VL (floats
+ * per vector), FWD_MR x FWD_NV (samples x vectors of a forward tile) and BWD_MR x BWD_NV (pixels x
+ * vectors of a dW1 tile), and compiles with that set's flags. GCC/Clang vector extensions give
+ * one source for every level; the tile sizes keep the accumulators in the register file. Each
+ * output element is the same chain of operations whatever the tile shape: tiles decide only
+ * which elements are computed together, never the order of one element's terms. */
 #include "kernels.h"
 #include "internal.h"
 
 #include <math.h>
 #include <string.h>
 
-/* GCC/Clang vector extensions: one source for every x86 level (and any other target). A vector
- * is one AVX-512 register when the build targets AVX-512, two halves of AVX2 otherwise, and so
- * on. Tile sizes are chosen so the accumulators fit the register file. */
-#if defined(__AVX512F__)
-#define VL 16
-#define FWD_MR 6 /* samples per forward tile */
-#define FWD_NV 4 /* vectors of hidden units per forward tile: 6 x 4 = 24 accumulators */
-#define BWD_MR 6 /* input pixels per dW1 tile */
-#define BWD_NV 4 /* vectors of hidden units per dW1 tile: 6 x 4 = 24 accumulators */
-#elif defined(__AVX__)
-#define VL 8
-#define FWD_MR 4
-#define FWD_NV 2
-#define BWD_MR 4
-#define BWD_NV 2
-#else
-#define VL 4
-#define FWD_MR 4
-#define FWD_NV 2
-#define BWD_MR 4
-#define BWD_NV 2
+#if !defined(KSUFFIX) || !defined(VL) || !defined(FWD_MR) || !defined(FWD_NV) || \
+    !defined(BWD_MR) || !defined(BWD_NV)
+#error "define KSUFFIX, VL, FWD_MR, FWD_NV, BWD_MR and BWD_NV before including kernels_body.h"
 #endif
+#if FWD_MR > 8 || BWD_MR > 8
+#error "the remainder switches handle tiles of at most 8 rows"
+#endif
+
+#define KPASTE2(a, b) a##_##b
+#define KPASTE(a, b) KPASTE2(a, b)
+#define KFN(name) KPASTE(name, KSUFFIX)
+#define KSTR2(a) #a
+#define KSTR(a) KSTR2(a)
 
 typedef float vf __attribute__((vector_size(VL * sizeof(float))));
 typedef int32_t vi __attribute__((vector_size(VL * sizeof(float))));
@@ -103,14 +100,24 @@ INLINE void fwd_panel(int nv, const float *w, size_t ldw, const float *b, const 
     h += r * ldh;
     xr += r;
     switch (nb - r) {
+#if FWD_MR > 7
+    case 7: fwd_tile(7, nv, w, ldw, b, xr, ks, nk, h, ldh); break;
+#endif
+#if FWD_MR > 6
+    case 6: fwd_tile(6, nv, w, ldw, b, xr, ks, nk, h, ldh); break;
+#endif
 #if FWD_MR > 5
     case 5: fwd_tile(5, nv, w, ldw, b, xr, ks, nk, h, ldh); break;
 #endif
 #if FWD_MR > 4
     case 4: fwd_tile(4, nv, w, ldw, b, xr, ks, nk, h, ldh); break;
 #endif
+#if FWD_MR > 3
     case 3: fwd_tile(3, nv, w, ldw, b, xr, ks, nk, h, ldh); break;
+#endif
+#if FWD_MR > 2
     case 2: fwd_tile(2, nv, w, ldw, b, xr, ks, nk, h, ldh); break;
+#endif
     case 1: fwd_tile(1, nv, w, ldw, b, xr, ks, nk, h, ldh); break;
     default: break;
     }
@@ -149,7 +156,7 @@ static void fwd_tail(const bp_net *net, const float *const *xr, size_t nb, size_
         memcpy(h + s * H + j, sc->hpad + s * VL, n * sizeof(float));
 }
 
-void bp_forward_hidden(const bp_net *net, const float *const *xr, size_t nb, float *h,
+static void KFN(bp_forward_hidden)(const bp_net *net, const float *const *xr, size_t nb, float *h,
                        bp_scratch *sc)
 {
     const size_t D = net->D, H = net->H, ldw = net->ld;
@@ -184,7 +191,7 @@ static float dot_hblock(const float *a, const float *b, size_t n)
     return s;
 }
 
-void bp_logits_partial(const bp_net *net, size_t nb, const float *h, float *part)
+static void KFN(bp_logits_partial)(const bp_net *net, size_t nb, const float *h, float *part)
 {
     const size_t H = net->H, C = net->C, nhb = (H + BP_HBLOCK - 1) / BP_HBLOCK;
     for (size_t q = 0; q < nhb; q++) {
@@ -195,7 +202,7 @@ void bp_logits_partial(const bp_net *net, size_t nb, const float *h, float *part
     }
 }
 
-void bp_logits_combine(const float *b2, const float *part, size_t nhb, size_t nb, size_t C,
+static void KFN(bp_logits_combine)(const float *b2, const float *part, size_t nhb, size_t nb, size_t C,
                        float *logits)
 {
     for (size_t s = 0; s < nb; s++)
@@ -207,12 +214,12 @@ void bp_logits_combine(const float *b2, const float *part, size_t nhb, size_t nb
         }
 }
 
-void bp_forward_block(const bp_net *net, const float *const *xr, size_t nb, float *h,
+static void KFN(bp_forward_block)(const bp_net *net, const float *const *xr, size_t nb, float *h,
                       float *logits, bp_scratch *sc)
 {
-    bp_forward_hidden(net, xr, nb, h, sc);
-    bp_logits_partial(net, nb, h, sc->part);
-    bp_logits_combine(net->b2, sc->part, (net->H + BP_HBLOCK - 1) / BP_HBLOCK, nb, net->C, logits);
+    KFN(bp_forward_hidden)(net, xr, nb, h, sc);
+    KFN(bp_logits_partial)(net, nb, h, sc->part);
+    KFN(bp_logits_combine)(net->b2, sc->part, (net->H + BP_HBLOCK - 1) / BP_HBLOCK, nb, net->C, logits);
 }
 
 /* ---- loss ---------------------------------------------------------------------------------- */
@@ -237,7 +244,7 @@ static float softmax_row(float *z, size_t C, int32_t *argmax)
     return zmax + logf(sum);
 }
 
-double bp_softmax_xent(float *logits, const int32_t *y, size_t nb, size_t C, int32_t *pred)
+static double KFN(bp_softmax_xent)(float *logits, const int32_t *y, size_t nb, size_t C, int32_t *pred)
 {
     double loss = 0.0;
     for (size_t s = 0; s < nb; s++) {
@@ -250,7 +257,7 @@ double bp_softmax_xent(float *logits, const int32_t *y, size_t nb, size_t C, int
     return loss;
 }
 
-void bp_softmax(float *logits, size_t nb, size_t C, int32_t *pred)
+static void KFN(bp_softmax)(float *logits, size_t nb, size_t C, int32_t *pred)
 {
     int32_t dummy;
     for (size_t s = 0; s < nb; s++)
@@ -399,7 +406,7 @@ static void bwd_layer1(const bp_net *net, const float *const *xr, size_t nb, con
         bwd_tail(net, xr, nb, dh, j, gw1, first, sc);
 }
 
-void bp_backward_block(const bp_net *net, const float *const *xr, size_t nb, float *h,
+static void KFN(bp_backward_block)(const bp_net *net, const float *const *xr, size_t nb, float *h,
                        const float *dl, bp_grads *g, int first, bp_scratch *sc)
 {
     bwd_layer2(net, nb, h, dl, g);
@@ -407,7 +414,7 @@ void bp_backward_block(const bp_net *net, const float *const *xr, size_t nb, flo
     bwd_layer1(net, xr, nb, h, g->w1, first, sc);
 }
 
-int bp_scratch_alloc(bp_scratch *sc, size_t D, size_t H, size_t C)
+static int KFN(bp_scratch_alloc)(bp_scratch *sc, size_t D, size_t H, size_t C)
 {
     sc->part = bp_alloc(((H + BP_HBLOCK - 1) / BP_HBLOCK) * BP_BLOCK * C, sizeof(float));
     const size_t fwd_tiles = (BP_BLOCK + FWD_MR - 1) / FWD_MR;
@@ -421,7 +428,7 @@ int bp_scratch_alloc(bp_scratch *sc, size_t D, size_t H, size_t C)
     return sc->part && sc->fwd_k && sc->fwd_n && sc->bwd_s && sc->bwd_n && sc->wpad && sc->bpad && sc->hpad;
 }
 
-void bp_scratch_free(bp_scratch *sc)
+static void KFN(bp_scratch_free)(bp_scratch *sc)
 {
     bp_free(sc->part);
     bp_free(sc->fwd_k);
@@ -432,3 +439,17 @@ void bp_scratch_free(bp_scratch *sc)
     bp_free(sc->bpad);
     bp_free(sc->hpad);
 }
+
+/* This set's entry points, in the one table the dispatcher chooses from. */
+const bp_kernels KFN(bp_kernels) = {
+    .name = KSTR(KSUFFIX),
+    .scratch_alloc = KFN(bp_scratch_alloc),
+    .scratch_free = KFN(bp_scratch_free),
+    .forward_hidden = KFN(bp_forward_hidden),
+    .logits_partial = KFN(bp_logits_partial),
+    .logits_combine = KFN(bp_logits_combine),
+    .forward_block = KFN(bp_forward_block),
+    .softmax_xent = KFN(bp_softmax_xent),
+    .softmax = KFN(bp_softmax),
+    .backward_block = KFN(bp_backward_block),
+};
