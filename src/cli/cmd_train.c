@@ -276,9 +276,10 @@ static void print_plan(const train_run *r)
         printf(", %zu validation", r->val->n);
     if (r->test)
         printf(", %zu test", r->test->n);
-    printf("\n%zu epochs, batch %zu, lr %g (%s), momentum %g%s, weight decay %g, %d threads\n",
+    printf("\n%zu epochs, batch %zu, lr %g (%s), momentum %g%s, weight decay %g, %d threads, %s kernels\n",
            c->epochs, c->batch, (double)c->lr, bprop_schedule_name(c->schedule), (double)c->momentum,
-           c->nesterov ? " (Nesterov)" : "", (double)c->weight_decay, bprop_trainer_threads(r->trainer));
+           c->nesterov ? " (Nesterov)" : "", (double)c->weight_decay, bprop_trainer_threads(r->trainer),
+           bprop_isa());
     if (metrics_temp_path(&r->log))
         printf("metrics: %s (renamed to %s when the run succeeds)\n", metrics_temp_path(&r->log),
                r->o->metrics);

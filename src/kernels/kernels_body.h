@@ -45,6 +45,23 @@ INLINE void st(float *p, vf v) { *(vfu *)p = v; }
 #define SPLAT_INIT(a) {X4(a)}
 #endif
 INLINE vf splat(float a) { return (vf)SPLAT_INIT(a); }
+/* The first n < VL floats at p, zeros after; and the store of the first n lanes. The last
+ * H % VL hidden units go through these, so every element of a row, tail or not, is computed
+ * by the same vector operations (a scalar tail would round differently: the compiler may turn
+ * it into separate multiplies and adds instead of fused ones), and a view of hidden units gives
+ * the bits of the whole net whatever its width. */
+INLINE vf ld_part(const float *p, size_t n)
+{
+    float t[VL] = {0};
+    memcpy(t, p, n * sizeof(float));
+    return ld(t);
+}
+INLINE void st_part(float *p, vf v, size_t n)
+{
+    float t[VL];
+    st(t, v);
+    memcpy(p, t, n * sizeof(float));
+}
 INLINE vf relu(vf v) { return (vf)((vi)v & (v > 0)); }
 INLINE float hsum(vf v)
 {
@@ -140,35 +157,50 @@ static void fwd_lists(const float *const *xr, size_t nb, size_t D, bp_scratch *s
     }
 }
 
-/* The last n < VL hidden units go through the same vector tile on a zero-padded copy of their
- * W1 columns, (D, VL), instead of a scalar path. */
-static void fwd_tail(const bp_net *net, const float *const *xr, size_t nb, size_t j, float *h,
-                     bp_scratch *sc)
+/* Widest panel of either pass: the packed buffers hold one panel. */
+#define PANEL_MAX ((FWD_NV > BWD_NV ? FWD_NV : BWD_NV) * VL)
+
+/* Hidden units [j, j + n) of h through the tiles of an nv-vector panel (n <= nv * VL): their W1
+ * columns (and b1) are first copied into a contiguous zero-padded panel, (D, nv * VL). W1's rows
+ * are H floats apart (a power of two for the usual widths), so the columns of one panel left in
+ * place would fall into a few cache sets and miss on every tile; packed, they stream from L2.
+ * A panel with padding writes its tiles to hpad and copies out the n real columns. */
+static void fwd_cols(const bp_net *net, const float *const *xr, size_t nb, size_t j, int nv,
+                     size_t n, float *h, bp_scratch *sc)
 {
-    const size_t D = net->D, H = net->H, ld = net->ld, n = H - j;
-    for (size_t k = 0; k < D; k++)
-        for (size_t i = 0; i < VL; i++)
-            sc->wpad[k * VL + i] = i < n ? net->w1[k * ld + j + i] : 0.0f;
-    for (size_t i = 0; i < VL; i++)
+    const size_t D = net->D, H = net->H, ld = net->ld, pw = (size_t)nv * VL;
+    for (size_t k = 0; k < D; k++) {
+        const float *src = net->w1 + k * ld + j;
+        float *dst = sc->wpad + k * pw;
+        memcpy(dst, src, n * sizeof(float));
+        for (size_t i = n; i < pw; i++)
+            dst[i] = 0.0f;
+    }
+    for (size_t i = 0; i < pw; i++)
         sc->bpad[i] = net->b1 && i < n ? net->b1[j + i] : 0.0f;
-    fwd_panel(1, sc->wpad, VL, sc->bpad, xr, nb, sc->hpad, VL, sc, D);
+    if (n == pw) {
+        fwd_panel(nv, sc->wpad, pw, sc->bpad, xr, nb, h + j, H, sc, D);
+        return;
+    }
+    fwd_panel(nv, sc->wpad, pw, sc->bpad, xr, nb, sc->hpad, pw, sc, D);
     for (size_t s = 0; s < nb; s++)
-        memcpy(h + s * H + j, sc->hpad + s * VL, n * sizeof(float));
+        memcpy(h + s * H + j, sc->hpad + s * pw, n * sizeof(float));
 }
 
 static void KFN(bp_forward_hidden)(const bp_net *net, const float *const *xr, size_t nb, float *h,
-                       bp_scratch *sc)
+                                   bp_scratch *sc)
 {
-    const size_t D = net->D, H = net->H, ldw = net->ld;
+    const size_t H = net->H;
     size_t j = 0;
-    fwd_lists(xr, nb, D, sc);
-    /* Panel-outer: a (D, 64) panel of W1 stays in L2 while every tile of samples passes. */
+    fwd_lists(xr, nb, net->D, sc);
+    /* Panel-outer: a packed (D, FWD_NV * VL) panel of W1 stays in L2 while every tile of
+     * samples passes; the last H % VL units go through a zero-padded one-vector panel. */
     for (; j + FWD_NV * VL <= H; j += FWD_NV * VL)
-        fwd_panel(FWD_NV, net->w1 + j, ldw, net->b1 ? net->b1 + j : NULL, xr, nb, h + j, H, sc, D);
+        fwd_cols(net, xr, nb, j, FWD_NV, FWD_NV * VL, h, sc);
     for (; j + VL <= H; j += VL)
-        fwd_panel(1, net->w1 + j, ldw, net->b1 ? net->b1 + j : NULL, xr, nb, h + j, H, sc, D);
+        fwd_cols(net, xr, nb, j, 1, VL, h, sc);
     if (j < H)
-        fwd_tail(net, xr, nb, j, h, sc);
+        fwd_cols(net, xr, nb, j, 1, H - j, h, sc);
 }
 
 /* ---- forward, layer 2: logits (nb, C) = h (nb, H) W2 + b2, as dot products with W2t rows ---- */
@@ -273,16 +305,40 @@ static void bwd_layer2(const bp_net *net, size_t nb, const float *h, const float
     for (size_t s = 0; s < nb; s++) {
         const float *hs = h + s * H;
         for (size_t c = 0; c < C; c++) {
-            float d = dl[s * C + c];
+            vf d = splat(dl[s * C + c]);
             float *gw = g->w2t + c * net->ld;
             size_t j = 0;
             for (; j + VL <= H; j += VL)
-                st(gw + j, ld(gw + j) + splat(d) * ld(hs + j));
-            for (; j < H; j++)
-                gw[j] += d * hs[j];
+                st(gw + j, ld(gw + j) + d * ld(hs + j));
+            if (j < H)
+                st_part(gw + j, ld_part(gw + j, H - j) + d * ld_part(hs + j, H - j), H - j);
             if (g->b2)
-                g->b2[c] += d;
+                g->b2[c] += dl[s * C + c];
         }
+    }
+}
+
+/* dh for hidden units [j, j + n) of one sample (n <= VL): (dl W2^T) masked by h > 0, written
+ * over h; db1 += dh. */
+INLINE void bwd_hidden_vec(const bp_net *net, const float *ds, float *hs, size_t j, size_t n,
+                           float *b1)
+{
+    const int whole = n == VL;
+    vf acc = splat(0.0f);
+    for (size_t c = 0; c < net->C; c++) {
+        const float *w = net->w2t + c * net->ld + j;
+        acc += splat(ds[c]) * (whole ? ld(w) : ld_part(w, n));
+    }
+    vf hv = whole ? ld(hs + j) : ld_part(hs + j, n);
+    vf dh = (vf)((vi)acc & (hv > 0));
+    if (whole) {
+        st(hs + j, dh);
+        if (b1)
+            st(b1 + j, ld(b1 + j) + dh);
+    } else {
+        st_part(hs + j, dh, n);
+        if (b1)
+            st_part(b1 + j, ld_part(b1 + j, n) + dh, n);
     }
 }
 
@@ -291,28 +347,11 @@ static void bwd_hidden(const bp_net *net, size_t nb, float *h, const float *dl, 
 {
     const size_t H = net->H, C = net->C;
     for (size_t s = 0; s < nb; s++) {
-        float *hs = h + s * H;
-        const float *ds = dl + s * C;
         size_t j = 0;
-        for (; j + VL <= H; j += VL) {
-            vf acc = splat(0.0f);
-            for (size_t c = 0; c < C; c++)
-                acc += splat(ds[c]) * ld(net->w2t + c * net->ld + j);
-            vf hv = ld(hs + j);
-            vf dh = (vf)((vi)acc & (hv > 0));
-            st(hs + j, dh);
-            if (g->b1)
-                st(g->b1 + j, ld(g->b1 + j) + dh);
-        }
-        for (; j < H; j++) {
-            float acc = 0.0f;
-            for (size_t c = 0; c < C; c++)
-                acc += ds[c] * net->w2t[c * net->ld + j];
-            float dh = hs[j] > 0.0f ? acc : 0.0f;
-            hs[j] = dh;
-            if (g->b1)
-                g->b1[j] += dh;
-        }
+        for (; j + VL <= H; j += VL)
+            bwd_hidden_vec(net, dl + s * C, h + s * H, j, VL, g->b1);
+        if (j < H)
+            bwd_hidden_vec(net, dl + s * C, h + s * H, j, H - j, g->b1);
     }
 }
 
@@ -377,33 +416,50 @@ static void bwd_lists(const float *const *xr, size_t nb, size_t D, bp_scratch *s
     }
 }
 
-/* The last n < VL columns of dW1: the vector tiles on zero-padded copies, (nb, VL) of dh and
- * (D, VL) of the result, then added (or, first, copied) into the n real columns. */
-static void bwd_tail(const bp_net *net, const float *const *xr, size_t nb, const float *dh,
-                     size_t j, float *gw1, int first, bp_scratch *sc)
+/* Columns [j, j + n) of dW1 through the tiles of an nv-vector panel (n <= nv * VL): the dh
+ * columns are first copied into a contiguous zero-padded panel, (nb, nv * VL), for the same
+ * cache-set reason as fwd_cols. A panel with padding works on a copy of its n columns of dW1 in
+ * wpad, (D, nv * VL), and copies them back: each element's chain then starts from its stored
+ * value, as in a whole panel (adding a separately rounded sum would differ in the last bit
+ * from the fused chain). */
+static void bwd_cols(const bp_net *net, const float *const *xr, size_t nb, const float *dh,
+                     size_t j, int nv, size_t n, float *gw1, int first, bp_scratch *sc)
 {
-    const size_t D = net->D, H = net->H, ldg = net->ld, n = H - j;
-    for (size_t s = 0; s < nb; s++)
-        for (size_t i = 0; i < VL; i++)
-            sc->hpad[s * VL + i] = i < n ? dh[s * H + j + i] : 0.0f;
-    bwd_panel(1, xr, sc->hpad, VL, sc->wpad, VL, 1, sc, D);
+    const size_t D = net->D, H = net->H, ldg = net->ld, pw = (size_t)nv * VL;
+    for (size_t s = 0; s < nb; s++) {
+        float *dst = sc->hpad + s * pw;
+        memcpy(dst, dh + s * H + j, n * sizeof(float));
+        for (size_t i = n; i < pw; i++)
+            dst[i] = 0.0f;
+    }
+    if (n == pw) {
+        bwd_panel(nv, xr, sc->hpad, pw, gw1 + j, ldg, first, sc, D);
+        return;
+    }
+    if (!first)
+        for (size_t k = 0; k < D; k++) {
+            float *dst = sc->wpad + k * pw;
+            memcpy(dst, gw1 + k * ldg + j, n * sizeof(float));
+            for (size_t i = n; i < pw; i++)
+                dst[i] = 0.0f;
+        }
+    bwd_panel(nv, xr, sc->hpad, pw, sc->wpad, pw, first, sc, D);
     for (size_t k = 0; k < D; k++)
-        for (size_t i = 0; i < n; i++)
-            gw1[k * ldg + j + i] = (first ? 0.0f : gw1[k * ldg + j + i]) + sc->wpad[k * VL + i];
+        memcpy(gw1 + k * ldg + j, sc->wpad + k * pw, n * sizeof(float));
 }
 
 static void bwd_layer1(const bp_net *net, const float *const *xr, size_t nb, const float *dh,
                        float *gw1, int first, bp_scratch *sc)
 {
-    const size_t D = net->D, H = net->H, ldg = net->ld;
+    const size_t H = net->H;
     size_t j = 0;
-    bwd_lists(xr, nb, D, sc);
+    bwd_lists(xr, nb, net->D, sc);
     for (; j + BWD_NV * VL <= H; j += BWD_NV * VL)
-        bwd_panel(BWD_NV, xr, dh + j, H, gw1 + j, ldg, first, sc, D);
+        bwd_cols(net, xr, nb, dh, j, BWD_NV, BWD_NV * VL, gw1, first, sc);
     for (; j + VL <= H; j += VL)
-        bwd_panel(1, xr, dh + j, H, gw1 + j, ldg, first, sc, D);
+        bwd_cols(net, xr, nb, dh, j, 1, VL, gw1, first, sc);
     if (j < H)
-        bwd_tail(net, xr, nb, dh, j, gw1, first, sc);
+        bwd_cols(net, xr, nb, dh, j, 1, H - j, gw1, first, sc);
 }
 
 static void KFN(bp_backward_block)(const bp_net *net, const float *const *xr, size_t nb, float *h,
@@ -422,9 +478,9 @@ static int KFN(bp_scratch_alloc)(bp_scratch *sc, size_t D, size_t H, size_t C)
     sc->fwd_n = bp_alloc(fwd_tiles, sizeof(uint32_t));
     sc->bwd_s = bp_alloc(bwd_tiles(D) * BP_BLOCK, sizeof(uint8_t));
     sc->bwd_n = bp_alloc(bwd_tiles(D), sizeof(uint32_t));
-    sc->wpad = bp_alloc(D * VL, sizeof(float));
-    sc->bpad = bp_alloc(VL, sizeof(float));
-    sc->hpad = bp_alloc((size_t)BP_BLOCK * VL, sizeof(float));
+    sc->wpad = bp_alloc(D * PANEL_MAX, sizeof(float));
+    sc->bpad = bp_alloc(PANEL_MAX, sizeof(float));
+    sc->hpad = bp_alloc((size_t)BP_BLOCK * PANEL_MAX, sizeof(float));
     return sc->part && sc->fwd_k && sc->fwd_n && sc->bwd_s && sc->bwd_n && sc->wpad && sc->bpad && sc->hpad;
 }
 
