@@ -7,4 +7,6 @@
 #define FWD_NV 2 /* vectors of hidden units per forward tile: 6 x 2 = 12 accumulators */
 #define BWD_MR 6 /* input pixels per dW1 tile */
 #define BWD_NV 2 /* vectors of hidden units per dW1 tile: 6 x 2 = 12 accumulators */
+#define FWD_PACK 1
+#define BWD_PACK 1
 #include "kernels_body.h"

@@ -6,4 +6,6 @@
 #define FWD_NV 4 /* vectors of hidden units per forward tile: 6 x 4 = 24 accumulators */
 #define BWD_MR 6 /* input pixels per dW1 tile */
 #define BWD_NV 4 /* vectors of hidden units per dW1 tile: 6 x 4 = 24 accumulators */
+#define FWD_PACK 0
+#define BWD_PACK 0
 #include "kernels_body.h"

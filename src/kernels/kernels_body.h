@@ -1,10 +1,12 @@
 /* kernels_body.h: the kernels, written once and compiled once per instruction set (internal). */
 /* The including file defines KSUFFIX (the set's name, suffixed to every entry point), VL (floats
- * per vector), FWD_MR x FWD_NV (samples x vectors of a forward tile) and BWD_MR x BWD_NV (pixels x
- * vectors of a dW1 tile), and compiles with that set's flags. GCC/Clang vector extensions give
- * one source for every level; the tile sizes keep the accumulators in the register file. Each
- * output element is the same chain of operations whatever the tile shape: tiles decide only
- * which elements are computed together, never the order of one element's terms. */
+ * per vector), FWD_MR x FWD_NV (samples x vectors of a forward tile), BWD_MR x BWD_NV (pixels x
+ * vectors of a dW1 tile) and FWD_PACK / BWD_PACK (1: whole panels of W1 / dh are first copied
+ * into a contiguous buffer, 0: read in place), and compiles with that set's flags. GCC/Clang
+ * vector extensions give one source for every level; the tile sizes keep the accumulators in
+ * the register file. Each output element is the same chain of operations whatever the tile
+ * shape: tiles decide only which elements are computed together, never the order of one
+ * element's terms. */
 #include "kernels.h"
 #include "internal.h"
 
@@ -12,8 +14,8 @@
 #include <string.h>
 
 #if !defined(KSUFFIX) || !defined(VL) || !defined(FWD_MR) || !defined(FWD_NV) || \
-    !defined(BWD_MR) || !defined(BWD_NV)
-#error "define KSUFFIX, VL, FWD_MR, FWD_NV, BWD_MR and BWD_NV before including kernels_body.h"
+    !defined(BWD_MR) || !defined(BWD_NV) || !defined(FWD_PACK) || !defined(BWD_PACK)
+#error "define KSUFFIX, VL, FWD_MR, FWD_NV, BWD_MR, BWD_NV, FWD_PACK, BWD_PACK before including kernels_body.h"
 #endif
 #if FWD_MR > 8 || BWD_MR > 8
 #error "the remainder switches handle tiles of at most 8 rows"
@@ -169,6 +171,10 @@ static void fwd_cols(const bp_net *net, const float *const *xr, size_t nb, size_
                      size_t n, float *h, bp_scratch *sc)
 {
     const size_t D = net->D, H = net->H, ld = net->ld, pw = (size_t)nv * VL;
+    if (!FWD_PACK && n == pw) { /* whole panel read in place (a set that does not pack) */
+        fwd_panel(nv, net->w1 + j, ld, net->b1 ? net->b1 + j : NULL, xr, nb, h + j, H, sc, D);
+        return;
+    }
     for (size_t k = 0; k < D; k++) {
         const float *src = net->w1 + k * ld + j;
         float *dst = sc->wpad + k * pw;
@@ -426,6 +432,10 @@ static void bwd_cols(const bp_net *net, const float *const *xr, size_t nb, const
                      size_t j, int nv, size_t n, float *gw1, int first, bp_scratch *sc)
 {
     const size_t D = net->D, H = net->H, ldg = net->ld, pw = (size_t)nv * VL;
+    if (!BWD_PACK && n == pw) { /* whole panel read in place (a set that does not pack) */
+        bwd_panel(nv, xr, dh + j, H, gw1 + j, ldg, first, sc, D);
+        return;
+    }
     for (size_t s = 0; s < nb; s++) {
         float *dst = sc->hpad + s * pw;
         memcpy(dst, dh + s * H + j, n * sizeof(float));
