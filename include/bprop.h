@@ -217,6 +217,7 @@ typedef struct bprop_model {
     float *std_mean;    /* (inputs) owned, NULL when inputs are used as given */
     float *std_scale;   /* (inputs) owned, NULL with std_mean */
     bprop_provenance info;
+    struct bp_cache *cache; /* private: buffers reused by evaluate, predict and loss_grad */
 } bprop_model;
 
 /** The layout of a model of this shape. @return BPROP_E_SIZE on zero or overflowing sizes. */
