@@ -42,17 +42,17 @@ typedef struct bp_grads {
 /* A thread's kernel scratch. The index lists let the kernels skip zero inputs (about half of
  * Fashion-MNIST's pixels): which pixels are non-zero in each forward tile of samples, and which
  * samples are non-zero in each backward tile of pixels; they are rebuilt for every block. The
- * padded buffers carry the last H % VL hidden units through the vector tiles. */
+ * panel buffers hold one panel of W1 or dh columns copied contiguously (zero-padded for the last
+ * columns); PW is the set's widest panel, a few vectors of its vector length. */
 typedef struct bp_scratch {
     float *part;      /* (hidden blocks, BP_BLOCK, C) partial logits of bp_forward_block */
     uint32_t *fwd_k;  /* (fwd tiles, D) non-zero pixel indices of each tile of samples */
     uint32_t *fwd_n;  /* (fwd tiles) how many */
     uint8_t *bwd_s;   /* (bwd tiles, BP_BLOCK) samples with a non-zero pixel in each pixel tile */
     uint32_t *bwd_n;  /* (bwd tiles) how many */
-    float *wpad;      /* (D, VL) last W1 columns, zero-padded; then their dW1 (VL: the set's
-                         floats per vector) */
-    float *bpad;      /* (VL) last b1 entries, zero-padded */
-    float *hpad;      /* (BP_BLOCK, VL) last columns of h, then of dh */
+    float *wpad;      /* (D, PW) a panel of W1 columns; or of dW1 columns for a padded panel */
+    float *bpad;      /* (PW) the panel's b1 entries, zero-padded */
+    float *hpad;      /* (BP_BLOCK, PW) a padded panel's h columns; a panel of dh columns */
 } bp_scratch;
 
 /* Allocate (bp_alloc) the scratch for D inputs, H hidden units and C classes; 0 on failure.
