@@ -7,6 +7,7 @@
 #include <omp.h>
 #include <stddef.h>
 #include <string.h>
+#include <time.h>
 
 /* The peak is that of the instruction set bprop's kernels use (bprop_isa(): the widest the CPU
  * runs, or BPROP_ISA), so the fraction of peak compares the kernels with their own ceiling. Each
@@ -78,9 +79,20 @@ static inline const char *bench_peak_isa(void) { return bench_peak_level().name;
 /* Flops of one trip through a level's inner loop: chains FMAs of lanes lanes, 2 flops each. */
 static inline double bench_flops_per_iter(pf_level L) { return 2.0 * L.chains * (double)L.lanes; }
 
-/* Wall seconds for threads threads each running iters trips at once. *sink receives a value
- * derived from every thread's chains, so none of them can be optimised away. */
-static inline double bench_fma_run(int threads, long iters, float *sink)
+/* Now, in seconds: wall time, or with cpu the CPU time of the whole process (all threads) —
+ * what a loaded machine's time-slicing does not inflate. */
+static inline double bench_now(int cpu)
+{
+    struct timespec ts;
+    if (cpu && clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts) == 0)
+        return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+    return omp_get_wtime();
+}
+
+/* Seconds for threads threads each running iters trips at once: wall seconds, or with cpu the
+ * process's CPU seconds per thread. *sink receives a value derived from every thread's chains,
+ * so none of them can be optimised away. */
+static inline double bench_fma_run(int threads, long iters, float *sink, int cpu)
 {
     const pf_level L = bench_peak_level();
     float total = 0.0f;
@@ -90,38 +102,39 @@ static inline double bench_fma_run(int threads, long iters, float *sink)
         /* Start together so the wall time covers the work, not the thread wake-up. */
 #pragma omp barrier
 #pragma omp master
-        t0 = omp_get_wtime();
+        t0 = bench_now(cpu);
         total += L.run(iters, 1.0f + 0.001f * (float)omp_get_thread_num());
 #pragma omp barrier
 #pragma omp master
-        t1 = omp_get_wtime();
+        t1 = bench_now(cpu);
     }
     *sink += total;
-    return t1 - t0;
+    return (t1 - t0) / (cpu ? threads : 1);
 }
 
 /**
  * Peak fp32 FMA rate in GFLOP/s of threads threads: each thread runs PF_CHAINS independent
  * chains for about seconds s; the best of runs runs counts (after an untimed warm-up that also
- * brings wide vector units and clocks up). 0 when threads < 1 or the timer failed.
+ * brings wide vector units and clocks up); cpu: timed in CPU seconds (see bench_now). 0 when
+ * threads < 1 or the timer failed.
  */
-static inline double bench_peak_gflops(int threads, double seconds, int runs)
+static inline double bench_peak_gflops(int threads, double seconds, int runs, int cpu)
 {
     if (threads < 1 || seconds <= 0.0 || runs < 1)
         return 0.0;
     float sink = 0.0f;
     /* Calibrate on the full team so that iters gives about seconds of work per run. */
     long iters = 1L << 16;
-    double dt = bench_fma_run(threads, iters, &sink);
+    double dt = bench_fma_run(threads, iters, &sink, cpu);
     while (dt < 0.02 && iters < (1L << 40)) {
         iters *= 4;
-        dt = bench_fma_run(threads, iters, &sink);
+        dt = bench_fma_run(threads, iters, &sink, cpu);
     }
     if (dt > 0.0)
         iters = (long)((double)iters * seconds / dt) + 1;
     double best = 0.0;
     for (int r = 0; r < runs; r++) {
-        dt = bench_fma_run(threads, iters, &sink);
+        dt = bench_fma_run(threads, iters, &sink, cpu);
         double gflops = dt > 0.0 ? bench_flops_per_iter(bench_peak_level()) * (double)iters * threads / dt / 1e9 : 0.0;
         if (gflops > best)
             best = gflops;
