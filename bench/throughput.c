@@ -33,6 +33,7 @@ typedef struct options {
     const char *init_dir;  /* NULL, or where to save each width's initial model (init_hH.bpm) */
     int header, quiet;
     int cpu_time;          /* time epochs and the peak in process CPU seconds, not wall seconds */
+    int float_sums;        /* --no-reproducible: block sums combined in float */
 } options;
 
 /* What one timed epoch gave. */
@@ -65,6 +66,8 @@ static void usage(FILE *f)
         "  --init-dir DIR        save each width's initial model as DIR/init_hH.bpm (for\n"
         "                        torch_throughput.py --init-dir: identical starting weights)\n"
         "  --no-header           omit the CSV header line\n"
+        "  --no-reproducible     combine block sums in float, not exact fixed point (as\n"
+        "                        bprop train --no-reproducible)\n"
         "  --cpu-time            time epochs and the peak in the process's CPU seconds per\n"
         "                        thread instead of wall seconds (on a loaded machine; 1 thread)\n"
         "  --quiet               no progress lines on stderr\n",
@@ -221,6 +224,10 @@ static int parse_args(int argc, char **argv, options *o)
             o->cpu_time = 1;
             continue;
         }
+        if (!strcmp(arg, "--no-reproducible")) {
+            o->float_sums = 1;
+            continue;
+        }
         /* --name=value or --name value */
         char name[64];
         const char *eq = strchr(arg, '=');
@@ -277,6 +284,8 @@ static bprop_status train_one_epoch(const options *o, const bprop_dataset *d, in
      * same initial weights (--init-dir) both then train on identical batches. */
     c.shuffle = 0;
     c.threads = threads;
+    if (o->float_sums)
+        c.reproducible = 0;
 
     bprop_model *m = NULL;
     bprop_trainer *t = NULL;
