@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # deps.sh: install the Debian packages bprop needs to build, test and train (only the missing ones).
 set -euo pipefail
-packages=(build-essential cmake pkg-config zlib1g-dev libcriterion-dev dataset-fashion-mnist)
+packages=(build-essential cmake pkg-config zlib1g-dev libcriterion-dev dataset-fashion-mnist
+          openmpi-bin libopenmpi-dev)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -1,4 +1,5 @@
 /* cmd_info.c: `bprop info`: shape, training settings and history of a saved model. */
+#include "ckpt_info.h"
 #include "cli.h"
 #include "json.h"
 
@@ -15,7 +16,9 @@ static void info_help(void)
     printf("Usage: bprop info MODEL [--json]\n"
            "Describe a saved model: shape (inputs-hidden-classes), parameter count, biases,\n"
            "standardisation, the settings of its last training run, epochs and samples seen,\n"
-           "last metrics, training data and created/saved times (ISO 8601, UTC).\n\n"
+           "last metrics, training data and created/saved times (ISO 8601, UTC).\n"
+           "A checkpoint (bprop train --checkpoint) shows its run instead: settings, how far it\n"
+           "got, its data (sizes and hashes) and the figures of every finished epoch.\n\n"
            "Options:\n"
            "  --json               one JSON object instead of text\n");
 }
@@ -87,6 +90,7 @@ static void print_json(const info_opts *o, const bprop_model *m)
     json_uint(&j, "epochs_done", p->epochs_done);
     json_uint(&j, "samples_seen", p->samples_seen);
     json_int(&j, "threads", p->threads);
+    json_int(&j, "ranks", p->ranks);
     json_float(&j, "train_loss", p->train_loss);
     json_float(&j, "train_acc", p->train_acc);
     json_float(&j, "test_loss", p->test_loss);
@@ -115,8 +119,11 @@ static void print_text(const info_opts *o, const bprop_model *m)
     printf("shape:         %zu-%zu-%zu (inputs-hidden-classes)\n", m->inputs, m->hidden, m->classes);
     printf("parameters:    %zu (%s)\n", m->layout.total, m->has_bias ? "with biases" : "no biases");
     printf("standardised:  %s\n", m->std_mean ? "yes (statistics stored in the model)" : "no");
-    printf("trained:       %llu epochs, %llu samples seen, %d threads in the last run\n",
-           (unsigned long long)p->epochs_done, (unsigned long long)p->samples_seen, (int)p->threads);
+    printf("trained:       %llu epochs, %llu samples seen, ", (unsigned long long)p->epochs_done,
+           (unsigned long long)p->samples_seen);
+    if (p->ranks > 1) /* a bprop-mpi run: processes x threads each */
+        printf("%d ranks x ", (int)p->ranks);
+    printf("%d threads in the last run\n", (int)p->threads);
     printf("kernels:       %.*s\n", isa_len ? isa_len : 15, isa_len ? p->isa : "(not recorded)");
     printf("settings:      %zu epochs, batch %zu, lr %g (%s", c->epochs, c->batch, (double)c->lr,
            bprop_schedule_name(c->schedule));
@@ -141,6 +148,8 @@ int cmd_info(int argc, char **argv)
     int rc = parse_info(argc, argv, &o);
     if (rc)
         return rc == CLI_DONE ? CLI_EXIT_OK : rc;
+    if (bprop_is_checkpoint(o.model))
+        return info_checkpoint(o.model, o.json);
     bprop_model *m = NULL;
     rc = cli_load_model(o.model, &m);
     if (rc)

@@ -96,8 +96,12 @@ static int check_stdout(void)
     return CLI_EXIT_RUNTIME;
 }
 
-int main(int argc, char **argv)
+int cli_main(int argc, char **argv)
 {
     int rc = dispatch(argc, argv);
     return rc == CLI_EXIT_OK ? check_stdout() : rc;
 }
+
+#ifndef BPROP_CLI_NO_MAIN /* bprop-mpi has its own main around cli_main */
+int main(int argc, char **argv) { return cli_main(argc, argv); }
+#endif
