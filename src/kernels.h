@@ -91,6 +91,18 @@ void bp_backward_block(const bp_net *net, const float *const *xr, size_t nb, flo
                        const float *dl, bp_grads *g, int first, bp_scratch *sc);
 
 /* One kernel set: a name and every entry point above, with the same contracts. */
+/* One SGD-with-momentum update: u = (g + decay w) clip, v = momentum v + u,
+ * w -= lr (nesterov ? u + momentum v : v). */
+typedef struct bp_sgd_params {
+    float lr, momentum, decay, clip;
+    int nesterov;
+} bp_sgd_params;
+
+/* The step's memory-bound loops, per set like the kernels (fixed.h documents the first two). */
+void bp_add_i64(int64_t *dst, const int64_t *src, size_t n); /* dst += src, wrapping */
+/* Update n parameters w and momenta v from their mean gradient g; returns max |w| after. */
+float bp_sgd(float *w, float *v, const float *g, size_t n, const bp_sgd_params *p);
+
 typedef struct bp_kernels {
     const char *name; /* "generic", "avx2" or "avx512" */
     int (*scratch_alloc)(bp_scratch *sc, size_t D, size_t H, size_t C);
@@ -106,6 +118,10 @@ typedef struct bp_kernels {
     void (*softmax)(float *logits, size_t nb, size_t C, int32_t *pred);
     void (*backward_block)(const bp_net *net, const float *const *xr, size_t nb, float *h,
                            const float *dl, bp_grads *g, int first, bp_scratch *sc);
+    double (*fixed_add)(int64_t *acc, const float *g, size_t n, double scale, int first);
+    void (*fixed_to_float)(const int64_t *s, size_t n, double mul, float *out);
+    void (*add_i64)(int64_t *dst, const int64_t *src, size_t n);
+    float (*sgd)(float *w, float *v, const float *g, size_t n, const bp_sgd_params *p);
 } bp_kernels;
 
 /* The set in use: chosen once, from BPROP_ISA or else the widest this CPU runs. */

@@ -1,4 +1,5 @@
 /* dispatch.c: chooses the kernel set once, from BPROP_ISA or what the CPU reports, and forwards. */
+#include "fixed.h"
 #include "kernels.h"
 #include "internal.h"
 
@@ -175,4 +176,21 @@ void bp_backward_block(const bp_net *net, const float *const *xr, size_t nb, flo
                        const float *dl, bp_grads *g, int first, bp_scratch *sc)
 {
     bp_kernels_active()->backward_block(net, xr, nb, h, dl, g, first, sc);
+}
+
+double bp_fixed_add(int64_t *acc, const float *g, size_t n, double scale, int first)
+{
+    return bp_kernels_active()->fixed_add(acc, g, n, scale, first);
+}
+
+void bp_fixed_to_float(const int64_t *s, size_t n, double mul, float *out)
+{
+    bp_kernels_active()->fixed_to_float(s, n, mul, out);
+}
+
+void bp_add_i64(int64_t *dst, const int64_t *src, size_t n) { bp_kernels_active()->add_i64(dst, src, n); }
+
+float bp_sgd(float *w, float *v, const float *g, size_t n, const bp_sgd_params *p)
+{
+    return bp_kernels_active()->sgd(w, v, g, n, p);
 }

@@ -506,6 +506,8 @@ static void KFN(bp_scratch_free)(bp_scratch *sc)
     bp_free(sc->hpad);
 }
 
+#include "update_body.h"
+
 /* This set's entry points, in the one table the dispatcher chooses from. */
 const bp_kernels KFN(bp_kernels) = {
     .name = KSTR(KSUFFIX),
@@ -518,4 +520,8 @@ const bp_kernels KFN(bp_kernels) = {
     .softmax_xent = KFN(bp_softmax_xent),
     .softmax = KFN(bp_softmax),
     .backward_block = KFN(bp_backward_block),
+    .fixed_add = KFN(bp_fixed_add),
+    .fixed_to_float = KFN(bp_fixed_to_float),
+    .add_i64 = KFN(bp_add_i64),
+    .sgd = KFN(bp_sgd),
 };
