@@ -308,7 +308,7 @@ static void print_plan(const train_run *r)
            c->nesterov ? " (Nesterov)" : "", (double)c->weight_decay);
     if (ranks > 1)
         printf("%d ranks x ", ranks);
-    printf("%d threads\n", bprop_trainer_threads(r->trainer));
+    printf("%d threads, %s kernels\n", bprop_trainer_threads(r->trainer), bprop_isa());
     if (metrics_temp_path(&r->log))
         printf("metrics: %s (renamed to %s when the run succeeds)\n", metrics_temp_path(&r->log),
                r->o->metrics);
