@@ -54,6 +54,10 @@ double bp_fixed_add_t(int64_t *acc, const float *g, size_t ldg, size_t rows, siz
 /* out[i] = (float)(s[i] * mul), for i < n: mul = unscale / batch size. */
 void bp_fixed_to_float(const int64_t *s, size_t n, double mul, float *out);
 
+/* For a batch of one block: out[i] = what bp_fixed_add (first) then bp_fixed_to_float would
+ * give, computed without the int64 array; returns the largest |g[i] * scale|. */
+double bp_fixed_round(const float *g, size_t n, double scale, double mul, float *out);
+
 /* Exact, order-free sum of squares for the clipping norm: each u^2 is scaled by 2^e2 and
  * truncated to an integer, kept as a 128-bit integer split in three 42-bit limbs so partial sums
  * can be combined with int64 additions (by threads or by MPI). */

@@ -120,6 +120,7 @@ typedef struct bp_kernels {
                            const float *dl, bp_grads *g, int first, bp_scratch *sc);
     double (*fixed_add)(int64_t *acc, const float *g, size_t n, double scale, int first);
     void (*fixed_to_float)(const int64_t *s, size_t n, double mul, float *out);
+    double (*fixed_round)(const float *g, size_t n, double scale, double mul, float *out);
     void (*add_i64)(int64_t *dst, const int64_t *src, size_t n);
     float (*sgd)(float *w, float *v, const float *g, size_t n, const bp_sgd_params *p);
 } bp_kernels;

@@ -133,13 +133,16 @@ static size_t sample_at(const bp_batch *b, size_t r) { return b->idx ? b->idx[r]
 
 /* Float sums of one canonical block [lo, hi) into the thread's buffer, then into its int64
  * accumulator (first: overwrite). */
-static void data_block(bp_stepper *s, int tid, const bp_batch *b, size_t lo, size_t hi, int first)
+static void data_block(bp_stepper *s, int tid, const bp_batch *b, size_t lo, size_t hi, int first,
+                       int fused)
 {
     const bprop_model *m = s->m;
     float *g = s->e->grad[tid];
     bp_slot *slot = &s->e->slot[tid];
     bp_thread_pass(m, &s->e->work[tid], g, b->X, b->Y, b->idx, b->idx ? lo : b->first + lo,
                    b->idx ? hi : b->first + hi, &slot->loss, &slot->correct);
+    if (fused)
+        return; /* the update rounds the float sums itself */
     for (int k = 0; k < BPROP_TENSORS; k++) {
         size_t off = m->layout.offset[k];
         double big = bp_fixed_add(s->acc[tid] + off, g + off, m->layout.count[k], s->sc.scale[k], first);
@@ -148,14 +151,14 @@ static void data_block(bp_stepper *s, int tid, const bp_batch *b, size_t lo, siz
 }
 
 /* Data split: thread tid takes a contiguous share of this rank's blocks. */
-static void data_pass(bp_stepper *s, int tid, int nt, const bp_batch *b)
+static void data_pass(bp_stepper *s, int tid, int nt, const bp_batch *b, int fused)
 {
     size_t b0, b1, lo, hi, t0, t1;
     rank_share(s, b->nb, &b0, &b1, &lo, &hi);
     bp_share(b1 - b0, nt, tid, &t0, &t1);
     for (size_t q = b0 + t0; q < b0 + t1; q++) {
         size_t slo = q * BP_BLOCK, shi = slo + BP_BLOCK < b->nb ? slo + BP_BLOCK : b->nb;
-        data_block(s, tid, b, slo, shi, q == b0 + t0);
+        data_block(s, tid, b, slo, shi, q == b0 + t0, fused);
     }
 }
 
@@ -255,7 +258,7 @@ static void hidden_convert(bp_stepper *s, int tid, size_t j0, size_t j1, int fir
  * logits (the same sums in the same order as bp_forward_block), then backpropagates its slice
  * block by block. Thread 0 keeps the loss and owns db2. */
 static void hidden_backward(bp_stepper *s, int tid, const bp_net *v, size_t j0, size_t j1,
-                            const bp_batch *b, size_t lo, size_t hi)
+                            const bp_batch *b, size_t lo, size_t hi, int fused)
 {
     const bprop_model *m = s->m;
     const bprop_layout *L = &m->layout;
@@ -290,8 +293,13 @@ static void hidden_backward(bp_stepper *s, int tid, const bp_net *v, size_t j0, 
         if (g.b2)
             memset(g.b2, 0, C * sizeof(float));
         bp_backward_block(v, w->rows, nbk, h + (s0 - lo) * W, z + (s0 - lo) * C, &g, 1, &w->scratch);
-        hidden_convert(s, tid, j0, j1, s0 == lo);
+        if (!fused)
+            hidden_convert(s, tid, j0, j1, s0 == lo);
     }
+    if (fused) /* the update reads W2's sums from gsh, in the model's (H, C) layout */
+        for (size_t j = j0; j < j1; j++)
+            for (size_t c = 0; c < C; c++)
+                s->gsh[L->offset[BPROP_W2] + j * C + c] = s->gw2t[c * H + j];
 }
 
 /* ---- combining ------------------------------------------------------------------------------- */
@@ -330,15 +338,21 @@ typedef struct seg {
 
 /* The mean gradient of run r into g (n floats). */
 typedef struct grad_src {
-    const bp_stepper *s;
-    int fixed;           /* 1: from acc[0]; 0: from the float buffer src */
+    bp_stepper *s;
+    int fixed;           /* 1: from acc[0], or rounded from src when fused; 0: from src */
+    int fused;           /* a single-block batch: src holds its float sums (see bp_fixed_round) */
+    bp_slot *slot;       /* fused: where the largest scaled magnitude goes */
     const float *src;    /* (params) float sums (float path) */
     float inv_nb;
 } grad_src;
 
 static void mean_grad(const grad_src *q, seg r, float *g)
 {
-    if (q->fixed) {
+    if (q->fused) {
+        double big = bp_fixed_round(q->src + r.p, r.n, q->s->sc.scale[r.tensor],
+                                    q->s->sc.unscale[r.tensor] * (double)q->inv_nb, g);
+        q->slot->big = big > q->slot->big ? big : q->slot->big;
+    } else if (q->fixed) {
         bp_fixed_to_float(q->s->acc[0] + r.p, r.n, q->s->sc.unscale[r.tensor] * (double)q->inv_nb, g);
     } else {
         const float *src = q->src + r.p;
@@ -555,6 +569,10 @@ void bp_step(bp_stepper *s, int tid, int nt, const bp_step_io *io)
     const bp_batch *b = &io->b;
     bp_slot *slot = &s->e->slot[tid];
     const int hidden = bp_step_uses_hidden(s, b->nb, nt), fixed = s->reproducible;
+    const int ranks = s->comm && s->comm->size > 1;
+    /* A batch of one block on one process needs no int64 sum: the update rounds its float sums
+     * to the same values on the fly (not with clipping, whose norm is taken first). */
+    const int fused = fixed && !ranks && b->nb <= BP_BLOCK && !(s->cfg.clip_norm > 0.0f);
     /* The scales come from the parameters' magnitudes the previous update left in the slots;
      * every slot is read before any is reset. */
     double wmax[BPROP_TENSORS] = {0};
@@ -574,7 +592,7 @@ void bp_step(bp_stepper *s, int tid, int nt, const bp_step_io *io)
     if (!fixed) {
         float_pass(s, tid, nt, b);
     } else if (!hidden) {
-        data_pass(s, tid, nt, b);
+        data_pass(s, tid, nt, b, fused);
     } else {
         size_t j0, j1;
         hidden_slice(s->m->hidden, nt, tid, &j0, &j1);
@@ -583,7 +601,7 @@ void bp_step(bp_stepper *s, int tid, int nt, const bp_step_io *io)
             hidden_forward(s, tid, &v, j0 / BP_HBLOCK, b, lo, hi);
 #pragma omp barrier
         if (hi > lo)
-            hidden_backward(s, tid, &v, j0, j1, b, lo, hi);
+            hidden_backward(s, tid, &v, j0, j1, b, lo, hi, fused);
         else
             hidden_zero(s, tid, j0, j1);
     }
@@ -594,14 +612,13 @@ void bp_step(bp_stepper *s, int tid, int nt, const bp_step_io *io)
     if (!hidden || !fixed) {
         size_t a, z;
         bp_param_chunk(s->m->layout.total, nt, tid, &a, &z);
-        if (fixed)
-            sum_accumulators(s, active, nt, a, z);
-        else
+        if (!fixed)
             sum_floats(s, active, nt, a, z);
+        else if (!fused)
+            sum_accumulators(s, active, nt, a, z);
 #pragma omp barrier
     }
-    const float *fsum = fixed ? NULL : float_sum_buffer(s, active, nt);
-    const int ranks = s->comm && s->comm->size > 1;
+    const float *fsum = fixed && !fused ? NULL : float_sum_buffer(s, active, nt);
     if (tid == 0)
         combine_ranks(s, nt, io, fixed, fsum);
 #pragma omp barrier
@@ -613,8 +630,9 @@ void bp_step(bp_stepper *s, int tid, int nt, const bp_step_io *io)
     }
     /* 3. The update, or the gradient for the caller. */
     update_ctx x = {.s = s, .slot = slot, .lr = io->lr, .clip = 1.0f, .out = io->grad_out,
-                    .src = {.s = s, .fixed = fixed, .inv_nb = 1.0f / (float)b->nb,
-                            .src = ranks ? s->e->grad[0] : fsum}};
+                    .src = {.s = s, .fixed = fixed, .fused = fused, .slot = slot,
+                            .inv_nb = 1.0f / (float)b->nb,
+                            .src = fused && hidden ? s->gsh : ranks ? s->e->grad[0] : fsum}};
     const int by_slice = hidden && fixed;
     if (io->grad_out) {
         x.what = SINK_OUTPUT;
@@ -636,6 +654,14 @@ void bp_step(bp_stepper *s, int tid, int nt, const bp_step_io *io)
         for_part(&x, tid, nt, by_slice);
     }
 #pragma omp barrier
-    if (tid == 0)
+    if (tid == 0) {
         s->combine_seconds = omp_get_wtime() - t_pass;
+        /* Fused: the magnitudes were checked during the update; out of range means diverged. */
+        for (int u = 0; fused && u < nt; u++)
+            if (!(s->e->slot[u].big < BP_FIXED_LIMIT))
+                s->diverged = s->stop = 1;
+    }
+    if (fused) {
+#pragma omp barrier
+    }
 }

@@ -54,6 +54,22 @@ Test(fixed, sums_are_the_same_in_every_grouping_and_close_to_exact)
     }
 }
 
+Test(fixed, single_block_round_trip_equals_the_int64_path)
+{
+    enum { N = 999 };
+    static float g[N], a[N], b[N];
+    static int64_t acc[N];
+    uint64_t seed = 17;
+    for (int i = 0; i < N; i++)
+        g[i] = rnd(&seed) * powf(2.0f, (float)(i % 60) - 60.0f); /* |g * scale| < 2^47 */
+    const double scale = ldexp(1.0, 48), mul = ldexp(1.0, -48) / 37.0;
+    double big1 = bp_fixed_add(acc, g, N, scale, 1);
+    bp_fixed_to_float(acc, N, mul, a);
+    double big2 = bp_fixed_round(g, N, scale, mul, b);
+    cr_assert_eq(memcmp(a, b, sizeof a), 0, "fused rounding differs from the int64 path");
+    cr_assert_eq(big1, big2);
+}
+
 Test(fixed, magnitude_beyond_the_limit_is_reported)
 {
     float g[3] = {1.0f, -3.0f, 0.5f};

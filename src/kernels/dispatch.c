@@ -194,3 +194,8 @@ float bp_sgd(float *w, float *v, const float *g, size_t n, const bp_sgd_params *
 {
     return bp_kernels_active()->sgd(w, v, g, n, p);
 }
+
+double bp_fixed_round(const float *g, size_t n, double scale, double mul, float *out)
+{
+    return bp_kernels_active()->fixed_round(g, n, scale, mul, out);
+}

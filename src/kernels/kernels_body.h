@@ -522,6 +522,7 @@ const bp_kernels KFN(bp_kernels) = {
     .backward_block = KFN(bp_backward_block),
     .fixed_add = KFN(bp_fixed_add),
     .fixed_to_float = KFN(bp_fixed_to_float),
+    .fixed_round = KFN(bp_fixed_round),
     .add_i64 = KFN(bp_add_i64),
     .sgd = KFN(bp_sgd),
 };

@@ -55,6 +55,23 @@ static void KFN(bp_fixed_to_float)(const int64_t *s, size_t n, double mul, float
     }
 }
 
+/* The fixed-point round trip of a batch that is a single block: out[i] = (float)(q * mul) with
+ * q = round(g[i] * scale), the value bp_fixed_add then bp_fixed_to_float give, without the
+ * int64 array in between. Returns the largest |g[i] * scale|. */
+static double KFN(bp_fixed_round)(const float *g, size_t n, double scale, double mul, float *out)
+{
+    const double magic = 6755399441055744.0; /* 1.5 * 2^52 */
+    double big = 0.0;
+#pragma omp simd reduction(max : big)
+    for (size_t i = 0; i < n; i++) {
+        double d = (double)g[i] * scale, a = fabs(d);
+        big = a > big ? a : big;
+        double q = (d + magic) - magic; /* the nearest integer, as round_fixed reads it */
+        out[i] = (float)(q * mul);
+    }
+    return big;
+}
+
 static void KFN(bp_add_i64)(int64_t *dst, const int64_t *src, size_t n)
 {
 #pragma omp simd
