@@ -122,12 +122,57 @@ def model_corpus(bprop):
     put("model", "bad_magic", b"\x00" + b"BPROPMDX" + m[8:])
 
 
+# ---- npy --------------------------------------------------------------------------------------
+
+def npy(header, body, version=(1, 0), pad=True):
+    h = header.encode("latin1")
+    pre = 10 if version[0] == 1 else 12
+    if pad:
+        h += b" " * ((64 - (pre + len(h) + 1) % 64) % 64) + b"\n"
+    size = struct.pack("<H", len(h)) if version[0] == 1 else struct.pack("<I", len(h))
+    return b"\x93NUMPY" + bytes(version) + size + h + body
+
+
+def f4(*v):
+    return struct.pack("<%df" % len(v), *v)
+
+
+def npy_corpus():
+    std = "{'descr': '<f4', 'fortran_order': False, 'shape': %s, }"
+    put("npy", "valid_2d", npy(std % "(2, 3)", f4(1, 2, 3, 4, 5, 6)))
+    put("npy", "valid_1d", npy(std % "(3,)", f4(0.5, -1, 2)))
+    put("npy", "valid_scalar", npy(std % "()", f4(7)))
+    put("npy", "valid_f8", npy("{'descr': '<f8', 'fortran_order': False, 'shape': (2,), }",
+                               struct.pack("<2d", 1.0 / 3, -2.5)))
+    put("npy", "valid_v2", npy(std % "(2, 1)", f4(1, 2), (2, 0)))
+    put("npy", "valid_v3", npy(std % "(1, 2)", f4(1, 2), (3, 0)))
+    put("npy", "valid_odd_layout", npy('{ "shape" :(2 ,2,) ,"fortran_order":False,\t"descr":"<f4"}',
+                                       f4(1, 2, 3, 4), pad=False) + b"")
+    put("npy", "valid_py2_long", npy(std % "(2L, 1L)", f4(1, 2)))
+    put("npy", "fortran", npy("{'descr': '<f4', 'fortran_order': True, 'shape': (2, 2), }", f4(1, 2, 3, 4)))
+    put("npy", "big_endian", npy("{'descr': '>f4', 'fortran_order': False, 'shape': (2,), }", struct.pack(">2f", 1, 2)))
+    put("npy", "int64", npy("{'descr': '<i8', 'fortran_order': False, 'shape': (1,), }", struct.pack("<q", 3)))
+    put("npy", "structured", npy("{'descr': [('a', '<f4')], 'fortran_order': False, 'shape': (1,), }", f4(1)))
+    put("npy", "truncated_data", npy(std % "(2, 3)", f4(1, 2, 3, 4, 5)))
+    put("npy", "trailing", npy(std % "(2,)", f4(1, 2, 3)))
+    put("npy", "missing_key", npy("{'descr': '<f4', 'shape': (2,), }", f4(1, 2)))
+    put("npy", "duplicate_key", npy("{'descr': '<f4', 'descr': '<f4', 'fortran_order': False, 'shape': (1,)}", f4(1)))
+    put("npy", "not_a_tuple", npy(std % "(2)", f4(1, 2)))
+    put("npy", "huge_shape", npy(std % "(4294967296, 4294967296, 4294967296)", f4(1)))
+    put("npy", "nan", npy(std % "(2,)", f4(1, float("nan"))))
+    put("npy", "f8_overflow", npy("{'descr': '<f8', 'fortran_order': False, 'shape': (1,), }", struct.pack("<d", 1e300)))
+    put("npy", "version4", npy(std % "(1,)", f4(1), (4, 0)))
+    put("npy", "header_cut", npy(std % "(1,)", f4(1))[:40])
+    put("npy", "bad_magic", b"\x93NUMPZ" + npy(std % "(1,)", f4(1))[6:])
+
+
 def main():
     if len(sys.argv) != 2:
         sys.exit(__doc__)
     idx_corpus()
     csv_corpus()
     model_corpus(sys.argv[1])
+    npy_corpus()
 
 
 if __name__ == "__main__":
