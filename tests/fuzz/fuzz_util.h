@@ -15,37 +15,31 @@
 /* The readers take paths, so every input goes through files in one private directory (mkdtemp
  * under $TMPDIR), made on first use and removed at exit. A fuzzing process is single-threaded
  * and runs for one target only, so one static scratch directory is enough. */
-typedef struct fz_scratch {
-    char dir[512];
-    char path[4][600]; /* files the target may use */
-    int ready;
-} fz_scratch;
-
-static fz_scratch fz_state;
+static char fz_dir[512];      /* the scratch directory, "" until made */
+static char fz_path[4][600];  /* files the target may use */
 
 static void fz_cleanup(void)
 {
     for (int i = 0; i < 4; i++)
-        unlink(fz_state.path[i]);
-    rmdir(fz_state.dir);
+        if (fz_path[i][0])
+            unlink(fz_path[i]);
+    rmdir(fz_dir);
 }
 
 /* Path of scratch file i (0..3) with the given name, creating the directory on first use. */
 static const char *fz_file(int i, const char *name)
 {
-    if (!fz_state.ready) {
+    if (!fz_dir[0]) {
         const char *base = getenv("TMPDIR");
-        snprintf(fz_state.dir, sizeof fz_state.dir, "%s/bprop-fuzz-XXXXXX",
-                 base && *base ? base : "/tmp");
-        if (!mkdtemp(fz_state.dir)) {
+        snprintf(fz_dir, sizeof fz_dir, "%s/bprop-fuzz-XXXXXX", base && *base ? base : "/tmp");
+        if (!mkdtemp(fz_dir)) {
             perror("fuzz: mkdtemp");
             abort();
         }
-        fz_state.ready = 1;
         atexit(fz_cleanup);
     }
-    snprintf(fz_state.path[i], sizeof fz_state.path[i], "%s/%s", fz_state.dir, name);
-    return fz_state.path[i];
+    snprintf(fz_path[i], sizeof fz_path[i], "%s/%s", fz_dir, name);
+    return fz_path[i];
 }
 
 /* Write n bytes to path as they are, or gzip-compressed when gz. */
