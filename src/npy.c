@@ -185,6 +185,7 @@ static bprop_status hp_value(hp *p, unsigned key, bp_npy_header *h)
 static bprop_status hp_pair(hp *p, unsigned *seen, bp_npy_header *h)
 {
     char key[32];
+    hp_ws(p);
     size_t at = p->pos;
     bprop_status st = hp_string(p, key, sizeof key);
     if (st != BPROP_OK)
@@ -192,13 +193,12 @@ static bprop_status hp_pair(hp *p, unsigned *seen, bp_npy_header *h)
     unsigned k = strcmp(key, "descr") == 0 ? KEY_DESCR
                : strcmp(key, "fortran_order") == 0 ? KEY_FORTRAN
                : strcmp(key, "shape") == 0 ? KEY_SHAPE : 0;
-    p->pos = at;
-    if (!k)
-        return hp_fail(p, "unknown key '%s' (expected exactly 'descr', 'fortran_order' and "
-                          "'shape')", key);
-    if (*seen & k)
-        return hp_fail(p, "key '%s' appears twice", key);
-    hp_string(p, key, sizeof key);
+    if (!k || (*seen & k)) {
+        p->pos = at; /* the message points at the key */
+        return k ? hp_fail(p, "key '%s' appears twice", key)
+                 : hp_fail(p, "unknown key '%s' (expected exactly 'descr', 'fortran_order' and "
+                              "'shape')", key);
+    }
     *seen |= k;
     st = hp_expect(p, ':', "after a key");
     return st == BPROP_OK ? hp_value(p, k, h) : st;
@@ -287,13 +287,12 @@ static uint64_t le_bytes(const unsigned char *p, int n)
     return v;
 }
 
-/* Magic, version and header length; *data_at receives where the header ends. */
+/* Magic, version and header length (checked against the file's length and the limit). */
 static bprop_status read_preamble(npy_file *nf, size_t *header_len, unsigned *major, bprop_error *err)
 {
     unsigned char b[12];
     size_t got = fread(b, 1, 8, nf->f);
-    if (got < NPY_MAGIC_LEN ? memcmp(b, NPY_MAGIC, got) != 0 || got == 0
-                            : memcmp(b, NPY_MAGIC, NPY_MAGIC_LEN) != 0)
+    if (got == 0 || memcmp(b, NPY_MAGIC, got < NPY_MAGIC_LEN ? got : NPY_MAGIC_LEN) != 0)
         return bp_fail(err, BPROP_E_FORMAT, "%s: not an NPY file (bad magic; expected \\x93NUMPY)",
                        nf->path);
     if (got < 8)

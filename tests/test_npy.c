@@ -476,6 +476,21 @@ Test(npy, missing_directory_and_bad_command_lines)
     cr_assert_eq(r.status, 2);
     cr_assert_not_null(strstr(r.err, "unexpected argument 'c'"), "%s", r.err);
     run_free(&r);
+    /* Export into a path that is a file, and of a model that is not there. */
+    char *model = in_dir("m.bpm"), *file = in_dir("plain-file");
+    bprop_model *m = make_model(3, 4, 2, 1, 0, 1);
+    cr_assert_eq(bprop_model_save(m, model, NULL), BPROP_OK);
+    bprop_model_free(m);
+    tu_write_text(file, "x");
+    r = RUN("export", model, file);
+    cr_assert_eq(r.status, 1);
+    cr_assert_not_null(strstr(r.err, "is not a directory"), "%s", r.err);
+    run_free(&r);
+    r = RUN("export", dir, file);
+    cr_assert_eq(r.status, 1);
+    cr_assert_not_null(strstr(r.err, "cannot open"), "%s", r.err);
+    run_free(&r);
+    free(model), free(file);
     const char *cmds[2] = {"export", "import"};
     for (int i = 0; i < 2; i++) {
         r = RUN(cmds[i], "--help");
