@@ -2,6 +2,7 @@
 #ifndef BPROP_ENGINE_H
 #define BPROP_ENGINE_H
 
+#include "fixed.h"
 #include "internal.h"
 #include "kernels.h"
 
@@ -22,8 +23,10 @@ typedef struct bp_work {
 typedef struct bp_slot {
     double loss;                   /* summed loss of the thread's share */
     size_t correct;                /* correct predictions in the share */
-    double norm2[BPROP_TENSORS];   /* squared loss-gradient norm of the thread's parameter chunk */
-    double total2;                 /* squared norm of the full update direction (for clipping) */
+    double norm2[BPROP_TENSORS];   /* squared loss-gradient norm of the thread's parameter part */
+    double wmax[BPROP_TENSORS];    /* largest |parameter| of the part this thread updated */
+    double big;                    /* largest scaled magnitude this thread turned into fixed point */
+    bp_sq128 sq;                   /* exact partial sum of squares of the update (clipping) */
 } __attribute__((aligned(BP_ALIGN))) bp_slot;
 
 typedef struct bp_engine {

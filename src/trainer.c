@@ -1,17 +1,19 @@
 /* trainer.c: the parallel SGD step (thread-local gradients, fixed-order reduction fused with the
  * update) and the epoch loop around it. */
-#include "engine.h"
+#include "step.h"
 
 #include <math.h>
 #include <omp.h>
+#include <stdio.h>
 #include <string.h>
 
 struct bprop_trainer {
     bprop_model *m;        /* borrowed */
     bprop_train_config c;
     int threads;
-    bp_engine *e;          /* thread-local gradients and scratch */
+    bp_stepper *s;         /* per-thread buffers of the parallel step */
     float *velocity;       /* (params) momentum buffer */
+    double lr_last;        /* learning rate of the last step taken */
     size_t *perm;          /* (n_train) sample order of the current epoch */
     size_t n_train;
     size_t steps_per_epoch;
@@ -27,17 +29,6 @@ struct bprop_trainer {
     double norm2_sum[BPROP_TENSORS];
 };
 
-/* What the master thread tracks through an epoch; other threads only read `stop`. */
-typedef struct epoch_state {
-    bprop_progress_fn progress;
-    void *user;
-    int stop, diverged;
-    int team;          /* threads OpenMP actually started: the step is split over these */
-    size_t steps_done, seen, correct;
-    double loss, reduce_seconds, lr;
-    double norm2_sum[BPROP_TENSORS];
-} epoch_state;
-
 bprop_status bprop_trainer_create(bprop_model *m, const bprop_train_config *c, size_t n_train,
                                   bprop_trainer **out, bprop_error *err)
 {
@@ -50,8 +41,10 @@ bprop_status bprop_trainer_create_comm(bprop_model *m, const bprop_train_config 
 {
     if (!m || !c || !out)
         return bp_fail(err, BPROP_E_ARG, "bprop_trainer_create: NULL argument");
-    if (comm && comm->size != 1)
-        return bp_fail(err, BPROP_E_ARG, "multi-process training is not built yet");
+    if (comm && (comm->size < 1 || comm->rank < 0 || comm->rank >= comm->size || !comm->sum_i64 ||
+                 !comm->sum_f64 || !comm->max_f64))
+        return bp_fail(err, BPROP_E_ARG, "bprop_trainer_create_comm: invalid communicator (rank %d of %d)",
+                       comm->rank, comm->size);
     bprop_status st = bprop_train_config_check(c, err);
     if (st != BPROP_OK)
         return st;
@@ -69,7 +62,9 @@ bprop_status bprop_trainer_create_comm(bprop_model *m, const bprop_train_config 
     bp_rng_seed(&t->rng, c->seed ^ 0x53485546464c45ull); /* "SHUFFLE": apart from init's stream */
     t->velocity = bp_alloc(m->layout.total, sizeof(float));
     t->perm = bp_alloc(n_train, sizeof(size_t));
-    st = t->velocity && t->perm ? bp_engine_create(m, t->threads, 1, &t->e) : BPROP_E_NOMEM;
+    st = t->velocity && t->perm
+             ? bp_stepper_create(m, t->threads, c->batch, &t->c, t->velocity, comm, &t->s)
+             : BPROP_E_NOMEM;
     if (st != BPROP_OK) {
         bprop_trainer_free(t);
         return bp_fail(err, st, "cannot allocate training buffers for %d threads (%zu parameters)",
@@ -85,7 +80,7 @@ void bprop_trainer_free(bprop_trainer *t)
 {
     if (!t)
         return;
-    bp_engine_free(t->e);
+    bp_stepper_free(t->s);
     bp_free(t->velocity);
     bp_free(t->perm);
     bp_free(t);
@@ -159,204 +154,73 @@ static double lr_at(const bprop_trainer *t, size_t epoch, size_t step)
     }
 }
 
-/* The optimiser's view of one contiguous run of parameters inside a single tensor. */
-typedef struct seg {
-    float *w, *v;     /* parameters and momentum at the run's start */
-    size_t n;         /* length */
-    float decay;      /* L2 coefficient for this tensor (0 for biases) */
-} seg;
-
-/* Reduce-and-update block: small enough to live in L1 between the sum and the update. */
-#define UPDATE_BLOCK 512
-
-/* SGD with momentum on a run, given the reduced gradient g (already scaled to the mean):
- * u = g + decay * w (scaled by clip), v = mu v + u, w -= lr (Nesterov ? u + mu v : v). */
-static void sgd_run(const bprop_train_config *c, seg s, const float *g, float lr, float clip)
-{
-    const float mu = c->momentum, wd = s.decay;
-    if (c->nesterov) {
-#pragma omp simd
-        for (size_t i = 0; i < s.n; i++) {
-            float u = (g[i] + wd * s.w[i]) * clip;
-            float v = mu * s.v[i] + u;
-            s.v[i] = v;
-            s.w[i] -= lr * (u + mu * v);
-        }
-    } else {
-#pragma omp simd
-        for (size_t i = 0; i < s.n; i++) {
-            float u = (g[i] + wd * s.w[i]) * clip;
-            float v = mu * s.v[i] + u;
-            s.v[i] = v;
-            s.w[i] -= lr * v;
-        }
-    }
-}
-
-/* Sum of squares of g[0..n) and of (g + decay w)[0..n). */
-static void sumsq(const float *g, const float *w, float decay, size_t n, double *g2, double *u2)
-{
-    double a = 0.0, b = 0.0;
-#pragma omp simd reduction(+ : a, b)
-    for (size_t i = 0; i < n; i++) {
-        double gi = g[i], ui = g[i] + decay * w[i];
-        a += gi * gi;
-        b += ui * ui;
-    }
-    *g2 += a;
-    *u2 += b;
-}
-
-/* Walk this thread's parameter chunk tensor by tensor in blocks; fn sees each block. */
-typedef struct chunk_ctx {
+/* What the master thread does between a step's pass and its update. */
+typedef struct epoch_ctx {
     bprop_trainer *t;
-    int nt;            /* threads in the team actually running (may be fewer than asked for) */
-    const int *active;
-    int na;
-    float inv_nb, lr, clip;
-    bp_slot *slot;
-} chunk_ctx;
+    bprop_progress_fn progress;
+    void *user;
+    size_t steps;      /* steps of a whole epoch */
+} epoch_ctx;
 
-/* Phase "fused": sum the thread buffers, record norms, update at once (no clipping). */
-static void block_fused(chunk_ctx *x, int tensor, seg s, size_t p)
+static int after_pass(void *p, const bp_stepper *s, size_t nb)
 {
-    float g[UPDATE_BLOCK];
-    bp_sum_buffers(x->t->e->grad, x->active, x->na, p, s.n, g);
-    for (size_t i = 0; i < s.n; i++)
-        g[i] *= x->inv_nb;
-    double u2 = 0.0;
-    sumsq(g, s.w, s.decay, s.n, &x->slot->norm2[tensor], &u2);
-    sgd_run(&x->t->c, s, g, x->lr, 1.0f);
-}
-
-/* Clipping, phase 1: reduce into the first active buffer and record both norms. */
-static void block_reduce(chunk_ctx *x, int tensor, seg s, size_t p)
-{
-    float *g0 = x->t->e->grad[x->active[0]];
-    bp_sum_buffers(x->t->e->grad, x->active, x->na, p, s.n, g0 + p);
-    for (size_t i = p; i < p + s.n; i++)
-        g0[i] *= x->inv_nb;
-    sumsq(g0 + p, s.w, s.decay, s.n, &x->slot->norm2[tensor], &x->slot->total2);
-}
-
-/* Clipping, phase 2: update from the reduced gradient with the global clip factor. */
-static void block_update(chunk_ctx *x, int tensor, seg s, size_t p)
-{
-    (void)tensor;
-    sgd_run(&x->t->c, s, x->t->e->grad[x->active[0]] + p, x->lr, x->clip);
-}
-
-typedef void (*block_fn)(chunk_ctx *x, int tensor, seg s, size_t p);
-
-static void for_chunk(chunk_ctx *x, int tid, block_fn fn)
-{
+    epoch_ctx *x = p;
     bprop_trainer *t = x->t;
-    const bprop_layout *L = &t->m->layout;
-    size_t a, b;
-    bp_param_chunk(L->total, x->nt, tid, &a, &b);
-    for (int tensor = 0; tensor < BPROP_TENSORS; tensor++) {
-        size_t lo = L->offset[tensor], hi = lo + L->count[tensor];
-        lo = lo > a ? lo : a;
-        hi = hi < b ? hi : b;
-        float decay = (tensor == BPROP_W1 || tensor == BPROP_W2) ? t->c.weight_decay : 0.0f;
-        for (size_t p = lo; p < hi; p += UPDATE_BLOCK) {
-            size_t n = hi - p < UPDATE_BLOCK ? hi - p : UPDATE_BLOCK;
-            fn(x, tensor, (seg){t->m->params + p, t->velocity + p, n, decay}, p);
-        }
-    }
+    t->loss += s->loss;
+    t->correct += (uint64_t)s->correct;
+    t->seen += nb;
+    t->step++;
+    return x->progress && x->progress(x->user, t->step, x->steps, t->loss / (double)t->seen,
+                                      (double)t->correct / (double)t->seen);
 }
 
-/* Everything between the two barriers of a step, for thread tid: the reduction fused with the
- * update, split over the parameters so each thread owns whole cache lines of W and v. */
-static void reduce_and_update(bprop_trainer *t, int tid, int nt, size_t nb, float lr)
+/* Master's bookkeeping after a step: the per-tensor gradient norms of the statistics. */
+static void after_step(bprop_trainer *t, int nt)
 {
-    int active[nt];
-    chunk_ctx x = {.t = t, .nt = nt, .active = active, .na = bp_active_threads(nb, nt, active),
-                   .inv_nb = 1.0f / (float)nb, .lr = lr, .clip = 1.0f, .slot = &t->e->slot[tid]};
-    memset(x.slot->norm2, 0, sizeof x.slot->norm2);
-    x.slot->total2 = 0.0;
-    if (t->c.clip_norm <= 0.0f) {
-        for_chunk(&x, tid, block_fused);
-        return;
-    }
-    for_chunk(&x, tid, block_reduce);
-#pragma omp barrier
-    /* Every thread sums the same partials in the same order, so all agree on the factor. */
-    double total2 = 0.0;
-    for (int u = 0; u < nt; u++)
-        total2 += t->e->slot[u].total2;
-    double norm = sqrt(total2);
-    x.clip = norm > t->c.clip_norm ? (float)(t->c.clip_norm / norm) : 1.0f;
-    for_chunk(&x, tid, block_update);
+    t->reduce_seconds += t->s->combine_seconds;
+    for (int k = 0; k < BPROP_TENSORS; k++)
+        for (int u = 0; u < nt; u++)
+            t->norm2_sum[k] += t->s->e->slot[u].norm2[k];
 }
 
-/* Master's bookkeeping after the backward barrier: running loss, divergence, progress. */
-static void after_pass(bprop_trainer *t, epoch_state *es, size_t nb, size_t steps)
-{
-    double loss = 0.0;
-    size_t correct = 0;
-    for (int u = 0; u < es->team; u++) {
-        loss += t->e->slot[u].loss;
-        correct += t->e->slot[u].correct;
-    }
-    if (!isfinite(loss)) {
-        es->diverged = es->stop = 1;
-        return;
-    }
-    es->loss += loss;
-    es->correct += correct;
-    es->seen += nb;
-    es->steps_done++;
-    if (es->progress && es->progress(es->user, es->steps_done, steps, es->loss / (double)es->seen,
-                                     (double)es->correct / (double)es->seen))
-        es->stop = 1;
-}
-
-static void after_update(bprop_trainer *t, epoch_state *es)
-{
-    for (int tensor = 0; tensor < BPROP_TENSORS; tensor++)
-        for (int u = 0; u < es->team; u++)
-            es->norm2_sum[tensor] += t->e->slot[u].norm2[tensor];
-}
-
-static void run_steps(bprop_trainer *t, const bprop_dataset *d, epoch_state *es)
+/* The rest of the epoch, from step t->step on, inside one parallel region. Returns whether
+ * the loss diverged; *cancelled tells whether the cancellation flag stopped it. */
+static int run_steps(bprop_trainer *t, const bprop_dataset *d, epoch_ctx *x, int *team,
+                     int *cancelled)
 {
     const size_t n = d->n, B = t->c.batch, steps = t->steps_per_epoch;
     const size_t epoch = t->epochs_done;
+    int diverged = 0;
+    *cancelled = 0;
 #pragma omp parallel num_threads(t->threads)
     {
+        int stop = 0;
         /* OpenMP may start fewer threads than asked for (OMP_THREAD_LIMIT, OMP_DYNAMIC, a call
-         * from inside the caller's own parallel region): everything below splits the work over
-         * the team that actually runs, so the result is that of a run with nt threads. */
+         * from inside the caller's own parallel region): the step splits its work over the
+         * team that actually runs. */
         const int tid = omp_get_thread_num(), nt = omp_get_num_threads();
-        bp_slot *slot = &t->e->slot[tid];
 #pragma omp single
-        es->team = nt;
-        for (size_t step = 0; step < steps && !es->stop; step++) {
-            size_t start = step * B, nb = n - start < B ? n - start : B, lo, hi;
-            bp_share(nb, nt, tid, &lo, &hi);
-            slot->loss = 0.0;
-            slot->correct = 0;
-            if (hi > lo)
-                bp_thread_pass(t->m, &t->e->work[tid], t->e->grad[tid], d->x, d->y,
-                               t->perm + start, lo, hi, &slot->loss, &slot->correct);
-#pragma omp barrier
-            double t0 = 0.0;
+        *team = nt;
+        while (t->step < steps && !stop) {
+            const size_t start = t->step * B, nb = n - start < B ? n - start : B;
+            bp_step_io io = {.b = {.X = d->x, .Y = d->y, .idx = t->perm + start, .nb = nb},
+                             .lr = (float)lr_at(t, epoch, t->step),
+                             .cancel = t->cancel,
+                             .after_pass = after_pass, .ctx = x};
+            bp_step(t->s, tid, nt, &io);
+            /* bp_step ends with a barrier: every thread sees the same stop decision. */
             if (tid == 0) {
-                t0 = omp_get_wtime();
-                after_pass(t, es, nb, steps);
+                after_step(t, nt);
+                t->lr_last = io.lr;
             }
-            float lr = (float)lr_at(t, epoch, step);
-            reduce_and_update(t, tid, nt, nb, lr);
-#pragma omp barrier
-            if (tid == 0) {
-                es->reduce_seconds += omp_get_wtime() - t0;
-                es->lr = lr;
-                after_update(t, es);
+            stop = t->s->stop;
+            if (tid == 0 && stop) {
+                diverged = t->s->diverged;
+                *cancelled = t->s->cancelled;
             }
-            /* es->stop, read by the loop test, was written by the master before the barrier. */
         }
     }
+    return diverged;
 }
 
 static bprop_status check_data(const bprop_trainer *t, const bprop_dataset *d, bprop_error *err)
@@ -387,31 +251,46 @@ bprop_status bprop_trainer_epoch(bprop_trainer *t, const bprop_dataset *train,
     bprop_status st = check_data(t, train, err);
     if (st != BPROP_OK)
         return st;
-    if (t->c.shuffle)
-        bp_shuffle(t->perm, t->n_train, &t->rng);
-    epoch_state es = {.progress = progress, .user = user};
+    if (t->step == 0) {
+        /* A fresh epoch; a cancelled one continues where it stopped, with its permutation. */
+        if (t->c.shuffle)
+            bp_shuffle(t->perm, t->n_train, &t->rng);
+        t->seen = t->correct = 0;
+        t->loss = t->reduce_seconds = t->seconds = 0.0;
+        memset(t->norm2_sum, 0, sizeof t->norm2_sum);
+    }
+    bp_stepper_prepare(t->s, train->x, train->n);
+    epoch_ctx x = {.t = t, .progress = progress, .user = user, .steps = t->steps_per_epoch};
+    int team = 0, cancelled = 0;
     double t0 = omp_get_wtime();
-    run_steps(t, train, &es);
-    double seconds = omp_get_wtime() - t0;
-    if (es.diverged)
-        return bp_fail(err, BPROP_E_DIVERGED, "epoch %zu, step %zu: the loss became NaN or infinite "
-                       "(try a smaller learning rate or --clip)", t->epochs_done + 1, es.steps_done + 1);
-    t->epochs_done++;
+    int diverged = run_steps(t, train, &x, &team, &cancelled);
+    t->seconds += omp_get_wtime() - t0;
     bprop_provenance *info = &t->m->info;
+    if (diverged)
+        return bp_fail(err, BPROP_E_DIVERGED, "epoch %zu, step %zu: the loss became NaN or infinite "
+                       "(try a smaller learning rate or --clip)", t->epochs_done + 1, t->step + 1);
     info->config = t->c;
+    info->threads = team;
+    info->ranks = t->comm ? t->comm->size : 1;
+    snprintf(info->isa, sizeof info->isa, "%s", bprop_isa());
+    if (cancelled && t->step < t->steps_per_epoch)
+        return bp_fail(err, BPROP_E_CANCELLED, "epoch %zu stopped after step %zu of %zu",
+                       t->epochs_done + 1, t->step, t->steps_per_epoch);
+    const size_t steps_done = t->step;
+    info->samples_seen += t->seen;
+    t->step = 0;
+    t->epochs_done++;
     info->epochs_done++;
-    info->samples_seen += es.seen;
-    info->threads = es.team;
-    info->train_loss = es.seen ? (float)(es.loss / (double)es.seen) : NAN;
-    info->train_acc = es.seen ? (float)((double)es.correct / (double)es.seen) : NAN;
+    info->train_loss = t->seen ? (float)(t->loss / (double)t->seen) : NAN;
+    info->train_acc = t->seen ? (float)((double)t->correct / (double)t->seen) : NAN;
     if (stats) {
         *stats = (bprop_epoch_stats){
-            .epoch = t->epochs_done, .steps = es.steps_done,
+            .epoch = t->epochs_done, .steps = steps_done,
             .train_loss = info->train_loss, .train_acc = info->train_acc,
-            .seconds = seconds, .samples_per_s = seconds > 0 ? (double)es.seen / seconds : 0.0,
-            .reduce_seconds = es.reduce_seconds, .lr = es.lr};
+            .seconds = t->seconds, .samples_per_s = t->seconds > 0 ? (double)t->seen / t->seconds : 0.0,
+            .reduce_seconds = t->reduce_seconds, .lr = t->lr_last};
         for (int k = 0; k < BPROP_TENSORS; k++)
-            stats->grad_norm[k] = es.steps_done ? sqrt(es.norm2_sum[k] / (double)es.steps_done) : 0.0;
+            stats->grad_norm[k] = steps_done ? sqrt(t->norm2_sum[k] / (double)steps_done) : 0.0;
     }
     return BPROP_OK;
 }

@@ -55,6 +55,12 @@ static void train_help(void)
            "  --clip X             clip the global gradient norm to X, 0 disables [%g]\n"
            "  --seed N             initialisation, shuffling and --val-fraction split [%llu]\n"
            "  --threads N          OpenMP threads; 0: OMP_NUM_THREADS or all cores [0]\n"
+           "  --parallel MODE      split each step over threads by samples (data), by hidden\n"
+           "                       units (hidden) or as measured best (auto); the parameters\n"
+           "                       are the same for every choice [auto]\n"
+           "  --no-reproducible    sum gradients in float (each thread count deterministic on\n"
+           "                       its own, but thread counts differ in the last bits) instead\n"
+           "                       of the exact fixed-point sums [--reproducible]\n"
            "  --val-fraction F     hold out F of the training set (seeded) for per-epoch\n"
            "                       validation; the test set is then evaluated at the end [0]\n"
            "  --no-shuffle         keep the training order fixed\n"
@@ -99,6 +105,17 @@ static int schedule_option(cli_args *a, bprop_schedule *out)
     return 0;
 }
 
+static int parallel_option(cli_args *a, bprop_parallel *out)
+{
+    const char *s = NULL;
+    int rc = cli_value(a, &s);
+    if (rc)
+        return rc;
+    if (bprop_parallel_parse(s, out) != BPROP_OK)
+        return cli_usage(a->cmd, "%s: expected auto, data or hidden, got '%s'", a->opt, s);
+    return 0;
+}
+
 static int train_option(cli_args *a, void *opts)
 {
     train_opts *o = opts;
@@ -131,6 +148,10 @@ static int train_option(cli_args *a, void *opts)
         return cli_u64(a, &c->seed);
     if (cli_is(a, "--threads"))
         return cli_int(a, 0, MAX_THREADS, &c->threads);
+    if (cli_is(a, "--parallel"))
+        return parallel_option(a, &c->parallel);
+    if (cli_is(a, "--reproducible") || cli_is(a, "--no-reproducible"))
+        return flag_set(a, &c->reproducible, cli_is(a, "--reproducible"));
     if (cli_is(a, "--val-fraction"))
         return cli_real(a, &CLI_FRACTION, &o->val_fraction);
     if (cli_is(a, "--no-shuffle"))
