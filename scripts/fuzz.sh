@@ -47,8 +47,9 @@ export UBSAN_OPTIONS=${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1}
 failed=0
 for t in "${targets[@]}"; do
   run=$build/runs/$t
+  rm -rf "$run/artifacts" # reproducers of an earlier run are not this run's findings
   mkdir -p "$run/corpus" "$run/artifacts"
-  cp -r "tests/fuzz/corpus/$t/." "$run/corpus/"
+  if [ -d "tests/fuzz/corpus/$t" ]; then cp -r "tests/fuzz/corpus/$t/." "$run/corpus/"; fi
   extra=()
   [ -d "tests/fuzz/regressions/$t" ] && extra+=("tests/fuzz/regressions/$t")
   echo "== fuzz_$t: ${seconds}s (log: $run/log)"
