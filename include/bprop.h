@@ -217,6 +217,7 @@ typedef struct bprop_model {
     float *std_mean;    /* (inputs) owned, NULL when inputs are used as given */
     float *std_scale;   /* (inputs) owned, NULL with std_mean */
     bprop_provenance info;
+    struct bp_cache *cache; /* private: buffers reused by evaluate, predict and loss_grad */
 } bprop_model;
 
 /** The layout of a model of this shape. @return BPROP_E_SIZE on zero or overflowing sizes. */
@@ -426,6 +427,93 @@ BPROP_API bprop_status bprop_trainer_set_state(bprop_trainer *t, const bprop_tra
 /** Threads the trainer asks OpenMP for (the team that ran is in model->info.threads). */
 BPROP_API int bprop_trainer_threads(const bprop_trainer *t);
 BPROP_API void bprop_trainer_free(bprop_trainer *t);
+
+/* ------------------------------------------------------------------------------------------ */
+/* Checkpoints: everything a training run needs to continue, bitwise, where it stopped. */
+
+/**
+ * Told the name of the temporary file a save is writing (once it exists) and then NULL (once it
+ * has been renamed into place or removed). Lets a signal handler remove a half-written file: the
+ * call happens on the saving thread, and tmp stays valid until the NULL call.
+ */
+typedef void (*bprop_tempfile_fn)(void *user, const char *tmp);
+
+/** bprop_model_save, telling on_temp (may be NULL) the temporary file's name. */
+BPROP_API bprop_status bprop_model_save_notify(const bprop_model *m, const char *path,
+                                               bprop_tempfile_fn on_temp, void *user,
+                                               bprop_error *err);
+
+/** A data set as a checkpoint describes it, so a resumed run can tell whether it sees the same
+ * data. n = 0 means the run has no such set. */
+typedef struct bprop_data_desc {
+    uint64_t n, dim, classes;
+    uint64_t hash; /* bprop_dataset_hash of the set as the trainer saw it (prepared) */
+} bprop_data_desc;
+
+/** 64-bit hash of a data set's sizes, feature bit patterns and labels: the same value on every
+ * platform. Not cryptographic: it detects changed data, not forged data. */
+BPROP_API uint64_t bprop_dataset_hash(const bprop_dataset *d);
+/** n, dim, classes and hash of d; all zero for NULL. */
+BPROP_API bprop_data_desc bprop_data_describe(const bprop_dataset *d);
+
+/** One finished epoch's figures, as `bprop train` reports them; NaN for a figure not measured. */
+typedef struct bprop_epoch_record {
+    uint64_t epoch, steps;
+    int32_t threads;
+    double train_loss, train_acc, test_loss, test_acc, val_loss, val_acc;
+    double samples_per_s, seconds, reduce_seconds, lr;
+    double grad_norm[BPROP_TENSORS];
+} bprop_epoch_record;
+
+/** Longest settings text a checkpoint holds, in bytes. */
+#define BPROP_CHECKPOINT_SETTINGS_MAX ((size_t)1 << 20)
+
+/**
+ * A training run at one point: model, run settings, trainer state, data description, the
+ * figures of the epochs finished so far and the caller's own settings.
+ * For bprop_checkpoint_save every pointer is borrowed. From bprop_checkpoint_load the checkpoint
+ * owns everything it points to (model, state.perm, state.velocity, records, settings): free it
+ * with bprop_checkpoint_free, or take the model by setting ck->model to NULL first.
+ */
+typedef struct bprop_checkpoint {
+    bprop_model *model;          /* parameters, standardisation and provenance */
+    bprop_train_config config;   /* the run's settings (config.epochs: the schedule's length) */
+    bprop_trainer_state state;   /* from bprop_trainer_get_state */
+    uint64_t steps_per_epoch;    /* ceil(state.n_train / config.batch): with state.epoch and
+                                    state.step, where the run stands in its schedule */
+    bprop_data_desc train, val, test;
+    size_t n_records;
+    const bprop_epoch_record *records; /* (n_records) the finished epochs' figures, in order */
+    const char *settings;        /* NULL, or the caller's own settings as NUL-terminated text
+                                    (the CLI writes key=value lines), at most
+                                    BPROP_CHECKPOINT_SETTINGS_MAX bytes */
+    int64_t saved_unix;          /* load: when the file was written; ignored by save */
+} bprop_checkpoint;
+
+/**
+ * Write ck to path (format: see README "Checkpoint files"): versioned, little-endian, CRC-32
+ * checked, written to a temporary file beside path and renamed over it, so path always holds
+ * either its old contents or the whole new checkpoint.
+ * @param on_temp  NULL, or told the temporary file's name (see bprop_tempfile_fn)
+ * @return BPROP_E_NONFINITE for a NaN or infinite parameter or momentum (nothing is written),
+ *         BPROP_E_ARG for inconsistent sizes (state against model, data or batch).
+ */
+BPROP_API bprop_status bprop_checkpoint_save(const bprop_checkpoint *ck, const char *path,
+                                             bprop_tempfile_fn on_temp, void *user,
+                                             bprop_error *err);
+/**
+ * Read a checkpoint written by bprop_checkpoint_save, checking magic, version, header, sizes
+ * against the file length (before allocating), CRC-32, trailing bytes, finite values and that
+ * the permutation is one.
+ * @param out  receives a checkpoint the caller frees with bprop_checkpoint_free.
+ */
+BPROP_API bprop_status bprop_checkpoint_load(const char *path, bprop_checkpoint **out,
+                                             bprop_error *err);
+/** Free a loaded checkpoint and everything it owns (its model unless set to NULL); NULL is
+ * allowed. */
+BPROP_API void bprop_checkpoint_free(bprop_checkpoint *ck);
+/** 1 when the file at path starts with the checkpoint magic "BPROPCKP", else 0. */
+BPROP_API int bprop_is_checkpoint(const char *path);
 
 /* ------------------------------------------------------------------------------------------ */
 /* Kernels. Each hot loop is compiled once per x86-64 level (generic vectors, AVX2+FMA,

@@ -21,8 +21,21 @@ void bp_errno_text(int e, char *buf, size_t n)
  * fopen would give it; an existing file at path keeps its own mode. */
 bprop_status bp_atomic_open(bp_atomic *a, const char *path, bprop_error *err)
 {
+    return bp_atomic_open_notify(a, path, NULL, NULL, err);
+}
+
+/* Tell the caller's hook that the temporary file is gone. */
+static void notify_gone(bp_atomic *a)
+{
+    if (a->notify)
+        a->notify(a->user, NULL);
+}
+
+bprop_status bp_atomic_open_notify(bp_atomic *a, const char *path, bprop_tempfile_fn notify,
+                                   void *user, bprop_error *err)
+{
     static const char alphabet[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
-    *a = (bp_atomic){.path = path};
+    *a = (bp_atomic){.path = path, .notify = notify, .user = user};
     size_t n = strlen(path);
     char *tmp = malloc(n + sizeof ".tmp.XXXXXX");
     if (!tmp)
@@ -43,6 +56,8 @@ bprop_status bp_atomic_open(bp_atomic *a, const char *path, bprop_error *err)
                 continue;
             break;
         }
+        if (notify)
+            notify(user, tmp);
         struct stat st;
         if (stat(path, &st) == 0 && S_ISREG(st.st_mode) && fchmod(fd, st.st_mode & 07777) != 0) {
             /* Best effort: some file systems (FAT) have no modes to copy. */
@@ -52,6 +67,8 @@ bprop_status bp_atomic_open(bp_atomic *a, const char *path, bprop_error *err)
             int e = errno;
             close(fd);
             unlink(tmp);
+            if (notify)
+                notify(user, NULL);
             errno = e;
             break;
         }
@@ -105,6 +122,7 @@ bprop_status bp_atomic_commit(bp_atomic *a, int write_errno, bprop_error *err)
         unlink(a->tmp);
     else
         sync_parent_dir(a->path);
+    notify_gone(a);
     free(a->tmp);
     a->tmp = NULL;
     return st;
@@ -116,6 +134,7 @@ void bp_atomic_abort(bp_atomic *a)
         fclose(a->f);
     if (a->tmp) {
         unlink(a->tmp);
+        notify_gone(a);
         free(a->tmp);
     }
     *a = (bp_atomic){0};

@@ -12,11 +12,17 @@ typedef struct bp_atomic {
     FILE *f;          /* write the contents here */
     char *tmp;        /* owned: path + ".tmp.XXXXXX" */
     const char *path; /* borrowed */
+    bprop_tempfile_fn notify; /* NULL, or told tmp once it exists and NULL once it is gone */
+    void *user;               /* passed to notify */
 } bp_atomic;
 
 /* Create path.tmp.XXXXXX exclusively and open it for writing. The temporary gets the mode an
  * existing file at path has, or 0666 less the umask. */
 bprop_status bp_atomic_open(bp_atomic *a, const char *path, bprop_error *err);
+/* bp_atomic_open that tells notify (may be NULL) the temporary file's name right after creating
+ * it, and NULL after commit or abort has renamed or removed it. */
+bprop_status bp_atomic_open_notify(bp_atomic *a, const char *path, bprop_tempfile_fn notify,
+                                   void *user, bprop_error *err);
 
 /* Flush, fsync, close and rename over path, then sync the directory. write_errno is the errno
  * of the caller's first failed write (0 if none), so a failed write also lands here. On any

@@ -45,6 +45,7 @@ static void work_free(bp_work *w)
     bp_free(w->rows);
     bp_free(w->w2t);
     bp_free(w->gw2t);
+    bp_free(w->confusion);
     bp_scratch_free(&w->scratch);
 }
 
@@ -59,7 +60,8 @@ static int work_alloc(bp_work *w, size_t D, size_t H, size_t C)
     w->rows = bp_alloc(BP_BLOCK, sizeof(float *));
     w->w2t = bp_alloc(C * H, sizeof(float));
     w->gw2t = bp_alloc(C * H, sizeof(float));
-    return w->h && w->logits && w->pred && w->y && w->rows && w->w2t && w->gw2t;
+    w->confusion = bp_alloc(C * C, sizeof(uint64_t));
+    return w->h && w->logits && w->pred && w->y && w->rows && w->w2t && w->gw2t && w->confusion;
 }
 
 void bp_engine_free(bp_engine *e)

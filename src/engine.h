@@ -16,6 +16,7 @@ typedef struct bp_work {
     const float **rows; /* (BP_BLOCK) pointers to the block's input rows */
     float *w2t;         /* (C, H) W2 transposed, refreshed at the start of each pass */
     float *gw2t;        /* (C, H) dW2 sums, transposed */
+    uint64_t *confusion; /* (C, C) evaluation counts [true][predicted] */
     bp_scratch scratch; /* kernel scratch: zero-input lists, padded tail columns */
 } bp_work;
 

@@ -1,5 +1,5 @@
 /* eval.c: evaluation, prediction and the one-shot loss gradient, all parallel over samples. */
-#include "engine.h"
+#include "cache.h"
 
 #include <math.h>
 #include <omp.h>
@@ -76,47 +76,38 @@ bprop_status bprop_evaluate(const bprop_model *m, const bprop_dataset *d, int th
     if ((st = check_labels(m, d->y, d->n, err)) != BPROP_OK)
         return st;
     const size_t C = m->classes;
-    int nt = bp_resolve_threads(threads);
-    bp_engine *e = NULL;
-    eval_ctx *ctx = bp_alloc((size_t)nt, sizeof *ctx);
-    if (!ctx || bp_engine_create(m, nt, 0, &e) != BPROP_OK) {
-        bp_free(ctx);
+    int nt = bp_resolve_threads(threads), owned;
+    bp_engine *e = bp_cache_get_engine(m, nt, &owned);
+    if (!e)
         return bp_fail(err, BPROP_E_NOMEM, "cannot allocate evaluation buffers");
-    }
-    int ok = 1;
-    for (int t = 0; t < nt; t++) {
-        ctx[t] = (eval_ctx){.m = m, .y = d->y};
-        if (confusion && !(ctx[t].confusion = bp_alloc(C * C, sizeof(uint64_t))))
-            ok = 0;
-    }
-    if (ok) {
-#pragma omp parallel num_threads(nt)
-        {
-            int t = omp_get_thread_num();
-            size_t lo, hi;
-            bp_share(d->n, omp_get_num_threads(), t, &lo, &hi);
-            if (hi > lo)
-                forward_range(m, &e->work[t], d->x, lo, hi, eval_block, &ctx[t]);
-        }
-        /* Combine in thread order so the result does not depend on scheduling. */
-        double loss = 0.0;
-        size_t correct = 0;
-        if (confusion)
-            memset(confusion, 0, C * C * sizeof(uint64_t));
-        for (int t = 0; t < nt; t++) {
-            loss += ctx[t].loss;
-            correct += ctx[t].correct;
-            for (size_t i = 0; confusion && i < C * C; i++)
-                confusion[i] += ctx[t].confusion[i];
-        }
-        *out = (bprop_eval){.loss = d->n ? loss / (double)d->n : NAN,
-                            .accuracy = d->n ? (double)correct / (double)d->n : NAN, .n = d->n};
-    }
+    eval_ctx ctx[nt];
     for (int t = 0; t < nt; t++)
-        bp_free(ctx[t].confusion);
-    bp_free(ctx);
-    bp_engine_free(e);
-    return ok ? BPROP_OK : bp_fail(err, BPROP_E_NOMEM, "cannot allocate confusion counts");
+        ctx[t] = (eval_ctx){.m = m, .y = d->y, .confusion = confusion ? e->work[t].confusion : NULL};
+#pragma omp parallel num_threads(nt)
+    {
+        int t = omp_get_thread_num();
+        size_t lo, hi;
+        bp_share(d->n, omp_get_num_threads(), t, &lo, &hi);
+        if (ctx[t].confusion)
+            memset(ctx[t].confusion, 0, C * C * sizeof(uint64_t));
+        if (hi > lo)
+            forward_range(m, &e->work[t], d->x, lo, hi, eval_block, &ctx[t]);
+    }
+    /* Combine in thread order so the result does not depend on scheduling. */
+    double loss = 0.0;
+    size_t correct = 0;
+    if (confusion)
+        memset(confusion, 0, C * C * sizeof(uint64_t));
+    for (int t = 0; t < nt; t++) {
+        loss += ctx[t].loss;
+        correct += ctx[t].correct;
+        for (size_t i = 0; confusion && i < C * C; i++)
+            confusion[i] += ctx[t].confusion[i];
+    }
+    *out = (bprop_eval){.loss = d->n ? loss / (double)d->n : NAN,
+                        .accuracy = d->n ? (double)correct / (double)d->n : NAN, .n = d->n};
+    bp_cache_put_engine(m, e, owned);
+    return BPROP_OK;
 }
 
 /* ---- predict ------------------------------------------------------------------------------- */
@@ -141,9 +132,9 @@ bprop_status bprop_predict(const bprop_model *m, const float *x, size_t n, int t
         return st;
     if (!x || !probs || n == 0)
         return bp_fail(err, BPROP_E_ARG, "prediction needs inputs and an output");
-    int nt = bp_resolve_threads(threads);
-    bp_engine *e = NULL;
-    if (bp_engine_create(m, nt, 0, &e) != BPROP_OK)
+    int nt = bp_resolve_threads(threads), owned;
+    bp_engine *e = bp_cache_get_engine(m, nt, &owned);
+    if (!e)
         return bp_fail(err, BPROP_E_NOMEM, "cannot allocate prediction buffers");
     predict_ctx ctx = {.C = m->classes, .probs = probs};
 #pragma omp parallel num_threads(nt)
@@ -154,7 +145,7 @@ bprop_status bprop_predict(const bprop_model *m, const float *x, size_t n, int t
         if (hi > lo)
             forward_range(m, &e->work[t], x, lo, hi, predict_block, &ctx);
     }
-    bp_engine_free(e);
+    bp_cache_put_engine(m, e, owned);
     return BPROP_OK;
 }
 
@@ -168,40 +159,26 @@ bprop_status bprop_loss_grad(const bprop_model *m, const float *x, const int32_t
         return st;
     if (!x || !y || !grad || n == 0)
         return bp_fail(err, BPROP_E_ARG, "bprop_loss_grad needs data, labels and a gradient output");
+    if (n > (size_t)BP_FIXED_MAX_BLOCKS * BP_BLOCK)
+        return bp_fail(err, BPROP_E_SIZE, "bprop_loss_grad: %zu samples, at most %zu in one call", n,
+                       (size_t)BP_FIXED_MAX_BLOCKS * BP_BLOCK);
     if ((st = check_labels(m, y, n, err)) != BPROP_OK)
         return st;
-    int nt = bp_resolve_threads(threads);
-    bp_engine *e = NULL;
-    if (bp_engine_create(m, nt, 1, &e) != BPROP_OK)
+    int nt = bp_resolve_threads(threads), owned;
+    bp_stepper *s = bp_cache_get_stepper(m, nt, &owned);
+    if (!s)
         return bp_fail(err, BPROP_E_NOMEM, "cannot allocate gradient buffers for %d threads", nt);
-    const size_t P = m->layout.total;
-    double total = 0.0;
+    /* One training step over all n samples as a single batch, with the gradient as output
+     * instead of an update: the same blocks, kernels and exact sums as training. */
+    bp_stepper_prepare(s, x, n, 0);
+    bp_step_io io = {.b = {.X = x, .Y = y, .nb = n}, .grad_out = grad};
 #pragma omp parallel num_threads(nt)
-    {
-        /* The same split, pass and fixed-order reduction as a training step. */
-        int t = omp_get_thread_num(), team = omp_get_num_threads();
-        size_t lo, hi, a, b;
-        bp_share(n, team, t, &lo, &hi);
-        e->slot[t].loss = 0.0;
-        e->slot[t].correct = 0;
-        if (hi > lo)
-            bp_thread_pass(m, &e->work[t], e->grad[t], x, y, NULL, lo, hi, &e->slot[t].loss,
-                           &e->slot[t].correct);
-#pragma omp barrier
-        int active[team];
-        int na = bp_active_threads(n, team, active);
-        bp_param_chunk(P, team, t, &a, &b);
-        if (b > a) {
-            bp_sum_buffers(e->grad, active, na, a, b - a, grad + a);
-            float inv = 1.0f / (float)n;
-            for (size_t p = a; p < b; p++)
-                grad[p] *= inv;
-        }
-#pragma omp single
-        for (int u = 0; u < team; u++)
-            total += e->slot[u].loss;
-    }
-    bp_engine_free(e);
+    bp_step(s, omp_get_thread_num(), omp_get_num_threads(), &io);
+    int diverged = s->diverged;
+    double total = s->loss;
+    bp_cache_put_stepper(m, s, owned);
+    if (diverged)
+        return bp_fail(err, BPROP_E_NONFINITE, "bprop_loss_grad: the loss or gradient is not finite");
     if (loss)
         *loss = total / (double)n;
     return BPROP_OK;

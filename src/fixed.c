@@ -62,10 +62,10 @@ static inline int64_t round_fixed(double d)
 {
     const double magic = 6755399441055744.0; /* 1.5 * 2^52 */
     double t = d + magic;
-    int64_t bits, mbits;
+    uint64_t bits, mbits;
     memcpy(&bits, &t, sizeof bits);
     memcpy(&mbits, &magic, sizeof mbits);
-    return bits - mbits;
+    return (int64_t)(bits - mbits);
 }
 
 double bp_fixed_add(int64_t *acc, const float *g, size_t n, double scale, int first)
@@ -83,7 +83,7 @@ double bp_fixed_add(int64_t *acc, const float *g, size_t n, double scale, int fi
         for (size_t i = 0; i < n; i++) {
             double d = (double)g[i] * scale, a = fabs(d);
             big = a > big ? a : big;
-            acc[i] += round_fixed(d);
+            acc[i] = (int64_t)((uint64_t)acc[i] + (uint64_t)round_fixed(d));
         }
     }
     return big;
@@ -98,7 +98,7 @@ double bp_fixed_add_t(int64_t *acc, const float *g, size_t ldg, size_t rows, siz
             double d = (double)g[c * ldg + r] * scale, a = fabs(d);
             big = a > big ? a : big;
             int64_t q = round_fixed(d);
-            acc[r * cols + c] = first ? q : acc[r * cols + c] + q;
+            acc[r * cols + c] = first ? q : (int64_t)((uint64_t)acc[r * cols + c] + (uint64_t)q);
         }
     return big;
 }
@@ -127,6 +127,8 @@ int bp_sq_exponent(double umax, size_t n)
 /* Add the non-negative integer value of d < 2^121 (truncated) into the limbs. */
 static void limbs_add(int64_t limb[3], double d)
 {
+    if (!(d < 0x1p126))
+        d = 0x1p126; /* unreachable under the bound; keeps the conversions defined */
     /* d = a * 2^84 + b * 2^42 + c, each part taken exactly from the double. */
     double a = floor(ldexp(d, -84));
     d -= ldexp(a, 84);

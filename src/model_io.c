@@ -355,6 +355,12 @@ static int write_model(FILE *f, const bprop_model *m, const unsigned char *head)
 
 bprop_status bprop_model_save(const bprop_model *m, const char *path, bprop_error *err)
 {
+    return bprop_model_save_notify(m, path, NULL, NULL, err);
+}
+
+bprop_status bprop_model_save_notify(const bprop_model *m, const char *path,
+                                     bprop_tempfile_fn on_temp, void *user, bprop_error *err)
+{
     if (!m || !path)
         return bp_fail(err, BPROP_E_ARG, "bprop_model_save: NULL argument");
     bprop_status st = check_model(m, path, err);
@@ -363,7 +369,7 @@ bprop_status bprop_model_save(const bprop_model *m, const char *path, bprop_erro
     unsigned char head[MF_PREFIX + MF_HEADER];
     encode_header(m, (int64_t)time(NULL), head);
     bp_atomic a;
-    st = bp_atomic_open(&a, path, err);
+    st = bp_atomic_open_notify(&a, path, on_temp, user, err);
     if (st != BPROP_OK)
         return st;
     return bp_atomic_commit(&a, write_model(a.f, m, head), err);

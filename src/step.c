@@ -41,7 +41,7 @@ bprop_status bp_stepper_create(bprop_model *m, int threads, size_t batch,
     bp_stepper *s = bp_alloc(1, sizeof *s);
     if (!s)
         return BPROP_E_NOMEM;
-    *s = (bp_stepper){.m = m, .threads = threads, .batch = batch, .cfg = cfg,
+    *s = (bp_stepper){.m = m, .threads = threads, .batch = batch, .cfg = *cfg,
                       .reproducible = cfg->reproducible, .parallel = cfg->parallel,
                       .velocity = velocity, .comm = comm};
     const size_t P = m->layout.total, H = m->hidden, C = m->classes, T = (size_t)threads;
@@ -75,9 +75,14 @@ static double max_abs(const float *p, size_t n)
     return m;
 }
 
-void bp_stepper_prepare(bp_stepper *s, const float *X, size_t n)
+void bp_stepper_prepare(bp_stepper *s, const float *X, size_t n, int same_data)
 {
-    bp_data_bounds(X, n, s->m->inputs, &s->xinf, &s->x1);
+    /* A pass over the whole data: once per training set, not once per epoch. */
+    if (!same_data || X != s->bounds_of || n != s->bounds_n) {
+        bp_data_bounds(X, n, s->m->inputs, &s->xinf, &s->x1);
+        s->bounds_of = X;
+        s->bounds_n = n;
+    }
     /* The slots carry the parameters' magnitudes from one step's update to the next step's
      * scales; seed them from the whole model. */
     for (int t = 0; t < s->threads; t++)
@@ -302,8 +307,8 @@ static void sum_accumulators(bp_stepper *s, const int *active, int nt, size_t a,
             continue;
         const int64_t *src = s->acc[u];
 #pragma omp simd
-        for (size_t i = a; i < b; i++)
-            dst[i] += src[i];
+        for (size_t i = a; i < b; i++) /* unsigned: garbage from a diverged step wraps, no UB */
+            dst[i] = (int64_t)((uint64_t)dst[i] + (uint64_t)src[i]);
     }
 }
 
@@ -347,16 +352,16 @@ static void mean_grad(const grad_src *q, seg r, float *g)
 
 static float decay_of(const bp_stepper *s, int tensor)
 {
-    return (tensor == BPROP_W1 || tensor == BPROP_W2) ? s->cfg->weight_decay : 0.0f;
+    return (tensor == BPROP_W1 || tensor == BPROP_W2) ? s->cfg.weight_decay : 0.0f;
 }
 
 /* SGD with momentum on run r given its mean gradient g: u = (g + decay w) clip, v = mu v + u,
  * w -= lr (Nesterov ? u + mu v : v). Records the gradient's squared norm and |w|'s maximum. */
 static void sgd_run(bp_stepper *s, bp_slot *slot, seg r, const float *g, float lr, float clip)
 {
-    const float mu = s->cfg->momentum, wd = decay_of(s, r.tensor);
+    const float mu = s->cfg.momentum, wd = decay_of(s, r.tensor);
     float *w = s->m->params + r.p, *v = s->velocity + r.p, wmax = 0.0f;
-    const int nesterov = s->cfg->nesterov;
+    const int nesterov = s->cfg.nesterov;
 #pragma omp simd reduction(max : wmax)
     for (size_t i = 0; i < r.n; i++) {
         float u = (g[i] + wd * w[i]) * clip;
@@ -627,7 +632,7 @@ void bp_step(bp_stepper *s, int tid, int nt, const bp_step_io *io)
     if (io->grad_out) {
         x.what = SINK_OUTPUT;
         for_part(&x, tid, nt, by_slice);
-    } else if (!(s->cfg->clip_norm > 0.0f)) {
+    } else if (!(s->cfg.clip_norm > 0.0f)) {
         x.what = SINK_UPDATE;
         for_part(&x, tid, nt, by_slice);
     } else {
@@ -639,7 +644,7 @@ void bp_step(bp_stepper *s, int tid, int nt, const bp_step_io *io)
         for (int u = 0; u < nt; u++)
             bp_sq_merge(&sq, &s->e->slot[u].sq);
         double norm = sqrt(bp_sq_value(&sq, x.e2));
-        x.clip = norm > s->cfg->clip_norm ? (float)(s->cfg->clip_norm / norm) : 1.0f;
+        x.clip = norm > s->cfg.clip_norm ? (float)(s->cfg.clip_norm / norm) : 1.0f;
         x.what = SINK_CLIP_UPDATE;
         for_part(&x, tid, nt, by_slice);
     }

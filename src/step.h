@@ -22,7 +22,7 @@ typedef struct bp_stepper {
     int reproducible;        /* exact fixed-point combination (see fixed.h) */
     bprop_parallel parallel; /* requested split */
     const bprop_comm *comm;  /* borrowed; NULL: one process */
-    const bprop_train_config *cfg; /* borrowed: momentum, decay, clipping */
+    bprop_train_config cfg;  /* momentum, decay, clipping (a copy) */
     float *velocity;         /* borrowed (params): momentum, NULL for gradient-only use */
     bp_engine *e;            /* per-thread work, float gradient buffers, slots */
     int64_t **acc;           /* [threads] (params) fixed-point sums; acc[0] the combined sum */
@@ -35,6 +35,8 @@ typedef struct bp_stepper {
     int32_t **labels;        /* [threads] (batch) */
     int32_t **pred;          /* [threads] (batch) */
     double xinf, x1;         /* data bounds of the training set (fixed.h) */
+    const float *bounds_of;  /* the data they were computed from, and its sample count */
+    size_t bounds_n;
     /* Written by thread 0 between barriers, read by all. */
     bp_scales sc;
     int bad_scales;          /* the parameters' magnitudes were not finite */
@@ -65,8 +67,9 @@ bprop_status bp_stepper_create(bprop_model *m, int threads, size_t batch,
 void bp_stepper_free(bp_stepper *s);
 
 /* Data bounds and the parameters' magnitudes: call before the first step on data X (n, D) and
- * whenever the parameters were changed from outside the steps. */
-void bp_stepper_prepare(bp_stepper *s, const float *X, size_t n);
+ * whenever the parameters were changed from outside the steps. same_data != 0 promises that X
+ * still holds what it held at the last call with this X and n (the bounds are then kept). */
+void bp_stepper_prepare(bp_stepper *s, const float *X, size_t n, int same_data);
 
 /* One step, called by every thread tid of a team of nt <= s->threads inside one parallel
  * region; returns after a closing barrier, so the caller may read s and the slots. */

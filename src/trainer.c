@@ -259,7 +259,7 @@ bprop_status bprop_trainer_epoch(bprop_trainer *t, const bprop_dataset *train,
         t->loss = t->reduce_seconds = t->seconds = 0.0;
         memset(t->norm2_sum, 0, sizeof t->norm2_sum);
     }
-    bp_stepper_prepare(t->s, train->x, train->n);
+    bp_stepper_prepare(t->s, train->x, train->n, 1);
     epoch_ctx x = {.t = t, .progress = progress, .user = user, .steps = t->steps_per_epoch};
     int team = 0, cancelled = 0;
     double t0 = omp_get_wtime();

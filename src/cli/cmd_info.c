@@ -1,4 +1,5 @@
 /* cmd_info.c: `bprop info`: shape, training settings and history of a saved model. */
+#include "ckpt_info.h"
 #include "cli.h"
 #include "json.h"
 
@@ -15,7 +16,9 @@ static void info_help(void)
     printf("Usage: bprop info MODEL [--json]\n"
            "Describe a saved model: shape (inputs-hidden-classes), parameter count, biases,\n"
            "standardisation, the settings of its last training run, epochs and samples seen,\n"
-           "last metrics, training data and created/saved times (ISO 8601, UTC).\n\n"
+           "last metrics, training data and created/saved times (ISO 8601, UTC).\n"
+           "A checkpoint (bprop train --checkpoint) shows its run instead: settings, how far it\n"
+           "got, its data (sizes and hashes) and the figures of every finished epoch.\n\n"
            "Options:\n"
            "  --json               one JSON object instead of text\n");
 }
@@ -136,6 +139,8 @@ int cmd_info(int argc, char **argv)
     int rc = parse_info(argc, argv, &o);
     if (rc)
         return rc == CLI_DONE ? CLI_EXIT_OK : rc;
+    if (bprop_is_checkpoint(o.model))
+        return info_checkpoint(o.model, o.json);
     bprop_model *m = NULL;
     rc = cli_load_model(o.model, &m);
     if (rc)

@@ -2,7 +2,10 @@
 #include "cli.h"
 #include "data.h"
 #include "progress.h"
+#include "train.h"
 #include "train_report.h"
+#include "train_signal.h"
+#include "train_state.h"
 
 #include <math.h>
 #include <stdlib.h>
@@ -12,28 +15,6 @@
 #define MAX_EPOCHS ((size_t)1000000)
 #define MAX_BATCH ((size_t)1 << 24)
 #define MAX_THREADS 4096
-
-typedef struct train_opts {
-    bprop_train_config cfg;
-    size_t hidden;
-    int bias, standardize, quiet, nesterov_given;
-    double val_fraction;
-    const char *save, *metrics;
-    cli_data_opts data;
-} train_opts;
-
-/* Everything one run owns; train_run_free releases it all. */
-typedef struct train_run {
-    const train_opts *o;
-    cli_data_paths paths;
-    bprop_dataset *train, *val, *test;
-    bprop_model *model;
-    bprop_trainer *trainer;
-    metrics_log log;
-    cli_progress progress;
-    bprop_eval val_eval, test_eval;
-    int have_val_eval, have_test_eval;
-} train_run;
 
 static void train_help(void)
 {
@@ -79,13 +60,14 @@ static void train_help(void)
            d.epochs, d.batch, (double)d.lr, (double)d.momentum, d.nesterov ? "on" : "off",
            (double)d.weight_decay, bprop_schedule_name(d.schedule), d.step_epochs,
            (double)d.step_gamma, (double)d.clip_norm, (unsigned long long)d.seed);
+    train_state_help(stdout);
     cli_data_help(stdout, CLI_DATA_TRAIN | CLI_DATA_TEST | CLI_DATA_CLASSES);
     printf("\nA progress bar (loss, samples/s, ETA) is drawn on stderr when it is a terminal.\n"
            "Examples:\n"
            "  bprop train --epochs 10 --save fashion.bpm --metrics fashion.jsonl\n"
            "  bprop train --train train.csv --test test.csv --standardize --hidden 64 --epochs 5\n"
            "Exit status: 0 success, 1 runtime error (including divergence: nothing is saved),\n"
-           "2 bad command line.\n");
+           "2 bad command line, 130/143 stopped by SIGINT/SIGTERM (checkpoint written).\n");
 }
 
 static int flag_set(cli_args *a, int *field, int value)
@@ -120,6 +102,7 @@ static int train_option(cli_args *a, void *opts)
 {
     train_opts *o = opts;
     bprop_train_config *c = &o->cfg;
+    train_state_note(&o->ts, a->opt);
     if (cli_is(a, "--hidden"))
         return cli_size(a, 1, MAX_HIDDEN, &o->hidden);
     if (cli_is(a, "--epochs"))
@@ -166,7 +149,8 @@ static int train_option(cli_args *a, void *opts)
         return cli_value(a, &o->save);
     if (cli_is(a, "--metrics"))
         return cli_value(a, &o->metrics);
-    return cli_data_option(a, &o->data);
+    int rc = train_state_option(a, &o->ts);
+    return rc != CLI_NOMATCH ? rc : cli_data_option(a, &o->data);
 }
 
 /* Settings that only make sense together; the library's own check names the field. */
@@ -195,9 +179,9 @@ static int parse_train(int argc, char **argv, train_opts *o)
     o->data.allowed = CLI_DATA_TRAIN | CLI_DATA_TEST | CLI_DATA_CLASSES;
     cli_command c = {"train", train_help, train_option, o, NULL};
     int rc = cli_parse(&c, argc, argv);
-    if (rc)
-        return rc;
-    return check_options("train", o);
+    if (!rc)
+        rc = check_options("train", o);
+    return rc ? rc : train_state_resolve(o);
 }
 
 static void train_run_free(train_run *r)
@@ -208,6 +192,7 @@ static void train_run_free(train_run *r)
     bprop_dataset_free(r->val);
     bprop_dataset_free(r->test);
     metrics_close(&r->log);
+    train_state_free(&r->state);
 }
 
 static int load_data(train_run *r)
@@ -268,7 +253,7 @@ static int prepare(train_run *r)
     return 0;
 }
 
-static int build_model(train_run *r)
+static int new_model(train_run *r)
 {
     const train_opts *o = r->o;
     size_t classes = o->data.classes ? o->data.classes : r->train->classes;
@@ -277,14 +262,24 @@ static int build_model(train_run *r)
                                          &r->model, &err);
     if (st != BPROP_OK)
         return cli_fail_err(&err, st);
-    int rc = o->standardize ? set_standardization(r) : 0;
+    return o->standardize ? set_standardization(r) : 0;
+}
+
+static int build_model(train_run *r)
+{
+    const train_opts *o = r->o;
+    int rc = train_state_check_fit(r);
+    if (!rc && (rc = train_state_take_model(r, &r->model)) == CLI_NOMATCH)
+        rc = new_model(r);
     if (!rc)
         rc = prepare(r);
     if (rc)
         return rc;
-    snprintf(r->model->info.data, sizeof r->model->info.data, "%s", r->paths.desc);
-    st = bprop_trainer_create(r->model, &o->cfg, r->train->n, &r->trainer, &err);
-    return st == BPROP_OK ? 0 : cli_fail_err(&err, st);
+    if (!o->ts.resume)
+        snprintf(r->model->info.data, sizeof r->model->info.data, "%s", r->paths.desc);
+    bprop_error err = {0};
+    bprop_status st = bprop_trainer_create(r->model, &o->cfg, r->train->n, &r->trainer, &err);
+    return st == BPROP_OK ? train_state_attach(r) : cli_fail_err(&err, st);
 }
 
 static void print_plan(const train_run *r)
@@ -335,13 +330,12 @@ static int evaluate_epoch(train_run *r, int last)
 static int run_epoch(train_run *r, size_t epoch)
 {
     bprop_epoch_stats st = {0};
-    bprop_error err = {0};
     cli_progress_epoch(&r->progress, epoch);
-    bprop_status s = bprop_trainer_epoch(r->trainer, r->train, cli_progress_cb, &r->progress, &st, &err);
+    int rc = train_state_epoch(r, &st);
     cli_progress_clear(&r->progress);
-    if (s != BPROP_OK)
-        return cli_fail_err(&err, s);
-    int rc = evaluate_epoch(r, epoch == r->o->cfg.epochs);
+    if (rc)
+        return rc;
+    rc = evaluate_epoch(r, epoch == r->o->cfg.epochs);
     if (rc)
         return rc;
     epoch_report rep = {
@@ -355,7 +349,8 @@ static int run_epoch(train_run *r, size_t epoch)
     };
     if (!r->o->quiet)
         train_print_row(stdout, &rep);
-    return metrics_append(&r->log, &rep);
+    rc = metrics_append(&r->log, &rep);
+    return rc ? rc : train_state_epoch_done(r, &rep);
 }
 
 /* Final figures into the model's provenance, and the one summary line. */
@@ -381,6 +376,8 @@ static int check_outputs(const train_opts *o)
     int rc = o->save ? cli_check_output("--save", o->save) : 0;
     if (!rc && o->metrics)
         rc = cli_check_output("--metrics", o->metrics);
+    if (!rc && o->ts.checkpoint)
+        rc = cli_check_output("--checkpoint", o->ts.checkpoint);
     return rc;
 }
 
@@ -389,42 +386,52 @@ static int run_training(train_run *r)
     const train_opts *o = r->o;
     int rc = check_outputs(o);
     if (!rc)
+        rc = train_signal_install();
+    if (!rc)
         rc = load_data(r);
     if (!rc)
         rc = build_model(r);
     if (!rc)
         rc = metrics_open(&r->log, o->metrics);
+    if (!rc)
+        rc = train_state_replay_metrics(r);
     if (rc)
         return rc;
     cli_progress_init(&r->progress, stderr, !o->quiet, o->cfg.epochs, o->cfg.batch);
     if (!o->quiet)
         print_plan(r);
-    for (size_t e = 1; e <= o->cfg.epochs && !rc; e++)
-        rc = run_epoch(r, e);
+    for (size_t e = r->state.first_epoch; e <= o->cfg.epochs && !rc; e++) {
+        rc = train_state_poll(r);
+        if (!rc)
+            rc = run_epoch(r, e);
+    }
     if (rc)
-        return rc; /* a diverged or failed run is never saved */
+        return rc; /* a diverged, failed or stopped run is never saved */
     finish(r);
     if (o->save) {
-        bprop_error err = {0};
-        bprop_status st = bprop_model_save(r->model, o->save, &err);
-        if (st != BPROP_OK)
-            return cli_fail_err(&err, st);
+        rc = train_state_save_model(r, o->save);
+        if (rc)
+            return rc;
         if (!o->quiet)
             printf("saved model to %s\n", o->save);
     }
-    return metrics_commit(&r->log);
+    rc = metrics_commit(&r->log);
+    return rc ? rc : train_state_finish(r);
 }
 
 int cmd_train(int argc, char **argv)
 {
     train_opts o;
     int rc = parse_train(argc, argv, &o);
-    if (rc)
+    if (rc) {
+        train_state_opts_free(&o.ts);
         return rc == CLI_DONE ? CLI_EXIT_OK : rc;
+    }
     train_run r;
     memset(&r, 0, sizeof r);
     r.o = &o;
     rc = run_training(&r);
     train_run_free(&r);
+    train_state_opts_free(&o.ts);
     return rc; /* main flushes stdout and reports a failed write */
 }

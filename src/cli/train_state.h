@@ -1,0 +1,55 @@
+/* train_state.h: `bprop train`'s checkpoints, --resume, --init and signal stops (the parts of a
+ * run that survive an interruption), kept apart from the epoch loop in cmd_train.c. */
+#ifndef BPROP_CLI_TRAIN_STATE_H
+#define BPROP_CLI_TRAIN_STATE_H
+
+#include "train.h"
+
+/* ---- options (train_resume.c) ---- */
+
+/* Usage lines of --checkpoint, --checkpoint-every, --resume, --init. */
+void train_state_help(FILE *f);
+/* Record that the option was named on the command line (for --resume's checks). */
+void train_state_note(train_state_opts *s, const char *opt);
+/* Consume one of our options: 0, CLI_EXIT_USAGE (printed) or CLI_NOMATCH. */
+int train_state_option(cli_args *a, train_state_opts *s);
+/* After parsing: with --resume, load the checkpoint, refuse options that would change its run
+ * and replace o's settings with the recorded ones; with --init, load the model and take shape,
+ * biases and standardisation from it. 0, CLI_EXIT_USAGE or CLI_EXIT_RUNTIME (printed). */
+int train_state_resolve(train_opts *o);
+void train_state_opts_free(train_state_opts *s);
+/* The settings of o that the library's config does not hold, as key=value lines (escaped);
+ * the caller frees it. NULL when out of memory. */
+char *train_settings_text(const train_opts *o);
+/* Walk such text (modified in place: lines split, escapes undone): fn gets each key and value
+ * (NULL for a line without '='); the first non-zero return stops the walk and is returned. */
+int train_settings_each(char *text, int (*fn)(void *user, const char *key, const char *value),
+                        void *user);
+
+/* ---- the run (train_state.c) ---- */
+
+/* The model --resume or --init brings (moved to *out), or CLI_NOMATCH: make a fresh one. */
+int train_state_take_model(train_run *r, bprop_model **out);
+/* Before preparing the data: an --init model must fit it. 0 or CLI_EXIT_RUNTIME (printed). */
+int train_state_check_fit(const train_run *r);
+/* After the trainer is made: describe the data (a resumed run's must match its checkpoint's),
+ * restore a resumed trainer state, connect the signal flag, pick the checkpoint names.
+ * 0 or CLI_EXIT_RUNTIME (printed). */
+int train_state_attach(train_run *r);
+/* Write the run's first metrics lines: the epochs a resumed checkpoint already holds. */
+int train_state_replay_metrics(train_run *r);
+/* One epoch through the trainer, pausing for --checkpoint-every. 0, CLI_EXIT_RUNTIME (printed),
+ * or 128 + signal after a signal stopped it and the checkpoint was written. */
+int train_state_epoch(train_run *r, bprop_epoch_stats *st);
+/* After an epoch's report: keep its figures, write the end-of-epoch checkpoint, stop on a
+ * signal (128 + signal). */
+int train_state_epoch_done(train_run *r, const epoch_report *rep);
+/* Before an epoch: a signal that arrived while nothing polled the flag stops the run here. */
+int train_state_poll(train_run *r);
+/* Save the model as --save names it, a second signal removing the temporary file. */
+int train_state_save_model(train_run *r, const char *path);
+/* At the end of a completed run: 0, or 128 + signal when one arrived after the last epoch. */
+int train_state_finish(train_run *r);
+void train_state_free(train_state *s);
+
+#endif /* BPROP_CLI_TRAIN_STATE_H */

@@ -1,0 +1,214 @@
+/* test_reproducible.c: exact fixed-point sums, and the same parameters for every thread count and
+ * parallel split. */
+#include "fixed.h"
+#include "kernels.h"
+#include "testutil.h"
+
+#include <criterion/criterion.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* ---- fixed point ------------------------------------------------------------------------------ */
+
+static float rnd(uint64_t *s)
+{
+    *s = *s * 6364136223846793005ull + 1442695040888963407ull;
+    return (float)((double)(*s >> 11) / 9007199254740992.0 - 0.5);
+}
+
+Test(fixed, sums_are_the_same_in_every_grouping_and_close_to_exact)
+{
+    enum { NB = 37, N = 257 };
+    static float blocks[NB][N];
+    uint64_t seed = 5;
+    for (int b = 0; b < NB; b++)
+        for (int i = 0; i < N; i++) /* magnitudes over 12 decades, both signs */
+            blocks[b][i] = rnd(&seed) * powf(10.0f, (float)(i % 13) - 12.0f);
+    const double scale = ldexp(1.0, 50 - 3); /* |values| < 0.5: scaled below 2^46 */
+    /* All blocks into one accumulator, in order. */
+    static int64_t one[N], part[4][N], merged[N];
+    for (int b = 0; b < NB; b++)
+        bp_fixed_add(one, blocks[b], N, scale, b == 0);
+    /* The same blocks over 4 "threads" in a scattered order, then merged. */
+    int first[4] = {1, 1, 1, 1};
+    for (int b = NB - 1; b >= 0; b--) {
+        int t = (b * 7) % 4;
+        bp_fixed_add(part[t], blocks[b], N, scale, first[t]);
+        first[t] = 0;
+    }
+    memset(merged, 0, sizeof merged);
+    for (int t = 0; t < 4; t++)
+        for (int i = 0; i < N; i++)
+            merged[i] += part[t][i];
+    cr_assert_eq(memcmp(one, merged, sizeof one), 0, "grouping changed an exact sum");
+    float a[N];
+    bp_fixed_to_float(one, N, 1.0 / scale, a);
+    for (int i = 0; i < N; i++) {
+        double exact = 0.0;
+        for (int b = 0; b < NB; b++)
+            exact += blocks[b][i];
+        /* Each block rounds by at most half a unit of 2^-47; then one float rounding. */
+        double tol = NB * ldexp(0.5, -47) + fabs(exact) * ldexp(1.0, -23);
+        cr_assert_leq(fabs(a[i] - exact), tol, "entry %d: %.17g vs %.17g", i, (double)a[i], exact);
+    }
+}
+
+Test(fixed, magnitude_beyond_the_limit_is_reported)
+{
+    float g[3] = {1.0f, -3.0f, 0.5f};
+    int64_t acc[3];
+    double big = bp_fixed_add(acc, g, 3, ldexp(1.0, 50), 1);
+    cr_assert_geq(big, BP_FIXED_LIMIT, "3 * 2^50 must be flagged, got %g", big);
+    big = bp_fixed_add(acc, g, 3, ldexp(1.0, 48), 1);
+    cr_assert_lt(big, BP_FIXED_LIMIT);
+}
+
+Test(fixed, scales_bound_every_block_and_fail_on_nonfinite_parameters)
+{
+    double wmax[BPROP_TENSORS] = {0.5, 0.1, 2.0, 0.3};
+    bp_scales sc;
+    cr_assert(bp_make_scales(wmax, 1.0, 300.0, BP_BLOCK, &sc));
+    for (int t = 0; t < BPROP_TENSORS; t++) {
+        cr_assert_eq(sc.scale[t] * sc.unscale[t], 1.0, "scales are powers of two");
+        /* The largest per-sample entry of each tensor, summed over a whole block. */
+        const double bound[BPROP_TENSORS] = {2 * 2.0 * 1.0, 2 * 2.0, 0.1 + 300 * 0.5, 1.0};
+        cr_assert_lt(BP_BLOCK * bound[t] * sc.scale[t], ldexp(1.0, 50), "tensor %d", t);
+        cr_assert_geq(2 * BP_BLOCK * bound[t] * sc.scale[t], ldexp(1.0, 48), "tensor %d: scale wastes bits", t);
+    }
+    wmax[BPROP_W1] = INFINITY;
+    cr_assert_not(bp_make_scales(wmax, 1.0, 300.0, BP_BLOCK, &sc));
+    wmax[BPROP_W1] = NAN;
+    cr_assert_not(bp_make_scales(wmax, 1.0, 300.0, BP_BLOCK, &sc));
+}
+
+Test(fixed, clipping_norm_is_the_same_in_every_grouping)
+{
+    enum { N = 1000 };
+    static float u[N];
+    uint64_t seed = 9;
+    double exact = 0.0;
+    for (int i = 0; i < N; i++) {
+        u[i] = rnd(&seed) * powf(2.0f, (float)(i % 40) - 39.0f);
+        exact += (double)u[i] * u[i];
+    }
+    int e2 = bp_sq_exponent(0.5, N);
+    bp_sq128 whole = {{0}}, parts = {{0}};
+    bp_sq_add(&whole, u, N, e2);
+    const size_t cuts[] = {0, 1, 333, 334, 900, N};
+    for (int k = 5; k > 0; k--) {
+        bp_sq128 p = {{0}};
+        bp_sq_add(&p, u + cuts[k - 1], cuts[k] - cuts[k - 1], e2);
+        bp_sq_merge(&parts, &p);
+    }
+    double a = bp_sq_value(&whole, e2), b = bp_sq_value(&parts, e2);
+    cr_assert_eq(memcmp(&a, &b, sizeof a), 0, "%.17g vs %.17g", a, b);
+    cr_assert_leq(fabs(a - exact), exact * 1e-12 + N * ldexp(1.0, -e2), "%.17g vs %.17g", a, exact);
+}
+
+/* ---- training --------------------------------------------------------------------------------- */
+
+typedef struct run_cfg {
+    size_t hidden, batch, epochs;
+    int threads, bias;
+    bprop_parallel parallel;
+    float clip, decay;
+} run_cfg;
+
+static bprop_model *train(const bprop_dataset *d, run_cfg r)
+{
+    bprop_model *m;
+    cr_assert_eq(bprop_model_create(d->dim, r.hidden, d->classes, r.bias, 3, &m, NULL), BPROP_OK);
+    bprop_train_config c;
+    bprop_train_config_default(&c);
+    c.threads = r.threads;
+    c.batch = r.batch;
+    c.epochs = r.epochs;
+    c.lr = 0.05f;
+    c.parallel = r.parallel;
+    c.clip_norm = r.clip;
+    c.weight_decay = r.decay;
+    bprop_trainer *t;
+    bprop_error err;
+    cr_assert_eq(bprop_trainer_create(m, &c, d->n, &t, &err), BPROP_OK, "%s", err.message);
+    for (size_t e = 0; e < r.epochs; e++)
+        cr_assert_eq(bprop_trainer_epoch(t, d, NULL, NULL, NULL, &err), BPROP_OK, "%s", err.message);
+    bprop_trainer_free(t);
+    return m;
+}
+
+/* Every (threads, split) pair against one thread: bitwise. */
+static void check_layouts(const bprop_dataset *d, run_cfg r)
+{
+    r.threads = 1;
+    r.parallel = BPROP_PARALLEL_DATA;
+    bprop_model *ref = train(d, r);
+    const bprop_parallel modes[] = {BPROP_PARALLEL_DATA, BPROP_PARALLEL_HIDDEN, BPROP_PARALLEL_AUTO};
+    for (int threads = 2; threads <= 4; threads++)
+        for (int k = 0; k < 3; k++) {
+            r.threads = threads;
+            r.parallel = modes[k];
+            bprop_model *m = train(d, r);
+            cr_assert(tu_same_bits(ref->params, m->params, ref->layout.total),
+                      "hidden %zu batch %zu: %d threads, %s split differs from 1 thread", r.hidden,
+                      r.batch, threads, bprop_parallel_name(modes[k]));
+            bprop_model_free(m);
+        }
+    bprop_model_free(ref);
+}
+
+Test(layout, every_thread_count_and_split_trains_the_same_bits, .timeout = 300)
+{
+    bprop_dataset *d = tu_blobs(701, 40, 5, 8); /* 701: the last batch is partial */
+    /* 70 hidden units: one whole and one partial hidden block; 200: four blocks, uneven over 3. */
+    check_layouts(d, (run_cfg){.hidden = 70, .batch = 16, .epochs = 2, .bias = 1});
+    check_layouts(d, (run_cfg){.hidden = 200, .batch = 100, .epochs = 1, .bias = 1});
+    check_layouts(d, (run_cfg){.hidden = 200, .batch = 300, .epochs = 1, .bias = 0});
+    check_layouts(d, (run_cfg){.hidden = 130, .batch = 64, .epochs = 1, .bias = 1, .clip = 0.3f,
+                               .decay = 1e-3f});
+    bprop_dataset_free(d);
+}
+
+Test(layout, loss_gradient_is_the_same_for_every_thread_count)
+{
+    bprop_dataset *d = tu_blobs(333, 20, 4, 2);
+    bprop_model *m;
+    cr_assert_eq(bprop_model_create(20, 90, 4, 1, 7, &m, NULL), BPROP_OK);
+    const size_t P = m->layout.total;
+    float *g1 = malloc(P * sizeof(float)), *g = malloc(P * sizeof(float));
+    double l1, l;
+    cr_assert_eq(bprop_loss_grad(m, d->x, d->y, d->n, 1, &l1, g1, NULL), BPROP_OK);
+    for (int threads = 2; threads <= 5; threads++) {
+        cr_assert_eq(bprop_loss_grad(m, d->x, d->y, d->n, threads, &l, g, NULL), BPROP_OK);
+        cr_assert(tu_same_bits(g1, g, P), "%d threads", threads);
+        cr_assert_lt(fabs(l - l1), 1e-12);
+    }
+    free(g1);
+    free(g);
+    bprop_model_free(m);
+    bprop_dataset_free(d);
+}
+
+Test(layout, float_sums_stay_deterministic_per_thread_count)
+{
+    bprop_dataset *d = tu_blobs(301, 10, 3, 2);
+    bprop_model *a = NULL, *b = NULL;
+    for (int k = 0; k < 2; k++) {
+        bprop_model *m;
+        cr_assert_eq(bprop_model_create(10, 24, 3, 1, 5, &m, NULL), BPROP_OK);
+        bprop_train_config c;
+        bprop_train_config_default(&c);
+        c.threads = 3;
+        c.batch = 32;
+        c.reproducible = 0;
+        bprop_trainer *t;
+        cr_assert_eq(bprop_trainer_create(m, &c, d->n, &t, NULL), BPROP_OK);
+        cr_assert_eq(bprop_trainer_epoch(t, d, NULL, NULL, NULL, NULL), BPROP_OK);
+        bprop_trainer_free(t);
+        *(k ? &b : &a) = m;
+    }
+    cr_assert(tu_same_bits(a->params, b->params, a->layout.total));
+    bprop_model_free(a);
+    bprop_model_free(b);
+    bprop_dataset_free(d);
+}
