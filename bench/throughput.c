@@ -32,6 +32,8 @@ typedef struct options {
     const char *out;       /* NULL: stdout */
     const char *init_dir;  /* NULL, or where to save each width's initial model (init_hH.bpm) */
     int header, quiet;
+    int cpu_time;          /* time epochs and the peak in process CPU seconds, not wall seconds */
+    int float_sums;        /* --no-reproducible: block sums combined in float */
 } options;
 
 /* What one timed epoch gave. */
@@ -64,6 +66,10 @@ static void usage(FILE *f)
         "  --init-dir DIR        save each width's initial model as DIR/init_hH.bpm (for\n"
         "                        torch_throughput.py --init-dir: identical starting weights)\n"
         "  --no-header           omit the CSV header line\n"
+        "  --no-reproducible     combine block sums in float, not exact fixed point (as\n"
+        "                        bprop train --no-reproducible)\n"
+        "  --cpu-time            time epochs and the peak in the process's CPU seconds per\n"
+        "                        thread instead of wall seconds (on a loaded machine; 1 thread)\n"
         "  --quiet               no progress lines on stderr\n",
         COLUMNS);
 }
@@ -214,6 +220,14 @@ static int parse_args(int argc, char **argv, options *o)
             o->quiet = 1;
             continue;
         }
+        if (!strcmp(arg, "--cpu-time")) {
+            o->cpu_time = 1;
+            continue;
+        }
+        if (!strcmp(arg, "--no-reproducible")) {
+            o->float_sums = 1;
+            continue;
+        }
         /* --name=value or --name value */
         char name[64];
         const char *eq = strchr(arg, '=');
@@ -270,14 +284,20 @@ static bprop_status train_one_epoch(const options *o, const bprop_dataset *d, in
      * same initial weights (--init-dir) both then train on identical batches. */
     c.shuffle = 0;
     c.threads = threads;
+    if (o->float_sums)
+        c.reproducible = 0;
 
     bprop_model *m = NULL;
     bprop_trainer *t = NULL;
     bprop_status st = bprop_model_create(d->dim, hidden, d->classes, 1, (uint64_t)o->seed, &m, err);
     if (st == BPROP_OK)
         st = bprop_trainer_create(m, &c, d->n, &t, err);
+    double t0 = bench_now(o->cpu_time);
     if (st == BPROP_OK)
         st = bprop_trainer_epoch(t, d, NULL, NULL, stats, err);
+    double cpu_s = (bench_now(o->cpu_time) - t0) / threads;
+    if (st == BPROP_OK && o->cpu_time && cpu_s > 0.0)
+        stats->samples_per_s = (double)d->n / cpu_s; /* CPU seconds per thread, not wall */
     bprop_trainer_free(t);
     if (st == BPROP_OK && model_out)
         *model_out = m;
@@ -404,7 +424,7 @@ static int run(const options *o, FILE *f)
     double peaks[MAX_LIST];
     for (size_t k = 0; st == BPROP_OK && k < o->threads.n; k++) {
         int threads = (int)o->threads.v[k];
-        peaks[k] = bench_peak_gflops(threads, o->peak_seconds, (int)o->peak_runs);
+        peaks[k] = bench_peak_gflops(threads, o->peak_seconds, (int)o->peak_runs, o->cpu_time);
         if (!o->quiet && peaks[k] > 0.0)
             fprintf(stderr, "peak fp32 FMA (%s), %d threads: %.1f GFLOP/s\n", bench_peak_isa(),
                     threads, peaks[k]);

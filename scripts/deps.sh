@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # deps.sh: install the Debian packages bprop needs to build, test and train (only the missing ones).
 set -euo pipefail
-packages=(build-essential cmake pkg-config zlib1g-dev libcriterion-dev dataset-fashion-mnist)
+packages=(build-essential cmake pkg-config zlib1g-dev libcriterion-dev dataset-fashion-mnist
+          openmpi-bin libopenmpi-dev)
 # NumPy interop test (numpy.load of exported models); scripts/fuzz.sh: clang with libFuzzer and
 # the sanitizer runtimes (only recommended by clang, so named here) and clang's OpenMP.
 packages+=(python3-numpy clang libclang-rt-14-dev libomp-dev)

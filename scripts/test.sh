@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # test.sh: the test command. Builds with warnings as errors and runs the suite through ctest;
-# again with AddressSanitizer + UndefinedBehaviorSanitizer; then on the other kernel code paths
-# (the portable build's 4-wide vectors, and 8-wide AVX2 where the CPU has it), since the default
-# build tunes for the host (16-wide AVX-512 here).
+# then builds once with AddressSanitizer + UndefinedBehaviorSanitizer and runs that suite once per
+# kernel set this CPU can execute (BPROP_ISA=generic, avx2, avx512), since the library, CLI and
+# tests all run whichever set the dispatcher picks. (test_kernels also runs every available set
+# directly in each run.)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/deps.sh
@@ -20,12 +21,21 @@ run_suite() { # name, build dir, cmake options...
 }
 
 run_suite "warnings-as-errors" build-test -DCMAKE_BUILD_TYPE=Release
-ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
-  run_suite "AddressSanitizer + UndefinedBehaviorSanitizer" build-asan \
-  -DCMAKE_BUILD_TYPE=RelWithDebInfo -DBPROP_SANITIZE=ON -DBPROP_BUILD_BENCH=OFF
-run_suite "portable (-DBPROP_NATIVE=OFF)" build-portable -DCMAKE_BUILD_TYPE=Release \
-  -DBPROP_NATIVE=OFF -DBPROP_BUILD_BENCH=OFF
+
+# The kernel sets this CPU runs, as the dispatcher sees them (cpu flags: avx2+fma, avx512f).
+isas=(generic)
 if grep -qw avx2 /proc/cpuinfo && grep -qw fma /proc/cpuinfo; then
-  run_suite "AVX2" build-avx2 -DCMAKE_BUILD_TYPE=Release -DBPROP_NATIVE=OFF \
-    -DBPROP_BUILD_BENCH=OFF -DCMAKE_C_FLAGS="-mavx2 -mfma"
+  isas+=(avx2)
+  if grep -qw avx512f /proc/cpuinfo; then
+    isas+=(avx512)
+  fi
 fi
+export ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1
+echo "== AddressSanitizer + UndefinedBehaviorSanitizer build (build-asan/)"
+cmake -S . -B build-asan -DBPROP_WERROR=ON -DCMAKE_BUILD_TYPE=RelWithDebInfo -DBPROP_SANITIZE=ON \
+  -DBPROP_BUILD_BENCH=OFF >/dev/null
+cmake --build build-asan -j"$jobs"
+for isa in "${isas[@]}"; do
+  echo "== AddressSanitizer + UndefinedBehaviorSanitizer suite, BPROP_ISA=$isa"
+  BPROP_ISA=$isa ctest --test-dir build-asan --output-on-failure
+done

@@ -56,57 +56,22 @@ int bp_make_scales(const double wmax[BPROP_TENSORS], double xinf, double x1, siz
     return 1;
 }
 
-/* Round-to-nearest of |d| < 2^51 through the double's mantissa: adding 1.5 * 2^52 leaves the
- * integer in the low bits, where it can be read without a (slow, scalar on AVX2) conversion. */
-static inline int64_t round_fixed(double d)
-{
-    const double magic = 6755399441055744.0; /* 1.5 * 2^52 */
-    double t = d + magic;
-    uint64_t bits, mbits;
-    memcpy(&bits, &t, sizeof bits);
-    memcpy(&mbits, &magic, sizeof mbits);
-    return (int64_t)(bits - mbits);
-}
-
-double bp_fixed_add(int64_t *acc, const float *g, size_t n, double scale, int first)
-{
-    double big = 0.0;
-    if (first) {
-#pragma omp simd reduction(max : big)
-        for (size_t i = 0; i < n; i++) {
-            double d = (double)g[i] * scale, a = fabs(d);
-            big = a > big ? a : big;
-            acc[i] = round_fixed(d);
-        }
-    } else {
-#pragma omp simd reduction(max : big)
-        for (size_t i = 0; i < n; i++) {
-            double d = (double)g[i] * scale, a = fabs(d);
-            big = a > big ? a : big;
-            acc[i] = (int64_t)((uint64_t)acc[i] + (uint64_t)round_fixed(d));
-        }
-    }
-    return big;
-}
-
 double bp_fixed_add_t(int64_t *acc, const float *g, size_t ldg, size_t rows, size_t cols,
                       double scale, int first)
 {
+    /* Small (hidden slice x classes): gather each row, then the vector loop. */
+    enum { CHUNK = 64 };
+    float row[CHUNK];
     double big = 0.0;
     for (size_t r = 0; r < rows; r++)
-        for (size_t c = 0; c < cols; c++) {
-            double d = (double)g[c * ldg + r] * scale, a = fabs(d);
-            big = a > big ? a : big;
-            int64_t q = round_fixed(d);
-            acc[r * cols + c] = first ? q : (int64_t)((uint64_t)acc[r * cols + c] + (uint64_t)q);
+        for (size_t c0 = 0; c0 < cols; c0 += CHUNK) {
+            size_t n = cols - c0 < CHUNK ? cols - c0 : CHUNK;
+            for (size_t c = 0; c < n; c++)
+                row[c] = g[(c0 + c) * ldg + r];
+            double b = bp_fixed_add(acc + r * cols + c0, row, n, scale, first);
+            big = b > big ? b : big;
         }
     return big;
-}
-
-void bp_fixed_to_float(const int64_t *s, size_t n, double mul, float *out)
-{
-    for (size_t i = 0; i < n; i++)
-        out[i] = (float)((double)s[i] * mul);
 }
 
 /* ---- the clipping norm ----------------------------------------------------------------------- */

@@ -1,4 +1,8 @@
 /* kernels.h: blocked forward/backward kernels over one thread's block of samples (internal). */
+/* The kernels are compiled once per instruction set (src/kernels/: generic vectors, AVX2+FMA,
+ * AVX-512F) and reached through one table chosen at first use (src/kernels/dispatch.c); the
+ * bp_* functions below go through that table, so their callers never know which set runs. A
+ * scratch must be used with the set that allocated it (its sizes depend on the vector length). */
 #ifndef BPROP_KERNELS_H
 #define BPROP_KERNELS_H
 
@@ -38,16 +42,17 @@ typedef struct bp_grads {
 /* A thread's kernel scratch. The index lists let the kernels skip zero inputs (about half of
  * Fashion-MNIST's pixels): which pixels are non-zero in each forward tile of samples, and which
  * samples are non-zero in each backward tile of pixels; they are rebuilt for every block. The
- * padded buffers carry the last H % VL hidden units through the vector tiles. */
+ * panel buffers hold one panel of W1 or dh columns copied contiguously (zero-padded for the last
+ * columns); PW is the set's widest panel, a few vectors of its vector length. */
 typedef struct bp_scratch {
     float *part;      /* (hidden blocks, BP_BLOCK, C) partial logits of bp_forward_block */
     uint32_t *fwd_k;  /* (fwd tiles, D) non-zero pixel indices of each tile of samples */
     uint32_t *fwd_n;  /* (fwd tiles) how many */
     uint8_t *bwd_s;   /* (bwd tiles, BP_BLOCK) samples with a non-zero pixel in each pixel tile */
     uint32_t *bwd_n;  /* (bwd tiles) how many */
-    float *wpad;      /* (D, VL) last W1 columns, zero-padded; then their dW1 */
-    float *bpad;      /* (VL) last b1 entries, zero-padded */
-    float *hpad;      /* (BP_BLOCK, VL) last columns of h, then of dh */
+    float *wpad;      /* (D, PW) a panel of W1 columns; or of dW1 columns for a padded panel */
+    float *bpad;      /* (PW) the panel's b1 entries, zero-padded */
+    float *hpad;      /* (BP_BLOCK, PW) a padded panel's h columns; a panel of dh columns */
 } bp_scratch;
 
 /* Allocate (bp_alloc) the scratch for D inputs, H hidden units and C classes; 0 on failure.
@@ -84,5 +89,50 @@ void bp_softmax(float *logits, size_t nb, size_t C, int32_t *pred);
  * of adding to it, which spares zeroing the largest buffer every step. */
 void bp_backward_block(const bp_net *net, const float *const *xr, size_t nb, float *h,
                        const float *dl, bp_grads *g, int first, bp_scratch *sc);
+
+/* One kernel set: a name and every entry point above, with the same contracts. */
+/* One SGD-with-momentum update: u = (g + decay w) clip, v = momentum v + u,
+ * w -= lr (nesterov ? u + momentum v : v). */
+typedef struct bp_sgd_params {
+    float lr, momentum, decay, clip;
+    int nesterov;
+} bp_sgd_params;
+
+/* The step's memory-bound loops, per set like the kernels (fixed.h documents the first two). */
+void bp_add_i64(int64_t *dst, const int64_t *src, size_t n); /* dst += src, wrapping */
+/* Update n parameters w and momenta v from their mean gradient g; returns max |w| after. */
+float bp_sgd(float *w, float *v, const float *g, size_t n, const bp_sgd_params *p);
+
+typedef struct bp_kernels {
+    const char *name; /* "generic", "avx2" or "avx512" */
+    int (*scratch_alloc)(bp_scratch *sc, size_t D, size_t H, size_t C);
+    void (*scratch_free)(bp_scratch *sc);
+    void (*forward_hidden)(const bp_net *net, const float *const *xr, size_t nb, float *h,
+                           bp_scratch *sc);
+    void (*logits_partial)(const bp_net *net, size_t nb, const float *h, float *part);
+    void (*logits_combine)(const float *b2, const float *part, size_t nhb, size_t nb, size_t C,
+                           float *logits);
+    void (*forward_block)(const bp_net *net, const float *const *xr, size_t nb, float *h,
+                          float *logits, bp_scratch *sc);
+    double (*softmax_xent)(float *logits, const int32_t *y, size_t nb, size_t C, int32_t *pred);
+    void (*softmax)(float *logits, size_t nb, size_t C, int32_t *pred);
+    void (*backward_block)(const bp_net *net, const float *const *xr, size_t nb, float *h,
+                           const float *dl, bp_grads *g, int first, bp_scratch *sc);
+    double (*fixed_add)(int64_t *acc, const float *g, size_t n, double scale, int first);
+    void (*fixed_to_float)(const int64_t *s, size_t n, double mul, float *out);
+    void (*add_i64)(int64_t *dst, const int64_t *src, size_t n);
+    float (*sgd)(float *w, float *v, const float *g, size_t n, const bp_sgd_params *p);
+} bp_kernels;
+
+/* The set in use: chosen once, from BPROP_ISA or else the widest this CPU runs. */
+const bp_kernels *bp_kernels_active(void);
+
+/* The set called name if this build has it and this CPU can run it, else NULL (for tests and
+ * benchmarks that run each set directly). */
+const bp_kernels *bp_kernels_named(const char *name);
+
+/* Every set of this build, narrowest first, whether or not this CPU can run it: *n gets how
+ * many. Pair with bp_kernels_named to skip the ones the CPU lacks. */
+const char *const *bp_kernels_list(size_t *n);
 
 #endif /* BPROP_KERNELS_H */

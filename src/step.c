@@ -305,10 +305,7 @@ static void sum_accumulators(bp_stepper *s, const int *active, int nt, size_t a,
     for (int u = 1; u < nt; u++) {
         if (!active[u])
             continue;
-        const int64_t *src = s->acc[u];
-#pragma omp simd
-        for (size_t i = a; i < b; i++) /* unsigned: garbage from a diverged step wraps, no UB */
-            dst[i] = (int64_t)((uint64_t)dst[i] + (uint64_t)src[i]);
+        bp_add_i64(dst + a, s->acc[u] + a, b - a);
     }
 }
 
@@ -359,19 +356,9 @@ static float decay_of(const bp_stepper *s, int tensor)
  * w -= lr (Nesterov ? u + mu v : v). Records the gradient's squared norm and |w|'s maximum. */
 static void sgd_run(bp_stepper *s, bp_slot *slot, seg r, const float *g, float lr, float clip)
 {
-    const float mu = s->cfg.momentum, wd = decay_of(s, r.tensor);
-    float *w = s->m->params + r.p, *v = s->velocity + r.p, wmax = 0.0f;
-    const int nesterov = s->cfg.nesterov;
-#pragma omp simd reduction(max : wmax)
-    for (size_t i = 0; i < r.n; i++) {
-        float u = (g[i] + wd * w[i]) * clip;
-        float vi = mu * v[i] + u;
-        v[i] = vi;
-        float wi = w[i] - lr * (nesterov ? u + mu * vi : vi);
-        w[i] = wi;
-        float a = wi < 0.0f ? -wi : wi;
-        wmax = a > wmax ? a : wmax;
-    }
+    const bp_sgd_params p = {.lr = lr, .momentum = s->cfg.momentum, .decay = decay_of(s, r.tensor),
+                             .clip = clip, .nesterov = s->cfg.nesterov};
+    float wmax = bp_sgd(s->m->params + r.p, s->velocity + r.p, g, r.n, &p);
     slot->wmax[r.tensor] = fmax(slot->wmax[r.tensor], wmax);
 }
 

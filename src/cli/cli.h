@@ -118,6 +118,10 @@ double cli_now(void);
 /* "2024-05-01T12:00:00Z", or "unknown" for t <= 0. */
 void cli_iso_time(int64_t t, char *buf, size_t size);
 
+/* The whole program after any setup: dispatch argv[1] to a command, check standard output;
+ * returns the exit status. */
+int cli_main(int argc, char **argv);
+
 /* Commands: argv[0] is the command name. */
 int cmd_train(int argc, char **argv);
 int cmd_eval(int argc, char **argv);

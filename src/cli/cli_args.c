@@ -1,5 +1,6 @@
 /* cli_args.c: strict option parsing (--opt VALUE / --opt=VALUE) and usage-error reporting. */
 #include "cli.h"
+#include "runtime.h"
 
 #include <ctype.h>
 #include <errno.h>
@@ -16,11 +17,19 @@ const cli_range CLI_ANY_REAL = {-INFINITY, INFINITY, 1, 1, "a finite number"};
 
 int cli_usage(const char *cmd, const char *fmt, ...)
 {
+    const cli_runtime *rt = cli_runtime_get();
     va_list ap;
     va_start(ap, fmt);
-    fprintf(stderr, "bprop %s: ", cmd);
-    vfprintf(stderr, fmt, ap);
-    fprintf(stderr, "\nTry 'bprop %s --help'.\n", cmd);
+    if (rt->message) {
+        char msg[BPROP_ERROR_MAX], text[BPROP_ERROR_MAX + 128];
+        vsnprintf(msg, sizeof msg, fmt, ap);
+        snprintf(text, sizeof text, "bprop %s: %s\nTry 'bprop %s --help'.\n", cmd, msg, cmd);
+        rt->message(rt->ctx, 1, text);
+    } else {
+        fprintf(stderr, "bprop %s: ", cmd);
+        vfprintf(stderr, fmt, ap);
+        fprintf(stderr, "\nTry 'bprop %s --help'.\n", cmd);
+    }
     va_end(ap);
     return CLI_EXIT_USAGE;
 }

@@ -1,6 +1,7 @@
 /* cli_util.c: runtime-error reporting, atomic file replacement and clocks for the CLI. */
 #define _POSIX_C_SOURCE 200809L
 #include "cli.h"
+#include "runtime.h"
 
 #include <errno.h>
 #include <stdlib.h>
@@ -11,11 +12,18 @@
 
 int cli_fail(const char *fmt, ...)
 {
+    const cli_runtime *rt = cli_runtime_get();
     va_list ap;
     va_start(ap, fmt);
-    fputs("bprop: ", stderr);
-    vfprintf(stderr, fmt, ap);
-    fputc('\n', stderr);
+    if (rt->message) {
+        char text[BPROP_ERROR_MAX];
+        vsnprintf(text, sizeof text, fmt, ap);
+        rt->message(rt->ctx, 0, text);
+    } else {
+        fputs("bprop: ", stderr);
+        vfprintf(stderr, fmt, ap);
+        fputc('\n', stderr);
+    }
     va_end(ap);
     return CLI_EXIT_RUNTIME;
 }

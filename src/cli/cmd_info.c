@@ -72,8 +72,9 @@ static void data_text(const bprop_provenance *p, char *buf, size_t size)
 static void print_json(const info_opts *o, const bprop_model *m)
 {
     const bprop_provenance *p = &m->info;
-    char created[32], saved[32], data[sizeof p->data + 1];
+    char created[32], saved[32], data[sizeof p->data + 1], isa[sizeof p->isa + 1];
     data_text(p, data, sizeof data);
+    snprintf(isa, sizeof isa, "%.*s", (int)sizeof p->isa, p->isa);
     cli_iso_time(p->created_unix, created, sizeof created);
     cli_iso_time(p->saved_unix, saved, sizeof saved);
     json_writer j;
@@ -89,6 +90,7 @@ static void print_json(const info_opts *o, const bprop_model *m)
     json_uint(&j, "epochs_done", p->epochs_done);
     json_uint(&j, "samples_seen", p->samples_seen);
     json_int(&j, "threads", p->threads);
+    json_int(&j, "ranks", p->ranks);
     json_float(&j, "train_loss", p->train_loss);
     json_float(&j, "train_acc", p->train_acc);
     json_float(&j, "test_loss", p->test_loss);
@@ -96,6 +98,7 @@ static void print_json(const info_opts *o, const bprop_model *m)
     json_string(&j, "data", data);
     json_string(&j, "created", created);
     json_string(&j, "saved", saved);
+    json_string(&j, "isa", isa);
     config_json(&j, &p->config);
     json_object_end(&j);
     putchar('\n');
@@ -107,6 +110,8 @@ static void print_text(const info_opts *o, const bprop_model *m)
     const bprop_train_config *c = &p->config;
     char created[32], saved[32], clip[32], data[sizeof p->data + 1];
     data_text(p, data, sizeof data);
+    /* The kernel set of the last training run (older files did not record it). */
+    const int isa_len = (int)strnlen(p->isa, sizeof p->isa);
     cli_iso_time(p->created_unix, created, sizeof created);
     cli_iso_time(p->saved_unix, saved, sizeof saved);
     snprintf(clip, sizeof clip, c->clip_norm > 0.0f ? "%g" : "off", (double)c->clip_norm);
@@ -114,8 +119,12 @@ static void print_text(const info_opts *o, const bprop_model *m)
     printf("shape:         %zu-%zu-%zu (inputs-hidden-classes)\n", m->inputs, m->hidden, m->classes);
     printf("parameters:    %zu (%s)\n", m->layout.total, m->has_bias ? "with biases" : "no biases");
     printf("standardised:  %s\n", m->std_mean ? "yes (statistics stored in the model)" : "no");
-    printf("trained:       %llu epochs, %llu samples seen, %d threads in the last run\n",
-           (unsigned long long)p->epochs_done, (unsigned long long)p->samples_seen, (int)p->threads);
+    printf("trained:       %llu epochs, %llu samples seen, ", (unsigned long long)p->epochs_done,
+           (unsigned long long)p->samples_seen);
+    if (p->ranks > 1) /* a bprop-mpi run: processes x threads each */
+        printf("%d ranks x ", (int)p->ranks);
+    printf("%d threads in the last run\n", (int)p->threads);
+    printf("kernels:       %.*s\n", isa_len ? isa_len : 15, isa_len ? p->isa : "(not recorded)");
     printf("settings:      %zu epochs, batch %zu, lr %g (%s", c->epochs, c->batch, (double)c->lr,
            bprop_schedule_name(c->schedule));
     if (c->schedule == BPROP_SCHEDULE_STEP)

@@ -2,6 +2,7 @@
 #include "cli.h"
 #include "data.h"
 #include "progress.h"
+#include "runtime.h"
 #include "train.h"
 #include "train_report.h"
 #include "train_signal.h"
@@ -207,7 +208,7 @@ static int load_data(train_run *r)
     if (!o->data.classes)
         cli_warn_missing_classes(r->paths.train.images, full);
     size_t classes = o->data.classes ? o->data.classes : full->classes;
-    if (r->paths.test.images[0])
+    if (r->paths.test.images[0] && cli_root()) /* only rank 0 evaluates */
         rc = cli_load_split(&r->paths.test, classes, &r->test);
     if (!rc && o->val_fraction > 0.0) {
         bprop_error err = {0};
@@ -277,9 +278,17 @@ static int build_model(train_run *r)
         return rc;
     if (!o->ts.resume)
         snprintf(r->model->info.data, sizeof r->model->info.data, "%s", r->paths.desc);
+    return 0;
+}
+
+/* One trainer per process; with several, each takes its share of every batch. */
+static int create_trainer(train_run *r)
+{
+    const cli_runtime *rt = cli_runtime_get();
     bprop_error err = {0};
-    bprop_status st = bprop_trainer_create(r->model, &o->cfg, r->train->n, &r->trainer, &err);
-    return st == BPROP_OK ? train_state_attach(r) : cli_fail_err(&err, st);
+    bprop_status st = bprop_trainer_create_comm(r->model, &r->o->cfg, r->train->n, rt->comm,
+                                                &r->trainer, &err);
+    return st == BPROP_OK ? train_state_attach(r) : cli_fail_err(&err, st); /* records the ranks */
 }
 
 static void print_plan(const train_run *r)
@@ -294,9 +303,13 @@ static void print_plan(const train_run *r)
         printf(", %zu validation", r->val->n);
     if (r->test)
         printf(", %zu test", r->test->n);
-    printf("\n%zu epochs, batch %zu, lr %g (%s), momentum %g%s, weight decay %g, %d threads\n",
-           c->epochs, c->batch, (double)c->lr, bprop_schedule_name(c->schedule), (double)c->momentum,
-           c->nesterov ? " (Nesterov)" : "", (double)c->weight_decay, bprop_trainer_threads(r->trainer));
+    int ranks = cli_runtime_get()->size;
+    printf("\n%zu epochs, batch %zu, lr %g (%s), momentum %g%s, weight decay %g, ", c->epochs,
+           c->batch, (double)c->lr, bprop_schedule_name(c->schedule), (double)c->momentum,
+           c->nesterov ? " (Nesterov)" : "", (double)c->weight_decay);
+    if (ranks > 1)
+        printf("%d ranks x ", ranks);
+    printf("%d threads, %s kernels\n", bprop_trainer_threads(r->trainer), bprop_isa());
     if (metrics_temp_path(&r->log))
         printf("metrics: %s (renamed to %s when the run succeeds)\n", metrics_temp_path(&r->log),
                r->o->metrics);
@@ -316,6 +329,8 @@ static int evaluate_epoch(train_run *r, int last)
 {
     int rc = 0;
     r->have_val_eval = r->have_test_eval = 0;
+    if (!cli_root()) /* rank 0 reports; the model is the same on every rank */
+        return 0;
     if (r->val) {
         rc = evaluate(r, r->val, r->paths.train.images, &r->val_eval);
         r->have_val_eval = !rc;
@@ -381,20 +396,51 @@ static int check_outputs(const train_opts *o)
     return rc;
 }
 
+static int save_model(train_run *r)
+{
+    const train_opts *o = r->o;
+    if (!o->save)
+        return 0;
+    int rc = train_state_save_model(r, o->save);
+    if (!rc && !o->quiet)
+        printf("saved model to %s\n", o->save);
+    return rc;
+}
+
+/* bprop-mpi with several ranks: each would stop at its own step on a signal, so checkpoints
+ * (which rest on stopping at a step) are left to single-process runs for now. */
+static int several_ranks(void) { return cli_runtime_get()->size > 1; }
+
+static int refuse_checkpoints(const train_opts *o)
+{
+    const char *opt = o->ts.checkpoint ? "--checkpoint" : o->ts.every ? "--checkpoint-every"
+                      : o->ts.resume ? "--resume" : NULL;
+    if (!opt)
+        return 0;
+    return cli_usage("train", "%s: not supported with several ranks (bprop-mpi); checkpoints and "
+                     "resumes need one process", opt);
+}
+
 static int run_training(train_run *r)
 {
     const train_opts *o = r->o;
-    int rc = check_outputs(o);
+    /* With several processes every step that can fail on some of them is followed by an
+     * agreement (cli_agree), so that all stop together; in one process it changes nothing. */
+    int rc = cli_agree(check_outputs(o));
     if (!rc)
-        rc = train_signal_install();
+        rc = several_ranks() ? 0 : train_signal_install(); /* ranks: mpirun's signals end the job */
     if (!rc)
-        rc = load_data(r);
+        rc = cli_agree(load_data(r));
     if (!rc)
-        rc = build_model(r);
+        rc = cli_agree(build_model(r));
     if (!rc)
-        rc = metrics_open(&r->log, o->metrics);
+        rc = cli_same_data(r->train, "training data");
     if (!rc)
-        rc = train_state_replay_metrics(r);
+        rc = cli_agree(create_trainer(r));
+    if (!rc)
+        rc = cli_agree(metrics_open(&r->log, o->metrics));
+    if (!rc)
+        rc = cli_agree(train_state_replay_metrics(r));
     if (rc)
         return rc;
     cli_progress_init(&r->progress, stderr, !o->quiet, o->cfg.epochs, o->cfg.batch);
@@ -403,19 +449,14 @@ static int run_training(train_run *r)
     for (size_t e = r->state.first_epoch; e <= o->cfg.epochs && !rc; e++) {
         rc = train_state_poll(r);
         if (!rc)
-            rc = run_epoch(r, e);
+            rc = cli_agree(run_epoch(r, e));
     }
     if (rc)
         return rc; /* a diverged, failed or stopped run is never saved */
     finish(r);
-    if (o->save) {
-        rc = train_state_save_model(r, o->save);
-        if (rc)
-            return rc;
-        if (!o->quiet)
-            printf("saved model to %s\n", o->save);
-    }
-    rc = metrics_commit(&r->log);
+    rc = cli_agree(save_model(r));
+    if (!rc)
+        rc = cli_agree(metrics_commit(&r->log));
     return rc ? rc : train_state_finish(r);
 }
 
@@ -423,9 +464,15 @@ int cmd_train(int argc, char **argv)
 {
     train_opts o;
     int rc = parse_train(argc, argv, &o);
+    if (!rc && several_ranks())
+        rc = refuse_checkpoints(&o);
     if (rc) {
         train_state_opts_free(&o.ts);
         return rc == CLI_DONE ? CLI_EXIT_OK : rc;
+    }
+    if (!cli_root()) { /* rank 0 alone prints and writes files */
+        o.save = o.metrics = NULL;
+        o.quiet = 1;
     }
     train_run r;
     memset(&r, 0, sizeof r);

@@ -75,6 +75,13 @@ static int dispatch(int argc, char **argv)
         fprintf(stderr, "bprop: unknown command '%s'\nTry 'bprop --help'.\n", name);
         return CLI_EXIT_USAGE;
     }
+    /* BPROP_ISA naming a kernel set this CPU lacks (or none) stops every command: the run would
+     * otherwise go on, silently, on other kernels than asked for. */
+    bprop_error err;
+    if (bprop_isa_check(&err) != BPROP_OK) {
+        fprintf(stderr, "bprop: %s\n", err.message);
+        return CLI_EXIT_RUNTIME;
+    }
     return c->run(argc - 1, argv + 1);
 }
 
@@ -91,8 +98,12 @@ static int check_stdout(void)
     return CLI_EXIT_RUNTIME;
 }
 
-int main(int argc, char **argv)
+int cli_main(int argc, char **argv)
 {
     int rc = dispatch(argc, argv);
     return rc == CLI_EXIT_OK ? check_stdout() : rc;
 }
+
+#ifndef BPROP_CLI_NO_MAIN /* bprop-mpi has its own main around cli_main */
+int main(int argc, char **argv) { return cli_main(argc, argv); }
+#endif

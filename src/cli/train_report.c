@@ -62,6 +62,7 @@ static void write_line(FILE *f, const epoch_report *r)
     json_int(&j, "threads", r->threads);
     json_uint(&j, "batch", r->batch);
     json_uint(&j, "hidden", r->hidden);
+    json_string(&j, "isa", bprop_isa()); /* the kernel set that ran the epoch */
     json_object_end(&j);
     fputc('\n', f);
 }

@@ -1,32 +1,31 @@
-/* kernels.c: register-blocked forward and backward passes for one thread's block of samples. */
+/* kernels_body.h: the kernels, written once and compiled once per instruction set (internal). */
+/* The including file defines KSUFFIX (the set's name, suffixed to every entry point), VL (floats
+ * per vector), FWD_MR x FWD_NV (samples x vectors of a forward tile), BWD_MR x BWD_NV (pixels x
+ * vectors of a dW1 tile) and FWD_PACK / BWD_PACK (1: whole panels of W1 / dh are first copied
+ * into a contiguous buffer, 0: read in place), and compiles with that set's flags. GCC/Clang
+ * vector extensions give one source for every level; the tile sizes keep the accumulators in
+ * the register file. Each output element is the same chain of operations whatever the tile
+ * shape: tiles decide only which elements are computed together, never the order of one
+ * element's terms. */
 #include "kernels.h"
 #include "internal.h"
 
 #include <math.h>
 #include <string.h>
 
-/* GCC/Clang vector extensions: one source for every x86 level (and any other target). A vector
- * is one AVX-512 register when the build targets AVX-512, two halves of AVX2 otherwise, and so
- * on. Tile sizes are chosen so the accumulators fit the register file. */
-#if defined(__AVX512F__)
-#define VL 16
-#define FWD_MR 6 /* samples per forward tile */
-#define FWD_NV 4 /* vectors of hidden units per forward tile: 6 x 4 = 24 accumulators */
-#define BWD_MR 6 /* input pixels per dW1 tile */
-#define BWD_NV 4 /* vectors of hidden units per dW1 tile: 6 x 4 = 24 accumulators */
-#elif defined(__AVX__)
-#define VL 8
-#define FWD_MR 4
-#define FWD_NV 2
-#define BWD_MR 4
-#define BWD_NV 2
-#else
-#define VL 4
-#define FWD_MR 4
-#define FWD_NV 2
-#define BWD_MR 4
-#define BWD_NV 2
+#if !defined(KSUFFIX) || !defined(VL) || !defined(FWD_MR) || !defined(FWD_NV) || \
+    !defined(BWD_MR) || !defined(BWD_NV) || !defined(FWD_PACK) || !defined(BWD_PACK)
+#error "define KSUFFIX, VL, FWD_MR, FWD_NV, BWD_MR, BWD_NV, FWD_PACK, BWD_PACK before including kernels_body.h"
 #endif
+#if FWD_MR > 8 || BWD_MR > 8
+#error "the remainder switches handle tiles of at most 8 rows"
+#endif
+
+#define KPASTE2(a, b) a##_##b
+#define KPASTE(a, b) KPASTE2(a, b)
+#define KFN(name) KPASTE(name, KSUFFIX)
+#define KSTR2(a) #a
+#define KSTR(a) KSTR2(a)
 
 typedef float vf __attribute__((vector_size(VL * sizeof(float))));
 typedef int32_t vi __attribute__((vector_size(VL * sizeof(float))));
@@ -48,6 +47,23 @@ INLINE void st(float *p, vf v) { *(vfu *)p = v; }
 #define SPLAT_INIT(a) {X4(a)}
 #endif
 INLINE vf splat(float a) { return (vf)SPLAT_INIT(a); }
+/* The first n < VL floats at p, zeros after; and the store of the first n lanes. The last
+ * H % VL hidden units go through these, so every element of a row, tail or not, is computed
+ * by the same vector operations (a scalar tail would round differently: the compiler may turn
+ * it into separate multiplies and adds instead of fused ones), and a view of hidden units gives
+ * the bits of the whole net whatever its width. */
+INLINE vf ld_part(const float *p, size_t n)
+{
+    float t[VL] = {0};
+    memcpy(t, p, n * sizeof(float));
+    return ld(t);
+}
+INLINE void st_part(float *p, vf v, size_t n)
+{
+    float t[VL];
+    st(t, v);
+    memcpy(p, t, n * sizeof(float));
+}
 INLINE vf relu(vf v) { return (vf)((vi)v & (v > 0)); }
 INLINE float hsum(vf v)
 {
@@ -103,14 +119,24 @@ INLINE void fwd_panel(int nv, const float *w, size_t ldw, const float *b, const 
     h += r * ldh;
     xr += r;
     switch (nb - r) {
+#if FWD_MR > 7
+    case 7: fwd_tile(7, nv, w, ldw, b, xr, ks, nk, h, ldh); break;
+#endif
+#if FWD_MR > 6
+    case 6: fwd_tile(6, nv, w, ldw, b, xr, ks, nk, h, ldh); break;
+#endif
 #if FWD_MR > 5
     case 5: fwd_tile(5, nv, w, ldw, b, xr, ks, nk, h, ldh); break;
 #endif
 #if FWD_MR > 4
     case 4: fwd_tile(4, nv, w, ldw, b, xr, ks, nk, h, ldh); break;
 #endif
+#if FWD_MR > 3
     case 3: fwd_tile(3, nv, w, ldw, b, xr, ks, nk, h, ldh); break;
+#endif
+#if FWD_MR > 2
     case 2: fwd_tile(2, nv, w, ldw, b, xr, ks, nk, h, ldh); break;
+#endif
     case 1: fwd_tile(1, nv, w, ldw, b, xr, ks, nk, h, ldh); break;
     default: break;
     }
@@ -133,35 +159,54 @@ static void fwd_lists(const float *const *xr, size_t nb, size_t D, bp_scratch *s
     }
 }
 
-/* The last n < VL hidden units go through the same vector tile on a zero-padded copy of their
- * W1 columns, (D, VL), instead of a scalar path. */
-static void fwd_tail(const bp_net *net, const float *const *xr, size_t nb, size_t j, float *h,
-                     bp_scratch *sc)
+/* Widest panel of either pass: the packed buffers hold one panel. */
+#define PANEL_MAX ((FWD_NV > BWD_NV ? FWD_NV : BWD_NV) * VL)
+
+/* Hidden units [j, j + n) of h through the tiles of an nv-vector panel (n <= nv * VL): their W1
+ * columns (and b1) are first copied into a contiguous zero-padded panel, (D, nv * VL). W1's rows
+ * are H floats apart (a power of two for the usual widths), so the columns of one panel left in
+ * place would fall into a few cache sets and miss on every tile; packed, they stream from L2.
+ * A panel with padding writes its tiles to hpad and copies out the n real columns. */
+static void fwd_cols(const bp_net *net, const float *const *xr, size_t nb, size_t j, int nv,
+                     size_t n, float *h, bp_scratch *sc)
 {
-    const size_t D = net->D, H = net->H, ld = net->ld, n = H - j;
-    for (size_t k = 0; k < D; k++)
-        for (size_t i = 0; i < VL; i++)
-            sc->wpad[k * VL + i] = i < n ? net->w1[k * ld + j + i] : 0.0f;
-    for (size_t i = 0; i < VL; i++)
+    const size_t D = net->D, H = net->H, ld = net->ld, pw = (size_t)nv * VL;
+    if (!FWD_PACK && n == pw) { /* whole panel read in place (a set that does not pack) */
+        fwd_panel(nv, net->w1 + j, ld, net->b1 ? net->b1 + j : NULL, xr, nb, h + j, H, sc, D);
+        return;
+    }
+    for (size_t k = 0; k < D; k++) {
+        const float *src = net->w1 + k * ld + j;
+        float *dst = sc->wpad + k * pw;
+        memcpy(dst, src, n * sizeof(float));
+        for (size_t i = n; i < pw; i++)
+            dst[i] = 0.0f;
+    }
+    for (size_t i = 0; i < pw; i++)
         sc->bpad[i] = net->b1 && i < n ? net->b1[j + i] : 0.0f;
-    fwd_panel(1, sc->wpad, VL, sc->bpad, xr, nb, sc->hpad, VL, sc, D);
+    if (n == pw) {
+        fwd_panel(nv, sc->wpad, pw, sc->bpad, xr, nb, h + j, H, sc, D);
+        return;
+    }
+    fwd_panel(nv, sc->wpad, pw, sc->bpad, xr, nb, sc->hpad, pw, sc, D);
     for (size_t s = 0; s < nb; s++)
-        memcpy(h + s * H + j, sc->hpad + s * VL, n * sizeof(float));
+        memcpy(h + s * H + j, sc->hpad + s * pw, n * sizeof(float));
 }
 
-void bp_forward_hidden(const bp_net *net, const float *const *xr, size_t nb, float *h,
-                       bp_scratch *sc)
+static void KFN(bp_forward_hidden)(const bp_net *net, const float *const *xr, size_t nb, float *h,
+                                   bp_scratch *sc)
 {
-    const size_t D = net->D, H = net->H, ldw = net->ld;
+    const size_t H = net->H;
     size_t j = 0;
-    fwd_lists(xr, nb, D, sc);
-    /* Panel-outer: a (D, 64) panel of W1 stays in L2 while every tile of samples passes. */
+    fwd_lists(xr, nb, net->D, sc);
+    /* Panel-outer: a packed (D, FWD_NV * VL) panel of W1 stays in L2 while every tile of
+     * samples passes; the last H % VL units go through a zero-padded one-vector panel. */
     for (; j + FWD_NV * VL <= H; j += FWD_NV * VL)
-        fwd_panel(FWD_NV, net->w1 + j, ldw, net->b1 ? net->b1 + j : NULL, xr, nb, h + j, H, sc, D);
+        fwd_cols(net, xr, nb, j, FWD_NV, FWD_NV * VL, h, sc);
     for (; j + VL <= H; j += VL)
-        fwd_panel(1, net->w1 + j, ldw, net->b1 ? net->b1 + j : NULL, xr, nb, h + j, H, sc, D);
+        fwd_cols(net, xr, nb, j, 1, VL, h, sc);
     if (j < H)
-        fwd_tail(net, xr, nb, j, h, sc);
+        fwd_cols(net, xr, nb, j, 1, H - j, h, sc);
 }
 
 /* ---- forward, layer 2: logits (nb, C) = h (nb, H) W2 + b2, as dot products with W2t rows ---- */
@@ -184,7 +229,7 @@ static float dot_hblock(const float *a, const float *b, size_t n)
     return s;
 }
 
-void bp_logits_partial(const bp_net *net, size_t nb, const float *h, float *part)
+static void KFN(bp_logits_partial)(const bp_net *net, size_t nb, const float *h, float *part)
 {
     const size_t H = net->H, C = net->C, nhb = (H + BP_HBLOCK - 1) / BP_HBLOCK;
     for (size_t q = 0; q < nhb; q++) {
@@ -195,7 +240,7 @@ void bp_logits_partial(const bp_net *net, size_t nb, const float *h, float *part
     }
 }
 
-void bp_logits_combine(const float *b2, const float *part, size_t nhb, size_t nb, size_t C,
+static void KFN(bp_logits_combine)(const float *b2, const float *part, size_t nhb, size_t nb, size_t C,
                        float *logits)
 {
     for (size_t s = 0; s < nb; s++)
@@ -207,12 +252,12 @@ void bp_logits_combine(const float *b2, const float *part, size_t nhb, size_t nb
         }
 }
 
-void bp_forward_block(const bp_net *net, const float *const *xr, size_t nb, float *h,
+static void KFN(bp_forward_block)(const bp_net *net, const float *const *xr, size_t nb, float *h,
                       float *logits, bp_scratch *sc)
 {
-    bp_forward_hidden(net, xr, nb, h, sc);
-    bp_logits_partial(net, nb, h, sc->part);
-    bp_logits_combine(net->b2, sc->part, (net->H + BP_HBLOCK - 1) / BP_HBLOCK, nb, net->C, logits);
+    KFN(bp_forward_hidden)(net, xr, nb, h, sc);
+    KFN(bp_logits_partial)(net, nb, h, sc->part);
+    KFN(bp_logits_combine)(net->b2, sc->part, (net->H + BP_HBLOCK - 1) / BP_HBLOCK, nb, net->C, logits);
 }
 
 /* ---- loss ---------------------------------------------------------------------------------- */
@@ -237,7 +282,7 @@ static float softmax_row(float *z, size_t C, int32_t *argmax)
     return zmax + logf(sum);
 }
 
-double bp_softmax_xent(float *logits, const int32_t *y, size_t nb, size_t C, int32_t *pred)
+static double KFN(bp_softmax_xent)(float *logits, const int32_t *y, size_t nb, size_t C, int32_t *pred)
 {
     double loss = 0.0;
     for (size_t s = 0; s < nb; s++) {
@@ -250,7 +295,7 @@ double bp_softmax_xent(float *logits, const int32_t *y, size_t nb, size_t C, int
     return loss;
 }
 
-void bp_softmax(float *logits, size_t nb, size_t C, int32_t *pred)
+static void KFN(bp_softmax)(float *logits, size_t nb, size_t C, int32_t *pred)
 {
     int32_t dummy;
     for (size_t s = 0; s < nb; s++)
@@ -266,16 +311,40 @@ static void bwd_layer2(const bp_net *net, size_t nb, const float *h, const float
     for (size_t s = 0; s < nb; s++) {
         const float *hs = h + s * H;
         for (size_t c = 0; c < C; c++) {
-            float d = dl[s * C + c];
+            vf d = splat(dl[s * C + c]);
             float *gw = g->w2t + c * net->ld;
             size_t j = 0;
             for (; j + VL <= H; j += VL)
-                st(gw + j, ld(gw + j) + splat(d) * ld(hs + j));
-            for (; j < H; j++)
-                gw[j] += d * hs[j];
+                st(gw + j, ld(gw + j) + d * ld(hs + j));
+            if (j < H)
+                st_part(gw + j, ld_part(gw + j, H - j) + d * ld_part(hs + j, H - j), H - j);
             if (g->b2)
-                g->b2[c] += d;
+                g->b2[c] += dl[s * C + c];
         }
+    }
+}
+
+/* dh for hidden units [j, j + n) of one sample (n <= VL): (dl W2^T) masked by h > 0, written
+ * over h; db1 += dh. */
+INLINE void bwd_hidden_vec(const bp_net *net, const float *ds, float *hs, size_t j, size_t n,
+                           float *b1)
+{
+    const int whole = n == VL;
+    vf acc = splat(0.0f);
+    for (size_t c = 0; c < net->C; c++) {
+        const float *w = net->w2t + c * net->ld + j;
+        acc += splat(ds[c]) * (whole ? ld(w) : ld_part(w, n));
+    }
+    vf hv = whole ? ld(hs + j) : ld_part(hs + j, n);
+    vf dh = (vf)((vi)acc & (hv > 0));
+    if (whole) {
+        st(hs + j, dh);
+        if (b1)
+            st(b1 + j, ld(b1 + j) + dh);
+    } else {
+        st_part(hs + j, dh, n);
+        if (b1)
+            st_part(b1 + j, ld_part(b1 + j, n) + dh, n);
     }
 }
 
@@ -284,28 +353,11 @@ static void bwd_hidden(const bp_net *net, size_t nb, float *h, const float *dl, 
 {
     const size_t H = net->H, C = net->C;
     for (size_t s = 0; s < nb; s++) {
-        float *hs = h + s * H;
-        const float *ds = dl + s * C;
         size_t j = 0;
-        for (; j + VL <= H; j += VL) {
-            vf acc = splat(0.0f);
-            for (size_t c = 0; c < C; c++)
-                acc += splat(ds[c]) * ld(net->w2t + c * net->ld + j);
-            vf hv = ld(hs + j);
-            vf dh = (vf)((vi)acc & (hv > 0));
-            st(hs + j, dh);
-            if (g->b1)
-                st(g->b1 + j, ld(g->b1 + j) + dh);
-        }
-        for (; j < H; j++) {
-            float acc = 0.0f;
-            for (size_t c = 0; c < C; c++)
-                acc += ds[c] * net->w2t[c * net->ld + j];
-            float dh = hs[j] > 0.0f ? acc : 0.0f;
-            hs[j] = dh;
-            if (g->b1)
-                g->b1[j] += dh;
-        }
+        for (; j + VL <= H; j += VL)
+            bwd_hidden_vec(net, dl + s * C, h + s * H, j, VL, g->b1);
+        if (j < H)
+            bwd_hidden_vec(net, dl + s * C, h + s * H, j, H - j, g->b1);
     }
 }
 
@@ -370,36 +422,57 @@ static void bwd_lists(const float *const *xr, size_t nb, size_t D, bp_scratch *s
     }
 }
 
-/* The last n < VL columns of dW1: the vector tiles on zero-padded copies, (nb, VL) of dh and
- * (D, VL) of the result, then added (or, first, copied) into the n real columns. */
-static void bwd_tail(const bp_net *net, const float *const *xr, size_t nb, const float *dh,
-                     size_t j, float *gw1, int first, bp_scratch *sc)
+/* Columns [j, j + n) of dW1 through the tiles of an nv-vector panel (n <= nv * VL): the dh
+ * columns are first copied into a contiguous zero-padded panel, (nb, nv * VL), for the same
+ * cache-set reason as fwd_cols. A panel with padding works on a copy of its n columns of dW1 in
+ * wpad, (D, nv * VL), and copies them back: each element's chain then starts from its stored
+ * value, as in a whole panel (adding a separately rounded sum would differ in the last bit
+ * from the fused chain). */
+static void bwd_cols(const bp_net *net, const float *const *xr, size_t nb, const float *dh,
+                     size_t j, int nv, size_t n, float *gw1, int first, bp_scratch *sc)
 {
-    const size_t D = net->D, H = net->H, ldg = net->ld, n = H - j;
-    for (size_t s = 0; s < nb; s++)
-        for (size_t i = 0; i < VL; i++)
-            sc->hpad[s * VL + i] = i < n ? dh[s * H + j + i] : 0.0f;
-    bwd_panel(1, xr, sc->hpad, VL, sc->wpad, VL, 1, sc, D);
+    const size_t D = net->D, H = net->H, ldg = net->ld, pw = (size_t)nv * VL;
+    if (!BWD_PACK && n == pw) { /* whole panel read in place (a set that does not pack) */
+        bwd_panel(nv, xr, dh + j, H, gw1 + j, ldg, first, sc, D);
+        return;
+    }
+    for (size_t s = 0; s < nb; s++) {
+        float *dst = sc->hpad + s * pw;
+        memcpy(dst, dh + s * H + j, n * sizeof(float));
+        for (size_t i = n; i < pw; i++)
+            dst[i] = 0.0f;
+    }
+    if (n == pw) {
+        bwd_panel(nv, xr, sc->hpad, pw, gw1 + j, ldg, first, sc, D);
+        return;
+    }
+    if (!first)
+        for (size_t k = 0; k < D; k++) {
+            float *dst = sc->wpad + k * pw;
+            memcpy(dst, gw1 + k * ldg + j, n * sizeof(float));
+            for (size_t i = n; i < pw; i++)
+                dst[i] = 0.0f;
+        }
+    bwd_panel(nv, xr, sc->hpad, pw, sc->wpad, pw, first, sc, D);
     for (size_t k = 0; k < D; k++)
-        for (size_t i = 0; i < n; i++)
-            gw1[k * ldg + j + i] = (first ? 0.0f : gw1[k * ldg + j + i]) + sc->wpad[k * VL + i];
+        memcpy(gw1 + k * ldg + j, sc->wpad + k * pw, n * sizeof(float));
 }
 
 static void bwd_layer1(const bp_net *net, const float *const *xr, size_t nb, const float *dh,
                        float *gw1, int first, bp_scratch *sc)
 {
-    const size_t D = net->D, H = net->H, ldg = net->ld;
+    const size_t H = net->H;
     size_t j = 0;
-    bwd_lists(xr, nb, D, sc);
+    bwd_lists(xr, nb, net->D, sc);
     for (; j + BWD_NV * VL <= H; j += BWD_NV * VL)
-        bwd_panel(BWD_NV, xr, dh + j, H, gw1 + j, ldg, first, sc, D);
+        bwd_cols(net, xr, nb, dh, j, BWD_NV, BWD_NV * VL, gw1, first, sc);
     for (; j + VL <= H; j += VL)
-        bwd_panel(1, xr, dh + j, H, gw1 + j, ldg, first, sc, D);
+        bwd_cols(net, xr, nb, dh, j, 1, VL, gw1, first, sc);
     if (j < H)
-        bwd_tail(net, xr, nb, dh, j, gw1, first, sc);
+        bwd_cols(net, xr, nb, dh, j, 1, H - j, gw1, first, sc);
 }
 
-void bp_backward_block(const bp_net *net, const float *const *xr, size_t nb, float *h,
+static void KFN(bp_backward_block)(const bp_net *net, const float *const *xr, size_t nb, float *h,
                        const float *dl, bp_grads *g, int first, bp_scratch *sc)
 {
     bwd_layer2(net, nb, h, dl, g);
@@ -407,7 +480,7 @@ void bp_backward_block(const bp_net *net, const float *const *xr, size_t nb, flo
     bwd_layer1(net, xr, nb, h, g->w1, first, sc);
 }
 
-int bp_scratch_alloc(bp_scratch *sc, size_t D, size_t H, size_t C)
+static int KFN(bp_scratch_alloc)(bp_scratch *sc, size_t D, size_t H, size_t C)
 {
     sc->part = bp_alloc(((H + BP_HBLOCK - 1) / BP_HBLOCK) * BP_BLOCK * C, sizeof(float));
     const size_t fwd_tiles = (BP_BLOCK + FWD_MR - 1) / FWD_MR;
@@ -415,13 +488,13 @@ int bp_scratch_alloc(bp_scratch *sc, size_t D, size_t H, size_t C)
     sc->fwd_n = bp_alloc(fwd_tiles, sizeof(uint32_t));
     sc->bwd_s = bp_alloc(bwd_tiles(D) * BP_BLOCK, sizeof(uint8_t));
     sc->bwd_n = bp_alloc(bwd_tiles(D), sizeof(uint32_t));
-    sc->wpad = bp_alloc(D * VL, sizeof(float));
-    sc->bpad = bp_alloc(VL, sizeof(float));
-    sc->hpad = bp_alloc((size_t)BP_BLOCK * VL, sizeof(float));
+    sc->wpad = bp_alloc(D * PANEL_MAX, sizeof(float));
+    sc->bpad = bp_alloc(PANEL_MAX, sizeof(float));
+    sc->hpad = bp_alloc((size_t)BP_BLOCK * PANEL_MAX, sizeof(float));
     return sc->part && sc->fwd_k && sc->fwd_n && sc->bwd_s && sc->bwd_n && sc->wpad && sc->bpad && sc->hpad;
 }
 
-void bp_scratch_free(bp_scratch *sc)
+static void KFN(bp_scratch_free)(bp_scratch *sc)
 {
     bp_free(sc->part);
     bp_free(sc->fwd_k);
@@ -432,3 +505,23 @@ void bp_scratch_free(bp_scratch *sc)
     bp_free(sc->bpad);
     bp_free(sc->hpad);
 }
+
+#include "update_body.h"
+
+/* This set's entry points, in the one table the dispatcher chooses from. */
+const bp_kernels KFN(bp_kernels) = {
+    .name = KSTR(KSUFFIX),
+    .scratch_alloc = KFN(bp_scratch_alloc),
+    .scratch_free = KFN(bp_scratch_free),
+    .forward_hidden = KFN(bp_forward_hidden),
+    .logits_partial = KFN(bp_logits_partial),
+    .logits_combine = KFN(bp_logits_combine),
+    .forward_block = KFN(bp_forward_block),
+    .softmax_xent = KFN(bp_softmax_xent),
+    .softmax = KFN(bp_softmax),
+    .backward_block = KFN(bp_backward_block),
+    .fixed_add = KFN(bp_fixed_add),
+    .fixed_to_float = KFN(bp_fixed_to_float),
+    .add_i64 = KFN(bp_add_i64),
+    .sgd = KFN(bp_sgd),
+};

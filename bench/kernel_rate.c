@@ -1,0 +1,97 @@
+/* kernel_rate.c: one thread's forward + backward kernel rate on Fashion-MNIST, against the FMA peak. */
+#include "bprop.h"
+#include "kernels.h"
+#include "peak_fma.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+/* CPU seconds of the calling thread: what the kernels cost, whatever else the machine runs. */
+static double thread_seconds(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+/* The kernels of one training step of batch nb on one thread (blocks of BP_BLOCK: forward,
+ * softmax cross-entropy, backward into g), as the trainer's data split runs them. */
+static void step(const bp_net *net, const float *const *xr, const int32_t *y, size_t nb, float *h,
+                 float *logits, int32_t *pred, bp_grads *g, bp_scratch *sc)
+{
+    for (size_t s0 = 0; s0 < nb; s0 += BP_BLOCK) {
+        size_t n = nb - s0 < BP_BLOCK ? nb - s0 : BP_BLOCK;
+        bp_forward_block(net, xr + s0, n, h, logits, sc);
+        bp_softmax_xent(logits, y + s0, n, net->C, pred);
+        bp_backward_block(net, xr + s0, n, h, logits, g, 1, sc);
+    }
+}
+
+int main(int argc, char **argv)
+{
+    size_t H = argc > 1 ? (size_t)atol(argv[1]) : 256, nb = argc > 2 ? (size_t)atol(argv[2]) : 512;
+    int runs = argc > 3 ? atoi(argv[3]) : 15;
+    if (H == 0 || nb == 0 || runs < 1) {
+        fprintf(stderr, "usage: kernel_rate [H [BATCH [RUNS]]]\n"
+                        "Best of RUNS timings (thread CPU time, ~0.2 s each) of the forward and backward\n"
+                        "kernels over batches of Fashion-MNIST training images on one thread, in the\n"
+                        "kernel set in use (BPROP_ISA chooses); prints CSV.\n");
+        return 2;
+    }
+    bprop_error err;
+    bprop_dataset *d = NULL;
+    if (bprop_isa_check(&err) != BPROP_OK ||
+        bprop_dataset_load_idx("/usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz",
+                               "/usr/share/datasets/fashion-mnist/train-labels-idx1-ubyte.gz", 10, &d,
+                               &err) != BPROP_OK) {
+        fprintf(stderr, "kernel_rate: %s\n", err.message);
+        return 1;
+    }
+    const size_t D = d->dim, C = 10, nbatch = d->n / nb;
+    float *w1 = malloc(D * H * sizeof(float)), *b1 = calloc(H, sizeof(float));
+    float *w2t = malloc(C * H * sizeof(float)), *b2 = calloc(C, sizeof(float));
+    float *gw1 = malloc(D * H * sizeof(float)), *gb1 = calloc(H, sizeof(float));
+    float *gw2t = calloc(C * H, sizeof(float)), *gb2 = calloc(C, sizeof(float));
+    float *h = malloc(BP_BLOCK * H * sizeof(float)), *logits = malloc(BP_BLOCK * C * sizeof(float));
+    const float **xr = malloc(d->n * sizeof(float *));
+    int32_t pred[BP_BLOCK];
+    srand(42);
+    for (size_t i = 0; i < D * H; i++)
+        w1[i] = 0.1f * ((float)rand() / (float)RAND_MAX - 0.5f);
+    for (size_t i = 0; i < C * H; i++)
+        w2t[i] = 0.2f * ((float)rand() / (float)RAND_MAX - 0.5f);
+    for (size_t s = 0; s < d->n; s++)
+        xr[s] = d->x + s * D;
+    bp_net net = {D, H, C, H, w1, b1, w2t, b2};
+    bp_grads g = {gw1, gb1, gw2t, gb2};
+    bp_scratch sc;
+    if (!bp_scratch_alloc(&sc, D, H, C)) {
+        fprintf(stderr, "kernel_rate: out of memory\n");
+        return 1;
+    }
+    /* Each timing walks on through the training set, batch after batch, for about 0.2 s. */
+    double best = 0.0;
+    size_t next = 0;
+    for (int r = 0; r < runs; r++) {
+        size_t samples = 0;
+        double t0 = thread_seconds(), t;
+        do {
+            size_t b = next++ % nbatch;
+            step(&net, xr + b * nb, d->y + b * nb, nb, h, logits, pred, &g, &sc);
+            samples += nb;
+        } while ((t = thread_seconds() - t0) < 0.2);
+        if (samples / t > best)
+            best = samples / t;
+    }
+    double flops = 3196.0 * (double)H, peak = bench_peak_gflops(1, 0.2, runs, 1);
+    printf("isa,hidden,batch,samples_per_s,gflops,peak_gflops,peak_fraction\n");
+    printf("%s,%zu,%zu,%.0f,%.2f,%.1f,%.4f\n", bprop_isa(), H, nb, best, best * flops / 1e9, peak,
+           best * flops / 1e9 / peak);
+    bp_scratch_free(&sc);
+    free(w1), free(b1), free(w2t), free(b2), free(gw1), free(gb1), free(gw2t), free(gb2);
+    free(h), free(logits), free(xr);
+    bprop_dataset_free(d);
+    return 0;
+}

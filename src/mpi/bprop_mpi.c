@@ -1,0 +1,222 @@
+/* bprop_mpi.c: bprop_comm over an MPI communicator, and the collective checks a distributed
+ * program needs (agreeing on failures, comparing data across ranks). */
+#include "bprop_mpi.h"
+
+#include <limits.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* Elements per MPI call: counts are ints, and some implementations misbehave near INT_MAX. */
+#define MPI_PIECE ((size_t)INT_MAX / 2)
+
+typedef struct mpi_ctx {
+    MPI_Comm comm; /* owned duplicate, errors returned */
+} mpi_ctx;
+
+/* The same failure record as the core library's, which keeps its helper private. */
+static bprop_status fail(bprop_error *err, bprop_status st, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+static bprop_status fail(bprop_error *err, bprop_status st, const char *fmt, ...)
+{
+    if (err) {
+        err->status = st;
+        va_list ap;
+        va_start(ap, fmt);
+        vsnprintf(err->message, sizeof err->message, fmt, ap);
+        va_end(ap);
+    }
+    return st;
+}
+
+static bprop_status fail_mpi(bprop_error *err, const char *call, int code)
+{
+    char text[MPI_MAX_ERROR_STRING];
+    int len = 0;
+    if (MPI_Error_string(code, text, &len) != MPI_SUCCESS)
+        snprintf(text, sizeof text, "error %d", code);
+    return fail(err, BPROP_E_COMM, "%s failed: %s", call, text);
+}
+
+static int allreduce(void *ctx, void *buf, size_t n, size_t elem, MPI_Datatype type, MPI_Op op)
+{
+    MPI_Comm comm = ((const mpi_ctx *)ctx)->comm;
+    char *p = buf;
+    for (size_t done = 0; done < n;) {
+        size_t piece = n - done < MPI_PIECE ? n - done : MPI_PIECE;
+        int rc = MPI_Allreduce(MPI_IN_PLACE, p + done * elem, (int)piece, type, op, comm);
+        if (rc != MPI_SUCCESS)
+            return rc;
+        done += piece;
+    }
+    return 0;
+}
+
+static int sum_i64(void *ctx, int64_t *buf, size_t n)
+{
+    return allreduce(ctx, buf, n, sizeof *buf, MPI_INT64_T, MPI_SUM);
+}
+
+static int sum_f64(void *ctx, double *buf, size_t n)
+{
+    return allreduce(ctx, buf, n, sizeof *buf, MPI_DOUBLE, MPI_SUM);
+}
+
+static int max_f64(void *ctx, double *buf, size_t n)
+{
+    return allreduce(ctx, buf, n, sizeof *buf, MPI_DOUBLE, MPI_MAX);
+}
+
+bprop_status bprop_mpi_comm_init(MPI_Comm comm, bprop_comm *out, bprop_error *err)
+{
+    if (!out)
+        return fail(err, BPROP_E_ARG, "bprop_mpi_comm_init: NULL argument");
+    memset(out, 0, sizeof *out);
+    /* Allocate first, but take part in the collective dup either way, so a rank that ran out of
+     * memory does not leave the others waiting. */
+    mpi_ctx *c = malloc(sizeof *c);
+    MPI_Comm dup = MPI_COMM_NULL;
+    int rc = MPI_Comm_dup(comm, &dup);
+    if (rc != MPI_SUCCESS) {
+        free(c);
+        return fail_mpi(err, "MPI_Comm_dup", rc);
+    }
+    if (!c) {
+        MPI_Comm_free(&dup);
+        return fail(err, BPROP_E_NOMEM, "cannot allocate the communicator");
+    }
+    MPI_Comm_set_errhandler(dup, MPI_ERRORS_RETURN);
+    c->comm = dup;
+    MPI_Comm_rank(dup, &out->rank);
+    MPI_Comm_size(dup, &out->size);
+    out->ctx = c;
+    out->sum_i64 = sum_i64;
+    out->sum_f64 = sum_f64;
+    out->max_f64 = max_f64;
+    return BPROP_OK;
+}
+
+void bprop_mpi_comm_free(bprop_comm *c)
+{
+    if (!c || !c->ctx)
+        return;
+    mpi_ctx *m = c->ctx;
+    MPI_Comm_free(&m->comm);
+    free(m);
+    memset(c, 0, sizeof *c);
+}
+
+MPI_Comm bprop_mpi_comm_get(const bprop_comm *c)
+{
+    return c && c->ctx ? ((const mpi_ctx *)c->ctx)->comm : MPI_COMM_NULL;
+}
+
+bprop_status bprop_mpi_trainer_create(bprop_model *m, const bprop_train_config *c,
+                                      size_t n_train, const bprop_comm *comm,
+                                      bprop_trainer **out, bprop_error *err)
+{
+    bprop_status st = bprop_trainer_create_comm(m, c, n_train, comm, out, err);
+    if (st == BPROP_OK)
+        m->info.ranks = comm ? comm->size : 1;
+    return st;
+}
+
+/* What the lowest failing rank sends to everyone. */
+typedef struct failure {
+    int status;
+    char message[BPROP_ERROR_MAX];
+} failure;
+
+bprop_status bprop_mpi_agree(MPI_Comm comm, bprop_status st, bprop_error *err)
+{
+    int rank = 0, size = 1;
+    MPI_Comm_rank(comm, &rank);
+    MPI_Comm_size(comm, &size);
+    /* Lowest failing rank (size: none) and how many failed. */
+    int first = st != BPROP_OK ? rank : size, count = st != BPROP_OK;
+    int rc = MPI_Allreduce(MPI_IN_PLACE, &first, 1, MPI_INT, MPI_MIN, comm);
+    if (rc == MPI_SUCCESS)
+        rc = MPI_Allreduce(MPI_IN_PLACE, &count, 1, MPI_INT, MPI_SUM, comm);
+    if (rc != MPI_SUCCESS)
+        return fail_mpi(err, "MPI_Allreduce", rc);
+    if (first == size)
+        return BPROP_OK;
+    failure f = {.status = st};
+    if (rank == first)
+        snprintf(f.message, sizeof f.message, "%s",
+                 err && err->message[0] ? err->message : bprop_strerror(st));
+    rc = MPI_Bcast(&f, (int)sizeof f, MPI_BYTE, first, comm);
+    if (rc != MPI_SUCCESS)
+        return fail_mpi(err, "MPI_Bcast", rc);
+    f.message[sizeof f.message - 1] = '\0';
+    if (count > 1)
+        return fail(err, (bprop_status)f.status, "rank %d: %s (%d of %d ranks failed)", first,
+                    f.message, count, size);
+    return fail(err, (bprop_status)f.status, "rank %d: %s", first, f.message);
+}
+
+/* One 64-bit word into the running hash: a bijection of the state for a fixed word, so a
+ * difference in one word always changes the result. */
+static uint64_t mix(uint64_t h, uint64_t w)
+{
+    h ^= w * 0x9e3779b97f4a7c15ull;
+    h = (h << 27) | (h >> 37);
+    return h * 0xbf58476d1ce4e5b9ull + 0x94d049bb133111ebull;
+}
+
+static uint64_t mix_bytes(uint64_t h, const void *data, size_t n)
+{
+    const unsigned char *p = data;
+    size_t i = 0;
+    for (; i + 8 <= n; i += 8) {
+        uint64_t w;
+        memcpy(&w, p + i, 8);
+        h = mix(h, w);
+    }
+    uint64_t tail = 0;
+    memcpy(&tail, p + i, n - i);
+    return mix(h, tail ^ ((uint64_t)(n - i) << 56));
+}
+
+uint64_t bprop_mpi_dataset_hash(const bprop_dataset *d)
+{
+    uint64_t h = 0x6270726f70646174ull; /* "bpropdat" */
+    if (!d)
+        return h;
+    h = mix(mix(mix(mix(h, d->n), d->dim), d->classes), d->y != NULL);
+    if (d->x)
+        h = mix_bytes(h, d->x, d->n * d->dim * sizeof *d->x);
+    if (d->y)
+        h = mix_bytes(h, d->y, d->n * sizeof *d->y);
+    /* splitmix64's finaliser: every input bit reaches every output bit. */
+    h = (h ^ (h >> 30)) * 0xbf58476d1ce4e5b9ull;
+    h = (h ^ (h >> 27)) * 0x94d049bb133111ebull;
+    return h ^ (h >> 31);
+}
+
+bprop_status bprop_mpi_check_same(MPI_Comm comm, uint64_t value, const char *what,
+                                  bprop_error *err)
+{
+    uint64_t root = value;
+    int rc = MPI_Bcast(&root, 1, MPI_UINT64_T, 0, comm);
+    if (rc != MPI_SUCCESS)
+        return fail_mpi(err, "MPI_Bcast", rc);
+    bprop_error mine = {0};
+    bprop_status st = BPROP_OK;
+    if (value != root)
+        st = fail(&mine, BPROP_E_MISMATCH, "%s differs from rank 0's (hash %016llx, rank 0 has "
+                  "%016llx)", what ? what : "value", (unsigned long long)value,
+                  (unsigned long long)root);
+    st = bprop_mpi_agree(comm, st, &mine);
+    if (st != BPROP_OK && err)
+        *err = mine;
+    return st;
+}
+
+bprop_status bprop_mpi_check_dataset(MPI_Comm comm, const bprop_dataset *d, const char *what,
+                                     bprop_error *err)
+{
+    return bprop_mpi_check_same(comm, bprop_mpi_dataset_hash(d), what ? what : "data", err);
+}

@@ -1,0 +1,570 @@
+/* test_mpi.c: `bprop-mpi` in real multi-process runs (mpirun): models bitwise equal to plain
+ * `bprop` for every ranks x threads layout, and failures that end every rank with one message. */
+#define _POSIX_C_SOURCE 200809L
+#include "testutil.h"
+
+#include <criterion/criterion.h>
+
+#ifndef BPROP_MPI_CLI_PATH
+
+Test(mpi, skipped)
+{
+    cr_skip_test("built without MPI (BPROP_MPI=OFF, or CMake found no MPI for C): no "
+                 "multi-process tests; install openmpi-bin and libopenmpi-dev");
+}
+
+#else
+
+#include <dirent.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+/* Start of the parameters in a model file (test_model_io.c's OFF_BODY); the last 4 bytes are
+ * the CRC, which also covers the header (threads, ranks, times) and so differs between runs. */
+#define OFF_BODY 456
+#define OFF_RANKS 440
+#define OFF_ISA 424
+
+static char *g_dir;
+
+static void scratch_create(void) { g_dir = tu_tmpdir(); }
+
+static void scratch_remove(void)
+{
+    tu_remove_dir(g_dir);
+    free(g_dir);
+}
+
+/* Oversubscribed ranks on 2 cores are slow; still, no test comes near this. */
+TestSuite(mpi, .init = scratch_create, .fini = scratch_remove, .timeout = 240);
+
+static char *path_in(const char *name) { return tu_path(g_dir, name); }
+
+/* ---- running programs ---------------------------------------------------------------------- */
+
+typedef struct run_result {
+    int status; /* exit status, or -1 when it did not exit normally */
+    char *out, *err;
+} run_result;
+
+static char *read_bytes(const char *path, size_t *len)
+{
+    FILE *f = fopen(path, "rb");
+    cr_assert_not_null(f, "cannot open %s", path);
+    size_t cap = 1 << 16, n = 0;
+    char *buf = malloc(cap);
+    for (size_t got; (got = fread(buf + n, 1, cap - n - 1, f)) > 0;) {
+        n += got;
+        if (cap - n < 2)
+            buf = realloc(buf, cap *= 2);
+    }
+    buf[n] = '\0';
+    fclose(f);
+    if (len)
+        *len = n;
+    return buf;
+}
+
+static void redirect(const char *path, int fd)
+{
+    int f = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+    if (f < 0 || dup2(f, fd) < 0)
+        _exit(126);
+    close(f);
+}
+
+/* Start argv[0] with stdout and stderr going to files in the scratch directory. */
+static pid_t start(const char *const *argv)
+{
+    char *out = path_in("stdout.txt"), *err = path_in("stderr.txt");
+    fflush(NULL);
+    pid_t pid = fork();
+    cr_assert_geq(pid, 0, "fork failed");
+    if (pid == 0) {
+        redirect(out, STDOUT_FILENO);
+        redirect(err, STDERR_FILENO);
+        execv(argv[0], (char *const *)argv);
+        _exit(127);
+    }
+    free(out);
+    free(err);
+    return pid;
+}
+
+static run_result finish(pid_t pid)
+{
+    int ws = 0;
+    cr_assert_eq(waitpid(pid, &ws, 0), pid);
+    char *out = path_in("stdout.txt"), *err = path_in("stderr.txt");
+    run_result r = {WIFEXITED(ws) ? WEXITSTATUS(ws) : -1, read_bytes(out, NULL), read_bytes(err, NULL)};
+    free(out);
+    free(err);
+    return r;
+}
+
+static void run_free(run_result *r)
+{
+    free(r->out);
+    free(r->err);
+}
+
+/* args: the program's arguments after its name (NULL-terminated); ranks 0 runs plain bprop. */
+static const char **command(int ranks, const char *const *args)
+{
+    static const char *argv[96]; /* each test is its own process; one command at a time */
+    static char np_buf[16];
+    size_t n = 0;
+    if (ranks > 0) {
+        snprintf(np_buf, sizeof np_buf, "%d", ranks);
+        argv[n++] = BPROP_MPIEXEC;
+        argv[n++] = "--oversubscribe";
+        argv[n++] = "-np";
+        argv[n++] = np_buf;
+        argv[n++] = BPROP_MPI_CLI_PATH;
+    } else {
+        argv[n++] = BPROP_CLI_PATH;
+    }
+    for (size_t i = 0; args[i]; i++) {
+        cr_assert_lt(n, 95);
+        argv[n++] = args[i];
+    }
+    argv[n] = NULL;
+    return argv;
+}
+
+static run_result run_ranks(int ranks, const char *const *args) { return finish(start(command(ranks, args))); }
+
+#define MPI_RUN(ranks, ...) run_ranks(ranks, (const char *const[]){__VA_ARGS__, NULL})
+#define PLAIN_RUN(...) run_ranks(0, (const char *const[]){__VA_ARGS__, NULL})
+
+/* Lines of text that start with prefix. */
+static size_t count_prefixed(const char *text, const char *prefix)
+{
+    size_t n = 0, len = strlen(prefix);
+    for (const char *p = text; p && *p; p = strchr(p, '\n'), p = p ? p + 1 : NULL)
+        n += strncmp(p, prefix, len) == 0;
+    return n;
+}
+
+/* A failure: exit status 1, exactly one "bprop:" line, which contains every given fragment. */
+static void expect_one_message(const run_result *r, const char *const *fragments)
+{
+    cr_assert_eq(r->status, 1, "exit status %d; stderr:\n%s", r->status, r->err);
+    cr_assert_eq(count_prefixed(r->err, "bprop:"), 1, "not one message; stderr:\n%s", r->err);
+    for (size_t i = 0; fragments[i]; i++)
+        cr_assert_not_null(strstr(r->err, fragments[i]), "'%s' missing; stderr:\n%s", fragments[i],
+                           r->err);
+}
+
+#define EXPECT_MESSAGE(r, ...) expect_one_message(r, (const char *const[]){__VA_ARGS__, NULL})
+
+static int exists(const char *path) { return access(path, F_OK) == 0; }
+
+static int same_file(const char *a, const char *b)
+{
+    size_t na, nb;
+    char *x = read_bytes(a, &na), *y = read_bytes(b, &nb);
+    int same = na == nb && memcmp(x, y, na) == 0;
+    free(x);
+    free(y);
+    return same;
+}
+
+/* ---- models -------------------------------------------------------------------------------- */
+
+/* 1 when two saved models hold the same parameter bytes (header and CRC aside). */
+static int same_parameters(const char *a, const char *b)
+{
+    size_t na, nb;
+    char *x = read_bytes(a, &na), *y = read_bytes(b, &nb);
+    cr_assert_gt(na, OFF_BODY + 4, "%s is too short", a);
+    int same = na == nb && memcmp(x + OFF_BODY, y + OFF_BODY, na - OFF_BODY - 4) == 0;
+    free(x);
+    free(y);
+    return same;
+}
+
+static uint32_t file_u32(const char *path, size_t off)
+{
+    size_t n;
+    unsigned char *b = (unsigned char *)read_bytes(path, &n);
+    cr_assert_gt(n, off + 4);
+    uint32_t v = (uint32_t)b[off] | (uint32_t)b[off + 1] << 8 | (uint32_t)b[off + 2] << 16 |
+                 (uint32_t)b[off + 3] << 24;
+    free(b);
+    return v;
+}
+
+/* ---- the layouts: ranks x threads against plain bprop --------------------------------------- */
+
+/* One epoch, hidden 64, batch 128, the first 12,000 Fashion-MNIST samples. */
+#define FASHION_ARGS "train", "--hidden", "64", "--batch", "128", "--epochs", "1", \
+    "--train-limit", "12000", "--test-limit", "1000", "--quiet"
+
+static void need_fashion(void)
+{
+    if (!tu_have_fashion())
+        cr_skip_test("Fashion-MNIST is not installed (apt-get install dataset-fashion-mnist)");
+}
+
+static char *plain_model(const char *threads)
+{
+    char name[32];
+    snprintf(name, sizeof name, "plain_%s.bpm", threads);
+    char *path = path_in(name);
+    run_result r = PLAIN_RUN(FASHION_ARGS, "--threads", threads, "--save", path);
+    cr_assert_eq(r.status, 0, "bprop train --threads %s failed:\n%s", threads, r.err);
+    run_free(&r);
+    return path;
+}
+
+static void check_layout(int ranks, const char *threads)
+{
+    need_fashion();
+    char *one = plain_model("1"), *two = plain_model("2"), *dist = path_in("dist.bpm");
+    cr_assert(same_parameters(one, two), "plain bprop: 1 and 2 threads differ");
+    run_result r = MPI_RUN(ranks, FASHION_ARGS, "--threads", threads, "--save", dist);
+    cr_assert_eq(r.status, 0, "%d ranks x %s threads failed:\n%s", ranks, threads, r.err);
+    cr_assert(same_parameters(dist, one), "%d ranks x %s threads: parameters differ from plain "
+              "bprop's (1 and 2 threads)", ranks, threads);
+    cr_assert_eq(file_u32(dist, OFF_RANKS), (uint32_t)ranks, "model records %u ranks",
+                 file_u32(dist, OFF_RANKS));
+    run_free(&r);
+    free(one);
+    free(two);
+    free(dist);
+}
+
+Test(mpi, layout_1x1) { check_layout(1, "1"); }
+Test(mpi, layout_1x2) { check_layout(1, "2"); }
+Test(mpi, layout_2x1) { check_layout(2, "1"); }
+Test(mpi, layout_3x1) { check_layout(3, "1"); }
+
+Test(mpi, layout_2x2_and_info)
+{
+    check_layout(2, "2");
+    char *dist = path_in("dist.bpm");
+    run_result r = MPI_RUN(2, "info", dist);
+    cr_assert_eq(r.status, 0, "stderr: %s", r.err);
+    /* info runs on rank 0 alone: one report, naming the layout of the run. */
+    cr_assert_eq(count_prefixed(r.out, "model:"), 1, "stdout:\n%s", r.out);
+    cr_assert_not_null(strstr(r.out, "2 ranks x 2 threads"), "stdout:\n%s", r.out);
+    run_free(&r);
+    free(dist);
+}
+
+/* ---- small CSV data for the failure cases -------------------------------------------------- */
+
+static void write_csv(const char *name, const bprop_dataset *d)
+{
+    char *p = path_in(name);
+    FILE *f = fopen(p, "w");
+    cr_assert_not_null(f);
+    for (size_t i = 0; i < d->n; i++) {
+        fprintf(f, "%d", (int)d->y[i]);
+        for (size_t k = 0; k < d->dim; k++)
+            fprintf(f, ",%.6g", (double)d->x[i * d->dim + k]);
+        fputc('\n', f);
+    }
+    cr_assert_eq(fclose(f), 0);
+    free(p);
+}
+
+/* t0.csv .. t<copies-1>.csv: the same 201 blob samples (4 features, 3 classes). */
+static void write_copies(int copies)
+{
+    bprop_dataset *d = tu_blobs(201, 4, 3, 5);
+    for (int i = 0; i < copies; i++) {
+        char name[16];
+        snprintf(name, sizeof name, "t%d.csv", i);
+        write_csv(name, d);
+    }
+    bprop_dataset_free(d);
+}
+
+/* Rank r reads t<r>.csv. */
+static char *rank_path(void) { return path_in("t%r.csv"); }
+
+Test(mpi, more_ranks_than_samples_in_a_batch)
+{
+    /* Batch 2 over 3 ranks, and a last batch of 1 (201 samples): some ranks' shares are empty. */
+    write_copies(1);
+    char *data = path_in("t0.csv"), *plain = path_in("plain.bpm"), *dist = path_in("dist.bpm");
+    run_result r = PLAIN_RUN("train", "--train", data, "--hidden", "8", "--batch", "2", "--epochs",
+                             "2", "--threads", "1", "--quiet", "--save", plain);
+    cr_assert_eq(r.status, 0, "stderr: %s", r.err);
+    run_free(&r);
+    r = MPI_RUN(3, "train", "--train", data, "--hidden", "8", "--batch", "2", "--epochs", "2",
+                "--threads", "1", "--quiet", "--save", dist);
+    cr_assert_eq(r.status, 0, "stderr: %s", r.err);
+    cr_assert(same_parameters(plain, dist), "3 ranks at batch 2: parameters differ from bprop's");
+    run_free(&r);
+    free(data);
+    free(plain);
+    free(dist);
+}
+
+Test(mpi, a_rank_cannot_read_its_data)
+{
+    write_copies(2); /* no t2.csv for rank 2 */
+    char *data = rank_path(), *model = path_in("m.bpm"), *missing = path_in("t2.csv");
+    run_result r = MPI_RUN(3, "train", "--train", data, "--hidden", "8", "--epochs", "1",
+                           "--threads", "1", "--save", model);
+    EXPECT_MESSAGE(&r, "bprop: rank 2: ", missing);
+    cr_assert(!exists(model), "a failed run wrote the model");
+    cr_assert_null(strstr(r.out, "epoch"), "training started:\n%s", r.out);
+    run_free(&r);
+    free(data);
+    free(model);
+    free(missing);
+}
+
+Test(mpi, a_rank_with_malformed_data)
+{
+    write_copies(1);
+    char *bad = path_in("t1.csv");
+    tu_write_text(bad, "0,1,2,3,4\n1,2,3,4,5\n2,3,4,5\n"); /* line 3: a missing field */
+    char *data = rank_path(), *model = path_in("m.bpm");
+    run_result r = MPI_RUN(2, "train", "--train", data, "--hidden", "8", "--epochs", "1",
+                           "--threads", "1", "--save", model);
+    EXPECT_MESSAGE(&r, "bprop: rank 1: ", bad, "line 3");
+    cr_assert(!exists(model), "a failed run wrote the model");
+    run_free(&r);
+    free(bad);
+    free(data);
+    free(model);
+}
+
+Test(mpi, a_rank_holds_different_data)
+{
+    write_copies(3);
+    /* Rank 2's copy differs in one feature of one sample. */
+    bprop_dataset *d = tu_blobs(201, 4, 3, 5);
+    d->x[100 * 4 + 2] += 0.5f;
+    write_csv("t2.csv", d);
+    bprop_dataset_free(d);
+    char *data = rank_path(), *model = path_in("m.bpm");
+    run_result r = MPI_RUN(3, "train", "--train", data, "--hidden", "8", "--epochs", "1",
+                           "--threads", "1", "--save", model);
+    EXPECT_MESSAGE(&r, "bprop: rank 2: training data differs from rank 0's");
+    cr_assert(!exists(model), "a failed run wrote the model");
+    run_free(&r);
+    free(data);
+    free(model);
+}
+
+Test(mpi, unwritable_outputs_are_refused_before_training)
+{
+    write_copies(1);
+    char *data = path_in("t0.csv"), *model = path_in("no/such/dir/m.bpm"), *metrics = path_in("m.jsonl");
+    run_result r = MPI_RUN(2, "train", "--train", data, "--hidden", "8", "--epochs", "1",
+                           "--threads", "1", "--save", model, "--metrics", metrics);
+    EXPECT_MESSAGE(&r, "bprop: rank 0: --save: ", model);
+    cr_assert_null(strstr(r.out, "epoch"), "training started:\n%s", r.out);
+    cr_assert(!exists(metrics), "the metrics were written");
+    run_free(&r);
+
+    /* --metrics naming a directory. */
+    char *good = path_in("m.bpm");
+    r = MPI_RUN(2, "train", "--train", data, "--hidden", "8", "--epochs", "1", "--threads", "1",
+                "--save", good, "--metrics", g_dir);
+    EXPECT_MESSAGE(&r, "bprop: rank 0: --metrics: ", "is a directory");
+    cr_assert(!exists(good), "the model was written");
+    run_free(&r);
+    free(data);
+    free(model);
+    free(metrics);
+    free(good);
+}
+
+Test(mpi, divergence_is_seen_by_every_rank)
+{
+    write_copies(1);
+    char *data = path_in("t0.csv"), *model = path_in("m.bpm"), *old = path_in("old.bpm");
+    tu_write_text(model, "an older model\n");
+    tu_write_text(old, "an older model\n");
+    run_result r = MPI_RUN(3, "train", "--train", data, "--lr", "1e30", "--hidden", "8",
+                           "--epochs", "2", "--threads", "1", "--save", model);
+    /* Every rank fails at the same step: the global loss is non-finite everywhere. */
+    EXPECT_MESSAGE(&r, "bprop: rank 0: ", "(3 of 3 ranks failed)");
+    cr_assert(same_file(model, old), "a diverged run replaced the model");
+    run_free(&r);
+    free(data);
+    free(model);
+    free(old);
+}
+
+Test(mpi, usage_errors_and_help_print_once)
+{
+    run_result r = MPI_RUN(2, "train", "--no-such-option");
+    cr_assert_eq(r.status, 2, "stderr: %s", r.err);
+    cr_assert_eq(count_prefixed(r.err, "bprop train: --no-such-option: unknown option"), 1,
+                 "stderr:\n%s", r.err);
+    run_free(&r);
+    /* Checkpoints need one process: refused with several ranks, once. */
+    char *ckpt = path_in("run.ckpt");
+    r = MPI_RUN(2, "train", "--checkpoint", ckpt);
+    cr_assert_eq(r.status, 2, "stderr: %s", r.err);
+    cr_assert_eq(count_prefixed(r.err, "bprop train: --checkpoint: not supported with several ranks"),
+                 1, "stderr:\n%s", r.err);
+    cr_assert(!exists(ckpt), "a checkpoint was written");
+    free(ckpt);
+    run_free(&r);
+    r = MPI_RUN(2, "train", "--help");
+    cr_assert_eq(r.status, 0, "stderr: %s", r.err);
+    cr_assert_eq(count_prefixed(r.out, "Usage: bprop train"), 1, "stdout:\n%s", r.out);
+    run_free(&r);
+}
+
+/* The kernel set a plain bprop run records in its model, with BPROP_ISA=isa (NULL: unset). */
+static char *recorded_isa(const char *isa, const char *data)
+{
+    char *model = path_in("isa.bpm");
+    if (isa)
+        setenv("BPROP_ISA", isa, 1);
+    run_result r = PLAIN_RUN("train", "--train", data, "--hidden", "8", "--epochs", "1", "--quiet",
+                             "--save", model);
+    unsetenv("BPROP_ISA");
+    cr_assert_eq(r.status, 0, "stderr: %s", r.err);
+    run_free(&r);
+    size_t n;
+    char *bytes = read_bytes(model, &n), *name = calloc(1, 17);
+    cr_assert_gt(n, OFF_ISA + 16);
+    memcpy(name, bytes + OFF_ISA, 16);
+    free(bytes);
+    free(model);
+    return name;
+}
+
+Test(mpi, ranks_with_different_kernel_sets_are_refused)
+{
+    /* Rank 1 forced to the generic kernels, rank 0 on the widest: as on nodes of two CPU kinds.
+     * That needs a build that has both, which plain runs show. */
+    write_copies(1);
+    char *t0 = path_in("t0.csv"), *generic = recorded_isa("generic", t0), *widest = recorded_isa(NULL, t0);
+    free(t0);
+    if (strcmp(generic, widest) == 0)
+        cr_skip_test("this build runs one kernel set here ('%s' with and without BPROP_ISA=generic): "
+                     "no second one to give a rank", widest);
+    free(generic);
+    free(widest);
+    char *data = path_in("t0.csv"), *model = path_in("m.bpm");
+    const char *argv[] = {BPROP_MPIEXEC, "--oversubscribe", "-np", "1", BPROP_MPI_CLI_PATH, "train",
+                          "--train", data, "--hidden", "8", "--epochs", "1", "--save", model, ":",
+                          "-np", "1", "/usr/bin/env", "BPROP_ISA=generic", BPROP_MPI_CLI_PATH, "train",
+                          "--train", data, "--hidden", "8", "--epochs", "1", "--save", model, NULL};
+    run_result r = finish(start(argv));
+    EXPECT_MESSAGE(&r, "bprop: rank 1: kernel set 'generic' differs from rank 0's", "BPROP_ISA=");
+    cr_assert(!exists(model), "a refused run wrote the model");
+    run_free(&r);
+    free(data);
+    free(model);
+}
+
+/* ---- a rank killed mid-run ----------------------------------------------------------------- */
+
+static int file_contains(const char *path, const char *needle)
+{
+    FILE *f = fopen(path, "rb");
+    if (!f)
+        return 0;
+    char buf[8192];
+    size_t n = fread(buf, 1, sizeof buf - 1, f);
+    fclose(f);
+    buf[n] = '\0';
+    for (size_t i = 0; i + 1 < n; i++)
+        if (buf[i] == '\0')
+            buf[i] = '\n';
+    return strstr(buf, needle) != NULL;
+}
+
+/* The pid of the bprop-mpi process of this test (its arguments name the scratch directory) that
+ * has the given rank, or 0. */
+static pid_t find_rank(int rank)
+{
+    char want[64];
+    snprintf(want, sizeof want, "OMPI_COMM_WORLD_RANK=%d", rank);
+    DIR *d = opendir("/proc");
+    cr_assert_not_null(d);
+    pid_t found = 0;
+    for (struct dirent *e; !found && (e = readdir(d));) {
+        char *end;
+        long pid = strtol(e->d_name, &end, 10);
+        if (*end || pid <= 0)
+            continue;
+        char cmd[64], env[64];
+        snprintf(cmd, sizeof cmd, "/proc/%ld/cmdline", pid);
+        snprintf(env, sizeof env, "/proc/%ld/environ", pid);
+        if (file_contains(cmd, "bprop-mpi") && file_contains(cmd, g_dir) && file_contains(env, want))
+            found = (pid_t)pid;
+    }
+    closedir(d);
+    return found;
+}
+
+/* 1 when a file whose name starts with prefix is in the scratch directory. */
+static int temp_present(const char *prefix)
+{
+    DIR *d = opendir(g_dir);
+    cr_assert_not_null(d);
+    int found = 0;
+    for (struct dirent *e; !found && (e = readdir(d));)
+        found = strncmp(e->d_name, prefix, strlen(prefix)) == 0;
+    closedir(d);
+    return found;
+}
+
+static void sleep_ms(long ms) { nanosleep(&(struct timespec){ms / 1000, (ms % 1000) * 1000000L}, NULL); }
+
+Test(mpi, a_killed_rank_ends_the_job)
+{
+    need_fashion();
+    char *model = path_in("m.bpm"), *old = path_in("old.bpm"), *metrics = path_in("log.jsonl");
+    tu_write_text(model, "an older model\n");
+    tu_write_text(old, "an older model\n");
+    /* Long enough to be killed while training (it is never left to finish). */
+    pid_t job = start(command(2, (const char *const[]){"train", "--hidden", "64", "--epochs", "1000",
+                                  "--train-limit", "12000", "--test-limit", "100", "--threads", "1",
+                                  "--save", model, "--metrics", metrics, NULL}));
+    /* Training has begun once rank 0 opened the metrics log (the last step before it). */
+    int waited = 0, ws = 0;
+    for (; waited < 60000 && !temp_present("log.jsonl.tmp."); waited += 50) {
+        if (waitpid(job, &ws, WNOHANG) == job) {
+            char *err = path_in("stderr.txt"), *text = read_bytes(err, NULL);
+            cr_assert_fail("the job ended before training (status %d):\n%s", ws, text);
+        }
+        sleep_ms(50);
+    }
+    cr_assert(temp_present("log.jsonl.tmp."), "training did not start within 60 s");
+    pid_t victim = find_rank(1);
+    cr_assert_gt(victim, 0, "rank 1 not found");
+    cr_assert_eq(kill(victim, SIGKILL), 0);
+    /* mpirun must notice and end the whole job: no hang. */
+    pid_t got = 0;
+    for (waited = 0; waited < 60000 && (got = waitpid(job, &ws, WNOHANG)) == 0; waited += 50)
+        sleep_ms(50);
+    if (got == 0) {
+        kill(job, SIGKILL);
+        waitpid(job, &ws, 0);
+        cr_assert_fail("mpirun still running 60 s after rank 1 was killed");
+    }
+    cr_assert(!(WIFEXITED(ws) && WEXITSTATUS(ws) == 0), "mpirun reported success");
+    /* Nothing replaced the old model, and no rank 0 process is left behind. */
+    for (waited = 0; waited < 10000 && find_rank(0); waited += 50)
+        sleep_ms(50);
+    cr_assert_eq(find_rank(0), 0, "rank 0 is still running");
+    cr_assert(same_file(model, old), "the killed run replaced the model");
+    cr_assert(!exists(metrics), "the killed run published its metrics");
+    free(model);
+    free(old);
+    free(metrics);
+}
+
+#endif /* BPROP_MPI_CLI_PATH */
