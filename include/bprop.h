@@ -258,6 +258,48 @@ BPROP_API bprop_status bprop_model_save(const bprop_model *m, const char *path, 
 BPROP_API bprop_status bprop_model_load(const char *path, bprop_model **out, bprop_error *err);
 
 /* ------------------------------------------------------------------------------------------ */
+/* NumPy interop: a model as a directory of .npy files (little-endian float32, C order), one per
+ * tensor, which numpy.load reads as they are. */
+
+/** The files of an exported model; also the bits of bprop_model_import_npy's *rounded. */
+typedef enum bprop_npy_file {
+    BPROP_NPY_W1 = 0, /* W1.npy (inputs, hidden) */
+    BPROP_NPY_B1,     /* b1.npy (hidden), only with biases */
+    BPROP_NPY_W2,     /* W2.npy (hidden, classes) */
+    BPROP_NPY_B2,     /* b2.npy (classes), only with biases */
+    BPROP_NPY_MEAN,   /* mean.npy (inputs), only with standardisation */
+    BPROP_NPY_SCALE,  /* scale.npy (inputs), only with standardisation */
+    BPROP_NPY_FILES   /* number of files, not a file */
+} bprop_npy_file;
+
+/** "W1.npy", "b1.npy", "W2.npy", "b2.npy", "mean.npy", "scale.npy". */
+BPROP_API const char *bprop_npy_file_name(bprop_npy_file f);
+
+/**
+ * Write m's tensors (and standardisation statistics) to dir as .npy files ('<f4', format 1.0),
+ * creating dir and its missing parents. Each file is written atomically (temporary + rename);
+ * b1/b2 (mean/scale) left in dir by an earlier export are removed when m has none, so dir always
+ * describes exactly m.
+ * @return BPROP_E_NONFINITE for a NaN or infinite value (nothing is written), BPROP_E_IO.
+ */
+BPROP_API bprop_status bprop_model_export_npy(const bprop_model *m, const char *dir, bprop_error *err);
+
+/**
+ * Build a model from a directory written by bprop_model_export_npy or by numpy.save: W1.npy and
+ * W2.npy required, b1.npy and b2.npy both or neither, mean.npy and scale.npy both or neither.
+ * Each file: NPY format 1.0, 2.0 or 3.0, dtype '<f4' or '<f8' (rounded to float32), C order,
+ * the shapes chaining as above, data exactly as long as the shape, every value finite. The model
+ * gets fresh provenance: created now, data = dir, default settings, no training history.
+ * @param out      receives a model the caller frees with bprop_model_free; NULL on failure.
+ * @param rounded  NULL, or receives bit (1u << f) for each bprop_npy_file f that held float64.
+ * @return BPROP_E_IO (a file missing or unreadable), BPROP_E_FORMAT (header, dtype, order,
+ *         length), BPROP_E_MISMATCH (shapes that do not chain, half a pair),
+ *         BPROP_E_NONFINITE, BPROP_E_SIZE; the message names the file and what is wrong.
+ */
+BPROP_API bprop_status bprop_model_import_npy(const char *dir, bprop_model **out, unsigned *rounded,
+                                    bprop_error *err);
+
+/* ------------------------------------------------------------------------------------------ */
 /* Inference and gradients. */
 
 typedef struct bprop_eval {

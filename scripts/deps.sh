@@ -3,6 +3,9 @@
 set -euo pipefail
 packages=(build-essential cmake pkg-config zlib1g-dev libcriterion-dev dataset-fashion-mnist
           openmpi-bin libopenmpi-dev)
+# NumPy interop test (numpy.load of exported models); scripts/fuzz.sh: clang with libFuzzer and
+# the sanitizer runtimes (only recommended by clang, so named here) and clang's OpenMP.
+packages+=(python3-numpy clang libclang-rt-14-dev libomp-dev)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -23,7 +23,12 @@ bprop_status bp_reader_open(bp_reader *r, const char *path, bprop_error *err)
     return BPROP_OK;
 }
 
-/* Turn zlib's error state into a status and a message naming where the data went wrong. */
+/* Turn zlib's error state into a status and a message naming where the data went wrong: a
+ * stream that stops early (Z_BUF_ERROR) is cut off; one whose trailer does not match what was
+ * decompressed (Z_DATA_ERROR "incorrect data check"/"incorrect length check") was damaged after
+ * compression (zlib only finds that out at the end of the stream, so no byte count means anything
+ * there); any other Z_DATA_ERROR is deflate data that cannot be decoded. zlib drops the bytes it
+ * decompressed in a failing call, so r->offset counts only those delivered before it. */
 static bprop_status reader_failure(const bp_reader *r, int saved_errno, bprop_error *err)
 {
     int code = Z_OK;
@@ -37,9 +42,24 @@ static bprop_status reader_failure(const bp_reader *r, int saved_errno, bprop_er
     size_t plen = strlen(r->path);
     if (what && strncmp(what, r->path, plen) == 0 && strncmp(what + plen, ": ", 2) == 0)
         what += plen + 2;
+    what = what && *what ? what : "unknown error";
+    if (code == Z_BUF_ERROR)
+        return bp_fail(err, BPROP_E_FORMAT,
+                       "%s: cut-off gzip data: the compressed stream ends early, after the first %zu "
+                       "decompressed bytes (zlib: %s)", r->path, r->offset, what);
+    if (strstr(what, "incorrect data check"))
+        return bp_fail(err, BPROP_E_FORMAT,
+                       "%s: corrupt gzip data: CRC-32 mismatch (the decompressed data does not match "
+                       "the checksum in the gzip trailer; the file was damaged after compression)",
+                       r->path);
+    if (strstr(what, "incorrect length check"))
+        return bp_fail(err, BPROP_E_FORMAT,
+                       "%s: corrupt gzip data: length mismatch (the decompressed size does not match "
+                       "the size in the gzip trailer; the file was damaged after compression)",
+                       r->path);
     return bp_fail(err, BPROP_E_FORMAT,
-                   "%s: damaged or cut-off gzip data after %zu decompressed bytes (zlib: %s)",
-                   r->path, r->offset, what && *what ? what : "unknown error");
+                   "%s: corrupt gzip data: the deflate stream cannot be decoded after the first %zu "
+                   "decompressed bytes (zlib: %s)", r->path, r->offset, what);
 }
 
 bprop_status bp_reader_read(bp_reader *r, void *buf, size_t n, size_t *got, bprop_error *err)

@@ -19,7 +19,8 @@ typedef struct bp_reader {
 bprop_status bp_reader_open(bp_reader *r, const char *path, bprop_error *err);
 
 /* Read up to n bytes into buf; *got < n only at the end of the data. A read failure is
- * BPROP_E_IO, damaged or cut-off gzip data BPROP_E_FORMAT, both naming the byte offset. */
+ * BPROP_E_IO; cut-off gzip data, and gzip data that fails its CRC or cannot be decoded,
+ * BPROP_E_FORMAT with a message telling which, each naming the byte offset. */
 bprop_status bp_reader_read(bp_reader *r, void *buf, size_t n, size_t *got, bprop_error *err);
 
 /* Close r (safe on a reader whose open failed). */

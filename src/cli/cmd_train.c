@@ -206,6 +206,8 @@ static int load_data(train_run *r)
         rc = cli_load_split(&r->paths.train, o->data.classes, &full);
     if (rc)
         return rc;
+    if (!o->data.classes)
+        cli_warn_missing_classes(r->paths.train.images, full);
     size_t classes = o->data.classes ? o->data.classes : full->classes;
     if (r->paths.test.images[0] && cli_root()) /* only rank 0 evaluates */
         rc = cli_load_split(&r->paths.test, classes, &r->test);

@@ -2,6 +2,7 @@
 #define _POSIX_C_SOURCE 200809L
 #include "data.h"
 
+#include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 #include <zlib.h>
@@ -223,4 +224,47 @@ int cli_load_split(const cli_split_paths *s, size_t classes, bprop_dataset **out
     }
     *out = d;
     return 0;
+}
+
+/* Append "a..b" or "a" (with ", " before all but the first) to buf; 0 when it no longer fits. */
+static int append_range(char *buf, size_t size, size_t *used, size_t a, size_t b)
+{
+    int n = a == b ? snprintf(buf + *used, size - *used, "%s%zu", *used ? ", " : "", a)
+                   : snprintf(buf + *used, size - *used, "%s%zu..%zu", *used ? ", " : "", a, b);
+    if (n < 0 || (size_t)n >= size - *used)
+        return 0;
+    *used += (size_t)n;
+    return 1;
+}
+
+void cli_warn_missing_classes(const char *path, const bprop_dataset *d)
+{
+    if (!d->y || d->classes == 0)
+        return;
+    unsigned char *seen = calloc(d->classes, 1);
+    if (!seen)
+        return; /* only a warning */
+    for (size_t i = 0; i < d->n; i++)
+        if (d->y[i] >= 0 && (size_t)d->y[i] < d->classes)
+            seen[d->y[i]] = 1;
+    char list[160];
+    size_t used = 0, missing = 0;
+    int fits = 1;
+    list[0] = '\0';
+    for (size_t c = 0; c < d->classes; c++) {
+        if (seen[c])
+            continue;
+        size_t end = c;
+        while (end + 1 < d->classes && !seen[end + 1])
+            end++;
+        missing += end - c + 1;
+        fits = fits && append_range(list, sizeof list, &used, c, end);
+        c = end;
+    }
+    free(seen);
+    if (missing)
+        fprintf(stderr, "bprop: warning: %s: class%s %s%s never occur%s in the training labels "
+                        "(classes inferred as %zu from the largest label); pass --classes N to fix "
+                        "the count\n", path, missing == 1 ? "" : "es", list, fits ? "" : ", ...",
+                missing == 1 ? "s" : "", d->classes);
 }

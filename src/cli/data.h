@@ -56,4 +56,9 @@ int cli_default_data_present(void);
 /* Load one split (labelled), keep its first `limit` samples. 0, or CLI_EXIT_RUNTIME (printed). */
 int cli_load_split(const cli_split_paths *s, size_t classes, bprop_dataset **out);
 
+/* Without --classes the class count is the largest label + 1: warn on stderr (one line naming
+ * path) when some classes below it never occur in d's labels, e.g. one stray label of 9 among
+ * labels 0..2. */
+void cli_warn_missing_classes(const char *path, const bprop_dataset *d);
+
 #endif /* BPROP_CLI_DATA_H */

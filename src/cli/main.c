@@ -16,6 +16,8 @@ static const command commands[] = {
     {"predict", cmd_predict, "class probabilities for unlabelled inputs, as CSV"},
     {"gradcheck", cmd_gradcheck, "compare backprop gradients with finite differences"},
     {"info", cmd_info, "shape, training settings and history of a saved model"},
+    {"export", cmd_export, "write a saved model's tensors as NumPy .npy files"},
+    {"import", cmd_import, "build a model from NumPy .npy files"},
 };
 #define N_COMMANDS (sizeof commands / sizeof commands[0])
 

@@ -1,0 +1,38 @@
+/* fuzz_csv.c: libFuzzer target for the data loader that tells CSV from IDX by content, on CSV
+ * text plain and gzip. Input: byte 0 flags (bit 0 gzip, bit 1 unlabelled, bit 2 classes 5
+ * instead of inferred), then the file. */
+#include "fuzz_util.h"
+
+#include <math.h>
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+{
+    if (size < 1)
+        return 0;
+    unsigned flags = data[0];
+    const char *path = fz_file(0, "data.csv");
+    fz_write(path, data + 1, size - 1, flags & 1);
+    int labelled = !(flags & 2);
+    size_t classes = (flags & 4) ? 5 : 0;
+    bprop_dataset *d = NULL;
+    bprop_error err = {0};
+    bprop_status st = bprop_dataset_load(path, NULL, labelled, classes, &d, &err);
+    if (st != BPROP_OK) {
+        fz_check_error(st, &err, path);
+        if (d)
+            abort();
+        return 0;
+    }
+    if (!d || !d->n || !d->dim || (labelled && !d->y))
+        abort();
+    for (size_t i = 0; labelled && i < d->n; i++)
+        if (d->y[i] < 0 || (size_t)d->y[i] >= d->classes || (classes && d->classes != classes))
+            abort();
+    for (size_t i = 0; i < d->n * d->dim; i++)
+        if (!isfinite(d->x[i]))
+            abort();
+    bprop_dataset_free(d);
+    return 0;
+}

@@ -1,0 +1,44 @@
+/* fuzz_idx.c: libFuzzer target for the IDX image and label readers, plain and gzip.
+ * Input: byte 0 flags (bit 0 gzip images, bit 1 gzip labels, bit 2 no labels file, bit 3
+ * classes 10 instead of inferred), bytes 1-2 the images length n (little-endian), then n bytes
+ * of images and the rest labels. */
+#include "fuzz_util.h"
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+{
+    if (size < 3)
+        return 0;
+    unsigned flags = data[0];
+    size_t n = (size_t)data[1] | (size_t)data[2] << 8;
+    data += 3;
+    size -= 3;
+    if (n > size)
+        n = size;
+    const char *images = fz_file(0, "images"), *labels = fz_file(1, "labels");
+    fz_write(images, data, n, flags & 1);
+    fz_write(labels, data + n, size - n, flags & 2);
+    const char *lp = (flags & 4) ? NULL : labels;
+    size_t classes = (flags & 8) ? 10 : 0;
+    bprop_dataset *d = NULL;
+    bprop_error err = {0};
+    bprop_status st = bprop_dataset_load_idx(images, lp, classes, &d, &err);
+    if (st != BPROP_OK) {
+        /* The message names whichever of the two files is at fault. */
+        fz_check_error(st, &err, strstr(err.message, labels) ? labels : images);
+        if (d)
+            abort();
+        return 0;
+    }
+    if (!d || !d->n || !d->dim || (lp && !d->y) || (!lp && d->y))
+        abort();
+    for (size_t i = 0; lp && i < d->n; i++)
+        if (d->y[i] < 0 || (size_t)d->y[i] >= d->classes)
+            abort();
+    for (size_t i = 0; i < d->n * d->dim; i++)
+        if (!(d->x[i] >= 0.0f && d->x[i] <= 1.0f))
+            abort();
+    bprop_dataset_free(d);
+    return 0;
+}
