@@ -33,7 +33,7 @@ typedef struct options {
     const char *init_dir;  /* NULL, or where to save each width's initial model (init_hH.bpm) */
     int header, quiet;
     int cpu_time;          /* time epochs and the peak in process CPU seconds, not wall seconds */
-    int float_sums;        /* --no-reproducible: block sums combined in float */
+    int reproducible;      /* --reproducible: exact fixed-point sums (default: the library's) */
 } options;
 
 /* What one timed epoch gave. */
@@ -66,8 +66,8 @@ static void usage(FILE *f)
         "  --init-dir DIR        save each width's initial model as DIR/init_hH.bpm (for\n"
         "                        torch_throughput.py --init-dir: identical starting weights)\n"
         "  --no-header           omit the CSV header line\n"
-        "  --no-reproducible     combine block sums in float, not exact fixed point (as\n"
-        "                        bprop train --no-reproducible)\n"
+        "  --reproducible        exact fixed-point block sums, the same parameters for every\n"
+        "                        thread count (as bprop train --reproducible); default off\n"
         "  --cpu-time            time epochs and the peak in the process's CPU seconds per\n"
         "                        thread instead of wall seconds (on a loaded machine; 1 thread)\n"
         "  --quiet               no progress lines on stderr\n",
@@ -224,8 +224,8 @@ static int parse_args(int argc, char **argv, options *o)
             o->cpu_time = 1;
             continue;
         }
-        if (!strcmp(arg, "--no-reproducible")) {
-            o->float_sums = 1;
+        if (!strcmp(arg, "--reproducible") || !strcmp(arg, "--no-reproducible")) {
+            o->reproducible = !strcmp(arg, "--reproducible");
             continue;
         }
         /* --name=value or --name value */
@@ -284,8 +284,7 @@ static bprop_status train_one_epoch(const options *o, const bprop_dataset *d, in
      * same initial weights (--init-dir) both then train on identical batches. */
     c.shuffle = 0;
     c.threads = threads;
-    if (o->float_sums)
-        c.reproducible = 0;
+    c.reproducible = o->reproducible;
 
     bprop_model *m = NULL;
     bprop_trainer *t = NULL;

@@ -159,8 +159,9 @@ typedef struct bprop_train_config {
     int threads;             /* OpenMP threads; 0: omp_get_max_threads() (OMP_NUM_THREADS) */
     bprop_parallel parallel; /* how a step is split over threads (same result for every choice) */
     int reproducible;        /* 1: the same parameters for every thread count and process layout
-                                (blocks of samples combined in exact fixed point); 0: each
-                                layout deterministic on its own, float sums, a little faster */
+                                (blocks of samples combined in exact fixed point); 0 (default):
+                                each layout deterministic on its own, float sums, faster with
+                                several threads at batch 128 (README "Determinism") */
 } bprop_train_config;
 
 /** Fill c with the defaults: 10 epochs, batch 128, lr 0.1, Nesterov momentum 0.9, no decay,

@@ -23,7 +23,7 @@ void bprop_train_config_default(bprop_train_config *c)
         .shuffle = 1,
         .threads = 0,
         .parallel = BPROP_PARALLEL_AUTO,
-        .reproducible = 1,
+        .reproducible = 0,
     };
 }
 

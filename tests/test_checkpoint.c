@@ -97,6 +97,7 @@ static bprop_train_config small_config(int threads)
     c.lr = 0.05f;
     c.threads = threads;
     c.weight_decay = 1e-4f;
+    c.reproducible = 1; /* checkpoints taken on one thread count resume on another */
     return c;
 }
 

@@ -206,7 +206,7 @@ static uint32_t file_u32(const char *path, size_t off)
 /* ---- the layouts: ranks x threads against plain bprop --------------------------------------- */
 
 /* One epoch, hidden 64, batch 128, the first 12,000 Fashion-MNIST samples. */
-#define FASHION_ARGS "train", "--hidden", "64", "--batch", "128", "--epochs", "1", \
+#define FASHION_ARGS "train", "--reproducible", "--hidden", "64", "--batch", "128", "--epochs", "1", \
     "--train-limit", "12000", "--test-limit", "1000", "--quiet"
 
 static void need_fashion(void)
@@ -298,11 +298,11 @@ Test(mpi, more_ranks_than_samples_in_a_batch)
     /* Batch 2 over 3 ranks, and a last batch of 1 (201 samples): some ranks' shares are empty. */
     write_copies(1);
     char *data = path_in("t0.csv"), *plain = path_in("plain.bpm"), *dist = path_in("dist.bpm");
-    run_result r = PLAIN_RUN("train", "--train", data, "--hidden", "8", "--batch", "2", "--epochs",
+    run_result r = PLAIN_RUN("train", "--reproducible", "--train", data, "--hidden", "8", "--batch", "2", "--epochs",
                              "2", "--threads", "1", "--quiet", "--save", plain);
     cr_assert_eq(r.status, 0, "stderr: %s", r.err);
     run_free(&r);
-    r = MPI_RUN(3, "train", "--train", data, "--hidden", "8", "--batch", "2", "--epochs", "2",
+    r = MPI_RUN(3, "train", "--reproducible", "--train", data, "--hidden", "8", "--batch", "2", "--epochs", "2",
                 "--threads", "1", "--quiet", "--save", dist);
     cr_assert_eq(r.status, 0, "stderr: %s", r.err);
     cr_assert(same_parameters(plain, dist), "3 ranks at batch 2: parameters differ from bprop's");
@@ -567,7 +567,7 @@ Test(mpi, a_killed_rank_ends_the_job)
 /* ---- checkpoints, --resume and signals across layouts -------------------------------------- */
 
 /* 8 epochs of 40 steps (hidden 32, batch 100, 4,000 Fashion-MNIST samples): a few seconds. */
-#define CK_ARGS "train", "--hidden", "32", "--batch", "100", "--epochs", "8", \
+#define CK_ARGS "train", "--reproducible", "--hidden", "32", "--batch", "100", "--epochs", "8", \
     "--train-limit", "4000", "--test-limit", "200", "--quiet"
 
 /* The uninterrupted run every stopped and resumed one must end at, bitwise. */
@@ -722,7 +722,7 @@ Test(mpi, sigint_to_mpirun_reaches_the_ranks_as_sigterm)
      * timeout later and SIGKILL another timeout later: 3 s here, so that the ranks' SIGTERM
      * stop (a step and a small checkpoint) fits even on a loaded machine. */
     const char *argv[] = {BPROP_MPIEXEC, "--oversubscribe", "--mca", "odls_base_sigkill_timeout", "3",
-                          "-np", "2", BPROP_MPI_CLI_PATH, "train", "--hidden", "32", "--epochs", "1000",
+                          "-np", "2", BPROP_MPI_CLI_PATH, "train", "--reproducible", "--hidden", "32", "--epochs", "1000",
                           "--train-limit", "4000", "--test-limit", "100", "--threads", "1",
                           "--checkpoint", ckpt, "--save", model, "--metrics", metrics, "--quiet", NULL};
     pid_t job = start(argv);

@@ -142,6 +142,7 @@ static bprop_model *train(const bprop_dataset *d, run_cfg r)
     c.epochs = r.epochs;
     c.lr = 0.05f;
     c.parallel = r.parallel;
+    c.reproducible = 1;
     c.clip_norm = r.clip;
     c.weight_decay = r.decay;
     bprop_trainer *t;

@@ -227,7 +227,7 @@ static void wait_for(pid_t pid, const char *name)
     cr_assert(exists(name), "%s never appeared", name);
 }
 
-#define DATA_OPTS "--train", "train.csv", "--test", "test.csv", "--batch", "16"
+#define DATA_OPTS "--train", "train.csv", "--test", "test.csv", "--batch", "16", "--reproducible"
 #define RUN_OPTS "train", DATA_OPTS, "--hidden", "32"
 
 /* Stop a run with sig once its first checkpoint exists, resume it, compare with an
