@@ -68,8 +68,9 @@ bprop_status bp_stepper_create(bprop_model *m, int threads, size_t batch,
 static double max_abs(const float *p, size_t n)
 {
     float m = 0.0f;
+#pragma omp simd reduction(max : m)
     for (size_t i = 0; i < n; i++) {
-        float a = p[i] < 0.0f ? -p[i] : p[i];
+        float a = fabsf(p[i]);
         m = a > m ? a : m;
     }
     return m;
