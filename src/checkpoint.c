@@ -3,6 +3,7 @@
 #define _POSIX_C_SOURCE 200809L
 
 #include "atomic_file.h"
+#include "le_cursor.h"
 
 #include <errno.h>
 #include <math.h>
@@ -100,95 +101,11 @@ enum {
 
 /* ---- little-endian encoding ------------------------------------------------------------- */
 
-typedef struct ck_cursor {
-    unsigned char *p;
-    size_t pos;
-} ck_cursor;
-
-static void put_u32(ck_cursor *c, uint32_t v)
-{
-    for (int i = 0; i < 4; i++)
-        c->p[c->pos++] = (unsigned char)(v >> (8 * i));
-}
-
-static void put_u64(ck_cursor *c, uint64_t v)
-{
-    for (int i = 0; i < 8; i++)
-        c->p[c->pos++] = (unsigned char)(v >> (8 * i));
-}
-
-static void put_f32(ck_cursor *c, float f)
-{
-    uint32_t u;
-    memcpy(&u, &f, sizeof u);
-    put_u32(c, u);
-}
-
-static void put_f64(ck_cursor *c, double f)
-{
-    uint64_t u;
-    memcpy(&u, &f, sizeof u);
-    put_u64(c, u);
-}
-
-static void put_i32(ck_cursor *c, int32_t v)
-{
-    uint32_t u;
-    memcpy(&u, &v, sizeof u);
-    put_u32(c, u);
-}
-
-static void put_bytes(ck_cursor *c, const void *s, size_t n, size_t field)
+static void put_bytes(bp_cursor *c, const void *s, size_t n, size_t field)
 {
     memset(c->p + c->pos, 0, field);
     memcpy(c->p + c->pos, s, n);
     c->pos += field;
-}
-
-static uint32_t get_u32(ck_cursor *c)
-{
-    const unsigned char *p = c->p + c->pos;
-    c->pos += 4;
-    return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
-}
-
-static uint64_t get_u64(ck_cursor *c)
-{
-    uint64_t lo = get_u32(c);
-    return lo | (uint64_t)get_u32(c) << 32;
-}
-
-static float get_f32(ck_cursor *c)
-{
-    uint32_t u = get_u32(c);
-    float f;
-    memcpy(&f, &u, sizeof f);
-    return f;
-}
-
-static double get_f64(ck_cursor *c)
-{
-    uint64_t u = get_u64(c);
-    double f;
-    memcpy(&f, &u, sizeof f);
-    return f;
-}
-
-/* Two's-complement reinterpretation, defined for every value. */
-static int32_t get_i32(ck_cursor *c)
-{
-    uint32_t u = get_u32(c);
-    int32_t v;
-    memcpy(&v, &u, sizeof v);
-    return v;
-}
-
-static int64_t get_i64(ck_cursor *c)
-{
-    uint64_t u = get_u64(c);
-    int64_t v;
-    memcpy(&v, &u, sizeof v);
-    return v;
 }
 
 /* ---- the data hash ---------------------------------------------------------------------- */
@@ -244,104 +161,104 @@ bprop_data_desc bprop_data_describe(const bprop_dataset *d)
 
 /* ---- header encoding -------------------------------------------------------------------- */
 
-static void put_config(ck_cursor *c, const bprop_train_config *k)
+static void put_config(bp_cursor *c, const bprop_train_config *k)
 {
-    put_u64(c, k->epochs);
-    put_u64(c, k->batch);
-    put_f32(c, k->lr);
-    put_f32(c, k->momentum);
-    put_i32(c, k->nesterov);
-    put_f32(c, k->weight_decay);
-    put_u32(c, (uint32_t)k->schedule);
-    put_u64(c, k->step_epochs);
-    put_f32(c, k->step_gamma);
-    put_f32(c, k->clip_norm);
-    put_u64(c, k->seed);
-    put_i32(c, k->shuffle);
-    put_i32(c, k->threads);
-    put_u32(c, (uint32_t)k->parallel);
-    put_u32(c, k->reproducible ? 1 : 0);
+    bp_put_u64(c, k->epochs);
+    bp_put_u64(c, k->batch);
+    bp_put_f32(c, k->lr);
+    bp_put_f32(c, k->momentum);
+    bp_put_i32(c, k->nesterov);
+    bp_put_f32(c, k->weight_decay);
+    bp_put_u32(c, (uint32_t)k->schedule);
+    bp_put_u64(c, k->step_epochs);
+    bp_put_f32(c, k->step_gamma);
+    bp_put_f32(c, k->clip_norm);
+    bp_put_u64(c, k->seed);
+    bp_put_i32(c, k->shuffle);
+    bp_put_i32(c, k->threads);
+    bp_put_u32(c, (uint32_t)k->parallel);
+    bp_put_u32(c, k->reproducible ? 1 : 0);
 }
 
-static void put_state(ck_cursor *c, const bprop_checkpoint *ck)
+static void put_state(bp_cursor *c, const bprop_checkpoint *ck)
 {
     const bprop_trainer_state *s = &ck->state;
-    put_u64(c, s->epoch);
-    put_u64(c, s->step);
-    put_u64(c, ck->steps_per_epoch);
+    bp_put_u64(c, s->epoch);
+    bp_put_u64(c, s->step);
+    bp_put_u64(c, ck->steps_per_epoch);
     for (int i = 0; i < 4; i++)
-        put_u64(c, s->rng[i]);
-    put_u64(c, s->n_train);
-    put_u64(c, s->seen);
-    put_u64(c, s->correct);
-    put_f64(c, s->loss);
-    put_f64(c, s->reduce_seconds);
-    put_f64(c, s->seconds);
+        bp_put_u64(c, s->rng[i]);
+    bp_put_u64(c, s->n_train);
+    bp_put_u64(c, s->seen);
+    bp_put_u64(c, s->correct);
+    bp_put_f64(c, s->loss);
+    bp_put_f64(c, s->reduce_seconds);
+    bp_put_f64(c, s->seconds);
     for (int t = 0; t < BPROP_TENSORS; t++)
-        put_f64(c, s->norm2_sum[t]);
+        bp_put_f64(c, s->norm2_sum[t]);
 }
 
-static void put_provenance(ck_cursor *c, const bprop_provenance *p)
+static void put_provenance(bp_cursor *c, const bprop_provenance *p)
 {
-    put_u64(c, p->epochs_done);
-    put_u64(c, p->samples_seen);
-    put_i32(c, p->threads);
-    put_f32(c, p->train_loss);
-    put_f32(c, p->train_acc);
-    put_f32(c, p->test_loss);
-    put_f32(c, p->test_acc);
-    put_u64(c, (uint64_t)p->created_unix);
-    put_u64(c, (uint64_t)p->saved_unix);
+    bp_put_u64(c, p->epochs_done);
+    bp_put_u64(c, p->samples_seen);
+    bp_put_i32(c, p->threads);
+    bp_put_f32(c, p->train_loss);
+    bp_put_f32(c, p->train_acc);
+    bp_put_f32(c, p->test_loss);
+    bp_put_f32(c, p->test_acc);
+    bp_put_u64(c, (uint64_t)p->created_unix);
+    bp_put_u64(c, (uint64_t)p->saved_unix);
     put_bytes(c, p->data, strnlen(p->data, CK_DATA_LEN - 1), CK_DATA_LEN);
     put_bytes(c, p->isa, strnlen(p->isa, CK_ISA_LEN - 1), CK_ISA_LEN);
-    put_i32(c, p->ranks);
-    put_u32(c, 0);
+    bp_put_i32(c, p->ranks);
+    bp_put_u32(c, 0);
 }
 
-static void put_desc(ck_cursor *c, const bprop_data_desc *d)
+static void put_desc(bp_cursor *c, const bprop_data_desc *d)
 {
-    put_u64(c, d->n);
-    put_u64(c, d->dim);
-    put_u64(c, d->classes);
-    put_u64(c, d->hash);
+    bp_put_u64(c, d->n);
+    bp_put_u64(c, d->dim);
+    bp_put_u64(c, d->classes);
+    bp_put_u64(c, d->hash);
 }
 
 static void encode_header(const bprop_checkpoint *ck, size_t settings_len, unsigned char *buf)
 {
     const bprop_model *m = ck->model;
     memcpy(buf, CK_MAGIC, CK_MAGIC_LEN);
-    ck_cursor c = {buf, CK_MAGIC_LEN};
-    put_u32(&c, CK_VERSION);
-    put_u32(&c, CK_HEADER);
-    put_u64(&c, m->inputs);
-    put_u64(&c, m->hidden);
-    put_u64(&c, m->classes);
-    put_u32(&c, m->has_bias ? 1 : 0);
-    put_u32(&c, m->std_mean ? 1 : 0);
+    bp_cursor c = {buf, CK_MAGIC_LEN};
+    bp_put_u32(&c, CK_VERSION);
+    bp_put_u32(&c, CK_HEADER);
+    bp_put_u64(&c, m->inputs);
+    bp_put_u64(&c, m->hidden);
+    bp_put_u64(&c, m->classes);
+    bp_put_u32(&c, m->has_bias ? 1 : 0);
+    bp_put_u32(&c, m->std_mean ? 1 : 0);
     put_config(&c, &ck->config);
     put_state(&c, ck);
     put_provenance(&c, &m->info);
     put_desc(&c, &ck->train);
     put_desc(&c, &ck->val);
     put_desc(&c, &ck->test);
-    put_u64(&c, ck->n_records);
-    put_u64(&c, settings_len);
-    put_u64(&c, (uint64_t)(int64_t)time(NULL));
+    bp_put_u64(&c, ck->n_records);
+    bp_put_u64(&c, settings_len);
+    bp_put_u64(&c, (uint64_t)(int64_t)time(NULL));
 }
 
 static void encode_record(const bprop_epoch_record *r, unsigned char *buf)
 {
-    ck_cursor c = {buf, 0};
-    put_u64(&c, r->epoch);
-    put_u64(&c, r->steps);
-    put_i32(&c, r->threads);
-    put_u32(&c, 0);
+    bp_cursor c = {buf, 0};
+    bp_put_u64(&c, r->epoch);
+    bp_put_u64(&c, r->steps);
+    bp_put_i32(&c, r->threads);
+    bp_put_u32(&c, 0);
     const double v[10] = {r->train_loss, r->train_acc, r->test_loss, r->test_acc, r->val_loss,
                           r->val_acc, r->samples_per_s, r->seconds, r->reduce_seconds, r->lr};
     for (int i = 0; i < 10; i++)
-        put_f64(&c, v[i]);
+        bp_put_f64(&c, v[i]);
     for (int t = 0; t < BPROP_TENSORS; t++)
-        put_f64(&c, r->grad_norm[t]);
+        bp_put_f64(&c, r->grad_norm[t]);
 }
 
 /* ---- save ------------------------------------------------------------------------------- */
@@ -442,9 +359,9 @@ static void wr_floats(ck_writer *w, const float *src, size_t n)
     unsigned char buf[4 * CK_CHUNK];
     for (size_t done = 0; done < n;) {
         size_t k = n - done < CK_CHUNK ? n - done : CK_CHUNK;
-        ck_cursor c = {buf, 0};
+        bp_cursor c = {buf, 0};
         for (size_t i = 0; i < k; i++)
-            put_f32(&c, src[done + i]);
+            bp_put_f32(&c, src[done + i]);
         wr(w, buf, c.pos);
         done += k;
     }
@@ -455,9 +372,9 @@ static void wr_perm(ck_writer *w, const size_t *perm, size_t n)
     unsigned char buf[8 * CK_CHUNK];
     for (size_t done = 0; done < n;) {
         size_t k = n - done < CK_CHUNK ? n - done : CK_CHUNK;
-        ck_cursor c = {buf, 0};
+        bp_cursor c = {buf, 0};
         for (size_t i = 0; i < k; i++)
-            put_u64(&c, perm[done + i]);
+            bp_put_u64(&c, perm[done + i]);
         wr(w, buf, c.pos);
         done += k;
     }
@@ -483,8 +400,8 @@ static int write_checkpoint(FILE *f, const bprop_checkpoint *ck, const unsigned 
     for (size_t done = 0; done < settings_len; done += CK_CHUNK)
         wr(&w, ck->settings + done, settings_len - done < CK_CHUNK ? settings_len - done : CK_CHUNK);
     unsigned char crc[4];
-    ck_cursor c = {crc, 0};
-    put_u32(&c, w.crc);
+    bp_cursor c = {crc, 0};
+    bp_put_u32(&c, w.crc);
     if (!w.failed && fwrite(crc, 1, 4, f) != 4)
         w.failed = errno ? errno : EIO;
     return w.failed;
@@ -577,9 +494,9 @@ static bprop_status rd_floats(ck_reader *r, float *dst, size_t n, const char *wh
         bprop_status st = rd(r, buf, 4 * k, what, err);
         if (st != BPROP_OK)
             return st;
-        ck_cursor c = {buf, 0};
+        bp_cursor c = {buf, 0};
         for (size_t i = 0; i < k; i++)
-            dst[done + i] = get_f32(&c);
+            dst[done + i] = bp_get_f32(&c);
         done += k;
     }
     return BPROP_OK;
@@ -593,9 +510,9 @@ static bprop_status rd_perm(ck_reader *r, size_t *dst, size_t n, bprop_error *er
         bprop_status st = rd(r, buf, 8 * k, "the permutation", err);
         if (st != BPROP_OK)
             return st;
-        ck_cursor c = {buf, 0};
+        bp_cursor c = {buf, 0};
         for (size_t i = 0; i < k; i++) {
-            uint64_t v = get_u64(&c);
+            uint64_t v = bp_get_u64(&c);
             dst[done + i] = v < n ? (size_t)v : n; /* out of range: caught by check_perm */
         }
         done += k;
@@ -620,21 +537,21 @@ static int to_size(uint64_t v, size_t *out)
     return 1;
 }
 
-static bprop_status get_config(ck_cursor *c, const char *path, bprop_train_config *k, bprop_error *err)
+static bprop_status get_config(bp_cursor *c, const char *path, bprop_train_config *k, bprop_error *err)
 {
-    uint64_t epochs = get_u64(c), batch = get_u64(c);
-    k->lr = get_f32(c);
-    k->momentum = get_f32(c);
-    k->nesterov = get_i32(c);
-    k->weight_decay = get_f32(c);
-    uint32_t schedule = get_u32(c);
-    uint64_t step_epochs = get_u64(c);
-    k->step_gamma = get_f32(c);
-    k->clip_norm = get_f32(c);
-    k->seed = get_u64(c);
-    k->shuffle = get_i32(c);
-    k->threads = get_i32(c);
-    uint32_t parallel = get_u32(c), reproducible = get_u32(c);
+    uint64_t epochs = bp_get_u64(c), batch = bp_get_u64(c);
+    k->lr = bp_get_f32(c);
+    k->momentum = bp_get_f32(c);
+    k->nesterov = bp_get_i32(c);
+    k->weight_decay = bp_get_f32(c);
+    uint32_t schedule = bp_get_u32(c);
+    uint64_t step_epochs = bp_get_u64(c);
+    k->step_gamma = bp_get_f32(c);
+    k->clip_norm = bp_get_f32(c);
+    k->seed = bp_get_u64(c);
+    k->shuffle = bp_get_i32(c);
+    k->threads = bp_get_i32(c);
+    uint32_t parallel = bp_get_u32(c), reproducible = bp_get_u32(c);
     if (!to_size(epochs, &k->epochs) || !to_size(batch, &k->batch) || !to_size(step_epochs, &k->step_epochs))
         return bp_fail(err, BPROP_E_SIZE, "%s: byte offset %d: training settings do not fit this "
                        "platform's size_t", path, OFF_CONFIG);
@@ -652,35 +569,35 @@ static bprop_status get_config(ck_cursor *c, const char *path, bprop_train_confi
     return BPROP_OK;
 }
 
-static void get_state(ck_cursor *c, ck_header *h)
+static void get_state(bp_cursor *c, ck_header *h)
 {
     bprop_trainer_state *s = &h->ck.state;
-    s->epoch = get_u64(c);
-    s->step = get_u64(c);
-    h->ck.steps_per_epoch = get_u64(c);
+    s->epoch = bp_get_u64(c);
+    s->step = bp_get_u64(c);
+    h->ck.steps_per_epoch = bp_get_u64(c);
     for (int i = 0; i < 4; i++)
-        s->rng[i] = get_u64(c);
-    h->n_train = get_u64(c);
-    s->seen = get_u64(c);
-    s->correct = get_u64(c);
-    s->loss = get_f64(c);
-    s->reduce_seconds = get_f64(c);
-    s->seconds = get_f64(c);
+        s->rng[i] = bp_get_u64(c);
+    h->n_train = bp_get_u64(c);
+    s->seen = bp_get_u64(c);
+    s->correct = bp_get_u64(c);
+    s->loss = bp_get_f64(c);
+    s->reduce_seconds = bp_get_f64(c);
+    s->seconds = bp_get_f64(c);
     for (int t = 0; t < BPROP_TENSORS; t++)
-        s->norm2_sum[t] = get_f64(c);
+        s->norm2_sum[t] = bp_get_f64(c);
 }
 
-static bprop_status get_provenance(ck_cursor *c, const char *path, bprop_provenance *p, bprop_error *err)
+static bprop_status get_provenance(bp_cursor *c, const char *path, bprop_provenance *p, bprop_error *err)
 {
-    p->epochs_done = get_u64(c);
-    p->samples_seen = get_u64(c);
-    p->threads = get_i32(c);
-    p->train_loss = get_f32(c);
-    p->train_acc = get_f32(c);
-    p->test_loss = get_f32(c);
-    p->test_acc = get_f32(c);
-    p->created_unix = get_i64(c);
-    p->saved_unix = get_i64(c);
+    p->epochs_done = bp_get_u64(c);
+    p->samples_seen = bp_get_u64(c);
+    p->threads = bp_get_i32(c);
+    p->train_loss = bp_get_f32(c);
+    p->train_acc = bp_get_f32(c);
+    p->test_loss = bp_get_f32(c);
+    p->test_acc = bp_get_f32(c);
+    p->created_unix = bp_get_i64(c);
+    p->saved_unix = bp_get_i64(c);
     const unsigned char *data = c->p + c->pos, *isa = data + CK_DATA_LEN;
     if (!memchr(data, '\0', CK_DATA_LEN))
         return bp_fail(err, BPROP_E_FORMAT, "%s: byte offset %d: data string is not NUL-terminated",
@@ -691,17 +608,17 @@ static bprop_status get_provenance(ck_cursor *c, const char *path, bprop_provena
     memcpy(p->data, data, CK_DATA_LEN);
     memcpy(p->isa, isa, CK_ISA_LEN);
     c->pos += CK_DATA_LEN + CK_ISA_LEN;
-    p->ranks = get_i32(c);
+    p->ranks = bp_get_i32(c);
     c->pos += 4;
     return BPROP_OK;
 }
 
-static void get_desc(ck_cursor *c, bprop_data_desc *d)
+static void get_desc(bp_cursor *c, bprop_data_desc *d)
 {
-    d->n = get_u64(c);
-    d->dim = get_u64(c);
-    d->classes = get_u64(c);
-    d->hash = get_u64(c);
+    d->n = bp_get_u64(c);
+    d->dim = bp_get_u64(c);
+    d->classes = bp_get_u64(c);
+    d->hash = bp_get_u64(c);
 }
 
 /* The run's position must be one its own settings and data can reach. */
@@ -730,12 +647,12 @@ static bprop_status check_position(const ck_header *h, const char *path, bprop_e
 static bprop_status decode_header(const unsigned char *buf, const char *path, ck_header *h, bprop_error *err)
 {
     memset(h, 0, sizeof *h);
-    ck_cursor c = {(unsigned char *)buf, 0};
-    h->inputs = get_u64(&c);
-    h->hidden = get_u64(&c);
-    h->classes = get_u64(&c);
-    h->has_bias = get_u32(&c);
-    h->has_std = get_u32(&c);
+    bp_cursor c = {(unsigned char *)buf, 0};
+    h->inputs = bp_get_u64(&c);
+    h->hidden = bp_get_u64(&c);
+    h->classes = bp_get_u64(&c);
+    h->has_bias = bp_get_u32(&c);
+    h->has_std = bp_get_u32(&c);
     if (h->has_bias > 1 || h->has_std > 1)
         return bp_fail(err, BPROP_E_FORMAT, "%s: byte offset 40: flags %lu, %lu (has_bias, "
                        "has_standardization) must be 0 or 1", path, (unsigned long)h->has_bias,
@@ -750,9 +667,9 @@ static bprop_status decode_header(const unsigned char *buf, const char *path, ck
     get_desc(&c, &h->ck.train);
     get_desc(&c, &h->ck.val);
     get_desc(&c, &h->ck.test);
-    h->n_records = get_u64(&c);
-    h->settings_len = get_u64(&c);
-    h->ck.saved_unix = get_i64(&c);
+    h->n_records = bp_get_u64(&c);
+    h->settings_len = bp_get_u64(&c);
+    h->ck.saved_unix = bp_get_i64(&c);
     return check_position(h, path, err);
 }
 
@@ -769,12 +686,12 @@ static bprop_status read_prefix(ck_reader *r, uint32_t *header_len, bprop_error 
     bprop_status st = rd(r, buf + CK_MAGIC_LEN, CK_PREFIX - CK_MAGIC_LEN, "the format version", err);
     if (st != BPROP_OK)
         return st;
-    ck_cursor c = {buf, CK_MAGIC_LEN};
-    uint32_t version = get_u32(&c);
+    bp_cursor c = {buf, CK_MAGIC_LEN};
+    uint32_t version = bp_get_u32(&c);
     if (version != CK_VERSION)
         return bp_fail(err, BPROP_E_VERSION, "%s: checkpoint format version %lu, this build reads version %d",
                        r->path, (unsigned long)version, CK_VERSION);
-    *header_len = get_u32(&c);
+    *header_len = bp_get_u32(&c);
     if (*header_len < CK_HEADER)
         return bp_fail(err, BPROP_E_FORMAT, "%s: byte offset 12: header length %lu, version %d needs at least %d",
                        r->path, (unsigned long)*header_len, CK_VERSION, CK_HEADER);
@@ -828,17 +745,17 @@ static bprop_status check_extent(ck_reader *r, const ck_header *h, size_t size[3
 
 static void decode_record(const unsigned char *buf, bprop_epoch_record *r)
 {
-    ck_cursor c = {(unsigned char *)buf, 0};
-    r->epoch = get_u64(&c);
-    r->steps = get_u64(&c);
-    r->threads = get_i32(&c);
+    bp_cursor c = {(unsigned char *)buf, 0};
+    r->epoch = bp_get_u64(&c);
+    r->steps = bp_get_u64(&c);
+    r->threads = bp_get_i32(&c);
     c.pos += 4;
     double *v[10] = {&r->train_loss, &r->train_acc, &r->test_loss, &r->test_acc, &r->val_loss,
                      &r->val_acc, &r->samples_per_s, &r->seconds, &r->reduce_seconds, &r->lr};
     for (int i = 0; i < 10; i++)
-        *v[i] = get_f64(&c);
+        *v[i] = bp_get_f64(&c);
     for (int t = 0; t < BPROP_TENSORS; t++)
-        r->grad_norm[t] = get_f64(&c);
+        r->grad_norm[t] = bp_get_f64(&c);
 }
 
 static bprop_status read_records(ck_reader *r, ck_owned *o, bprop_error *err)
@@ -924,8 +841,8 @@ static bprop_status read_trailer(ck_reader *r, uint64_t need, bprop_error *err)
     bprop_status st = rd(r, buf, sizeof buf, "the checksum", err);
     if (st != BPROP_OK)
         return st;
-    ck_cursor c = {buf, 0};
-    uint32_t stored = get_u32(&c);
+    bp_cursor c = {buf, 0};
+    uint32_t stored = bp_get_u32(&c);
     if (stored != computed)
         return bp_fail(err, BPROP_E_CHECKSUM, "%s: byte offset %llu: checksum mismatch: stored 0x%08lx, "
                        "computed 0x%08lx", r->path, (unsigned long long)(r->pos - 4),

@@ -2,6 +2,7 @@
 #define _POSIX_C_SOURCE 200809L
 
 #include "atomic_file.h"
+#include "le_cursor.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -89,87 +90,6 @@ enum {
 };
 
 /* ---- little-endian encoding ------------------------------------------------------------- */
-
-typedef struct mf_cursor {
-    unsigned char *p;
-    size_t pos;
-} mf_cursor;
-
-static void w_u32(mf_cursor *c, uint32_t v)
-{
-    for (int i = 0; i < 4; i++)
-        c->p[c->pos++] = (unsigned char)(v >> (8 * i));
-}
-
-static void w_u64(mf_cursor *c, uint64_t v)
-{
-    for (int i = 0; i < 8; i++)
-        c->p[c->pos++] = (unsigned char)(v >> (8 * i));
-}
-
-static void w_f32(mf_cursor *c, float f)
-{
-    uint32_t u;
-    memcpy(&u, &f, sizeof u);
-    w_u32(c, u);
-}
-
-static uint32_t get_u32(const unsigned char *p)
-{
-    return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
-}
-
-static uint32_t r_u32(mf_cursor *c)
-{
-    uint32_t v = get_u32(c->p + c->pos);
-    c->pos += 4;
-    return v;
-}
-
-static uint64_t r_u64(mf_cursor *c)
-{
-    uint64_t lo = r_u32(c);
-    return lo | (uint64_t)r_u32(c) << 32;
-}
-
-static float r_f32(mf_cursor *c)
-{
-    uint32_t u = r_u32(c);
-    float f;
-    memcpy(&f, &u, sizeof f);
-    return f;
-}
-
-/* Two's-complement reinterpretation, defined for every value (unlike a signed conversion). */
-static int32_t r_i32(mf_cursor *c)
-{
-    uint32_t u = r_u32(c);
-    int32_t v;
-    memcpy(&v, &u, sizeof v);
-    return v;
-}
-
-static int64_t r_i64(mf_cursor *c)
-{
-    uint64_t u = r_u64(c);
-    int64_t v;
-    memcpy(&v, &u, sizeof v);
-    return v;
-}
-
-static void floats_to_le(const float *src, size_t n, unsigned char *dst)
-{
-    mf_cursor c = {dst, 0};
-    for (size_t i = 0; i < n; i++)
-        w_f32(&c, src[i]);
-}
-
-static void le_to_floats(const unsigned char *src, size_t n, float *dst)
-{
-    mf_cursor c = {(unsigned char *)src, 0};
-    for (size_t i = 0; i < n; i++)
-        dst[i] = r_f32(&c);
-}
 
 static uint32_t crc_update(uint32_t crc, const unsigned char *p, size_t n)
 {
@@ -266,47 +186,47 @@ static bprop_status check_model(const bprop_model *m, const char *path, bprop_er
 static void encode_header(const bprop_model *m, int64_t saved_unix, unsigned char *buf)
 {
     memcpy(buf, MF_MAGIC, MF_MAGIC_LEN);
-    mf_cursor c = {buf, MF_MAGIC_LEN};
-    w_u32(&c, MF_VERSION);
-    w_u32(&c, MF_HEADER);
-    w_u64(&c, m->inputs);
-    w_u64(&c, m->hidden);
-    w_u64(&c, m->classes);
-    w_u32(&c, m->has_bias ? 1 : 0);
-    w_u32(&c, m->std_mean ? 1 : 0);
+    bp_cursor c = {buf, MF_MAGIC_LEN};
+    bp_put_u32(&c, MF_VERSION);
+    bp_put_u32(&c, MF_HEADER);
+    bp_put_u64(&c, m->inputs);
+    bp_put_u64(&c, m->hidden);
+    bp_put_u64(&c, m->classes);
+    bp_put_u32(&c, m->has_bias ? 1 : 0);
+    bp_put_u32(&c, m->std_mean ? 1 : 0);
     const bprop_train_config *k = &m->info.config;
-    w_u64(&c, k->epochs);
-    w_u64(&c, k->batch);
-    w_f32(&c, k->lr);
-    w_f32(&c, k->momentum);
-    w_u32(&c, (uint32_t)k->nesterov);
-    w_f32(&c, k->weight_decay);
-    w_u32(&c, (uint32_t)k->schedule);
-    w_u64(&c, k->step_epochs);
-    w_f32(&c, k->step_gamma);
-    w_f32(&c, k->clip_norm);
-    w_u64(&c, k->seed);
-    w_u32(&c, (uint32_t)k->shuffle);
-    w_u32(&c, (uint32_t)k->threads);
+    bp_put_u64(&c, k->epochs);
+    bp_put_u64(&c, k->batch);
+    bp_put_f32(&c, k->lr);
+    bp_put_f32(&c, k->momentum);
+    bp_put_u32(&c, (uint32_t)k->nesterov);
+    bp_put_f32(&c, k->weight_decay);
+    bp_put_u32(&c, (uint32_t)k->schedule);
+    bp_put_u64(&c, k->step_epochs);
+    bp_put_f32(&c, k->step_gamma);
+    bp_put_f32(&c, k->clip_norm);
+    bp_put_u64(&c, k->seed);
+    bp_put_u32(&c, (uint32_t)k->shuffle);
+    bp_put_u32(&c, (uint32_t)k->threads);
     const bprop_provenance *p = &m->info;
-    w_u64(&c, p->epochs_done);
-    w_u64(&c, p->samples_seen);
-    w_u32(&c, (uint32_t)p->threads);
-    w_f32(&c, p->train_loss);
-    w_f32(&c, p->train_acc);
-    w_f32(&c, p->test_loss);
-    w_f32(&c, p->test_acc);
-    w_u64(&c, (uint64_t)p->created_unix);
-    w_u64(&c, (uint64_t)saved_unix);
+    bp_put_u64(&c, p->epochs_done);
+    bp_put_u64(&c, p->samples_seen);
+    bp_put_u32(&c, (uint32_t)p->threads);
+    bp_put_f32(&c, p->train_loss);
+    bp_put_f32(&c, p->train_acc);
+    bp_put_f32(&c, p->test_loss);
+    bp_put_f32(&c, p->test_acc);
+    bp_put_u64(&c, (uint64_t)p->created_unix);
+    bp_put_u64(&c, (uint64_t)saved_unix);
     /* Only the string, zero-padded: bytes after its NUL in the struct are not part of it. */
     memset(buf + c.pos, 0, MF_DATA_LEN + MF_HEADER_EXT);
     memcpy(buf + c.pos, p->data, strlen(p->data));
     c.pos += MF_DATA_LEN;
     memcpy(buf + c.pos, p->isa, strnlen(p->isa, MF_ISA_LEN - 1));
     c.pos += MF_ISA_LEN;
-    w_u32(&c, (uint32_t)p->ranks);
-    w_u32(&c, (uint32_t)k->parallel);
-    w_u32(&c, k->reproducible ? 1 : 0);
+    bp_put_u32(&c, (uint32_t)p->ranks);
+    bp_put_u32(&c, (uint32_t)k->parallel);
+    bp_put_u32(&c, k->reproducible ? 1 : 0);
 }
 
 typedef struct mf_writer {
@@ -330,7 +250,7 @@ static void wr_floats(mf_writer *w, const float *src, size_t n)
     unsigned char buf[4 * MF_CHUNK];
     for (size_t done = 0; done < n;) {
         size_t k = n - done < MF_CHUNK ? n - done : MF_CHUNK;
-        floats_to_le(src + done, k, buf);
+        bp_floats_to_le(src + done, k, buf);
         wr(w, buf, 4 * k, 1);
         done += k;
     }
@@ -347,8 +267,8 @@ static int write_model(FILE *f, const bprop_model *m, const unsigned char *head)
         wr_floats(&w, m->std_scale, m->inputs);
     }
     unsigned char crc[4];
-    mf_cursor c = {crc, 0};
-    w_u32(&c, w.crc);
+    bp_cursor c = {crc, 0};
+    bp_put_u32(&c, w.crc);
     wr(&w, crc, sizeof crc, 0);
     return w.failed;
 }
@@ -411,7 +331,7 @@ static bprop_status rd_floats(mf_reader *r, float *dst, size_t n, const char *wh
         bprop_status st = rd(r, buf, 4 * k, what, err);
         if (st != BPROP_OK)
             return st;
-        le_to_floats(buf, k, dst + done);
+        bp_le_to_floats(buf, k, dst + done);
         done += k;
     }
     return BPROP_OK;
@@ -431,11 +351,11 @@ static bprop_status read_prefix(mf_reader *r, uint32_t *header_len, bprop_error 
     bprop_status st = rd(r, buf + MF_MAGIC_LEN, MF_PREFIX - MF_MAGIC_LEN, "the format version", err);
     if (st != BPROP_OK)
         return st;
-    uint32_t version = get_u32(buf + 8);
+    uint32_t version = bp_le_u32(buf + 8);
     if (version != MF_VERSION)
         return bp_fail(err, BPROP_E_VERSION, "%s: format version %lu, this build reads version %d", r->path,
                        (unsigned long)version, MF_VERSION);
-    *header_len = get_u32(buf + 12);
+    *header_len = bp_le_u32(buf + 12);
     if (*header_len < MF_HEADER_V1)
         return bp_fail(err, BPROP_E_FORMAT, "%s: byte offset 12: header length %lu, version %d needs at least %d",
                        r->path, (unsigned long)*header_len, MF_VERSION, MF_HEADER_V1);
@@ -460,24 +380,24 @@ static int to_size(uint64_t v, size_t *out)
 /* Decode the v1 header (buf holds its MF_HEADER_V1 bytes, which start at file offset 16). */
 static bprop_status decode_header(const unsigned char *buf, const char *path, mf_header *h, bprop_error *err)
 {
-    mf_cursor c = {(unsigned char *)buf, 0};
-    h->inputs = r_u64(&c);
-    h->hidden = r_u64(&c);
-    h->classes = r_u64(&c);
-    h->has_bias = r_u32(&c);
-    h->has_std = r_u32(&c);
+    bp_cursor c = {(unsigned char *)buf, 0};
+    h->inputs = bp_get_u64(&c);
+    h->hidden = bp_get_u64(&c);
+    h->classes = bp_get_u64(&c);
+    h->has_bias = bp_get_u32(&c);
+    h->has_std = bp_get_u32(&c);
     if (h->has_bias > 1 || h->has_std > 1)
         return bp_fail(err, BPROP_E_FORMAT, "%s: byte offset 40: flags %lu, %lu (has_bias, has_standardization) must be 0 or 1",
                        path, (unsigned long)h->has_bias, (unsigned long)h->has_std);
     memset(&h->info, 0, sizeof h->info);
     bprop_train_config *k = &h->info.config;
-    uint64_t epochs = r_u64(&c), batch = r_u64(&c);
-    k->lr = r_f32(&c);
-    k->momentum = r_f32(&c);
-    k->nesterov = r_i32(&c);
-    k->weight_decay = r_f32(&c);
-    uint32_t schedule = r_u32(&c);
-    uint64_t step_epochs = r_u64(&c);
+    uint64_t epochs = bp_get_u64(&c), batch = bp_get_u64(&c);
+    k->lr = bp_get_f32(&c);
+    k->momentum = bp_get_f32(&c);
+    k->nesterov = bp_get_i32(&c);
+    k->weight_decay = bp_get_f32(&c);
+    uint32_t schedule = bp_get_u32(&c);
+    uint64_t step_epochs = bp_get_u64(&c);
     if (!to_size(epochs, &k->epochs) || !to_size(batch, &k->batch) || !to_size(step_epochs, &k->step_epochs))
         return bp_fail(err, BPROP_E_SIZE, "%s: byte offset 48: training settings do not fit this platform's size_t",
                        path);
@@ -485,21 +405,21 @@ static bprop_status decode_header(const unsigned char *buf, const char *path, mf
         return bp_fail(err, BPROP_E_FORMAT, "%s: byte offset 80: unknown learning-rate schedule %lu", path,
                        (unsigned long)schedule);
     k->schedule = (bprop_schedule)schedule;
-    k->step_gamma = r_f32(&c);
-    k->clip_norm = r_f32(&c);
-    k->seed = r_u64(&c);
-    k->shuffle = r_i32(&c);
-    k->threads = r_i32(&c);
+    k->step_gamma = bp_get_f32(&c);
+    k->clip_norm = bp_get_f32(&c);
+    k->seed = bp_get_u64(&c);
+    k->shuffle = bp_get_i32(&c);
+    k->threads = bp_get_i32(&c);
     bprop_provenance *p = &h->info;
-    p->epochs_done = r_u64(&c);
-    p->samples_seen = r_u64(&c);
-    p->threads = r_i32(&c);
-    p->train_loss = r_f32(&c);
-    p->train_acc = r_f32(&c);
-    p->test_loss = r_f32(&c);
-    p->test_acc = r_f32(&c);
-    p->created_unix = r_i64(&c);
-    p->saved_unix = r_i64(&c);
+    p->epochs_done = bp_get_u64(&c);
+    p->samples_seen = bp_get_u64(&c);
+    p->threads = bp_get_i32(&c);
+    p->train_loss = bp_get_f32(&c);
+    p->train_acc = bp_get_f32(&c);
+    p->test_loss = bp_get_f32(&c);
+    p->test_acc = bp_get_f32(&c);
+    p->created_unix = bp_get_i64(&c);
+    p->saved_unix = bp_get_i64(&c);
     const unsigned char *data = buf + c.pos;
     const unsigned char *nul = memchr(data, '\0', MF_DATA_LEN);
     if (!nul)
@@ -515,14 +435,14 @@ static bprop_status decode_ext(const unsigned char *ext, const char *path, mf_he
     if (!memchr(ext, '\0', MF_ISA_LEN))
         return bp_fail(err, BPROP_E_FORMAT, "%s: byte offset 424: isa string is not NUL-terminated", path);
     memcpy(h->info.isa, ext, MF_ISA_LEN);
-    mf_cursor c = {(unsigned char *)ext, MF_ISA_LEN};
-    h->info.ranks = r_i32(&c);
-    uint32_t parallel = r_u32(&c);
+    bp_cursor c = {(unsigned char *)ext, MF_ISA_LEN};
+    h->info.ranks = bp_get_i32(&c);
+    uint32_t parallel = bp_get_u32(&c);
     if (parallel > BPROP_PARALLEL_HIDDEN)
         return bp_fail(err, BPROP_E_FORMAT, "%s: byte offset 444: unknown parallel mode %lu", path,
                        (unsigned long)parallel);
     h->info.config.parallel = (bprop_parallel)parallel;
-    uint32_t reproducible = r_u32(&c);
+    uint32_t reproducible = bp_get_u32(&c);
     if (reproducible > 1)
         return bp_fail(err, BPROP_E_FORMAT, "%s: byte offset 448: reproducible flag %lu must be 0 or 1",
                        path, (unsigned long)reproducible);
@@ -567,7 +487,7 @@ static int whole_file_crc_ok(mf_reader *r)
         crc = crc_update(crc, buf, k);
         left -= k;
     }
-    return fread(buf, 1, 4, r->f) == 4 && get_u32(buf) == crc;
+    return fread(buf, 1, 4, r->f) == 4 && bp_le_u32(buf) == crc;
 }
 
 /* Check the sizes and that the file holds exactly what they describe, before any allocation. */
@@ -630,9 +550,9 @@ static bprop_status read_body(mf_reader *r, bprop_model *m, int has_std, uint64_
     st = rd(r, buf, sizeof buf, "the checksum", err);
     if (st != BPROP_OK)
         return st;
-    if (get_u32(buf) != computed)
+    if (bp_le_u32(buf) != computed)
         return bp_fail(err, BPROP_E_CHECKSUM, "%s: byte offset %llu: checksum mismatch: stored 0x%08lx, computed 0x%08lx",
-                       r->path, (unsigned long long)(r->pos - 4), (unsigned long)get_u32(buf),
+                       r->path, (unsigned long long)(r->pos - 4), (unsigned long)bp_le_u32(buf),
                        (unsigned long)computed);
     if (r->size > need || fgetc(r->f) != EOF)
         return bp_fail(err, BPROP_E_FORMAT, "%s: %llu trailing bytes after the checksum at byte offset %llu",
