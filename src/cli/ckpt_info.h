@@ -2,7 +2,13 @@
 #ifndef BPROP_CLI_CKPT_INFO_H
 #define BPROP_CLI_CKPT_INFO_H
 
+#include "bprop.h"
+#include "json.h"
+
 /* Describe the checkpoint at path as text or one JSON object: 0, or CLI_EXIT_RUNTIME (printed). */
 int info_checkpoint(const char *path, int json);
+
+/* The "config" object of `info --json`, for models and checkpoints alike (cmd_info.c). */
+void info_config_json(json_writer *j, const bprop_train_config *c);
 
 #endif /* BPROP_CLI_CKPT_INFO_H */

@@ -44,7 +44,7 @@ static int parse_info(int argc, char **argv, info_opts *o)
     return 0;
 }
 
-static void config_json(json_writer *j, const bprop_train_config *c)
+void info_config_json(json_writer *j, const bprop_train_config *c)
 {
     json_object_begin(j, "config");
     json_uint(j, "epochs", c->epochs);
@@ -60,6 +60,8 @@ static void config_json(json_writer *j, const bprop_train_config *c)
     json_uint(j, "seed", c->seed);
     json_bool(j, "shuffle", c->shuffle);
     json_int(j, "threads", c->threads);
+    json_string(j, "parallel", bprop_parallel_name(c->parallel));
+    json_bool(j, "reproducible", c->reproducible);
     json_object_end(j);
 }
 
@@ -99,7 +101,7 @@ static void print_json(const info_opts *o, const bprop_model *m)
     json_string(&j, "created", created);
     json_string(&j, "saved", saved);
     json_string(&j, "isa", isa);
-    config_json(&j, &p->config);
+    info_config_json(&j, &p->config);
     json_object_end(&j);
     putchar('\n');
 }
