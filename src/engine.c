@@ -75,6 +75,7 @@ void bp_engine_free(bp_engine *e)
             work_free(&e->work[t]);
     }
     bp_free(e->grad);
+    bp_free(e->w1p);
     bp_free(e->work);
     bp_free(e->slot);
     bp_free(e);
@@ -90,6 +91,9 @@ bprop_status bp_engine_create(const bprop_model *m, int threads, int with_grads,
     e->work = bp_alloc((size_t)threads, sizeof *e->work);
     e->slot = bp_alloc((size_t)threads, sizeof *e->slot);
     int ok = e->work && e->slot;
+    const size_t packed = bp_w1_packed_size(m->inputs, m->hidden);
+    if (ok && packed)
+        ok = (e->w1p = bp_alloc(packed, sizeof(float))) != NULL;
     if (ok && with_grads) {
         e->grad = bp_alloc((size_t)threads, sizeof *e->grad);
         ok = e->grad != NULL;
@@ -107,7 +111,28 @@ bprop_status bp_engine_create(const bprop_model *m, int threads, int with_grads,
     return BPROP_OK;
 }
 
-bp_net bp_work_net(const bprop_model *m, bp_work *w)
+void bp_hidden_slice(size_t H, int nt, int t, size_t *j0, size_t *j1)
+{
+    size_t nhb = (H + BP_HBLOCK - 1) / BP_HBLOCK, q0, q1;
+    bp_share(nhb, nt, t, &q0, &q1);
+    *j0 = q0 * BP_HBLOCK < H ? q0 * BP_HBLOCK : H;
+    *j1 = q1 * BP_HBLOCK < H ? q1 * BP_HBLOCK : H;
+}
+
+void bp_engine_pack(bp_engine *e, const bprop_model *m, int tid, int nt)
+{
+    if (!e->w1p)
+        return;
+    size_t j0, j1;
+    bp_hidden_slice(m->hidden, nt, tid, &j0, &j1);
+    if (j1 > j0) {
+        const bp_net net = {.D = m->inputs, .H = m->hidden, .C = m->classes, .ld = m->hidden,
+                            .w1 = bprop_model_tensor(m, BPROP_W1)};
+        bp_pack_w1(&net, j0, j1, e->w1p);
+    }
+}
+
+bp_net bp_work_net(const bprop_model *m, bp_work *w, const float *w1p)
 {
     const size_t H = m->hidden, C = m->classes;
     const float *w2 = bprop_model_tensor(m, BPROP_W2); /* (H, C) */
@@ -116,7 +141,7 @@ bp_net bp_work_net(const bprop_model *m, bp_work *w)
             w->w2t[c * H + j] = w2[j * C + c];
     return (bp_net){.D = m->inputs, .H = H, .C = C, .ld = H,
                     .w1 = bprop_model_tensor(m, BPROP_W1), .b1 = bprop_model_tensor(m, BPROP_B1),
-                    .w2t = w->w2t, .b2 = bprop_model_tensor(m, BPROP_B2)};
+                    .w2t = w->w2t, .b2 = bprop_model_tensor(m, BPROP_B2), .w1p = w1p};
 }
 
 /* Fold the transposed dW2 sums (C, H) into the gradient buffer's W2 block (H, C). */
@@ -127,13 +152,13 @@ static void fold_w2(const float *gw2t, float *gw2, size_t H, size_t C)
             gw2[j * C + c] = gw2t[c * H + j];
 }
 
-void bp_thread_pass(const bprop_model *m, bp_work *w, float *grad, const float *X,
+void bp_thread_pass(const bprop_model *m, bp_work *w, const float *w1p, float *grad, const float *X,
                     const int32_t *Y, const size_t *idx, size_t lo, size_t hi, double *loss,
                     size_t *correct)
 {
     const bprop_layout *L = &m->layout;
     const size_t D = m->inputs, H = m->hidden, C = m->classes;
-    bp_net net = bp_work_net(m, w);
+    bp_net net = bp_work_net(m, w, w1p);
     bp_grads g = {.w1 = grad + L->offset[BPROP_W1],
                   .b1 = m->has_bias ? grad + L->offset[BPROP_B1] : NULL,
                   .w2t = w->gw2t,

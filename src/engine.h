@@ -34,6 +34,8 @@ typedef struct bp_engine {
     int threads;
     size_t params;  /* layout.total */
     float **grad;   /* [threads] (params) thread-local gradient sums; NULL when not needed */
+    float *w1p;     /* (bp_w1_packed_size) W1 in the kernels' forward panels, packed by
+                       bp_engine_pack for the pass that follows; NULL for a set without packing */
     bp_work *work;  /* [threads] */
     bp_slot *slot;  /* [threads] */
 } bp_engine;
@@ -48,13 +50,22 @@ int bp_resolve_threads(int requested);
 /* Thread t's share [*lo, *hi) of n samples split over nt threads: contiguous and balanced. */
 void bp_share(size_t n, int nt, int t, size_t *lo, size_t *hi);
 
-/* The network view of m with w->w2t refreshed from m's W2. */
-bp_net bp_work_net(const bprop_model *m, bp_work *w);
+/* Hidden units [*j0, *j1) of thread t of nt: whole blocks of BP_HBLOCK, so that partial logits
+ * and packed panels line up. */
+void bp_hidden_slice(size_t H, int nt, int t, size_t *j0, size_t *j1);
+
+/* Thread tid's part (its hidden slice) of packing m's W1 into e->w1p. Every thread of the team
+ * calls it; the pack is complete after the next barrier. A no-op without e->w1p. */
+void bp_engine_pack(bp_engine *e, const bprop_model *m, int tid, int nt);
+
+/* The network view of m with w->w2t refreshed from m's W2, reading W1 from the packed w1p (as
+ * e->w1p after bp_engine_pack) or, with NULL, packing per call. */
+bp_net bp_work_net(const bprop_model *m, bp_work *w, const float *w1p);
 
 /* Forward and backward over samples idx[lo..hi) of (X, Y) (idx NULL: samples lo..hi), writing
  * the gradient sums of exactly these samples to grad (params, overwritten); hi > lo. Adds the
- * summed loss and the correct count to *loss and *correct. */
-void bp_thread_pass(const bprop_model *m, bp_work *w, float *grad, const float *X,
+ * summed loss and the correct count to *loss and *correct. w1p: as for bp_work_net. */
+void bp_thread_pass(const bprop_model *m, bp_work *w, const float *w1p, float *grad, const float *X,
                     const int32_t *Y, const size_t *idx, size_t lo, size_t hi, double *loss,
                     size_t *correct);
 

@@ -26,10 +26,10 @@ static bprop_status check_labels(const bprop_model *m, const int32_t *y, size_t 
 /* Forward over samples [lo, hi) of x in blocks; per block, fn consumes the logits. */
 typedef void (*logits_fn)(void *ctx, size_t first, size_t nb, float *logits, bp_work *w);
 
-static void forward_range(const bprop_model *m, bp_work *w, const float *x, size_t lo, size_t hi,
-                          logits_fn fn, void *ctx)
+static void forward_range(const bprop_model *m, bp_work *w, const float *w1p, const float *x,
+                          size_t lo, size_t hi, logits_fn fn, void *ctx)
 {
-    bp_net net = bp_work_net(m, w);
+    bp_net net = bp_work_net(m, w, w1p);
     for (size_t s0 = lo; s0 < hi; s0 += BP_BLOCK) {
         size_t nb = hi - s0 < BP_BLOCK ? hi - s0 : BP_BLOCK;
         for (size_t r = 0; r < nb; r++)
@@ -85,13 +85,15 @@ bprop_status bprop_evaluate(const bprop_model *m, const bprop_dataset *d, int th
         ctx[t] = (eval_ctx){.m = m, .y = d->y, .confusion = confusion ? e->work[t].confusion : NULL};
 #pragma omp parallel num_threads(nt)
     {
-        int t = omp_get_thread_num();
+        int t = omp_get_thread_num(), nth = omp_get_num_threads();
         size_t lo, hi;
-        bp_share(d->n, omp_get_num_threads(), t, &lo, &hi);
+        bp_share(d->n, nth, t, &lo, &hi);
+        bp_engine_pack(e, m, t, nth);
+#pragma omp barrier
         if (ctx[t].confusion)
             memset(ctx[t].confusion, 0, C * C * sizeof(uint64_t));
         if (hi > lo)
-            forward_range(m, &e->work[t], d->x, lo, hi, eval_block, &ctx[t]);
+            forward_range(m, &e->work[t], e->w1p, d->x, lo, hi, eval_block, &ctx[t]);
     }
     /* Combine in thread order so the result does not depend on scheduling. */
     double loss = 0.0;
@@ -139,11 +141,13 @@ bprop_status bprop_predict(const bprop_model *m, const float *x, size_t n, int t
     predict_ctx ctx = {.C = m->classes, .probs = probs};
 #pragma omp parallel num_threads(nt)
     {
-        int t = omp_get_thread_num();
+        int t = omp_get_thread_num(), nth = omp_get_num_threads();
         size_t lo, hi;
-        bp_share(n, omp_get_num_threads(), t, &lo, &hi);
+        bp_share(n, nth, t, &lo, &hi);
+        bp_engine_pack(e, m, t, nth);
+#pragma omp barrier
         if (hi > lo)
-            forward_range(m, &e->work[t], x, lo, hi, predict_block, &ctx);
+            forward_range(m, &e->work[t], e->w1p, x, lo, hi, predict_block, &ctx);
     }
     bp_cache_put_engine(m, e, owned);
     return BPROP_OK;

@@ -29,6 +29,8 @@ typedef struct bp_net {
     const float *b1;   /* (H) or NULL without biases */
     const float *w2t;  /* (C, ld) transposed copy of W2 (H, C) */
     const float *b2;   /* (C) or NULL */
+    const float *w1p;  /* W1 packed in the set's forward panels (bp_pack_w1), or NULL: each
+                          forward call then packs the panels it needs itself */
 } bp_net;
 
 /* A thread's gradient sums (not yet divided by the batch size). */
@@ -53,12 +55,26 @@ typedef struct bp_scratch {
     float *wpad;      /* (D, PW) a panel of W1 columns; or of dW1 columns for a padded panel */
     float *bpad;      /* (PW) the panel's b1 entries, zero-padded */
     float *hpad;      /* (BP_BLOCK, PW) a padded panel's h columns; a panel of dh columns */
+    uint64_t *nzb;    /* (BP_BLOCK, NZ_WORDS(D)) each sample's non-zero pixels as bits */
 } bp_scratch;
+
+/* 64-bit words of a bitmap of D pixels. */
+#define NZ_WORDS(D) (((D) + 63) / 64)
 
 /* Allocate (bp_alloc) the scratch for D inputs, H hidden units and C classes; 0 on failure.
  * Free with bp_scratch_free. */
 int bp_scratch_alloc(bp_scratch *sc, size_t D, size_t H, size_t C);
 void bp_scratch_free(bp_scratch *sc);
+
+/* Floats of W1 (D, H) packed in the active set's forward panels; 0 for a set that reads W1 in
+ * place (then no net needs a w1p). */
+size_t bp_w1_packed_size(size_t D, size_t H);
+
+/* Pack hidden units [j0, j1) of net's W1 into w1p (bp_w1_packed_size floats for the whole net;
+ * j0 and j1 on BP_HBLOCK boundaries or j1 = H), so that every forward call of a step reads the
+ * panels packed once instead of packing them per block. Threads may pack disjoint ranges. A
+ * view of units [j0, j1) of the net uses w1p + j0 * D. */
+void bp_pack_w1(const bp_net *net, size_t j0, size_t j1, float *w1p);
 
 /* h (nb, H) = relu(x W1 + b1) for nb <= BP_BLOCK samples whose rows are xr[0..nb). Fills sc's
  * forward lists. Each h entry sums its non-zero pixels in pixel order, whatever the view. */
@@ -107,6 +123,8 @@ typedef struct bp_kernels {
     const char *name; /* "generic", "avx2" or "avx512" */
     int (*scratch_alloc)(bp_scratch *sc, size_t D, size_t H, size_t C);
     void (*scratch_free)(bp_scratch *sc);
+    size_t (*w1_packed_size)(size_t D, size_t H);
+    void (*pack_w1)(const bp_net *net, size_t j0, size_t j1, float *w1p);
     void (*forward_hidden)(const bp_net *net, const float *const *xr, size_t nb, float *h,
                            bp_scratch *sc);
     void (*logits_partial)(const bp_net *net, size_t nb, const float *h, float *part);

@@ -104,15 +104,6 @@ static void rank_share(const bp_stepper *s, size_t nb, size_t *b0, size_t *b1, s
     *hi = *b1 * BP_BLOCK < nb ? *b1 * BP_BLOCK : nb;
 }
 
-/* Hidden units [*j0, *j1) of thread t: whole blocks of BP_HBLOCK, so partial logits line up. */
-static void hidden_slice(size_t H, int nt, int t, size_t *j0, size_t *j1)
-{
-    size_t nhb = (H + BP_HBLOCK - 1) / BP_HBLOCK, q0, q1;
-    bp_share(nhb, nt, t, &q0, &q1);
-    *j0 = q0 * BP_HBLOCK < H ? q0 * BP_HBLOCK : H;
-    *j1 = q1 * BP_HBLOCK < H ? q1 * BP_HBLOCK : H;
-}
-
 int bp_step_uses_hidden(const bp_stepper *s, size_t nb, int nt)
 {
     const size_t nhb = (s->m->hidden + BP_HBLOCK - 1) / BP_HBLOCK;
@@ -139,7 +130,7 @@ static void data_block(bp_stepper *s, int tid, const bp_batch *b, size_t lo, siz
     const bprop_model *m = s->m;
     float *g = s->e->grad[tid];
     bp_slot *slot = &s->e->slot[tid];
-    bp_thread_pass(m, &s->e->work[tid], g, b->X, b->Y, b->idx, b->idx ? lo : b->first + lo,
+    bp_thread_pass(m, &s->e->work[tid], s->e->w1p, g, b->X, b->Y, b->idx, b->idx ? lo : b->first + lo,
                    b->idx ? hi : b->first + hi, &slot->loss, &slot->correct);
     if (fused)
         return; /* the update rounds the float sums itself */
@@ -172,7 +163,7 @@ static void float_pass(bp_stepper *s, int tid, int nt, const bp_batch *b)
     if (t1 > t0) {
         bp_slot *slot = &s->e->slot[tid];
         size_t a = lo + t0, z = lo + t1;
-        bp_thread_pass(s->m, &s->e->work[tid], s->e->grad[tid], b->X, b->Y, b->idx,
+        bp_thread_pass(s->m, &s->e->work[tid], s->e->w1p, s->e->grad[tid], b->X, b->Y, b->idx,
                        b->idx ? a : b->first + a, b->idx ? z : b->first + z, &slot->loss, &slot->correct);
     }
 }
@@ -180,9 +171,11 @@ static void float_pass(bp_stepper *s, int tid, int nt, const bp_batch *b)
 /* The hidden-unit view [j0, j1) of the model, with W2 transposed into the thread's work. */
 static bp_net slice_net(const bp_stepper *s, int tid, size_t j0, size_t j1)
 {
-    bp_net net = bp_work_net(s->m, &s->e->work[tid]);
+    bp_net net = bp_work_net(s->m, &s->e->work[tid], s->e->w1p);
     net.H = j1 - j0;
     net.w1 += j0;
+    if (net.w1p)
+        net.w1p += j0 * net.D;
     net.w2t += j0;
     if (net.b1)
         net.b1 += j0;
@@ -456,7 +449,7 @@ static void for_slice(update_ctx *x, int tid, int nt)
     const bprop_layout *L = &m->layout;
     const size_t H = m->hidden, C = m->classes;
     size_t j0, j1;
-    hidden_slice(H, nt, tid, &j0, &j1);
+    bp_hidden_slice(H, nt, tid, &j0, &j1);
     if (j1 > j0) {
         for (size_t k = 0; k < m->inputs; k++)
             do_run(x, (seg){L->offset[BPROP_W1] + k * H + j0, j1 - j0, BPROP_W1});
@@ -584,6 +577,8 @@ void bp_step(bp_stepper *s, int tid, int nt, const bp_step_io *io)
             wmax[k] = fmax(wmax[k], s->e->slot[u].wmax[k]);
     if (tid == 0)
         s->bad_scales = !bp_make_scales(wmax, s->xinf, s->x1, BP_BLOCK, &s->sc);
+    /* W1 packed once per step for every block's forward; the barrier completes it. */
+    bp_engine_pack(s->e, s->m, tid, nt);
 #pragma omp barrier
     reset_slot(slot);
     memset(slot->wmax, 0, sizeof slot->wmax);
@@ -598,7 +593,7 @@ void bp_step(bp_stepper *s, int tid, int nt, const bp_step_io *io)
         data_pass(s, tid, nt, b, fused);
     } else {
         size_t j0, j1;
-        hidden_slice(s->m->hidden, nt, tid, &j0, &j1);
+        bp_hidden_slice(s->m->hidden, nt, tid, &j0, &j1);
         bp_net v = slice_net(s, tid, j0, j1);
         if (hi > lo)
             hidden_forward(s, tid, &v, j0 / BP_HBLOCK, b, lo, hi);

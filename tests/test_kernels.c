@@ -83,7 +83,7 @@ static void fx_free(fixture *f)
 static bp_net fx_net(const fixture *f)
 {
     return (bp_net){f->D, f->H, f->C, f->LD, f->w1 + f->j0, f->bias ? f->b1 + f->j0 : NULL,
-                    f->w2t + f->j0, f->bias ? f->b2 : NULL};
+                    f->w2t + f->j0, f->bias ? f->b2 : NULL, NULL};
 }
 
 static bp_grads fx_grads(const fixture *f)
@@ -325,6 +325,8 @@ static void check_views(const bp_kernels *k, size_t H, const size_t *cuts, size_
     float *h = floats(nb * H), *part = floats(nhb * nb * C), *full_part = floats(nhb * nb * C);
     bp_net whole = fx_net(&f);
     k->logits_partial(&whole, nb, full.h, full_part);
+    const size_t packed_size = k->w1_packed_size(D, H);
+    float *w1p = packed_size ? floats(packed_size) : NULL;
     for (size_t v = 0; v + 1 < ncuts; v++) {
         size_t j0 = cuts[v], w = cuts[v + 1] - j0;
         fixture view = f;
@@ -337,6 +339,19 @@ static void check_views(const bp_kernels *k, size_t H, const size_t *cuts, size_
             cr_assert(tu_same_bits(h + s * w, full.h + s * H + j0, w),
                       "%s: h of view [%zu, %zu) differs in sample %zu", k->name, j0, j0 + w, s);
         if (j0 % BP_HBLOCK == 0 && (w % BP_HBLOCK == 0 || j0 + w == H)) {
+            /* A block-aligned view reads W1 packed once for the step: each view packs its own
+             * units into the shared buffer, as the threads of a step do, and gets the same h. */
+            if (w1p) {
+                k->pack_w1(&whole, j0, j0 + w, w1p);
+                bp_net packed = net;
+                packed.w1p = w1p + j0 * D;
+                memset(h, 0xff, nb * w * sizeof(float));
+                k->forward_hidden(&packed, view.xr, nb, h, &sc);
+                for (size_t s = 0; s < nb; s++)
+                    cr_assert(tu_same_bits(h + s * w, full.h + s * H + j0, w),
+                              "%s: h of view [%zu, %zu) from packed W1 differs in sample %zu",
+                              k->name, j0, j0 + w, s);
+            }
             k->logits_partial(&net, nb, h, part);
             size_t q0 = j0 / BP_HBLOCK, nq = (w + BP_HBLOCK - 1) / BP_HBLOCK;
             cr_assert(tu_same_bits(part, full_part + q0 * nb * C, nq * nb * C),
@@ -355,6 +370,7 @@ static void check_views(const bp_kernels *k, size_t H, const size_t *cuts, size_
     free(h);
     free(part);
     free(full_part);
+    free(w1p);
     k->scratch_free(&sc);
     pass_free(&full);
     fx_free(&f);

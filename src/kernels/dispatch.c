@@ -139,6 +139,13 @@ int bp_scratch_alloc(bp_scratch *sc, size_t D, size_t H, size_t C)
 
 void bp_scratch_free(bp_scratch *sc) { bp_kernels_active()->scratch_free(sc); }
 
+size_t bp_w1_packed_size(size_t D, size_t H) { return bp_kernels_active()->w1_packed_size(D, H); }
+
+void bp_pack_w1(const bp_net *net, size_t j0, size_t j1, float *w1p)
+{
+    bp_kernels_active()->pack_w1(net, j0, j1, w1p);
+}
+
 void bp_forward_hidden(const bp_net *net, const float *const *xr, size_t nb, float *h,
                        bp_scratch *sc)
 {

@@ -12,6 +12,9 @@
 
 #include <math.h>
 #include <string.h>
+#if defined(__x86_64__) || defined(__i386__)
+#include <immintrin.h>
+#endif
 
 #if !defined(KSUFFIX) || !defined(VL) || !defined(FWD_MR) || !defined(FWD_NV) || \
     !defined(BWD_MR) || !defined(BWD_NV) || !defined(FWD_PACK) || !defined(BWD_PACK)
@@ -142,53 +145,137 @@ INLINE void fwd_panel(int nv, const float *w, size_t ldw, const float *b, const 
     }
 }
 
-/* For each tile of FWD_MR samples, the pixels that are non-zero in at least one of them. */
+/* ---- zero-input lists ---------------------------------------------------------------------- */
+
+/* Bit i of the result: p[i] != 0 for the VL floats at p (NaN counts as non-zero, as with !=). */
+INLINE uint64_t nz_mask(const float *p)
+{
+#if VL == 16 && defined(__AVX512F__)
+    return (uint64_t)_mm512_cmp_ps_mask(_mm512_loadu_ps(p), _mm512_setzero_ps(), _CMP_NEQ_UQ);
+#elif VL == 8 && defined(__AVX__)
+    return (uint64_t)(unsigned)_mm256_movemask_ps(
+        _mm256_cmp_ps(_mm256_loadu_ps(p), _mm256_setzero_ps(), _CMP_NEQ_UQ));
+#elif VL == 4 && defined(__SSE2__)
+    return (uint64_t)(unsigned)_mm_movemask_ps(_mm_cmpneq_ps(_mm_loadu_ps(p), _mm_setzero_ps()));
+#else
+    uint64_t m = 0;
+    for (int i = 0; i < VL; i++)
+        m |= (uint64_t)(p[i] != 0.0f) << i;
+    return m;
+#endif
+}
+
+/* Each sample's non-zero pixels as a bitmap: nzb (nb, NZ_WORDS(D)), bit k % 64 of word k / 64
+ * set when pixel k is non-zero. Both lists below are read off these bitmaps, a word of 64
+ * pixels at a time, instead of testing every pixel of every tile. */
+static void nz_bitmaps(const float *const *xr, size_t nb, size_t D, uint64_t *nzb)
+{
+    const size_t nw = NZ_WORDS(D);
+    for (size_t s = 0; s < nb; s++) {
+        const float *x = xr[s];
+        for (size_t w = 0; w < nw; w++) {
+            const size_t k0 = w * 64, k1 = D - k0 < 64 ? D : k0 + 64;
+            uint64_t bits = 0;
+            size_t k = k0;
+            for (; k + VL <= k1; k += VL)
+                bits |= nz_mask(x + k) << (k - k0);
+            for (; k < k1; k++)
+                bits |= (uint64_t)(x[k] != 0.0f) << (k - k0);
+            nzb[s * nw + w] = bits;
+        }
+    }
+}
+
+/* For each tile of FWD_MR samples, the pixels that are non-zero in at least one of them, in
+ * increasing order. */
 static void fwd_lists(const float *const *xr, size_t nb, size_t D, bp_scratch *sc)
 {
+    const size_t nw = NZ_WORDS(D);
+    nz_bitmaps(xr, nb, D, sc->nzb);
     for (size_t r = 0, t = 0; r < nb; r += FWD_MR, t++) {
-        size_t mr = nb - r < FWD_MR ? nb - r : FWD_MR, n = 0;
-        uint32_t *ks = sc->fwd_k + t * D;
-        for (size_t k = 0; k < D; k++) {
-            int nz = 0;
+        const size_t mr = nb - r < FWD_MR ? nb - r : FWD_MR;
+        uint32_t *ks = sc->fwd_k + t * D, n = 0;
+        for (size_t w = 0; w < nw; w++) {
+            uint64_t u = 0;
             for (size_t i = 0; i < mr; i++)
-                nz |= xr[r + i][k] != 0.0f;
-            ks[n] = (uint32_t)k;
-            n += (size_t)nz;
+                u |= sc->nzb[(r + i) * nw + w];
+            for (; u; u &= u - 1)
+                ks[n++] = (uint32_t)(w * 64 + (size_t)__builtin_ctzll(u));
         }
-        sc->fwd_n[t] = (uint32_t)n;
+        sc->fwd_n[t] = n;
     }
 }
 
 /* Widest panel of either pass: the packed buffers hold one panel. */
 #define PANEL_MAX ((FWD_NV > BWD_NV ? FWD_NV : BWD_NV) * VL)
 
-/* Hidden units [j, j + n) of h through the tiles of an nv-vector panel (n <= nv * VL): their W1
- * columns (and b1) are first copied into a contiguous zero-padded panel, (D, nv * VL). W1's rows
- * are H floats apart (a power of two for the usual widths), so the columns of one panel left in
- * place would fall into a few cache sets and miss on every tile; packed, they stream from L2.
- * A panel with padding writes its tiles to hpad and copies out the n real columns. */
-static void fwd_cols(const bp_net *net, const float *const *xr, size_t nb, size_t j, int nv,
-                     size_t n, float *h, bp_scratch *sc)
+/* The forward panel that starts at hidden unit j of H: whole panels of FWD_NV vectors, then
+ * single vectors, then the last H % VL units zero-padded to one vector. Sets *nv and returns how
+ * many real units it holds. A view that starts on a BP_HBLOCK boundary cuts its units into the
+ * same panels as the whole net (every panel width divides BP_HBLOCK). */
+INLINE size_t fwd_panel_at(size_t j, size_t H, int *nv)
 {
-    const size_t D = net->D, H = net->H, ld = net->ld, pw = (size_t)nv * VL;
-    if (!FWD_PACK && n == pw) { /* whole panel read in place (a set that does not pack) */
-        fwd_panel(nv, net->w1 + j, ld, net->b1 ? net->b1 + j : NULL, xr, nb, h + j, H, sc, D);
-        return;
+    if (j + FWD_NV * VL <= H) {
+        *nv = FWD_NV;
+        return FWD_NV * VL;
     }
-    for (size_t k = 0; k < D; k++) {
-        const float *src = net->w1 + k * ld + j;
-        float *dst = sc->wpad + k * pw;
-        memcpy(dst, src, n * sizeof(float));
+    *nv = 1;
+    return H - j < VL ? H - j : VL;
+}
+
+/* Copy W1's columns [j, j + n) into a contiguous zero-padded panel dst, (D, pw). W1's rows are
+ * H floats apart (a power of two for the usual widths), so the columns of one panel left in
+ * place would fall into a few cache sets and miss on every tile; packed, they stream from L2. */
+static void pack_panel(const bp_net *net, size_t j, size_t n, size_t pw, float *dst)
+{
+    for (size_t k = 0; k < net->D; k++, dst += pw) {
+        memcpy(dst, net->w1 + k * net->ld + j, n * sizeof(float));
         for (size_t i = n; i < pw; i++)
             dst[i] = 0.0f;
     }
-    for (size_t i = 0; i < pw; i++)
-        sc->bpad[i] = net->b1 && i < n ? net->b1[j + i] : 0.0f;
-    if (n == pw) {
-        fwd_panel(nv, sc->wpad, pw, sc->bpad, xr, nb, h + j, H, sc, D);
+}
+
+static size_t KFN(bp_w1_packed_size)(size_t D, size_t H)
+{
+    return FWD_PACK ? D * ((H + VL - 1) / VL * VL) : 0;
+}
+
+static void KFN(bp_pack_w1)(const bp_net *net, size_t j0, size_t j1, float *w1p)
+{
+    int nv;
+    if (!FWD_PACK)
+        return;
+    for (size_t j = 0, n; j < j1; j += n) {
+        n = fwd_panel_at(j, net->H, &nv);
+        if (j >= j0)
+            pack_panel(net, j, n, (size_t)nv * VL, w1p + j * net->D);
+    }
+}
+
+/* Hidden units [j, j + n) of h through the tiles of an nv-vector panel (n <= nv * VL): from the
+ * net's packed W1 when it has one, else packed here into sc->wpad. A panel with padding writes
+ * its tiles to hpad and copies out the n real columns. */
+static void fwd_cols(const bp_net *net, const float *const *xr, size_t nb, size_t j, int nv,
+                     size_t n, float *h, bp_scratch *sc)
+{
+    const size_t D = net->D, H = net->H, pw = (size_t)nv * VL;
+    if (!FWD_PACK && n == pw) { /* whole panel read in place (a set that does not pack) */
+        fwd_panel(nv, net->w1 + j, net->ld, net->b1 ? net->b1 + j : NULL, xr, nb, h + j, H, sc, D);
         return;
     }
-    fwd_panel(nv, sc->wpad, pw, sc->bpad, xr, nb, sc->hpad, pw, sc, D);
+    const float *wp = net->w1p ? net->w1p + j * D : sc->wpad;
+    if (!net->w1p)
+        pack_panel(net, j, n, pw, sc->wpad);
+    else
+        for (size_t i = 0; i < D * pw; i += 64 / sizeof(float))
+            __builtin_prefetch(wp + i, 0, 2);
+    if (n == pw) {
+        fwd_panel(nv, wp, pw, net->b1 ? net->b1 + j : NULL, xr, nb, h + j, H, sc, D);
+        return;
+    }
+    for (size_t i = 0; i < pw; i++)
+        sc->bpad[i] = net->b1 && i < n ? net->b1[j + i] : 0.0f;
+    fwd_panel(nv, wp, pw, sc->bpad, xr, nb, sc->hpad, pw, sc, D);
     for (size_t s = 0; s < nb; s++)
         memcpy(h + s * H + j, sc->hpad + s * pw, n * sizeof(float));
 }
@@ -196,17 +283,17 @@ static void fwd_cols(const bp_net *net, const float *const *xr, size_t nb, size_
 static void KFN(bp_forward_hidden)(const bp_net *net, const float *const *xr, size_t nb, float *h,
                                    bp_scratch *sc)
 {
-    const size_t H = net->H;
-    size_t j = 0;
     fwd_lists(xr, nb, net->D, sc);
     /* Panel-outer: a packed (D, FWD_NV * VL) panel of W1 stays in L2 while every tile of
-     * samples passes; the last H % VL units go through a zero-padded one-vector panel. */
-    for (; j + FWD_NV * VL <= H; j += FWD_NV * VL)
-        fwd_cols(net, xr, nb, j, FWD_NV, FWD_NV * VL, h, sc);
-    for (; j + VL <= H; j += VL)
-        fwd_cols(net, xr, nb, j, 1, VL, h, sc);
-    if (j < H)
-        fwd_cols(net, xr, nb, j, 1, H - j, h, sc);
+     * samples passes. */
+    int nv;
+    for (size_t j = 0, n; j < net->H; j += n) {
+        n = fwd_panel_at(j, net->H, &nv);
+        if (nv == FWD_NV) /* constant widths: each gets its own compiled tile loop */
+            fwd_cols(net, xr, nb, j, FWD_NV, n, h, sc);
+        else
+            fwd_cols(net, xr, nb, j, 1, n, h, sc);
+    }
 }
 
 /* ---- forward, layer 2: logits (nb, C) = h (nb, H) W2 + b2, as dot products with W2t rows ---- */
@@ -304,24 +391,61 @@ static void KFN(bp_softmax)(float *logits, size_t nb, size_t C, int32_t *pred)
 
 /* ---- backward ------------------------------------------------------------------------------ */
 
-/* dW2t (C, H) += dl^T h, db2 += sum dl: axpys along the hidden dimension. */
+/* Classes per pass of the layer-2 gradient: their accumulators stay in registers. */
+#define L2_CB 8
+
+/* dW2t rows [c0, c0 + cn) at hidden units [j, j + n) (n <= VL) += sum over samples of
+ * dl[s, c] h[s, j..]: cn accumulators, one h vector per sample. Each element's chain is its
+ * stored value plus the samples' products in sample order, as one axpy per sample would add them. */
+INLINE void bwd_layer2_tile(int cn, const bp_net *net, size_t nb, const float *h, const float *dl,
+                            float *gw2t, size_t c0, size_t j, size_t n)
+{
+    const size_t H = net->H, C = net->C;
+    const int whole = n == VL;
+    vf acc[L2_CB];
+    for (int c = 0; c < cn; c++) {
+        const float *gw = gw2t + (c0 + (size_t)c) * net->ld + j;
+        acc[c] = whole ? ld(gw) : ld_part(gw, n);
+    }
+    for (size_t s = 0; s < nb; s++) {
+        const vf hv = whole ? ld(h + s * H + j) : ld_part(h + s * H + j, n);
+        const float *ds = dl + s * C + c0;
+        for (int c = 0; c < cn; c++)
+            acc[c] += splat(ds[c]) * hv;
+    }
+    for (int c = 0; c < cn; c++) {
+        float *gw = gw2t + (c0 + (size_t)c) * net->ld + j;
+        if (whole)
+            st(gw, acc[c]);
+        else
+            st_part(gw, acc[c], n);
+    }
+}
+
+/* dW2t (C, H) += dl^T h, db2 += sum dl. */
 static void bwd_layer2(const bp_net *net, size_t nb, const float *h, const float *dl, bp_grads *g)
 {
     const size_t H = net->H, C = net->C;
-    for (size_t s = 0; s < nb; s++) {
-        const float *hs = h + s * H;
-        for (size_t c = 0; c < C; c++) {
-            vf d = splat(dl[s * C + c]);
-            float *gw = g->w2t + c * net->ld;
-            size_t j = 0;
-            for (; j + VL <= H; j += VL)
-                st(gw + j, ld(gw + j) + d * ld(hs + j));
-            if (j < H)
-                st_part(gw + j, ld_part(gw + j, H - j) + d * ld_part(hs + j, H - j), H - j);
-            if (g->b2)
-                g->b2[c] += dl[s * C + c];
+    for (size_t j = 0; j < H; j += VL) {
+        const size_t n = H - j < VL ? H - j : VL;
+        size_t c0 = 0;
+        for (; c0 + L2_CB <= C; c0 += L2_CB)
+            bwd_layer2_tile(L2_CB, net, nb, h, dl, g->w2t, c0, j, n);
+        switch (C - c0) { /* the last C % L2_CB classes, each count with its own registers */
+        case 7: bwd_layer2_tile(7, net, nb, h, dl, g->w2t, c0, j, n); break;
+        case 6: bwd_layer2_tile(6, net, nb, h, dl, g->w2t, c0, j, n); break;
+        case 5: bwd_layer2_tile(5, net, nb, h, dl, g->w2t, c0, j, n); break;
+        case 4: bwd_layer2_tile(4, net, nb, h, dl, g->w2t, c0, j, n); break;
+        case 3: bwd_layer2_tile(3, net, nb, h, dl, g->w2t, c0, j, n); break;
+        case 2: bwd_layer2_tile(2, net, nb, h, dl, g->w2t, c0, j, n); break;
+        case 1: bwd_layer2_tile(1, net, nb, h, dl, g->w2t, c0, j, n); break;
+        default: break;
         }
     }
+    if (g->b2)
+        for (size_t c = 0; c < C; c++)
+            for (size_t s = 0; s < nb; s++)
+                g->b2[c] += dl[s * C + c];
 }
 
 /* dh for hidden units [j, j + n) of one sample (n <= VL): (dl W2^T) masked by h > 0, written
@@ -404,18 +528,27 @@ INLINE void bwd_panel(int nv, const float *const *xr, const float *dh, size_t ld
                  ldo, first);
 }
 
+/* Bits [k, k + len) of a bitmap (len < 64), in the low bits. */
+INLINE uint64_t bits_at(const uint64_t *b, size_t k, size_t len)
+{
+    const size_t w = k / 64, o = k % 64;
+    uint64_t v = b[w] >> o;
+    if (o + len > 64)
+        v |= b[w + 1] << (64 - o);
+    return v & ((UINT64_C(1) << len) - 1);
+}
+
 /* For each pixel tile, the samples with a non-zero pixel in it. */
 static void bwd_lists(const float *const *xr, size_t nb, size_t D, bp_scratch *sc)
 {
+    const size_t nw = NZ_WORDS(D);
+    nz_bitmaps(xr, nb, D, sc->nzb);
     for (size_t k = 0, t = 0; k < D; t++) {
         size_t len = t < D / BWD_MR ? BWD_MR : 1, n = 0;
         uint8_t *ss = sc->bwd_s + t * BP_BLOCK;
         for (size_t s = 0; s < nb; s++) {
-            int nz = 0;
-            for (size_t i = 0; i < len; i++)
-                nz |= xr[s][k + i] != 0.0f;
             ss[n] = (uint8_t)s;
-            n += (size_t)nz;
+            n += bits_at(sc->nzb + s * nw, k, len) != 0;
         }
         sc->bwd_n[t] = (uint32_t)n;
         k += len;
@@ -491,7 +624,9 @@ static int KFN(bp_scratch_alloc)(bp_scratch *sc, size_t D, size_t H, size_t C)
     sc->wpad = bp_alloc(D * PANEL_MAX, sizeof(float));
     sc->bpad = bp_alloc(PANEL_MAX, sizeof(float));
     sc->hpad = bp_alloc((size_t)BP_BLOCK * PANEL_MAX, sizeof(float));
-    return sc->part && sc->fwd_k && sc->fwd_n && sc->bwd_s && sc->bwd_n && sc->wpad && sc->bpad && sc->hpad;
+    sc->nzb = bp_alloc((size_t)BP_BLOCK * NZ_WORDS(D), sizeof(uint64_t));
+    return sc->part && sc->fwd_k && sc->fwd_n && sc->bwd_s && sc->bwd_n && sc->wpad && sc->bpad &&
+           sc->hpad && sc->nzb;
 }
 
 static void KFN(bp_scratch_free)(bp_scratch *sc)
@@ -504,6 +639,7 @@ static void KFN(bp_scratch_free)(bp_scratch *sc)
     bp_free(sc->wpad);
     bp_free(sc->bpad);
     bp_free(sc->hpad);
+    bp_free(sc->nzb);
 }
 
 #include "update_body.h"
@@ -513,6 +649,8 @@ const bp_kernels KFN(bp_kernels) = {
     .name = KSTR(KSUFFIX),
     .scratch_alloc = KFN(bp_scratch_alloc),
     .scratch_free = KFN(bp_scratch_free),
+    .w1_packed_size = KFN(bp_w1_packed_size),
+    .pack_w1 = KFN(bp_pack_w1),
     .forward_hidden = KFN(bp_forward_hidden),
     .logits_partial = KFN(bp_logits_partial),
     .logits_combine = KFN(bp_logits_combine),
