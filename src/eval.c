@@ -39,6 +39,17 @@ static void forward_range(const bprop_model *m, bp_work *w, const float *w1p, co
     }
 }
 
+/* W1 packed by the team for a pass over n samples when a thread runs more than one block (the
+ * same rule as the training step's; step.c says why), else NULL. Every thread calls it. */
+static const float *packed_w1(bp_engine *e, const bprop_model *m, size_t n, int t, int nth)
+{
+    if (!e->w1p || (n + (size_t)nth - 1) / (size_t)nth <= BP_BLOCK)
+        return NULL;
+    bp_engine_pack(e, m, t, nth);
+#pragma omp barrier
+    return e->w1p;
+}
+
 /* ---- evaluate ------------------------------------------------------------------------------ */
 
 typedef struct eval_ctx {
@@ -88,12 +99,11 @@ bprop_status bprop_evaluate(const bprop_model *m, const bprop_dataset *d, int th
         int t = omp_get_thread_num(), nth = omp_get_num_threads();
         size_t lo, hi;
         bp_share(d->n, nth, t, &lo, &hi);
-        bp_engine_pack(e, m, t, nth);
-#pragma omp barrier
+        const float *w1p = packed_w1(e, m, d->n, t, nth);
         if (ctx[t].confusion)
             memset(ctx[t].confusion, 0, C * C * sizeof(uint64_t));
         if (hi > lo)
-            forward_range(m, &e->work[t], e->w1p, d->x, lo, hi, eval_block, &ctx[t]);
+            forward_range(m, &e->work[t], w1p, d->x, lo, hi, eval_block, &ctx[t]);
     }
     /* Combine in thread order so the result does not depend on scheduling. */
     double loss = 0.0;
@@ -144,10 +154,9 @@ bprop_status bprop_predict(const bprop_model *m, const float *x, size_t n, int t
         int t = omp_get_thread_num(), nth = omp_get_num_threads();
         size_t lo, hi;
         bp_share(n, nth, t, &lo, &hi);
-        bp_engine_pack(e, m, t, nth);
-#pragma omp barrier
+        const float *w1p = packed_w1(e, m, n, t, nth);
         if (hi > lo)
-            forward_range(m, &e->work[t], e->w1p, x, lo, hi, predict_block, &ctx);
+            forward_range(m, &e->work[t], w1p, x, lo, hi, predict_block, &ctx);
     }
     bp_cache_put_engine(m, e, owned);
     return BPROP_OK;
