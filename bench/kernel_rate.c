@@ -70,7 +70,7 @@ int main(int argc, char **argv)
     const size_t packed = bp_w1_packed_size(D, H);
     float *w1p = packed ? malloc(packed * sizeof(float)) : NULL;
     bp_net net = {D, H, C, H, w1, b1, w2t, b2, w1p};
-    bp_grads g = {gw1, gb1, gw2t, gb2};
+    bp_grads g = {gw1, gb1, gw2t, gb2, NULL};
     bp_scratch sc;
     if (!bp_scratch_alloc(&sc, D, H, C)) {
         fprintf(stderr, "kernel_rate: out of memory\n");

@@ -1,6 +1,7 @@
 /* engine.c: per-thread buffers and the per-thread forward/backward pass. */
 #include "engine.h"
 
+#include <math.h>
 #include <omp.h>
 #include <string.h>
 
@@ -154,7 +155,7 @@ static void fold_w2(const float *gw2t, float *gw2, size_t H, size_t C)
 
 void bp_thread_pass(const bprop_model *m, bp_work *w, const float *w1p, float *grad, const float *X,
                     const int32_t *Y, const size_t *idx, size_t lo, size_t hi, double *loss,
-                    size_t *correct)
+                    size_t *correct, bp_w1_update *upd)
 {
     const bprop_layout *L = &m->layout;
     const size_t D = m->inputs, H = m->hidden, C = m->classes;
@@ -176,9 +177,14 @@ void bp_thread_pass(const bprop_model *m, bp_work *w, const float *w1p, float *g
             w->y[r] = Y[i];
         }
         bp_forward_block(&net, w->rows, nb, w->h, w->logits, &w->scratch);
-        *loss += bp_softmax_xent(w->logits, w->y, nb, C, w->pred);
+        const double block_loss = bp_softmax_xent(w->logits, w->y, nb, C, w->pred);
+        *loss += block_loss;
         for (size_t r = 0; r < nb; r++)
             *correct += w->pred[r] == w->y[r];
+        /* A non-finite loss stops training without an update: then W1 keeps its values. */
+        g.w1_update = upd && isfinite(block_loss) ? upd : NULL;
+        if (g.w1_update)
+            upd->applied = 1;
         bp_backward_block(&net, w->rows, nb, w->h, w->logits, &g, s0 == lo, &w->scratch);
     }
     fold_w2(w->gw2t, grad + L->offset[BPROP_W2], H, C);

@@ -28,6 +28,7 @@ typedef struct bp_slot {
     double wmax[BPROP_TENSORS];    /* largest |parameter| of the part this thread updated */
     double big;                    /* largest scaled magnitude this thread turned into fixed point */
     bp_sq128 sq;                   /* exact partial sum of squares of the update (clipping) */
+    bp_w1_update upd;              /* W1's update in this thread's backward pass, if any */
 } __attribute__((aligned(BP_ALIGN))) bp_slot;
 
 typedef struct bp_engine {
@@ -64,10 +65,12 @@ bp_net bp_work_net(const bprop_model *m, bp_work *w, const float *w1p);
 
 /* Forward and backward over samples idx[lo..hi) of (X, Y) (idx NULL: samples lo..hi), writing
  * the gradient sums of exactly these samples to grad (params, overwritten); hi > lo. Adds the
- * summed loss and the correct count to *loss and *correct. w1p: as for bp_work_net. */
+ * summed loss and the correct count to *loss and *correct. w1p: as for bp_work_net. upd: NULL,
+ * or (a single block, hi - lo <= BP_BLOCK) W1's update applied in the backward pass instead of
+ * its gradient written to grad, unless the block's loss is not finite (upd->applied says). */
 void bp_thread_pass(const bprop_model *m, bp_work *w, const float *w1p, float *grad, const float *X,
                     const int32_t *Y, const size_t *idx, size_t lo, size_t hi, double *loss,
-                    size_t *correct);
+                    size_t *correct, bp_w1_update *upd);
 
 /* out[i] = sum over u < na, in that order, of grads[active[u]][a + i] for i < n: the
  * fixed-order reduction that makes results independent of scheduling. out may be the first

@@ -33,12 +33,37 @@ typedef struct bp_net {
                           forward call then packs the panels it needs itself */
 } bp_net;
 
+/* SGD-with-momentum settings of one update: u = (g + decay w) clip, v = momentum v + u,
+ * w -= lr (nesterov ? u + momentum v : v). */
+typedef struct bp_sgd_params {
+    float lr, momentum, decay, clip;
+    int nesterov;
+} bp_sgd_params;
+
+/* W1's update done inside the backward pass of a step that is a single block (one rank, no
+ * clipping): each panel of dW1 sums becomes the mean gradient and updates W1 and its momentum
+ * while it is still in cache, instead of being stored and read back by the update pass. The
+ * caller sets the inputs; the kernels raise or add to the outputs. */
+typedef struct bp_w1_update {
+    float *w, *v;          /* (D, ld) the view's W1 and its momentum */
+    size_t ld;
+    int fixed;             /* 1: mean = bp_fixed_round(sums, scale, mul); 0: mean = sums * inv_nb */
+    double scale, mul;
+    float inv_nb;
+    bp_sgd_params p;
+    double big;            /* out: largest |sum * scale| (fixed) */
+    double norm2;          /* out: sum of the mean gradient's squares */
+    float wmax;            /* out: largest |w| after the update */
+    int applied;           /* the caller's record: 1 once a pass has applied it */
+} bp_w1_update;
+
 /* A thread's gradient sums (not yet divided by the batch size). */
 typedef struct bp_grads {
-    float *w1;   /* (D, ld) */
+    float *w1;   /* (D, ld); unused with w1_update */
     float *b1;   /* (H) or NULL */
     float *w2t;  /* (C, ld) transposed, the thread folds it into (H, C) at the end of its pass */
     float *b2;   /* (C) or NULL (also NULL for all but one thread of a hidden split) */
+    bp_w1_update *w1_update; /* NULL, or W1 is updated in the pass (first must be 1) */
 } bp_grads;
 
 /* A thread's kernel scratch. The index lists let the kernels skip zero inputs (about half of
@@ -106,19 +131,19 @@ void bp_softmax(float *logits, size_t nb, size_t C, int32_t *pred);
 void bp_backward_block(const bp_net *net, const float *const *xr, size_t nb, float *h,
                        const float *dl, bp_grads *g, int first, bp_scratch *sc);
 
-/* One kernel set: a name and every entry point above, with the same contracts. */
-/* One SGD-with-momentum update: u = (g + decay w) clip, v = momentum v + u,
- * w -= lr (nesterov ? u + momentum v : v). */
-typedef struct bp_sgd_params {
-    float lr, momentum, decay, clip;
-    int nesterov;
-} bp_sgd_params;
 
 /* The step's memory-bound loops, per set like the kernels (fixed.h documents the first two). */
 void bp_add_i64(int64_t *dst, const int64_t *src, size_t n); /* dst += src, wrapping */
 /* Update n parameters w and momenta v from their mean gradient g; returns max |w| after. */
 float bp_sgd(float *w, float *v, const float *g, size_t n, const bp_sgd_params *p);
+/* bp_sgd from a fixed-point gradient in one pass: g = (float)(q * mul) with q the int64 sums sq,
+ * or (sq NULL) the float sums f rounded at scale as bp_fixed_round rounds them (raising *big to
+ * their largest |f * scale|); adds sum g^2 to *norm2. The same bits as the conversion, then
+ * bp_sgd. Returns max |w| after. */
+float bp_sgd_fixed(float *w, float *v, const int64_t *sq, const float *f, size_t n, double scale,
+                   double mul, const bp_sgd_params *p, double *big, double *norm2);
 
+/* One kernel set: a name and every entry point above, with the same contracts. */
 typedef struct bp_kernels {
     const char *name; /* "generic", "avx2" or "avx512" */
     int (*scratch_alloc)(bp_scratch *sc, size_t D, size_t H, size_t C);
@@ -141,6 +166,9 @@ typedef struct bp_kernels {
     double (*fixed_round)(const float *g, size_t n, double scale, double mul, float *out);
     void (*add_i64)(int64_t *dst, const int64_t *src, size_t n);
     float (*sgd)(float *w, float *v, const float *g, size_t n, const bp_sgd_params *p);
+    float (*sgd_fixed)(float *w, float *v, const int64_t *sq, const float *f, size_t n,
+                       double scale, double mul, const bp_sgd_params *p, double *big,
+                       double *norm2);
 } bp_kernels;
 
 /* The set in use: chosen once, from BPROP_ISA or else the widest this CPU runs. */

@@ -125,13 +125,13 @@ static size_t sample_at(const bp_batch *b, size_t r) { return b->idx ? b->idx[r]
 /* Float sums of one canonical block [lo, hi) into the thread's buffer, then into its int64
  * accumulator (first: overwrite). */
 static void data_block(bp_stepper *s, int tid, const float *w1p, const bp_batch *b, size_t lo,
-                       size_t hi, int first, int fused)
+                       size_t hi, int first, int fused, bp_w1_update *upd)
 {
     const bprop_model *m = s->m;
     float *g = s->e->grad[tid];
     bp_slot *slot = &s->e->slot[tid];
     bp_thread_pass(m, &s->e->work[tid], w1p, g, b->X, b->Y, b->idx, b->idx ? lo : b->first + lo,
-                   b->idx ? hi : b->first + hi, &slot->loss, &slot->correct);
+                   b->idx ? hi : b->first + hi, &slot->loss, &slot->correct, upd);
     if (fused)
         return; /* the update rounds the float sums itself */
     for (int k = 0; k < BPROP_TENSORS; k++) {
@@ -142,20 +142,22 @@ static void data_block(bp_stepper *s, int tid, const float *w1p, const bp_batch 
 }
 
 /* Data split: thread tid takes a contiguous share of this rank's blocks. */
-static void data_pass(bp_stepper *s, int tid, int nt, const float *w1p, const bp_batch *b, int fused)
+static void data_pass(bp_stepper *s, int tid, int nt, const float *w1p, const bp_batch *b, int fused,
+                      bp_w1_update *upd)
 {
     size_t b0, b1, lo, hi, t0, t1;
     rank_share(s, b->nb, &b0, &b1, &lo, &hi);
     bp_share(b1 - b0, nt, tid, &t0, &t1);
     for (size_t q = b0 + t0; q < b0 + t1; q++) {
         size_t slo = q * BP_BLOCK, shi = slo + BP_BLOCK < b->nb ? slo + BP_BLOCK : b->nb;
-        data_block(s, tid, w1p, b, slo, shi, q == b0 + t0, fused);
+        data_block(s, tid, w1p, b, slo, shi, q == b0 + t0, fused, upd);
     }
 }
 
 /* Float path (reproducible = 0): contiguous sample shares summed in float, as each layout's
  * own deterministic order. */
-static void float_pass(bp_stepper *s, int tid, int nt, const float *w1p, const bp_batch *b)
+static void float_pass(bp_stepper *s, int tid, int nt, const float *w1p, const bp_batch *b,
+                       bp_w1_update *upd)
 {
     size_t b0, b1, lo, hi, t0, t1;
     rank_share(s, b->nb, &b0, &b1, &lo, &hi);
@@ -164,7 +166,8 @@ static void float_pass(bp_stepper *s, int tid, int nt, const float *w1p, const b
         bp_slot *slot = &s->e->slot[tid];
         size_t a = lo + t0, z = lo + t1;
         bp_thread_pass(s->m, &s->e->work[tid], w1p, s->e->grad[tid], b->X, b->Y, b->idx,
-                       b->idx ? a : b->first + a, b->idx ? z : b->first + z, &slot->loss, &slot->correct);
+                       b->idx ? a : b->first + a, b->idx ? z : b->first + z, &slot->loss, &slot->correct,
+                       upd);
     }
 }
 
@@ -251,7 +254,7 @@ static void hidden_convert(bp_stepper *s, int tid, size_t j0, size_t j1, int fir
  * logits (the same sums in the same order as bp_forward_block), then backpropagates its slice
  * block by block. Thread 0 keeps the loss and owns db2. */
 static void hidden_backward(bp_stepper *s, int tid, const bp_net *v, size_t j0, size_t j1,
-                            const bp_batch *b, size_t lo, size_t hi, int fused)
+                            const bp_batch *b, size_t lo, size_t hi, int fused, bp_w1_update *upd)
 {
     const bprop_model *m = s->m;
     const bprop_layout *L = &m->layout;
@@ -274,7 +277,10 @@ static void hidden_backward(bp_stepper *s, int tid, const bp_net *v, size_t j0, 
     bp_grads g = {.w1 = s->gsh + L->offset[BPROP_W1] + j0,
                   .b1 = m->has_bias ? s->gsh + L->offset[BPROP_B1] + j0 : NULL,
                   .w2t = s->gw2t + j0,
-                  .b2 = m->has_bias && tid == 0 ? s->gsh + L->offset[BPROP_B2] : NULL};
+                  .b2 = m->has_bias && tid == 0 ? s->gsh + L->offset[BPROP_B2] : NULL,
+                  .w1_update = upd && isfinite(loss) ? upd : NULL};
+    if (g.w1_update)
+        upd->applied = 1;
     for (size_t s0 = lo; s0 < hi; s0 += BP_BLOCK) {
         size_t nbk = hi - s0 < BP_BLOCK ? hi - s0 : BP_BLOCK;
         for (size_t r = 0; r < nbk; r++)
@@ -361,11 +367,30 @@ static float decay_of(const bp_stepper *s, int tensor)
 
 /* SGD with momentum on run r given its mean gradient g: u = (g + decay w) clip, v = mu v + u,
  * w -= lr (Nesterov ? u + mu v : v). Records the gradient's squared norm and |w|'s maximum. */
+static bp_sgd_params sgd_params(const bp_stepper *s, int tensor, float lr, float clip)
+{
+    return (bp_sgd_params){.lr = lr, .momentum = s->cfg.momentum, .decay = decay_of(s, tensor),
+                           .clip = clip, .nesterov = s->cfg.nesterov};
+}
+
 static void sgd_run(bp_stepper *s, bp_slot *slot, seg r, const float *g, float lr, float clip)
 {
-    const bp_sgd_params p = {.lr = lr, .momentum = s->cfg.momentum, .decay = decay_of(s, r.tensor),
-                             .clip = clip, .nesterov = s->cfg.nesterov};
+    const bp_sgd_params p = sgd_params(s, r.tensor, lr, clip);
     float wmax = bp_sgd(s->m->params + r.p, s->velocity + r.p, g, r.n, &p);
+    slot->wmax[r.tensor] = fmax(slot->wmax[r.tensor], wmax);
+}
+
+/* SINK_UPDATE of run r from fixed-point sums (int64, or float sums rounded on the fly when
+ * fused): conversion, squared norm and update in one pass (bp_sgd_fixed), the same bits as
+ * mean_grad then sgd_run. */
+static void sgd_run_fixed(bp_stepper *s, const grad_src *q, seg r, float lr)
+{
+    const bp_sgd_params p = sgd_params(s, r.tensor, lr, 1.0f);
+    bp_slot *slot = q->slot;
+    float wmax = bp_sgd_fixed(s->m->params + r.p, s->velocity + r.p,
+                              q->fused ? NULL : s->acc[0] + r.p, q->fused ? q->src + r.p : NULL, r.n,
+                              s->sc.scale[r.tensor], s->sc.unscale[r.tensor] * (double)q->inv_nb, &p,
+                              &slot->big, &slot->norm2[r.tensor]);
     slot->wmax[r.tensor] = fmax(slot->wmax[r.tensor], wmax);
 }
 
@@ -392,11 +417,16 @@ typedef struct update_ctx {
     float lr, clip;
     float *out;   /* SINK_OUTPUT: (params) */
     int e2;       /* SINK_CLIP_PREPARE: exponent of the exact squares */
+    int skip_w1;  /* W1 was updated in the backward pass (bp_w1_update) */
 } update_ctx;
 
 static void do_run(update_ctx *x, seg r)
 {
     bp_stepper *s = x->s;
+    if (x->what == SINK_UPDATE && x->src.fixed) {
+        sgd_run_fixed(s, &x->src, r, x->lr);
+        return;
+    }
     for (size_t p = r.p; p < r.p + r.n; p += UPDATE_BLOCK) {
         seg q = {p, r.p + r.n - p < UPDATE_BLOCK ? r.p + r.n - p : UPDATE_BLOCK, r.tensor};
         float g[UPDATE_BLOCK];
@@ -435,6 +465,8 @@ static void for_chunk(update_ctx *x, int tid, int nt)
     size_t a, b;
     bp_param_chunk(L->total, nt, tid, &a, &b);
     for (int k = 0; k < BPROP_TENSORS; k++) {
+        if (k == BPROP_W1 && x->skip_w1)
+            continue;
         size_t lo = L->offset[k] > a ? L->offset[k] : a, hi = L->offset[k] + L->count[k];
         hi = hi < b ? hi : b;
         if (hi > lo)
@@ -451,7 +483,7 @@ static void for_slice(update_ctx *x, int tid, int nt)
     size_t j0, j1;
     bp_hidden_slice(H, nt, tid, &j0, &j1);
     if (j1 > j0) {
-        for (size_t k = 0; k < m->inputs; k++)
+        for (size_t k = 0; k < m->inputs && !x->skip_w1; k++)
             do_run(x, (seg){L->offset[BPROP_W1] + k * H + j0, j1 - j0, BPROP_W1});
         if (m->has_bias)
             do_run(x, (seg){L->offset[BPROP_B1] + j0, j1 - j0, BPROP_B1});
@@ -526,6 +558,7 @@ static void combine_ranks(bp_stepper *s, int nt, const bp_step_io *io, int fixed
 
 static void reset_slot(bp_slot *slot)
 {
+    slot->upd = (bp_w1_update){0};
     slot->loss = 0.0;
     slot->correct = 0;
     slot->big = 0.0;
@@ -556,6 +589,34 @@ static void find_active(const bp_stepper *s, const bp_batch *b, int nt, int hidd
             bp_share(b1 - b0, nt, u, &t0, &t1);
         active[u] = hidden || t1 > t0;
     }
+}
+
+/* Whether this step updates W1 inside the backward pass (bp_w1_update): a training step whose
+ * batch is one block on one process, without clipping (whose factor needs the whole gradient
+ * first), that one thread computes whole (the exact modes, or a single thread summing floats).
+ * Those steps are the small batches, where storing dW1 and reading it back in a separate pass
+ * is a large share of the step. Every thread derives the same answer. */
+static int w1_in_pass(const bp_stepper *s, const bp_step_io *io, int nt, int fixed, int ranks)
+{
+    return !io->grad_out && s->velocity && !ranks && io->b.nb <= BP_BLOCK &&
+           !(s->cfg.clip_norm > 0.0f) && (fixed || nt == 1) && !s->bad_scales;
+}
+
+/* This thread's W1 update settings: its slice of W1 for the hidden split, all of it otherwise
+ * (only the thread that runs the block uses them). The mean gradient is formed as mean_grad
+ * forms it. */
+static void w1_update_setup(bp_stepper *s, const bp_step_io *io, int tid, int nt, int hidden,
+                            int fixed, bp_w1_update *u)
+{
+    const bprop_model *m = s->m;
+    size_t j0 = 0, j1 = m->hidden, off = m->layout.offset[BPROP_W1];
+    if (hidden)
+        bp_hidden_slice(m->hidden, nt, tid, &j0, &j1);
+    const float inv_nb = 1.0f / (float)io->b.nb;
+    *u = (bp_w1_update){.w = s->m->params + off + j0, .v = s->velocity + off + j0, .ld = m->hidden,
+                        .fixed = fixed, .scale = s->sc.scale[BPROP_W1],
+                        .mul = s->sc.unscale[BPROP_W1] * (double)inv_nb, .inv_nb = inv_nb,
+                        .p = sgd_params(s, BPROP_W1, io->lr, 1.0f)};
 }
 
 /* The most forward blocks one thread runs this step. With one, packing W1 into the engine's
@@ -601,15 +662,18 @@ void bp_step(bp_stepper *s, int tid, int nt, const bp_step_io *io)
 #pragma omp barrier
     reset_slot(slot);
     memset(slot->wmax, 0, sizeof slot->wmax);
+    bp_w1_update *upd = w1_in_pass(s, io, nt, fixed, ranks) ? &slot->upd : NULL;
 
     /* 1. Forward and backward of this thread's share. */
     int active[nt];
     size_t b0, b1, lo, hi;
     rank_share(s, b->nb, &b0, &b1, &lo, &hi);
+    if (upd)
+        w1_update_setup(s, io, tid, nt, hidden, fixed, upd);
     if (!fixed) {
-        float_pass(s, tid, nt, w1p, b);
+        float_pass(s, tid, nt, w1p, b, upd);
     } else if (!hidden) {
-        data_pass(s, tid, nt, w1p, b, fused);
+        data_pass(s, tid, nt, w1p, b, fused, upd);
     } else {
         size_t j0, j1;
         bp_hidden_slice(s->m->hidden, nt, tid, &j0, &j1);
@@ -618,11 +682,15 @@ void bp_step(bp_stepper *s, int tid, int nt, const bp_step_io *io)
             hidden_forward(s, tid, &v, j0 / BP_HBLOCK, b, lo, hi);
 #pragma omp barrier
         if (hi > lo)
-            hidden_backward(s, tid, &v, j0, j1, b, lo, hi, fused);
+            hidden_backward(s, tid, &v, j0, j1, b, lo, hi, fused, upd);
         else
             hidden_zero(s, tid, j0, j1);
     }
     find_active(s, b, nt, hidden, fixed, active);
+    if (upd && upd->applied) {
+        slot->norm2[BPROP_W1] += upd->norm2;
+        slot->wmax[BPROP_W1] = fmax(slot->wmax[BPROP_W1], upd->wmax);
+    }
 #pragma omp barrier
     const double t_pass = tid == 0 ? omp_get_wtime() : 0.0;
     /* 2. Combine over threads (data split: each thread sums its chunk) and over ranks. */
@@ -651,6 +719,8 @@ void bp_step(bp_stepper *s, int tid, int nt, const bp_step_io *io)
                             .inv_nb = 1.0f / (float)b->nb,
                             .src = fused && hidden ? s->gsh : ranks ? s->e->grad[0] : fsum}};
     const int by_slice = hidden && fixed;
+    for (int u = 0; u < nt; u++)
+        x.skip_w1 |= s->e->slot[u].upd.applied;
     if (io->grad_out) {
         x.what = SINK_OUTPUT;
         for_part(&x, tid, nt, by_slice);
@@ -675,7 +745,7 @@ void bp_step(bp_stepper *s, int tid, int nt, const bp_step_io *io)
         s->combine_seconds = omp_get_wtime() - t_pass;
         /* Fused: the magnitudes were checked during the update; out of range means diverged. */
         for (int u = 0; fused && u < nt; u++)
-            if (!(s->e->slot[u].big < BP_FIXED_LIMIT))
+            if (!(s->e->slot[u].big < BP_FIXED_LIMIT) || !(s->e->slot[u].upd.big < BP_FIXED_LIMIT))
                 s->diverged = s->stop = 1;
     }
     if (fused) {

@@ -89,7 +89,7 @@ static bp_net fx_net(const fixture *f)
 static bp_grads fx_grads(const fixture *f)
 {
     return (bp_grads){f->gw1 + f->j0, f->bias ? f->gb1 + f->j0 : NULL, f->gw2t + f->j0,
-                      f->bias ? f->gb2 : NULL};
+                      f->bias ? f->gb2 : NULL, NULL};
 }
 
 /* What one forward + loss + backward pass of a kernel set gives. */

@@ -70,6 +70,53 @@ Test(fixed, single_block_round_trip_equals_the_int64_path)
     cr_assert_eq(big1, big2);
 }
 
+/* The one-pass update (bp_sgd_fixed) against conversion then bp_sgd, from int64 sums and from
+ * rounded float sums, with and without Nesterov and decay, in every set this CPU runs. */
+Test(fixed, one_pass_update_equals_conversion_then_sgd)
+{
+    enum { N = 1000 }; /* several chunks and a partial one */
+    static float g[N], w0[N], v0[N], w1[N], v1[N], w2[N], v2[N], conv[N];
+    static int64_t acc[N];
+    uint64_t seed = 23;
+    for (int i = 0; i < N; i++) {
+        g[i] = rnd(&seed) * powf(2.0f, (float)(i % 40) - 40.0f);
+        w0[i] = rnd(&seed);
+        v0[i] = 0.1f * rnd(&seed);
+    }
+    const double scale = ldexp(1.0, 48), mul = ldexp(1.0, -48) / 37.0;
+    size_t nsets;
+    const char *const *names = bp_kernels_list(&nsets);
+    for (size_t k = 0; k < nsets; k++) {
+        const bp_kernels *ks = bp_kernels_named(names[k]);
+        if (!ks)
+            continue;
+        ks->fixed_add(acc, g, N, scale, 1);
+        for (int variant = 0; variant < 4; variant++) {
+            const bp_sgd_params p = {.lr = 0.05f, .momentum = 0.9f, .decay = variant & 1 ? 1e-3f : 0.0f,
+                                     .clip = 1.0f, .nesterov = variant >> 1};
+            for (int from_int = 0; from_int < 2; from_int++) {
+                memcpy(w1, w0, sizeof w0), memcpy(v1, v0, sizeof v0);
+                memcpy(w2, w0, sizeof w0), memcpy(v2, v0, sizeof v0);
+                double big1 = 0.0, big2 = 0.0, norm2 = 0.0, ref2 = 0.0;
+                if (from_int)
+                    ks->fixed_to_float(acc, N, mul, conv);
+                else
+                    big1 = ks->fixed_round(g, N, scale, mul, conv);
+                float m1 = ks->sgd(w1, v1, conv, N, &p);
+                float m2 = ks->sgd_fixed(w2, v2, from_int ? acc : NULL, from_int ? NULL : g, N, scale,
+                                         mul, &p, &big2, &norm2);
+                for (int i = 0; i < N; i++)
+                    ref2 += (double)conv[i] * conv[i];
+                cr_assert(tu_same_bits(w1, w2, N) && tu_same_bits(v1, v2, N),
+                          "%s variant %d from_int %d: one-pass update differs", names[k], variant, from_int);
+                cr_assert_eq(m1, m2, "%s: max |w| differs", names[k]);
+                cr_assert_eq(big1, big2, "%s: largest scaled magnitude differs", names[k]);
+                cr_assert_float_eq(norm2, ref2, 1e-12 * ref2, "%s: squared norm %g vs %g", names[k], norm2, ref2);
+            }
+        }
+    }
+}
+
 Test(fixed, magnitude_beyond_the_limit_is_reported)
 {
     float g[3] = {1.0f, -3.0f, 0.5f};

@@ -206,3 +206,9 @@ double bp_fixed_round(const float *g, size_t n, double scale, double mul, float 
 {
     return bp_kernels_active()->fixed_round(g, n, scale, mul, out);
 }
+
+float bp_sgd_fixed(float *w, float *v, const int64_t *sq, const float *f, size_t n, double scale,
+                   double mul, const bp_sgd_params *p, double *big, double *norm2)
+{
+    return bp_kernels_active()->sgd_fixed(w, v, sq, f, n, scale, mul, p, big, norm2);
+}

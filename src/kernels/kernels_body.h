@@ -561,22 +561,32 @@ static void bwd_lists(const float *const *xr, size_t nb, size_t D, bp_scratch *s
  * wpad, (D, nv * VL), and copies them back: each element's chain then starts from its stored
  * value, as in a whole panel (adding a separately rounded sum would differ in the last bit
  * from the fused chain). */
+static void w1_panel_update(bp_w1_update *u, float *gp, size_t pw, size_t j, size_t n, size_t D);
+
 static void bwd_cols(const bp_net *net, const float *const *xr, size_t nb, const float *dh,
-                     size_t j, int nv, size_t n, float *gw1, int first, bp_scratch *sc)
+                     size_t j, int nv, size_t n, float *gw1, int first, bp_scratch *sc,
+                     bp_w1_update *upd)
 {
     const size_t D = net->D, H = net->H, ldg = net->ld, pw = (size_t)nv * VL;
-    if (!BWD_PACK && n == pw) { /* whole panel read in place (a set that does not pack) */
-        bwd_panel(nv, xr, dh + j, H, gw1 + j, ldg, first, sc, D);
+    const float *dhp = dh + j; /* the panel's dh columns, row stride lddp */
+    size_t lddp = H;
+    if (BWD_PACK || n < pw) {
+        for (size_t s = 0; s < nb; s++) {
+            float *dst = sc->hpad + s * pw;
+            memcpy(dst, dh + s * H + j, n * sizeof(float));
+            for (size_t i = n; i < pw; i++)
+                dst[i] = 0.0f;
+        }
+        dhp = sc->hpad;
+        lddp = pw;
+    }
+    if (upd) { /* the block's sums of this panel go to wpad and straight into the update */
+        bwd_panel(nv, xr, dhp, lddp, sc->wpad, pw, 1, sc, D);
+        w1_panel_update(upd, sc->wpad, pw, j, n, D);
         return;
     }
-    for (size_t s = 0; s < nb; s++) {
-        float *dst = sc->hpad + s * pw;
-        memcpy(dst, dh + s * H + j, n * sizeof(float));
-        for (size_t i = n; i < pw; i++)
-            dst[i] = 0.0f;
-    }
     if (n == pw) {
-        bwd_panel(nv, xr, sc->hpad, pw, gw1 + j, ldg, first, sc, D);
+        bwd_panel(nv, xr, dhp, lddp, gw1 + j, ldg, first, sc, D);
         return;
     }
     if (!first)
@@ -586,23 +596,23 @@ static void bwd_cols(const bp_net *net, const float *const *xr, size_t nb, const
             for (size_t i = n; i < pw; i++)
                 dst[i] = 0.0f;
         }
-    bwd_panel(nv, xr, sc->hpad, pw, sc->wpad, pw, first, sc, D);
+    bwd_panel(nv, xr, dhp, lddp, sc->wpad, pw, first, sc, D);
     for (size_t k = 0; k < D; k++)
         memcpy(gw1 + k * ldg + j, sc->wpad + k * pw, n * sizeof(float));
 }
 
 static void bwd_layer1(const bp_net *net, const float *const *xr, size_t nb, const float *dh,
-                       float *gw1, int first, bp_scratch *sc)
+                       float *gw1, int first, bp_scratch *sc, bp_w1_update *upd)
 {
     const size_t H = net->H;
     size_t j = 0;
     bwd_lists(xr, nb, net->D, sc);
     for (; j + BWD_NV * VL <= H; j += BWD_NV * VL)
-        bwd_cols(net, xr, nb, dh, j, BWD_NV, BWD_NV * VL, gw1, first, sc);
+        bwd_cols(net, xr, nb, dh, j, BWD_NV, BWD_NV * VL, gw1, first, sc, upd);
     for (; j + VL <= H; j += VL)
-        bwd_cols(net, xr, nb, dh, j, 1, VL, gw1, first, sc);
+        bwd_cols(net, xr, nb, dh, j, 1, VL, gw1, first, sc, upd);
     if (j < H)
-        bwd_cols(net, xr, nb, dh, j, 1, H - j, gw1, first, sc);
+        bwd_cols(net, xr, nb, dh, j, 1, H - j, gw1, first, sc, upd);
 }
 
 static void KFN(bp_backward_block)(const bp_net *net, const float *const *xr, size_t nb, float *h,
@@ -610,7 +620,7 @@ static void KFN(bp_backward_block)(const bp_net *net, const float *const *xr, si
 {
     bwd_layer2(net, nb, h, dl, g);
     bwd_hidden(net, nb, h, dl, g);
-    bwd_layer1(net, xr, nb, h, g->w1, first, sc);
+    bwd_layer1(net, xr, nb, h, g->w1, first, sc, g->w1_update);
 }
 
 static int KFN(bp_scratch_alloc)(bp_scratch *sc, size_t D, size_t H, size_t C)
@@ -663,4 +673,5 @@ const bp_kernels KFN(bp_kernels) = {
     .fixed_round = KFN(bp_fixed_round),
     .add_i64 = KFN(bp_add_i64),
     .sgd = KFN(bp_sgd),
+    .sgd_fixed = KFN(bp_sgd_fixed),
 };

@@ -110,3 +110,64 @@ static float KFN(bp_sgd)(float *w, float *v, const float *g, size_t n, const bp_
     }
     return wmax;
 }
+
+/* The update of a run whose gradient sums are in fixed point, in one pass: each chunk's mean
+ * gradient g = (float)(q * mul), q from the int64 sums sq or (sq NULL) rounded from the float
+ * sums f * scale, lands in a buffer in L1, adds its squares to *norm2 and its largest |f * scale|
+ * to *big, and updates its parameters as bp_sgd does. Each g and each update has the bits that
+ * bp_fixed_to_float or bp_fixed_round, then bp_sgd give (the conversion to float ends every
+ * expression that could fuse); one call replaces their three passes over memory. */
+#define SGD_FIXED_CHUNK 256
+static float KFN(bp_sgd_fixed)(float *w, float *v, const int64_t *sq, const float *f, size_t n,
+                               double scale, double mul, const bp_sgd_params *p, double *big,
+                               double *norm2)
+{
+    float g[SGD_FIXED_CHUNK], wmax = 0.0f;
+    double b = *big, ss = 0.0;
+    for (size_t i0 = 0; i0 < n; i0 += SGD_FIXED_CHUNK) {
+        const size_t m = n - i0 < SGD_FIXED_CHUNK ? n - i0 : SGD_FIXED_CHUNK;
+        if (sq)
+            KFN(bp_fixed_to_float)(sq + i0, m, mul, g);
+        else
+            b = fmax(b, KFN(bp_fixed_round)(f + i0, m, scale, mul, g));
+        double a = 0.0;
+#pragma omp simd reduction(+ : a)
+        for (size_t i = 0; i < m; i++)
+            a += (double)g[i] * g[i];
+        ss += a;
+        float wm = KFN(bp_sgd)(w + i0, v + i0, g, m, p);
+        wmax = wm > wmax ? wm : wmax;
+    }
+    *big = b;
+    *norm2 += ss;
+    return wmax;
+}
+
+/* W1's update from one panel of a single block's dW1 sums, gp (D, pw), columns [j, j + n) of
+ * the view (padding columns zero): the mean gradient (rounded through fixed point, or times
+ * inv_nb) replaces the sums in place, then bp_sgd updates each row's n parameters. Each element
+ * goes through the operations of the separate passes (mean_grad, then bp_sgd), so the bits are
+ * theirs. */
+static void w1_panel_update(bp_w1_update *u, float *gp, size_t pw, size_t j, size_t n, size_t D)
+{
+    const size_t m = D * pw;
+    if (u->fixed) {
+        double b = KFN(bp_fixed_round)(gp, m, u->scale, u->mul, gp);
+        u->big = b > u->big ? b : u->big;
+    } else {
+        const float inv = u->inv_nb;
+        for (size_t i = 0; i < m; i++)
+            gp[i] = gp[i] * inv;
+    }
+    double a = 0.0;
+#pragma omp simd reduction(+ : a)
+    for (size_t i = 0; i < m; i++)
+        a += (double)gp[i] * gp[i];
+    u->norm2 += a;
+    float wmax = u->wmax;
+    for (size_t k = 0; k < D; k++) {
+        float wm = KFN(bp_sgd)(u->w + k * u->ld + j, u->v + k * u->ld + j, gp + k * pw, n, &u->p);
+        wmax = wm > wmax ? wm : wmax;
+    }
+    u->wmax = wmax;
+}
