@@ -177,12 +177,12 @@ void bp_thread_pass(const bprop_model *m, bp_work *w, const float *w1p, float *g
             w->y[r] = Y[i];
         }
         bp_forward_block(&net, w->rows, nb, w->h, w->logits, &w->scratch);
-        const double block_loss = bp_softmax_xent(w->logits, w->y, nb, C, w->pred);
-        *loss += block_loss;
+        *loss += bp_softmax_xent(w->logits, w->y, nb, C, w->pred);
         for (size_t r = 0; r < nb; r++)
             *correct += w->pred[r] == w->y[r];
-        /* A non-finite loss stops training without an update: then W1 keeps its values. */
-        g.w1_update = upd && isfinite(block_loss) ? upd : NULL;
+        /* On the last block; a non-finite loss stops training without an update, so then W1
+         * keeps its values. */
+        g.w1_update = upd && s0 + nb == hi && isfinite(*loss) ? upd : NULL;
         if (g.w1_update)
             upd->applied = 1;
         bp_backward_block(&net, w->rows, nb, w->h, w->logits, &g, s0 == lo, &w->scratch);

@@ -66,8 +66,8 @@ bp_net bp_work_net(const bprop_model *m, bp_work *w, const float *w1p);
 /* Forward and backward over samples idx[lo..hi) of (X, Y) (idx NULL: samples lo..hi), writing
  * the gradient sums of exactly these samples to grad (params, overwritten); hi > lo. Adds the
  * summed loss and the correct count to *loss and *correct. w1p: as for bp_work_net. upd: NULL,
- * or (a single block, hi - lo <= BP_BLOCK) W1's update applied in the backward pass instead of
- * its gradient written to grad, unless the block's loss is not finite (upd->applied says). */
+ * or W1's update applied in the last block's backward pass instead of the W1 gradient written
+ * to grad, unless the loss is not finite (upd->applied says). */
 void bp_thread_pass(const bprop_model *m, bp_work *w, const float *w1p, float *grad, const float *X,
                     const int32_t *Y, const size_t *idx, size_t lo, size_t hi, double *loss,
                     size_t *correct, bp_w1_update *upd);

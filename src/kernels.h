@@ -40,8 +40,8 @@ typedef struct bp_sgd_params {
     int nesterov;
 } bp_sgd_params;
 
-/* W1's update done inside the backward pass of a step that is a single block (one rank, no
- * clipping): each panel of dW1 sums becomes the mean gradient and updates W1 and its momentum
+/* W1's update done inside the backward pass of a step's last block, where one thread holds the
+ * whole gradient sum (one rank, no clipping): each panel of dW1 sums becomes the mean gradient and updates W1 and its momentum
  * while it is still in cache, instead of being stored and read back by the update pass. The
  * caller sets the inputs; the kernels raise or add to the outputs. */
 typedef struct bp_w1_update {
@@ -63,7 +63,8 @@ typedef struct bp_grads {
     float *b1;   /* (H) or NULL */
     float *w2t;  /* (C, ld) transposed, the thread folds it into (H, C) at the end of its pass */
     float *b2;   /* (C) or NULL (also NULL for all but one thread of a hidden split) */
-    bp_w1_update *w1_update; /* NULL, or W1 is updated in the pass (first must be 1) */
+    bp_w1_update *w1_update; /* NULL, or W1 is updated in the pass from w1's sums (first = 0)
+                                or the block's alone (first = 1): the step's last block */
 } bp_grads;
 
 /* A thread's kernel scratch. The index lists let the kernels skip zero inputs (about half of

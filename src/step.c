@@ -591,15 +591,17 @@ static void find_active(const bp_stepper *s, const bp_batch *b, int nt, int hidd
     }
 }
 
-/* Whether this step updates W1 inside the backward pass (bp_w1_update): a training step whose
- * batch is one block on one process, without clipping (whose factor needs the whole gradient
- * first), that one thread computes whole (the exact modes, or a single thread summing floats).
- * Those steps are the small batches, where storing dW1 and reading it back in a separate pass
- * is a large share of the step. Every thread derives the same answer. */
+/* Whether this step updates W1 inside the backward pass (bp_w1_update): a training step on one
+ * process, without clipping (whose factor needs the whole gradient first), where one thread
+ * ends up with the whole sum of each W1 entry: an exact step of one block (each hidden-split
+ * thread owns its slice), or a single thread summing floats. Storing dW1 and reading it back in
+ * a separate pass is a large share of the small batches' steps. Every thread derives the same
+ * answer. */
 static int w1_in_pass(const bp_stepper *s, const bp_step_io *io, int nt, int fixed, int ranks)
 {
-    return !io->grad_out && s->velocity && !ranks && io->b.nb <= BP_BLOCK &&
-           !(s->cfg.clip_norm > 0.0f) && (fixed || nt == 1) && !s->bad_scales;
+    const int one_block = io->b.nb <= BP_BLOCK;
+    return !io->grad_out && s->velocity && !ranks && !(s->cfg.clip_norm > 0.0f) &&
+           (fixed ? one_block : nt == 1) && !s->bad_scales;
 }
 
 /* This thread's W1 update settings: its slice of W1 for the hidden split, all of it otherwise

@@ -176,6 +176,7 @@ typedef struct run_cfg {
     int threads, bias;
     bprop_parallel parallel;
     float clip, decay;
+    int float_sums, nesterov; /* reproducible off; Nesterov momentum */
 } run_cfg;
 
 static bprop_model *train(const bprop_dataset *d, run_cfg r)
@@ -189,7 +190,8 @@ static bprop_model *train(const bprop_dataset *d, run_cfg r)
     c.epochs = r.epochs;
     c.lr = 0.05f;
     c.parallel = r.parallel;
-    c.reproducible = 1;
+    c.reproducible = !r.float_sums;
+    c.nesterov = r.nesterov;
     c.clip_norm = r.clip;
     c.weight_decay = r.decay;
     bprop_trainer *t;
@@ -230,6 +232,38 @@ Test(layout, every_thread_count_and_split_trains_the_same_bits, .timeout = 300)
     check_layouts(d, (run_cfg){.hidden = 200, .batch = 300, .epochs = 1, .bias = 0});
     check_layouts(d, (run_cfg){.hidden = 130, .batch = 64, .epochs = 1, .bias = 1, .clip = 0.3f,
                                .decay = 1e-3f});
+    bprop_dataset_free(d);
+}
+
+/* Steps where one thread holds W1's whole gradient update W1 inside the backward pass
+ * (bp_w1_update); with clipping on, the update is a separate pass over the stored gradient. A
+ * clipping threshold that is never reached multiplies by exactly 1, so both must give the same
+ * bits: single-block and multi-block float steps on one thread, exact single-block steps on one
+ * thread, over hidden slices and on one of two data-split threads, with decay and Nesterov. */
+Test(layout, w1_update_in_the_backward_pass_equals_the_update_pass, .timeout = 120)
+{
+    bprop_dataset *d = tu_blobs(530, 30, 4, 3);
+    const run_cfg cases[] = {
+        {.hidden = 70, .batch = 40, .epochs = 1, .threads = 1, .bias = 1, .float_sums = 1},
+        {.hidden = 70, .batch = 150, .epochs = 1, .threads = 1, .bias = 1, .float_sums = 1,
+         .decay = 1e-3f, .nesterov = 1},
+        {.hidden = 70, .batch = 50, .epochs = 1, .threads = 1, .bias = 0},
+        {.hidden = 200, .batch = 50, .epochs = 1, .threads = 3, .bias = 1,
+         .parallel = BPROP_PARALLEL_HIDDEN, .decay = 1e-3f},
+        {.hidden = 130, .batch = 64, .epochs = 1, .threads = 2, .bias = 1,
+         .parallel = BPROP_PARALLEL_DATA, .nesterov = 1},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
+        run_cfg r = cases[i];
+        bprop_model *in_pass = train(d, r);
+        r.clip = 1e30f;
+        bprop_model *separate = train(d, r);
+        cr_assert(tu_same_bits(in_pass->params, separate->params, in_pass->layout.total),
+                  "case %zu (hidden %zu, batch %zu, %d threads): W1 updated in the pass differs",
+                  i, r.hidden, r.batch, r.threads);
+        bprop_model_free(in_pass);
+        bprop_model_free(separate);
+    }
     bprop_dataset_free(d);
 }
 

@@ -580,8 +580,16 @@ static void bwd_cols(const bp_net *net, const float *const *xr, size_t nb, const
         dhp = sc->hpad;
         lddp = pw;
     }
-    if (upd) { /* the block's sums of this panel go to wpad and straight into the update */
-        bwd_panel(nv, xr, dhp, lddp, sc->wpad, pw, 1, sc, D);
+    if (upd) { /* the panel's sums (with the earlier blocks' from gw1) go to wpad and straight
+                * into the update */
+        if (!first)
+            for (size_t k = 0; k < D; k++) {
+                float *dst = sc->wpad + k * pw;
+                memcpy(dst, gw1 + k * ldg + j, n * sizeof(float));
+                for (size_t i = n; i < pw; i++)
+                    dst[i] = 0.0f;
+            }
+        bwd_panel(nv, xr, dhp, lddp, sc->wpad, pw, first, sc, D);
         w1_panel_update(upd, sc->wpad, pw, j, n, D);
         return;
     }
