@@ -617,6 +617,10 @@ static void bwd_layer1(const bp_net *net, const float *const *xr, size_t nb, con
     bwd_lists(xr, nb, net->D, sc);
     for (; j + BWD_NV * VL <= H; j += BWD_NV * VL)
         bwd_cols(net, xr, nb, dh, j, BWD_NV, BWD_NV * VL, gw1, first, sc, upd);
+#if BWD_NV > 2 /* a two-vector panel before single vectors: twice the accumulators per load */
+    for (; j + 2 * VL <= H; j += 2 * VL)
+        bwd_cols(net, xr, nb, dh, j, 2, 2 * VL, gw1, first, sc, upd);
+#endif
     for (; j + VL <= H; j += VL)
         bwd_cols(net, xr, nb, dh, j, 1, VL, gw1, first, sc, upd);
     if (j < H)
