@@ -82,6 +82,7 @@ typedef struct bp_scratch {
     float *bpad;      /* (PW) the panel's b1 entries, zero-padded */
     float *hpad;      /* (BP_BLOCK, PW) a padded panel's h columns; a panel of dh columns */
     uint64_t *nzb;    /* (BP_BLOCK, NZ_WORDS(D)) each sample's non-zero pixels as bits */
+    float *bwd_x;     /* (bwd tiles, BP_BLOCK, BWD_MR) the listed samples' pixels of each tile */
 } bp_scratch;
 
 /* 64-bit words of a bitmap of D pixels. */

@@ -488,21 +488,20 @@ static void bwd_hidden(const bp_net *net, size_t nb, float *h, const float *dl, 
 /* One mr x (nv * VL) tile of dW1 += x^T dh: mr input pixels from k against nv vectors of dh
  * columns (dh, row stride ldd), into out (row k of the panel, row stride ldo), summed over the ns
  * samples ss[] whose pixels k..k+mr are not all zero (the others add nothing). */
-INLINE void bwd_tile(int mr, int nv, const float *const *xr, const uint8_t *ss, size_t ns,
-                     const float *dh, size_t ldd, size_t k, float *out, size_t ldo, int first)
+INLINE void bwd_tile(int mr, int nv, const float *xv, const uint8_t *ss, size_t ns,
+                     const float *dh, size_t ldd, float *out, size_t ldo, int first)
 {
     vf acc[BWD_MR][BWD_NV];
     for (int r = 0; r < mr; r++)
         for (int v = 0; v < nv; v++)
             acc[r][v] = first ? splat(0.0f) : ld(out + r * ldo + v * VL);
-    for (size_t q = 0; q < ns; q++) {
+    for (size_t q = 0; q < ns; q++, xv += mr) {
         const size_t s = ss[q];
-        const float *xs = xr[s] + k;
         vf d[BWD_NV];
         for (int v = 0; v < nv; v++)
             d[v] = ld(dh + s * ldd + v * VL);
         for (int r = 0; r < mr; r++) {
-            vf a = splat(xs[r]);
+            vf a = splat(xv[r]);
             for (int v = 0; v < nv; v++)
                 acc[r][v] += a * d[v];
         }
@@ -516,16 +515,16 @@ INLINE void bwd_tile(int mr, int nv, const float *const *xr, const uint8_t *ss, 
 static size_t bwd_tiles(size_t D) { return D / BWD_MR + D % BWD_MR; }
 
 /* Every pixel tile of one panel of dW1 columns (out, row stride ldo). */
-INLINE void bwd_panel(int nv, const float *const *xr, const float *dh, size_t ldd, float *out,
-                      size_t ldo, int first, const bp_scratch *sc, size_t D)
+INLINE void bwd_panel(int nv, const float *dh, size_t ldd, float *out, size_t ldo, int first,
+                      const bp_scratch *sc, size_t D)
 {
     size_t k = 0, t = 0;
     for (; k + BWD_MR <= D; k += BWD_MR, t++)
-        bwd_tile(BWD_MR, nv, xr, sc->bwd_s + t * BP_BLOCK, sc->bwd_n[t], dh, ldd, k,
-                 out + k * ldo, ldo, first);
+        bwd_tile(BWD_MR, nv, sc->bwd_x + t * BP_BLOCK * BWD_MR, sc->bwd_s + t * BP_BLOCK,
+                 sc->bwd_n[t], dh, ldd, out + k * ldo, ldo, first);
     for (; k < D; k++, t++)
-        bwd_tile(1, nv, xr, sc->bwd_s + t * BP_BLOCK, sc->bwd_n[t], dh, ldd, k, out + k * ldo,
-                 ldo, first);
+        bwd_tile(1, nv, sc->bwd_x + t * BP_BLOCK * BWD_MR, sc->bwd_s + t * BP_BLOCK, sc->bwd_n[t],
+                 dh, ldd, out + k * ldo, ldo, first);
 }
 
 /* Bits [k, k + len) of a bitmap (len < 64), in the low bits. */
@@ -538,21 +537,32 @@ INLINE uint64_t bits_at(const uint64_t *b, size_t k, size_t len)
     return v & ((UINT64_C(1) << len) - 1);
 }
 
-/* For each pixel tile, the samples with a non-zero pixel in it. */
+/* For each pixel tile, the samples with a non-zero pixel in it, and their pixel values in list
+ * order (len floats each): the tiles then read the inputs as one sequential stream per panel,
+ * instead of gathering them from a row per sample on every panel. */
+INLINE void bwd_list(const float *const *xr, size_t nb, size_t nw, size_t k, size_t len, size_t t,
+                     bp_scratch *sc)
+{
+    size_t n = 0;
+    uint8_t *ss = sc->bwd_s + t * BP_BLOCK;
+    float *xv = sc->bwd_x + t * BP_BLOCK * BWD_MR;
+    for (size_t s = 0; s < nb; s++) {
+        ss[n] = (uint8_t)s;
+        memcpy(xv + n * len, xr[s] + k, len * sizeof(float));
+        n += bits_at(sc->nzb + s * nw, k, len) != 0;
+    }
+    sc->bwd_n[t] = (uint32_t)n;
+}
+
 static void bwd_lists(const float *const *xr, size_t nb, size_t D, bp_scratch *sc)
 {
     const size_t nw = NZ_WORDS(D);
+    size_t k = 0, t = 0;
     nz_bitmaps(xr, nb, D, sc->nzb);
-    for (size_t k = 0, t = 0; k < D; t++) {
-        size_t len = t < D / BWD_MR ? BWD_MR : 1, n = 0;
-        uint8_t *ss = sc->bwd_s + t * BP_BLOCK;
-        for (size_t s = 0; s < nb; s++) {
-            ss[n] = (uint8_t)s;
-            n += bits_at(sc->nzb + s * nw, k, len) != 0;
-        }
-        sc->bwd_n[t] = (uint32_t)n;
-        k += len;
-    }
+    for (; k + BWD_MR <= D; k += BWD_MR, t++)
+        bwd_list(xr, nb, nw, k, BWD_MR, t, sc); /* constant length: one vector move each */
+    for (; k < D; k++, t++)
+        bwd_list(xr, nb, nw, k, 1, t, sc);
 }
 
 /* Columns [j, j + n) of dW1 through the tiles of an nv-vector panel (n <= nv * VL): the dh
@@ -563,7 +573,7 @@ static void bwd_lists(const float *const *xr, size_t nb, size_t D, bp_scratch *s
  * from the fused chain). */
 static void w1_panel_update(bp_w1_update *u, float *gp, size_t pw, size_t j, size_t n, size_t D);
 
-static void bwd_cols(const bp_net *net, const float *const *xr, size_t nb, const float *dh,
+static void bwd_cols(const bp_net *net, size_t nb, const float *dh,
                      size_t j, int nv, size_t n, float *gw1, int first, bp_scratch *sc,
                      bp_w1_update *upd)
 {
@@ -589,12 +599,12 @@ static void bwd_cols(const bp_net *net, const float *const *xr, size_t nb, const
                 for (size_t i = n; i < pw; i++)
                     dst[i] = 0.0f;
             }
-        bwd_panel(nv, xr, dhp, lddp, sc->wpad, pw, first, sc, D);
+        bwd_panel(nv, dhp, lddp, sc->wpad, pw, first, sc, D);
         w1_panel_update(upd, sc->wpad, pw, j, n, D);
         return;
     }
     if (n == pw) {
-        bwd_panel(nv, xr, dhp, lddp, gw1 + j, ldg, first, sc, D);
+        bwd_panel(nv, dhp, lddp, gw1 + j, ldg, first, sc, D);
         return;
     }
     if (!first)
@@ -604,7 +614,7 @@ static void bwd_cols(const bp_net *net, const float *const *xr, size_t nb, const
             for (size_t i = n; i < pw; i++)
                 dst[i] = 0.0f;
         }
-    bwd_panel(nv, xr, dhp, lddp, sc->wpad, pw, first, sc, D);
+    bwd_panel(nv, dhp, lddp, sc->wpad, pw, first, sc, D);
     for (size_t k = 0; k < D; k++)
         memcpy(gw1 + k * ldg + j, sc->wpad + k * pw, n * sizeof(float));
 }
@@ -616,15 +626,15 @@ static void bwd_layer1(const bp_net *net, const float *const *xr, size_t nb, con
     size_t j = 0;
     bwd_lists(xr, nb, net->D, sc);
     for (; j + BWD_NV * VL <= H; j += BWD_NV * VL)
-        bwd_cols(net, xr, nb, dh, j, BWD_NV, BWD_NV * VL, gw1, first, sc, upd);
+        bwd_cols(net, nb, dh, j, BWD_NV, BWD_NV * VL, gw1, first, sc, upd);
 #if BWD_NV > 2 /* a two-vector panel before single vectors: twice the accumulators per load */
     for (; j + 2 * VL <= H; j += 2 * VL)
-        bwd_cols(net, xr, nb, dh, j, 2, 2 * VL, gw1, first, sc, upd);
+        bwd_cols(net, nb, dh, j, 2, 2 * VL, gw1, first, sc, upd);
 #endif
     for (; j + VL <= H; j += VL)
-        bwd_cols(net, xr, nb, dh, j, 1, VL, gw1, first, sc, upd);
+        bwd_cols(net, nb, dh, j, 1, VL, gw1, first, sc, upd);
     if (j < H)
-        bwd_cols(net, xr, nb, dh, j, 1, H - j, gw1, first, sc, upd);
+        bwd_cols(net, nb, dh, j, 1, H - j, gw1, first, sc, upd);
 }
 
 static void KFN(bp_backward_block)(const bp_net *net, const float *const *xr, size_t nb, float *h,
@@ -647,8 +657,9 @@ static int KFN(bp_scratch_alloc)(bp_scratch *sc, size_t D, size_t H, size_t C)
     sc->bpad = bp_alloc(PANEL_MAX, sizeof(float));
     sc->hpad = bp_alloc((size_t)BP_BLOCK * PANEL_MAX, sizeof(float));
     sc->nzb = bp_alloc((size_t)BP_BLOCK * NZ_WORDS(D), sizeof(uint64_t));
+    sc->bwd_x = bp_alloc(bwd_tiles(D) * BP_BLOCK * BWD_MR, sizeof(float));
     return sc->part && sc->fwd_k && sc->fwd_n && sc->bwd_s && sc->bwd_n && sc->wpad && sc->bpad &&
-           sc->hpad && sc->nzb;
+           sc->hpad && sc->nzb && sc->bwd_x;
 }
 
 static void KFN(bp_scratch_free)(bp_scratch *sc)
@@ -662,6 +673,7 @@ static void KFN(bp_scratch_free)(bp_scratch *sc)
     bp_free(sc->bpad);
     bp_free(sc->hpad);
     bp_free(sc->nzb);
+    bp_free(sc->bwd_x);
 }
 
 #include "update_body.h"
