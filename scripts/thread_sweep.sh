@@ -18,6 +18,11 @@ bprop/PyTorch ratios.
   --batch LIST          batch sizes (default 32,128,512)
   --hidden LIST         hidden sizes (default 256; e.g. 1024 or 256,1024)
   --repeats N           timed epochs per point, median reported (default 1)
+  --rounds N            run the bprop grid and the PyTorch grid N times, alternating, so that
+                        each round's pair is measured close in time on a noisy machine; every
+                        round goes to OUT's _rounds.csv (first column: the round), OUT gets each
+                        point's median-speed round, and the summary adds the median of the
+                        per-round bprop/PyTorch ratios (default 1)
   --warmup-samples N    untimed warm-up epoch length in samples (default 8192)
   --train-samples N     time epochs over the first N training samples only (quick checks)
   --data DIR            Fashion-MNIST IDX directory (default /usr/share/datasets/fashion-mnist)
@@ -36,6 +41,7 @@ threads=""
 batch="32,128,512"
 hidden="256"
 repeats=1
+rounds=1
 warmup=8192
 train_samples=0
 data="/usr/share/datasets/fashion-mnist"
@@ -53,6 +59,7 @@ while [[ $# -gt 0 ]]; do
         --batch) need "$@"; batch="$2"; shift ;;
         --hidden) need "$@"; hidden="$2"; shift ;;
         --repeats) need "$@"; repeats="$2"; shift ;;
+        --rounds) need "$@"; rounds="$2"; shift ;;
         --warmup-samples) need "$@"; warmup="$2"; shift ;;
         --train-samples) need "$@"; train_samples="$2"; shift ;;
         --data) need "$@"; data="$2"; shift ;;
@@ -108,19 +115,35 @@ mkdir -p "$(dirname "$out")"
 grid=(--threads "$threads" --batch "$batch" --hidden "$hidden" --repeats "$repeats"
       --warmup-samples "$warmup" --train-samples "$train_samples" --data "$data")
 
-echo "== bprop: $bench, threads $threads, batch $batch, hidden $hidden" >&2
-# bprop saves each width's initial model; PyTorch starts from the very same weights, and both
-# train in the file's order, so their accuracies after the epoch are directly comparable.
-"$bench" "${grid[@]}" --init-dir "$tmp" --out "$tmp/bprop.csv"
-cp "$tmp/bprop.csv" "$out"
-
-if ((torch)); then
-    # PyTorch's rows use the peaks that bprop's run just measured.
-    peaks=$(awk -F, 'NR > 1 && $7 != "" && !seen[$2]++ { print $2 ":" $7 }' "$tmp/bprop.csv" | paste -sd, -)
-    echo "== pytorch: $python $("$python" -c 'import torch; print("torch", torch.__version__)')" >&2
-    "$python" "$repo/bench/torch_throughput.py" "${grid[@]}" --peak "$peaks" --no-header \
-        --init-dir "$tmp" --out "$tmp/torch.csv"
-    cat "$tmp/torch.csv" >>"$out"
+[[ "$rounds" =~ ^[1-9][0-9]*$ ]] || { echo "thread_sweep: --rounds needs a positive integer" >&2; exit 2; }
+rounds_csv="${out%.csv}_rounds.csv"
+: >"$tmp/all.csv"
+for ((r = 1; r <= rounds; r++)); do
+    echo "== round $r/$rounds: bprop: $bench, threads $threads, batch $batch, hidden $hidden" >&2
+    # bprop saves each width's initial model; PyTorch starts from the very same weights, and
+    # both train in the file's order, so their accuracies after the epoch are directly
+    # comparable.
+    "$bench" "${grid[@]}" --init-dir "$tmp" --out "$tmp/bprop.csv"
+    head -n 1 "$tmp/bprop.csv" >"$tmp/header.csv"
+    tail -n +2 "$tmp/bprop.csv" | sed "s/^/$r,/" >>"$tmp/all.csv"
+    if ((torch)); then
+        # PyTorch's rows use the peaks that bprop's run just measured.
+        peaks=$(awk -F, 'NR > 1 && $7 != "" && !seen[$2]++ { print $2 ":" $7 }' "$tmp/bprop.csv" | paste -sd, -)
+        echo "== round $r/$rounds: pytorch: $python $("$python" -c 'import torch; print("torch", torch.__version__)')" >&2
+        "$python" "$repo/bench/torch_throughput.py" "${grid[@]}" --peak "$peaks" --no-header \
+            --init-dir "$tmp" --out "$tmp/torch.csv"
+        sed "s/^/$r,/" "$tmp/torch.csv" >>"$tmp/all.csv"
+    fi
+done
+# OUT: per implementation and point, the round with the median samples/s (the lower middle
+# one for an even count), in the plain format the plots read.
+cp "$tmp/header.csv" "$out"
+sort -t, -k2,2 -k3,3n -k4,4n -k5,5n -k6,6g "$tmp/all.csv" | awk -F, -v OFS=, '
+    { key = $2 "," $3 "," $4 "," $5; row[key, ++n[key]] = $0; if (!(key in seen)) { seen[key] = 1; keys[++nk] = key } }
+    END { for (i = 1; i <= nk; i++) { k = keys[i]; m = int((n[k] + 1) / 2); line = row[k, m]
+          sub(/^[^,]*,/, "", line); print line } }' >>"$out"
+if ((rounds > 1)); then
+    { echo "round,$(cat "$tmp/header.csv")"; cat "$tmp/all.csv"; } >"$rounds_csv"
 fi
 
 if ((plot)); then
@@ -150,4 +173,17 @@ awk -F, '
                    t == "" ? "-" : acc["pytorch", k], t == "" ? "-" : sprintf("%.2fx", b / t)
         }
     }' "$out"
+if ((rounds > 1 && torch)); then
+    echo "median of the $rounds per-round bprop/PyTorch ratios:"
+    awk -F, 'NR > 1 { key = $3 " x " $4 " (H " $5 ")"; if (!(key in seen)) { seen[key] = 1; keys[++nk] = key }
+                      v[$2, key, $1] = $6 }
+             END { for (i = 1; i <= nk; i++) { k = keys[i]; n = 0
+                   for (r = 1; ("bprop", k, r) in v; r++)
+                       if (("pytorch", k, r) in v) q[++n] = v["bprop", k, r] / v["pytorch", k, r]
+                   for (a = 1; a <= n; a++) for (b = a + 1; b <= n; b++) if (q[b] < q[a]) { t = q[a]; q[a] = q[b]; q[b] = t }
+                   med = n % 2 ? q[(n + 1) / 2] : (q[n / 2] + q[n / 2 + 1]) / 2
+                   s = ""; for (a = 1; a <= n; a++) s = s sprintf(" %.2f", q[a])
+                   printf "  threads x batch %s: %.2fx  (sorted:%s)\n", k, med, s } }' "$rounds_csv"
+    echo "rounds: $rounds_csv"
+fi
 echo "csv: $out; wall time $((SECONDS - start)) s" >&2
