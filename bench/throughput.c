@@ -34,6 +34,7 @@ typedef struct options {
     int header, quiet;
     int cpu_time;          /* time epochs and the peak in process CPU seconds, not wall seconds */
     int reproducible;      /* --reproducible: exact fixed-point sums (default: the library's) */
+    bprop_parallel parallel; /* --parallel: how a step splits over threads (default auto) */
 } options;
 
 /* What one timed epoch gave. */
@@ -68,6 +69,7 @@ static void usage(FILE *f)
         "  --no-header           omit the CSV header line\n"
         "  --reproducible        exact fixed-point block sums, the same parameters for every\n"
         "                        thread count (as bprop train --reproducible); default off\n"
+        "  --parallel MODE       auto, data or hidden (as bprop train --parallel); default auto\n"
         "  --cpu-time            time epochs and the peak in the process's CPU seconds per\n"
         "                        thread instead of wall seconds (on a loaded machine; 1 thread)\n"
         "  --quiet               no progress lines on stderr\n",
@@ -173,6 +175,8 @@ static int set_option(options *o, const char *name, const char *value)
         o->init_dir = value;
         return 0;
     }
+    if (!strcmp(name, "--parallel"))
+        return bprop_parallel_parse(value, &o->parallel) == BPROP_OK ? 0 : -1;
     if (!strcmp(name, "--out")) {
         o->out = value;
         return 0;
@@ -285,6 +289,7 @@ static bprop_status train_one_epoch(const options *o, const bprop_dataset *d, in
     c.shuffle = 0;
     c.threads = threads;
     c.reproducible = o->reproducible;
+    c.parallel = o->parallel;
 
     bprop_model *m = NULL;
     bprop_trainer *t = NULL;

@@ -254,7 +254,8 @@ static void hidden_convert(bp_stepper *s, int tid, size_t j0, size_t j1, int fir
  * logits (the same sums in the same order as bp_forward_block), then backpropagates its slice
  * block by block. Thread 0 keeps the loss and owns db2. */
 static void hidden_backward(bp_stepper *s, int tid, const bp_net *v, size_t j0, size_t j1,
-                            const bp_batch *b, size_t lo, size_t hi, int fused, bp_w1_update *upd)
+                            const bp_batch *b, size_t lo, size_t hi, int fused, int float_sums,
+                            bp_w1_update *upd)
 {
     const bprop_model *m = s->m;
     const bprop_layout *L = &m->layout;
@@ -277,25 +278,33 @@ static void hidden_backward(bp_stepper *s, int tid, const bp_net *v, size_t j0, 
     bp_grads g = {.w1 = s->gsh + L->offset[BPROP_W1] + j0,
                   .b1 = m->has_bias ? s->gsh + L->offset[BPROP_B1] + j0 : NULL,
                   .w2t = s->gw2t + j0,
-                  .b2 = m->has_bias && tid == 0 ? s->gsh + L->offset[BPROP_B2] : NULL,
-                  .w1_update = upd && isfinite(loss) ? upd : NULL};
-    if (g.w1_update)
-        upd->applied = 1;
+                  .b2 = m->has_bias && tid == 0 ? s->gsh + L->offset[BPROP_B2] : NULL};
+    /* In the last block's pass; a non-finite loss stops training without an update. */
+    bp_w1_update *last_upd = upd && isfinite(loss) ? upd : NULL;
     for (size_t s0 = lo; s0 < hi; s0 += BP_BLOCK) {
         size_t nbk = hi - s0 < BP_BLOCK ? hi - s0 : BP_BLOCK;
         for (size_t r = 0; r < nbk; r++)
             w->rows[r] = b->X + sample_at(b, s0 + r) * D;
-        for (size_t c = 0; c < C; c++)
-            memset(g.w2t + c * H, 0, W * sizeof(float));
-        if (g.b1)
-            memset(g.b1, 0, W * sizeof(float));
-        if (g.b2)
-            memset(g.b2, 0, C * sizeof(float));
-        bp_backward_block(v, w->rows, nbk, h + (s0 - lo) * W, z + (s0 - lo) * C, &g, 1, &w->scratch);
-        if (!fused)
+        /* Exact: each block's float sums from zero, then into int64. Float sums: one chain per
+         * entry over every block, as one thread's pass forms it. */
+        const int fresh = !float_sums || s0 == lo;
+        if (fresh) {
+            for (size_t c = 0; c < C; c++)
+                memset(g.w2t + c * H, 0, W * sizeof(float));
+            if (g.b1)
+                memset(g.b1, 0, W * sizeof(float));
+            if (g.b2)
+                memset(g.b2, 0, C * sizeof(float));
+        }
+        g.w1_update = s0 + nbk == hi ? last_upd : NULL;
+        if (g.w1_update)
+            upd->applied = 1;
+        bp_backward_block(v, w->rows, nbk, h + (s0 - lo) * W, z + (s0 - lo) * C, &g, fresh,
+                          &w->scratch);
+        if (!fused && !float_sums)
             hidden_convert(s, tid, j0, j1, s0 == lo);
     }
-    if (fused) /* the update reads W2's sums from gsh, in the model's (H, C) layout */
+    if (fused || float_sums) /* the update reads W2's sums from gsh, in the model's (H, C) layout */
         for (size_t j = j0; j < j1; j++)
             for (size_t c = 0; c < C; c++)
                 s->gsh[L->offset[BPROP_W2] + j * C + c] = s->gw2t[c * H + j];
@@ -593,15 +602,16 @@ static void find_active(const bp_stepper *s, const bp_batch *b, int nt, int hidd
 
 /* Whether this step updates W1 inside the backward pass (bp_w1_update): a training step on one
  * process, without clipping (whose factor needs the whole gradient first), where one thread
- * ends up with the whole sum of each W1 entry: an exact step of one block (each hidden-split
- * thread owns its slice), or a single thread summing floats. Storing dW1 and reading it back in
- * a separate pass is a large share of the small batches' steps. Every thread derives the same
- * answer. */
-static int w1_in_pass(const bp_stepper *s, const bp_step_io *io, int nt, int fixed, int ranks)
+ * ends up with the whole sum of each W1 entry: an exact step of one block, or float sums of a
+ * single thread or of a hidden split (each thread owns its slice). Storing dW1 and reading it
+ * back in a separate pass is a large share of the small batches' steps. Every thread derives
+ * the same answer. */
+static int w1_in_pass(const bp_stepper *s, const bp_step_io *io, int nt, int hidden, int fixed,
+                      int ranks)
 {
     const int one_block = io->b.nb <= BP_BLOCK;
     return !io->grad_out && s->velocity && !ranks && !(s->cfg.clip_norm > 0.0f) &&
-           (fixed ? one_block : nt == 1) && !s->bad_scales;
+           (fixed ? one_block : nt == 1 || hidden) && !s->bad_scales;
 }
 
 /* This thread's W1 update settings: its slice of W1 for the hidden split, all of it otherwise
@@ -641,10 +651,13 @@ void bp_step(bp_stepper *s, int tid, int nt, const bp_step_io *io)
 {
     const bp_batch *b = &io->b;
     bp_slot *slot = &s->e->slot[tid];
-    /* The hidden split always sums exactly (its partial logits need no float reduction), so
-     * it serves the float mode's small batches too. */
-    const int hidden = bp_step_uses_hidden(s, b->nb, nt), fixed = s->reproducible || hidden;
+    /* Exact sums when asked for, and for a hidden split over several ranks (their partial sums
+     * meet in int64). On one process the hidden split needs no reduction at all: in float mode
+     * each thread sums its slice block after block, the same chains as one thread's pass, so
+     * it trains the same bits as one thread. */
+    const int hidden = bp_step_uses_hidden(s, b->nb, nt);
     const int ranks = s->comm && s->comm->size > 1;
+    const int fixed = s->reproducible || (hidden && ranks), float_hidden = hidden && !fixed;
     /* A batch of one block on one process needs no int64 sum: the update rounds its float sums
      * to the same values on the fly (not with clipping, whose norm is taken first). */
     const int fused = fixed && !ranks && b->nb <= BP_BLOCK && !(s->cfg.clip_norm > 0.0f);
@@ -664,7 +677,7 @@ void bp_step(bp_stepper *s, int tid, int nt, const bp_step_io *io)
 #pragma omp barrier
     reset_slot(slot);
     memset(slot->wmax, 0, sizeof slot->wmax);
-    bp_w1_update *upd = w1_in_pass(s, io, nt, fixed, ranks) ? &slot->upd : NULL;
+    bp_w1_update *upd = w1_in_pass(s, io, nt, hidden, fixed, ranks) ? &slot->upd : NULL;
 
     /* 1. Forward and backward of this thread's share. */
     int active[nt];
@@ -672,7 +685,7 @@ void bp_step(bp_stepper *s, int tid, int nt, const bp_step_io *io)
     rank_share(s, b->nb, &b0, &b1, &lo, &hi);
     if (upd)
         w1_update_setup(s, io, tid, nt, hidden, fixed, upd);
-    if (!fixed) {
+    if (!fixed && !hidden) {
         float_pass(s, tid, nt, w1p, b, upd);
     } else if (!hidden) {
         data_pass(s, tid, nt, w1p, b, fused, upd);
@@ -684,7 +697,7 @@ void bp_step(bp_stepper *s, int tid, int nt, const bp_step_io *io)
             hidden_forward(s, tid, &v, j0 / BP_HBLOCK, b, lo, hi);
 #pragma omp barrier
         if (hi > lo)
-            hidden_backward(s, tid, &v, j0, j1, b, lo, hi, fused, upd);
+            hidden_backward(s, tid, &v, j0, j1, b, lo, hi, fused, float_hidden, upd);
         else
             hidden_zero(s, tid, j0, j1);
     }
@@ -696,7 +709,7 @@ void bp_step(bp_stepper *s, int tid, int nt, const bp_step_io *io)
 #pragma omp barrier
     const double t_pass = tid == 0 ? omp_get_wtime() : 0.0;
     /* 2. Combine over threads (data split: each thread sums its chunk) and over ranks. */
-    if (!hidden || !fixed) {
+    if (!hidden) {
         size_t a, z;
         bp_param_chunk(s->m->layout.total, nt, tid, &a, &z);
         if (!fixed)
@@ -719,8 +732,8 @@ void bp_step(bp_stepper *s, int tid, int nt, const bp_step_io *io)
     update_ctx x = {.s = s, .slot = slot, .lr = io->lr, .clip = 1.0f, .out = io->grad_out,
                     .src = {.s = s, .fixed = fixed, .fused = fused, .slot = slot,
                             .inv_nb = 1.0f / (float)b->nb,
-                            .src = fused && hidden ? s->gsh : ranks ? s->e->grad[0] : fsum}};
-    const int by_slice = hidden && fixed;
+                            .src = hidden ? s->gsh : ranks ? s->e->grad[0] : fsum}};
+    const int by_slice = hidden;
     for (int u = 0; u < nt; u++)
         x.skip_w1 |= s->e->slot[u].upd.applied;
     if (io->grad_out) {

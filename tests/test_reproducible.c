@@ -287,6 +287,36 @@ Test(layout, loss_gradient_is_the_same_for_every_thread_count)
     bprop_dataset_free(d);
 }
 
+/* Float sums (reproducible off): a hidden split on one process sums each slice block after
+ * block, the chains of one thread's pass, so every thread count trains one thread's bits. */
+Test(layout, float_hidden_split_trains_the_bits_of_one_thread, .timeout = 120)
+{
+    bprop_dataset *d = tu_blobs(701, 40, 5, 8);
+    const run_cfg cases[] = {
+        {.hidden = 200, .batch = 32, .epochs = 1, .bias = 1, .float_sums = 1},
+        {.hidden = 200, .batch = 150, .epochs = 1, .bias = 1, .float_sums = 1, .nesterov = 1},
+        {.hidden = 256, .batch = 300, .epochs = 1, .bias = 0, .float_sums = 1, .decay = 1e-3f},
+        {.hidden = 130, .batch = 100, .epochs = 1, .bias = 1, .float_sums = 1, .clip = 0.3f},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
+        run_cfg r = cases[i];
+        r.threads = 1;
+        r.parallel = BPROP_PARALLEL_DATA;
+        bprop_model *ref = train(d, r);
+        for (int threads = 2; threads <= 3; threads++) {
+            r.threads = threads;
+            r.parallel = BPROP_PARALLEL_HIDDEN;
+            bprop_model *m = train(d, r);
+            cr_assert(tu_same_bits(ref->params, m->params, ref->layout.total),
+                      "case %zu: %d-thread hidden split with float sums differs from 1 thread", i,
+                      threads);
+            bprop_model_free(m);
+        }
+        bprop_model_free(ref);
+    }
+    bprop_dataset_free(d);
+}
+
 Test(layout, float_sums_stay_deterministic_per_thread_count)
 {
     bprop_dataset *d = tu_blobs(301, 10, 3, 2);
