@@ -83,6 +83,10 @@ typedef struct bp_scratch {
     float *hpad;      /* (BP_BLOCK, PW) a padded panel's h columns; a panel of dh columns */
     uint64_t *nzb;    /* (BP_BLOCK, NZ_WORDS(D)) each sample's non-zero pixels as bits */
     float *bwd_x;     /* (bwd tiles, BP_BLOCK, BWD_MR) the listed samples' pixels of each tile */
+    const float **nz_rows; /* (BP_BLOCK) the rows nzb describes, for the next backward call */
+    size_t nz_n;      /* how many; 0 once used (or never set) */
+    const float **fwd_xr; /* (BP_BLOCK) the block's rows in forward tile order */
+    uint8_t *fwd_rows;    /* (BP_BLOCK) their positions in the block */
 } bp_scratch;
 
 /* 64-bit words of a bitmap of D pixels. */

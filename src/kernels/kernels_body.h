@@ -82,7 +82,8 @@ INLINE float hsum(vf v)
  * stride ldw; bias b or NULL), written to h with row stride ldh. Only the nk pixels ks[] that are
  * non-zero in some of the mr samples contribute. */
 INLINE void fwd_tile(int mr, int nv, const float *w, size_t ldw, const float *b,
-                     const float *const *xr, const uint32_t *ks, size_t nk, float *h, size_t ldh)
+                     const float *const *xr, const uint8_t *rows, const uint32_t *ks, size_t nk,
+                     float *h, size_t ldh)
 {
     vf acc[FWD_MR][FWD_NV];
     for (int v = 0; v < nv; v++) {
@@ -104,43 +105,46 @@ INLINE void fwd_tile(int mr, int nv, const float *w, size_t ldw, const float *b,
     }
     for (int r = 0; r < mr; r++)
         for (int v = 0; v < nv; v++)
-            st(h + r * ldh + v * VL, relu(acc[r][v]));
+            st(h + rows[r] * ldh + v * VL, relu(acc[r][v]));
 }
 
-/* All nb samples against one panel: whole tiles of FWD_MR samples, then the remainder; tile t
- * reads its pixel list from sc. */
-INLINE void fwd_panel(int nv, const float *w, size_t ldw, const float *b, const float *const *xr,
-                      size_t nb, float *h, size_t ldh, const bp_scratch *sc, size_t D)
+/* All nb samples against one panel, in the tiles fwd_lists grouped them into (sc->fwd_xr, rows
+ * sc->fwd_rows of h): whole tiles of FWD_MR samples, then the remainder; tile t reads its pixel
+ * list from sc. */
+INLINE void fwd_panel(int nv, const float *w, size_t ldw, const float *b, size_t nb, float *h,
+                      size_t ldh, const bp_scratch *sc, size_t D)
 {
+    const float *const *xr = sc->fwd_xr;
+    const uint8_t *rows = sc->fwd_rows;
     size_t r = 0, t = 0;
     for (; r + FWD_MR <= nb; r += FWD_MR, t++)
-        fwd_tile(FWD_MR, nv, w, ldw, b, xr + r, sc->fwd_k + t * D, sc->fwd_n[t], h + r * ldh, ldh);
+        fwd_tile(FWD_MR, nv, w, ldw, b, xr + r, rows + r, sc->fwd_k + t * D, sc->fwd_n[t], h, ldh);
     if (r == nb)
         return; /* no remainder tile: fwd_n has no entry t */
     const uint32_t *ks = sc->fwd_k + t * D;
     const size_t nk = sc->fwd_n[t];
-    h += r * ldh;
     xr += r;
+    rows += r;
     switch (nb - r) {
 #if FWD_MR > 7
-    case 7: fwd_tile(7, nv, w, ldw, b, xr, ks, nk, h, ldh); break;
+    case 7: fwd_tile(7, nv, w, ldw, b, xr, rows, ks, nk, h, ldh); break;
 #endif
 #if FWD_MR > 6
-    case 6: fwd_tile(6, nv, w, ldw, b, xr, ks, nk, h, ldh); break;
+    case 6: fwd_tile(6, nv, w, ldw, b, xr, rows, ks, nk, h, ldh); break;
 #endif
 #if FWD_MR > 5
-    case 5: fwd_tile(5, nv, w, ldw, b, xr, ks, nk, h, ldh); break;
+    case 5: fwd_tile(5, nv, w, ldw, b, xr, rows, ks, nk, h, ldh); break;
 #endif
 #if FWD_MR > 4
-    case 4: fwd_tile(4, nv, w, ldw, b, xr, ks, nk, h, ldh); break;
+    case 4: fwd_tile(4, nv, w, ldw, b, xr, rows, ks, nk, h, ldh); break;
 #endif
 #if FWD_MR > 3
-    case 3: fwd_tile(3, nv, w, ldw, b, xr, ks, nk, h, ldh); break;
+    case 3: fwd_tile(3, nv, w, ldw, b, xr, rows, ks, nk, h, ldh); break;
 #endif
 #if FWD_MR > 2
-    case 2: fwd_tile(2, nv, w, ldw, b, xr, ks, nk, h, ldh); break;
+    case 2: fwd_tile(2, nv, w, ldw, b, xr, rows, ks, nk, h, ldh); break;
 #endif
-    case 1: fwd_tile(1, nv, w, ldw, b, xr, ks, nk, h, ldh); break;
+    case 1: fwd_tile(1, nv, w, ldw, b, xr, rows, ks, nk, h, ldh); break;
     default: break;
     }
 }
@@ -187,18 +191,35 @@ static void nz_bitmaps(const float *const *xr, size_t nb, size_t D, uint64_t *nz
 }
 
 /* For each tile of FWD_MR samples, the pixels that are non-zero in at least one of them, in
- * increasing order. */
+ * increasing order. The bitmaps are left for the backward pass of the same rows. */
 static void fwd_lists(const float *const *xr, size_t nb, size_t D, bp_scratch *sc)
 {
     const size_t nw = NZ_WORDS(D);
     nz_bitmaps(xr, nb, D, sc->nzb);
+    memcpy(sc->nz_rows, xr, nb * sizeof *xr);
+    sc->nz_n = nb;
+    /* Tiles of samples with about as many non-zero pixels: their unions are smaller (77% of the
+     * pixels kept on Fashion-MNIST instead of 84% for the samples in batch order). An element's
+     * chain does not depend on which tile computes it, so the grouping changes no bit. */
+    uint32_t count[BP_BLOCK];
+    for (size_t i = 0; i < nb; i++) {
+        count[i] = 0;
+        for (size_t w = 0; w < nw; w++)
+            count[i] += (uint32_t)__builtin_popcountll(sc->nzb[i * nw + w]);
+        size_t p = i; /* insertion sort by count, stable */
+        for (; p > 0 && count[sc->fwd_rows[p - 1]] > count[i]; p--)
+            sc->fwd_rows[p] = sc->fwd_rows[p - 1];
+        sc->fwd_rows[p] = (uint8_t)i;
+    }
+    for (size_t i = 0; i < nb; i++)
+        sc->fwd_xr[i] = xr[sc->fwd_rows[i]];
     for (size_t r = 0, t = 0; r < nb; r += FWD_MR, t++) {
         const size_t mr = nb - r < FWD_MR ? nb - r : FWD_MR;
         uint32_t *ks = sc->fwd_k + t * D, n = 0;
         for (size_t w = 0; w < nw; w++) {
             uint64_t u = 0;
             for (size_t i = 0; i < mr; i++)
-                u |= sc->nzb[(r + i) * nw + w];
+                u |= sc->nzb[(size_t)sc->fwd_rows[r + i] * nw + w];
             for (; u; u &= u - 1)
                 ks[n++] = (uint32_t)(w * 64 + (size_t)__builtin_ctzll(u));
         }
@@ -255,12 +276,12 @@ static void KFN(bp_pack_w1)(const bp_net *net, size_t j0, size_t j1, float *w1p)
 /* Hidden units [j, j + n) of h through the tiles of an nv-vector panel (n <= nv * VL): from the
  * net's packed W1 when it has one, else packed here into sc->wpad. A panel with padding writes
  * its tiles to hpad and copies out the n real columns. */
-static void fwd_cols(const bp_net *net, const float *const *xr, size_t nb, size_t j, int nv,
+static void fwd_cols(const bp_net *net, size_t nb, size_t j, int nv,
                      size_t n, float *h, bp_scratch *sc)
 {
     const size_t D = net->D, H = net->H, pw = (size_t)nv * VL;
     if (!FWD_PACK && n == pw) { /* whole panel read in place (a set that does not pack) */
-        fwd_panel(nv, net->w1 + j, net->ld, net->b1 ? net->b1 + j : NULL, xr, nb, h + j, H, sc, D);
+        fwd_panel(nv, net->w1 + j, net->ld, net->b1 ? net->b1 + j : NULL, nb, h + j, H, sc, D);
         return;
     }
     const float *wp = net->w1p ? net->w1p + j * D : sc->wpad;
@@ -270,12 +291,12 @@ static void fwd_cols(const bp_net *net, const float *const *xr, size_t nb, size_
         for (size_t i = 0; i < D * pw; i += 64 / sizeof(float))
             __builtin_prefetch(wp + i, 0, 2);
     if (n == pw) {
-        fwd_panel(nv, wp, pw, net->b1 ? net->b1 + j : NULL, xr, nb, h + j, H, sc, D);
+        fwd_panel(nv, wp, pw, net->b1 ? net->b1 + j : NULL, nb, h + j, H, sc, D);
         return;
     }
     for (size_t i = 0; i < pw; i++)
         sc->bpad[i] = net->b1 && i < n ? net->b1[j + i] : 0.0f;
-    fwd_panel(nv, wp, pw, sc->bpad, xr, nb, sc->hpad, pw, sc, D);
+    fwd_panel(nv, wp, pw, sc->bpad, nb, sc->hpad, pw, sc, D);
     for (size_t s = 0; s < nb; s++)
         memcpy(h + s * H + j, sc->hpad + s * pw, n * sizeof(float));
 }
@@ -290,9 +311,9 @@ static void KFN(bp_forward_hidden)(const bp_net *net, const float *const *xr, si
     for (size_t j = 0, n; j < net->H; j += n) {
         n = fwd_panel_at(j, net->H, &nv);
         if (nv == FWD_NV) /* constant widths: each gets its own compiled tile loop */
-            fwd_cols(net, xr, nb, j, FWD_NV, n, h, sc);
+            fwd_cols(net, nb, j, FWD_NV, n, h, sc);
         else
-            fwd_cols(net, xr, nb, j, 1, n, h, sc);
+            fwd_cols(net, nb, j, 1, n, h, sc);
     }
 }
 
@@ -558,7 +579,12 @@ static void bwd_lists(const float *const *xr, size_t nb, size_t D, bp_scratch *s
 {
     const size_t nw = NZ_WORDS(D);
     size_t k = 0, t = 0;
-    nz_bitmaps(xr, nb, D, sc->nzb);
+    /* Right after the forward pass of the same rows (the data split's forward_block then
+     * backward_block), its bitmaps are still valid; they are used once, then dropped, so rows
+     * whose contents change between calls are always read again. */
+    if (sc->nz_n != nb || memcmp(sc->nz_rows, xr, nb * sizeof *xr) != 0)
+        nz_bitmaps(xr, nb, D, sc->nzb);
+    sc->nz_n = 0;
     for (; k + BWD_MR <= D; k += BWD_MR, t++)
         bwd_list(xr, nb, nw, k, BWD_MR, t, sc); /* constant length: one vector move each */
     for (; k < D; k++, t++)
@@ -658,8 +684,12 @@ static int KFN(bp_scratch_alloc)(bp_scratch *sc, size_t D, size_t H, size_t C)
     sc->hpad = bp_alloc((size_t)BP_BLOCK * PANEL_MAX, sizeof(float));
     sc->nzb = bp_alloc((size_t)BP_BLOCK * NZ_WORDS(D), sizeof(uint64_t));
     sc->bwd_x = bp_alloc(bwd_tiles(D) * BP_BLOCK * BWD_MR, sizeof(float));
+    sc->nz_rows = bp_alloc(BP_BLOCK, sizeof *sc->nz_rows);
+    sc->fwd_xr = bp_alloc(BP_BLOCK, sizeof *sc->fwd_xr);
+    sc->fwd_rows = bp_alloc(BP_BLOCK, sizeof *sc->fwd_rows);
+    sc->nz_n = 0;
     return sc->part && sc->fwd_k && sc->fwd_n && sc->bwd_s && sc->bwd_n && sc->wpad && sc->bpad &&
-           sc->hpad && sc->nzb && sc->bwd_x;
+           sc->hpad && sc->nzb && sc->bwd_x && sc->nz_rows && sc->fwd_xr && sc->fwd_rows;
 }
 
 static void KFN(bp_scratch_free)(bp_scratch *sc)
@@ -674,6 +704,9 @@ static void KFN(bp_scratch_free)(bp_scratch *sc)
     bp_free(sc->hpad);
     bp_free(sc->nzb);
     bp_free(sc->bwd_x);
+    bp_free(sc->nz_rows);
+    bp_free(sc->fwd_xr);
+    bp_free(sc->fwd_rows);
 }
 
 #include "update_body.h"
