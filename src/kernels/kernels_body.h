@@ -575,6 +575,39 @@ INLINE void bwd_list(const float *const *xr, size_t nb, size_t nw, size_t k, siz
     sc->bwd_n[t] = (uint32_t)n;
 }
 
+/* The same lists, sample by sample, for tiles that never straddle a bitmap word (BWD_MR divides
+ * 64 and D): each word's tiles with a non-zero pixel come out of a few bit operations, and only
+ * the (sample, tile) pairs that are listed are visited. Samples enter each list in increasing
+ * order, as above. */
+static void bwd_lists_by_sample(const float *const *xr, size_t nb, size_t D, bp_scratch *sc)
+{
+    const size_t nw = NZ_WORDS(D), tpw = 64 / BWD_MR; /* tiles per word */
+    uint64_t lead = 0; /* the lowest bit of each tile's group of BWD_MR bits */
+    for (size_t i = 0; i < tpw; i++)
+        lead |= UINT64_C(1) << (i * BWD_MR);
+    /* Locals, so that the stores below are not taken to change them. */
+    uint32_t *restrict cnt = sc->bwd_n;
+    uint8_t *restrict ss = sc->bwd_s;
+    float *restrict xv = sc->bwd_x;
+    const uint64_t *restrict nzb = sc->nzb;
+    memset(cnt, 0, D / BWD_MR * sizeof *cnt);
+    for (size_t s = 0; s < nb; s++) {
+        const float *x = xr[s];
+        for (size_t w = 0; w < nw; w++) {
+            const uint64_t b = nzb[s * nw + w];
+            uint64_t any = 0; /* bit i * BWD_MR: tile i of the word has a non-zero pixel */
+            for (int r = 0; r < BWD_MR; r++)
+                any |= b >> r;
+            for (any &= lead; any; any &= any - 1) {
+                const size_t t = w * tpw + (size_t)__builtin_ctzll(any) / BWD_MR;
+                const size_t slot = t * BP_BLOCK + cnt[t]++;
+                ss[slot] = (uint8_t)s;
+                memcpy(xv + slot * BWD_MR, x + t * BWD_MR, BWD_MR * sizeof(float));
+            }
+        }
+    }
+}
+
 static void bwd_lists(const float *const *xr, size_t nb, size_t D, bp_scratch *sc)
 {
     const size_t nw = NZ_WORDS(D);
@@ -585,6 +618,10 @@ static void bwd_lists(const float *const *xr, size_t nb, size_t D, bp_scratch *s
     if (sc->nz_n != nb || memcmp(sc->nz_rows, xr, nb * sizeof *xr) != 0)
         nz_bitmaps(xr, nb, D, sc->nzb);
     sc->nz_n = 0;
+    if (64 % BWD_MR == 0 && D % BWD_MR == 0) {
+        bwd_lists_by_sample(xr, nb, D, sc);
+        return;
+    }
     for (; k + BWD_MR <= D; k += BWD_MR, t++)
         bwd_list(xr, nb, nw, k, BWD_MR, t, sc); /* constant length: one vector move each */
     for (; k < D; k++, t++)
