@@ -374,14 +374,15 @@ static float decay_of(const bp_stepper *s, int tensor)
     return (tensor == BPROP_W1 || tensor == BPROP_W2) ? s->cfg.weight_decay : 0.0f;
 }
 
-/* SGD with momentum on run r given its mean gradient g: u = (g + decay w) clip, v = mu v + u,
- * w -= lr (Nesterov ? u + mu v : v). Records the gradient's squared norm and |w|'s maximum. */
+/* The SGD settings of one tensor's update. */
 static bp_sgd_params sgd_params(const bp_stepper *s, int tensor, float lr, float clip)
 {
     return (bp_sgd_params){.lr = lr, .momentum = s->cfg.momentum, .decay = decay_of(s, tensor),
                            .clip = clip, .nesterov = s->cfg.nesterov};
 }
 
+/* SGD with momentum on run r given its mean gradient g: u = (g + decay w) clip, v = mu v + u,
+ * w -= lr (Nesterov ? u + mu v : v). Records |w|'s maximum. */
 static void sgd_run(bp_stepper *s, bp_slot *slot, seg r, const float *g, float lr, float clip)
 {
     const bp_sgd_params p = sgd_params(s, r.tensor, lr, clip);

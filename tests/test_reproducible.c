@@ -240,7 +240,7 @@ Test(layout, every_thread_count_and_split_trains_the_same_bits, .timeout = 300)
  * clipping threshold that is never reached multiplies by exactly 1, so both must give the same
  * bits: single-block and multi-block float steps on one thread, exact single-block steps on one
  * thread, over hidden slices and on one of two data-split threads, with decay and Nesterov. */
-Test(layout, w1_update_in_the_backward_pass_equals_the_update_pass, .timeout = 120)
+Test(layout, w1_update_in_the_backward_pass_equals_the_update_pass)
 {
     bprop_dataset *d = tu_blobs(530, 30, 4, 3);
     const run_cfg cases[] = {
@@ -289,7 +289,7 @@ Test(layout, loss_gradient_is_the_same_for_every_thread_count)
 
 /* Float sums (reproducible off): a hidden split on one process sums each slice block after
  * block, the chains of one thread's pass, so every thread count trains one thread's bits. */
-Test(layout, float_hidden_split_trains_the_bits_of_one_thread, .timeout = 120)
+Test(layout, float_hidden_split_trains_the_bits_of_one_thread)
 {
     bprop_dataset *d = tu_blobs(701, 40, 5, 8);
     const run_cfg cases[] = {
