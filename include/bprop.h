@@ -157,7 +157,9 @@ typedef struct bprop_train_config {
     uint64_t seed;           /* shuffling (and, through bprop_model_create, initialisation) */
     int shuffle;             /* 1: reshuffle the training set every epoch from the seed */
     int threads;             /* OpenMP threads; 0: omp_get_max_threads() (OMP_NUM_THREADS) */
-    bprop_parallel parallel; /* how a step is split over threads (same result for every choice) */
+    bprop_parallel parallel; /* how a step is split over threads: the same result for every
+                                choice with reproducible = 1; with 0 the hidden split gives one
+                                thread's result and the data split its own */
     int reproducible;        /* 1: the same parameters for every thread count and process layout
                                 (blocks of samples combined in exact fixed point); 0 (default):
                                 each layout deterministic on its own, float sums, faster with
