@@ -79,6 +79,8 @@ typedef struct bp_scratch {
     float *part;      /* (hidden blocks, BP_BLOCK, C) partial logits of bp_forward_block */
     uint32_t *fwd_k;  /* (fwd tiles, D) non-zero pixel indices of each tile of samples */
     uint32_t *fwd_n;  /* (fwd tiles) how many */
+    size_t fwd_kstep; /* tile t's list starts at fwd_k + t * fwd_kstep: D, or 0 when every tile
+                         reads the same list of all D pixels (a net too narrow to skip zeros) */
     uint8_t *bwd_s;   /* (bwd tiles, BP_BLOCK) samples with a non-zero pixel in each pixel tile */
     uint32_t *bwd_n;  /* (bwd tiles) how many */
     float *wpad;      /* (D, PW) a panel of W1 columns; or of dW1 columns for a padded panel */
@@ -86,10 +88,14 @@ typedef struct bp_scratch {
     float *hpad;      /* (BP_BLOCK, PW) a padded panel's h columns; a panel of dh columns */
     uint64_t *nzb;    /* (BP_BLOCK, NZ_WORDS(D)) each sample's non-zero pixels as bits */
     float *bwd_x;     /* (bwd tiles, BP_BLOCK, BWD_MR) the listed samples' pixels of each tile */
+    const float *const *bwd_rows; /* NULL, or no backward lists: every tile sums over all the
+                                     bwd_nrows samples of these rows (a narrow net) */
+    size_t bwd_nrows;
     const float **nz_rows; /* (BP_BLOCK) the rows nzb describes, for the next backward call */
     size_t nz_n;      /* how many; 0 once used (or never set) */
     const float **fwd_xr; /* (BP_BLOCK) the block's rows in forward tile order */
     uint8_t *fwd_rows;    /* (BP_BLOCK) their positions in the block */
+    uint64_t *fwd_u;      /* (NZ_WORDS(D)) the union of a forward tile's bitmaps */
 } bp_scratch;
 
 /* 64-bit words of a bitmap of D pixels. */
