@@ -29,6 +29,9 @@ typedef struct bp_slot {
     double big;                    /* largest scaled magnitude this thread turned into fixed point */
     bp_sq128 sq;                   /* exact partial sum of squares of the update (clipping) */
     bp_w1_update upd;              /* W1's update in this thread's backward pass, if any */
+    int w1p_fresh;                 /* the engine's w1p holds W1 as the last step left it: every
+                                      thread updated its part in the pass and wrote it packed
+                                      (each thread keeps its own copy of this verdict) */
 } __attribute__((aligned(BP_ALIGN))) bp_slot;
 
 typedef struct bp_engine {

@@ -47,6 +47,10 @@ typedef struct bp_sgd_params {
 typedef struct bp_w1_update {
     float *w, *v;          /* (D, ld) the view's W1 and its momentum */
     size_t ld;
+    float *w1p;            /* NULL, or the view's packed W1 (bp_pack_w1's layout, the view's
+                              H units from w1p), rewritten with each updated row so that the
+                              next step need not pack it */
+    size_t H;              /* the view's width */
     int fixed;             /* 1: mean = bp_fixed_round(sums, scale, mul); 0: mean = sums * inv_nb */
     double scale, mul;
     float inv_nb;

@@ -86,8 +86,10 @@ void bp_stepper_prepare(bp_stepper *s, const float *X, size_t n, int same_data)
     }
     /* The slots carry the parameters' magnitudes from one step's update to the next step's
      * scales; seed them from the whole model. */
-    for (int t = 0; t < s->threads; t++)
+    for (int t = 0; t < s->threads; t++) {
         memset(s->e->slot[t].wmax, 0, sizeof s->e->slot[t].wmax);
+        s->e->slot[t].w1p_fresh = 0; /* W1 may have changed since: the first step packs */
+    }
     for (int k = 0; k < BPROP_TENSORS; k++)
         s->e->slot[0].wmax[k] = max_abs(s->m->params + s->m->layout.offset[k], s->m->layout.count[k]);
 }
@@ -619,7 +621,7 @@ static int w1_in_pass(const bp_stepper *s, const bp_step_io *io, int nt, int hid
  * (only the thread that runs the block uses them). The mean gradient is formed as mean_grad
  * forms it. */
 static void w1_update_setup(bp_stepper *s, const bp_step_io *io, int tid, int nt, int hidden,
-                            int fixed, bp_w1_update *u)
+                            int fixed, float *w1p, bp_w1_update *u)
 {
     const bprop_model *m = s->m;
     size_t j0 = 0, j1 = m->hidden, off = m->layout.offset[BPROP_W1];
@@ -627,6 +629,7 @@ static void w1_update_setup(bp_stepper *s, const bp_step_io *io, int tid, int nt
         bp_hidden_slice(m->hidden, nt, tid, &j0, &j1);
     const float inv_nb = 1.0f / (float)io->b.nb;
     *u = (bp_w1_update){.w = s->m->params + off + j0, .v = s->velocity + off + j0, .ld = m->hidden,
+                        .w1p = w1p ? w1p + j0 * m->inputs : NULL, .H = j1 - j0,
                         .fixed = fixed, .scale = s->sc.scale[BPROP_W1],
                         .mul = s->sc.unscale[BPROP_W1] * (double)inv_nb, .inv_nb = inv_nb,
                         .p = sgd_params(s, BPROP_W1, io->lr, 1.0f)};
@@ -673,8 +676,9 @@ void bp_step(bp_stepper *s, int tid, int nt, const bp_step_io *io)
     /* W1 packed once for every block of the step (the barrier completes it), where threads
      * run several blocks each; see blocks_per_thread. */
     const float *w1p = blocks_per_thread(s, b, nt, hidden, fixed) > 1 ? s->e->w1p : NULL;
-    if (w1p)
+    if (w1p && !slot->w1p_fresh)
         bp_engine_pack(s->e, s->m, tid, nt);
+    slot->w1p_fresh = 0;
 #pragma omp barrier
     reset_slot(slot);
     memset(slot->wmax, 0, sizeof slot->wmax);
@@ -684,8 +688,10 @@ void bp_step(bp_stepper *s, int tid, int nt, const bp_step_io *io)
     int active[nt];
     size_t b0, b1, lo, hi;
     rank_share(s, b->nb, &b0, &b1, &lo, &hi);
+    /* An in-pass update also writes the packed W1 when steps use it, so that the next one
+     * need not pack it (w1p_fresh). */
     if (upd)
-        w1_update_setup(s, io, tid, nt, hidden, fixed, upd);
+        w1_update_setup(s, io, tid, nt, hidden, fixed, w1p ? s->e->w1p : NULL, upd);
     if (!fixed && !hidden) {
         float_pass(s, tid, nt, w1p, b, upd);
     } else if (!hidden) {
@@ -735,8 +741,11 @@ void bp_step(bp_stepper *s, int tid, int nt, const bp_step_io *io)
                             .inv_nb = 1.0f / (float)b->nb,
                             .src = hidden ? s->gsh : ranks ? s->e->grad[0] : fsum}};
     const int by_slice = hidden;
-    for (int u = 0; u < nt; u++)
+    int fresh = w1p != NULL;
+    for (int u = 0; u < nt; u++) {
         x.skip_w1 |= s->e->slot[u].upd.applied;
+        fresh = fresh && s->e->slot[u].upd.applied && s->e->slot[u].upd.w1p;
+    }
     if (io->grad_out) {
         x.what = SINK_OUTPUT;
         for_part(&x, tid, nt, by_slice);
@@ -756,6 +765,7 @@ void bp_step(bp_stepper *s, int tid, int nt, const bp_step_io *io)
         x.what = SINK_CLIP_UPDATE;
         for_part(&x, tid, nt, by_slice);
     }
+    slot->w1p_fresh = fresh; /* nothing below changes W1 when every thread updated it */
 #pragma omp barrier
     if (tid == 0) {
         s->combine_seconds = omp_get_wtime() - t_pass;

@@ -239,7 +239,10 @@ Test(layout, every_thread_count_and_split_trains_the_same_bits, .timeout = 300)
  * (bp_w1_update); with clipping on, the update is a separate pass over the stored gradient. A
  * clipping threshold that is never reached multiplies by exactly 1, so both must give the same
  * bits: single-block and multi-block float steps on one thread, exact single-block steps on one
- * thread, over hidden slices and on one of two data-split threads, with decay and Nesterov. */
+ * thread, over hidden slices and on one of two data-split threads, with decay and Nesterov.
+ * Multi-block steps read W1 packed (bp_pack_w1); after an in-pass update the next step reads
+ * the packed copy that update wrote instead of packing again, so a wrong packed copy shows
+ * here too. */
 Test(layout, w1_update_in_the_backward_pass_equals_the_update_pass)
 {
     bprop_dataset *d = tu_blobs(530, 30, 4, 3);
@@ -252,6 +255,8 @@ Test(layout, w1_update_in_the_backward_pass_equals_the_update_pass)
          .parallel = BPROP_PARALLEL_HIDDEN, .decay = 1e-3f},
         {.hidden = 130, .batch = 64, .epochs = 1, .threads = 2, .bias = 1,
          .parallel = BPROP_PARALLEL_DATA, .nesterov = 1},
+        {.hidden = 200, .batch = 150, .epochs = 1, .threads = 3, .bias = 1, .float_sums = 1,
+         .parallel = BPROP_PARALLEL_HIDDEN},
     };
     for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
         run_cfg r = cases[i];

@@ -143,11 +143,26 @@ static float KFN(bp_sgd_fixed)(float *w, float *v, const int64_t *sq, const floa
     return wmax;
 }
 
+/* Units [j, j + n) of row k of W1, from src, into the packed w1p of a view of H units: the
+ * same places bp_pack_w1 puts them (its padding is left as it packed it). */
+static void w1p_store(float *w1p, size_t H, size_t D, size_t k, size_t j, size_t n, const float *src)
+{
+    const size_t wide = H / (FWD_NV * VL) * (FWD_NV * VL); /* units in whole panels */
+    while (n > 0) {
+        const size_t pw = j < wide ? FWD_NV * VL : VL, pj = j < wide ? j - j % pw : j - (j - wide) % VL;
+        const size_t run = pj + pw - j < n ? pj + pw - j : n;
+        memcpy(w1p + pj * D + k * pw + (j - pj), src, run * sizeof(float));
+        j += run;
+        src += run;
+        n -= run;
+    }
+}
+
 /* W1's update from one panel of a single block's dW1 sums, gp (D, pw), columns [j, j + n) of
  * the view (padding columns zero): the mean gradient (rounded through fixed point, or times
  * inv_nb) replaces the sums in place, then bp_sgd updates each row's n parameters. Each element
  * goes through the operations of the separate passes (mean_grad, then bp_sgd), so the bits are
- * theirs. */
+ * theirs. With u->w1p the updated rows also go to the packed copy. */
 static void w1_panel_update(bp_w1_update *u, float *gp, size_t pw, size_t j, size_t n, size_t D)
 {
     const size_t m = D * pw;
@@ -168,6 +183,8 @@ static void w1_panel_update(bp_w1_update *u, float *gp, size_t pw, size_t j, siz
     for (size_t k = 0; k < D; k++) {
         float wm = KFN(bp_sgd)(u->w + k * u->ld + j, u->v + k * u->ld + j, gp + k * pw, n, &u->p);
         wmax = wm > wmax ? wm : wmax;
+        if (u->w1p)
+            w1p_store(u->w1p, u->H, D, k, j, n, u->w + k * u->ld + j);
     }
     u->wmax = wmax;
 }
