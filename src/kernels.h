@@ -73,9 +73,10 @@ typedef struct bp_grads {
 
 /* A thread's kernel scratch. The index lists let the kernels skip zero inputs (about half of
  * Fashion-MNIST's pixels): which pixels are non-zero in each forward tile of samples (samples
- * grouped by their count of non-zero pixels), and which samples are non-zero in each backward
- * tile of pixels, with those samples' pixels copied in list order; they are rebuilt for every
- * block from per-sample bitmaps. The panel buffers hold one panel of W1 or dh columns copied
+ * grouped so that each tile's union stays small), and which samples are non-zero in each
+ * backward tile of pixels, with those samples' pixels copied in list order; they are rebuilt for
+ * every block from per-sample bitmaps, and not built at all for a net too narrow to gain from
+ * them (SPARSE_MIN_H in kernels_body.h). The panel buffers hold one panel of W1 or dh columns copied
  * contiguously (zero-padded for the last columns); PW is the set's widest panel, a few vectors
  * of its vector length. About 350 KB for Fashion-MNIST on AVX2 at H = 256, most of it the
  * backward's input copy (bwd tiles x BP_BLOCK x BWD_MR floats). */
