@@ -178,6 +178,14 @@ bprop_status bprop_loss_grad(const bprop_model *m, const float *x, const int32_t
     if ((st = check_labels(m, y, n, err)) != BPROP_OK)
         return st;
     int nt = bp_resolve_threads(threads), owned;
+    /* No more threads than the step can give work to: a block of samples or a block of hidden
+     * units each. The exact sums make the gradient the same for any count, and a thread with
+     * nothing to do would still cost the team its start and its barriers. */
+    const size_t sample_blocks = (n + BP_BLOCK - 1) / BP_BLOCK;
+    const size_t hidden_blocks = (m->hidden + BP_HBLOCK - 1) / BP_HBLOCK;
+    const size_t useful = sample_blocks > hidden_blocks ? sample_blocks : hidden_blocks;
+    if ((size_t)nt > useful)
+        nt = (int)useful;
     bp_stepper *s = bp_cache_get_stepper(m, nt, &owned);
     if (!s)
         return bp_fail(err, BPROP_E_NOMEM, "cannot allocate gradient buffers for %d threads", nt);
