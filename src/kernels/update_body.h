@@ -181,6 +181,15 @@ static void w1_panel_update(bp_w1_update *u, float *gp, size_t pw, size_t j, siz
     u->norm2 += a;
     float wmax = u->wmax;
     for (size_t k = 0; k < D; k++) {
+        if (k + ROW_PREFETCH < D) { /* see ROW_PREFETCH */
+            const size_t ahead = (k + ROW_PREFETCH) * u->ld + j;
+            for (size_t i = 0; i < n; i += 64 / sizeof(float)) {
+                __builtin_prefetch(u->w + ahead + i, 1, 3);
+                __builtin_prefetch(u->v + ahead + i, 1, 3);
+            }
+            __builtin_prefetch(u->w + ahead + n - 1, 1, 3);
+            __builtin_prefetch(u->v + ahead + n - 1, 1, 3);
+        }
         float wm = KFN(bp_sgd)(u->w + k * u->ld + j, u->v + k * u->ld + j, gp + k * pw, n, &u->p);
         wmax = wm > wmax ? wm : wmax;
         if (u->w1p)
