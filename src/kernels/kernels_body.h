@@ -178,6 +178,12 @@ static void nz_bitmaps(const float *const *xr, size_t nb, size_t D, uint64_t *nz
     const size_t nw = NZ_WORDS(D);
     for (size_t s = 0; s < nb; s++) {
         const float *x = xr[s];
+        /* The rows are the block's first touch of its samples, scattered over the data set
+         * (shuffled): the row two ahead is asked for while this one is read (perf: this
+         * function's time fell by about a quarter). */
+        if (s + 2 < nb)
+            for (size_t k = 0; k < D; k += 64 / sizeof(float))
+                __builtin_prefetch(xr[s + 2] + k, 0, 3);
         for (size_t w = 0; w < nw; w++) {
             const size_t k0 = w * 64, k1 = D - k0 < 64 ? D : k0 + 64;
             uint64_t bits = 0;
