@@ -3,6 +3,7 @@
 #define _POSIX_C_SOURCE 200809L
 
 #include "atomic_file.h"
+#include "crc_file.h"
 #include "le_cursor.h"
 
 #include <errno.h>
@@ -339,35 +340,7 @@ static bprop_status check_checkpoint(const bprop_checkpoint *ck, const char *pat
     return BPROP_OK;
 }
 
-typedef struct ck_writer {
-    FILE *f;
-    uint32_t crc;
-    int failed; /* errno of the first failed write */
-} ck_writer;
-
-static void wr(ck_writer *w, const void *p, size_t n)
-{
-    if (w->failed || n == 0)
-        return;
-    w->crc = (uint32_t)crc32(w->crc, p, (uInt)n); /* n is at most one chunk */
-    if (fwrite(p, 1, n, w->f) != n)
-        w->failed = errno ? errno : EIO;
-}
-
-static void wr_floats(ck_writer *w, const float *src, size_t n)
-{
-    unsigned char buf[4 * CK_CHUNK];
-    for (size_t done = 0; done < n;) {
-        size_t k = n - done < CK_CHUNK ? n - done : CK_CHUNK;
-        bp_cursor c = {buf, 0};
-        for (size_t i = 0; i < k; i++)
-            bp_put_f32(&c, src[done + i]);
-        wr(w, buf, c.pos);
-        done += k;
-    }
-}
-
-static void wr_perm(ck_writer *w, const size_t *perm, size_t n)
+static void wr_perm(bp_crc_writer *w, const size_t *perm, size_t n)
 {
     unsigned char buf[8 * CK_CHUNK];
     for (size_t done = 0; done < n;) {
@@ -375,7 +348,7 @@ static void wr_perm(ck_writer *w, const size_t *perm, size_t n)
         bp_cursor c = {buf, 0};
         for (size_t i = 0; i < k; i++)
             bp_put_u64(&c, perm[done + i]);
-        wr(w, buf, c.pos);
+        bp_crc_write(w, buf, c.pos);
         done += k;
     }
 }
@@ -383,28 +356,24 @@ static void wr_perm(ck_writer *w, const size_t *perm, size_t n)
 static int write_checkpoint(FILE *f, const bprop_checkpoint *ck, const unsigned char *head, size_t settings_len)
 {
     const bprop_model *m = ck->model;
-    ck_writer w = {f, (uint32_t)crc32(0L, Z_NULL, 0), 0};
-    wr(&w, head, CK_BODY);
-    wr_floats(&w, m->params, m->layout.total);
+    bp_crc_writer w;
+    bp_crc_writer_init(&w, f);
+    bp_crc_write(&w, head, CK_BODY);
+    bp_crc_write_floats(&w, m->params, m->layout.total);
     if (m->std_mean) {
-        wr_floats(&w, m->std_mean, m->inputs);
-        wr_floats(&w, m->std_scale, m->inputs);
+        bp_crc_write_floats(&w, m->std_mean, m->inputs);
+        bp_crc_write_floats(&w, m->std_scale, m->inputs);
     }
-    wr_floats(&w, ck->state.velocity, ck->state.params);
+    bp_crc_write_floats(&w, ck->state.velocity, ck->state.params);
     wr_perm(&w, ck->state.perm, ck->state.n_train);
     unsigned char rec[CK_RECORD];
     for (size_t i = 0; i < ck->n_records; i++) {
         encode_record(&ck->records[i], rec);
-        wr(&w, rec, sizeof rec);
+        bp_crc_write(&w, rec, sizeof rec);
     }
     for (size_t done = 0; done < settings_len; done += CK_CHUNK)
-        wr(&w, ck->settings + done, settings_len - done < CK_CHUNK ? settings_len - done : CK_CHUNK);
-    unsigned char crc[4];
-    bp_cursor c = {crc, 0};
-    bp_put_u32(&c, w.crc);
-    if (!w.failed && fwrite(crc, 1, 4, f) != 4)
-        w.failed = errno ? errno : EIO;
-    return w.failed;
+        bp_crc_write(&w, ck->settings + done, settings_len - done < CK_CHUNK ? settings_len - done : CK_CHUNK);
+    return bp_crc_write_trailer(&w);
 }
 
 bprop_status bprop_checkpoint_save(const bprop_checkpoint *ck, const char *path,
@@ -460,54 +429,12 @@ int bprop_is_checkpoint(const char *path)
     return yes;
 }
 
-typedef struct ck_reader {
-    FILE *f;
-    const char *path;
-    uint64_t size; /* file length */
-    uint64_t pos;  /* bytes read so far */
-    uint32_t crc;  /* CRC-32 of those bytes */
-} ck_reader;
-
-/* Read exactly n bytes (at most one chunk); what names them in the truncation message. */
-static bprop_status rd(ck_reader *r, void *buf, size_t n, const char *what, bprop_error *err)
-{
-    size_t got = fread(buf, 1, n, r->f);
-    r->crc = (uint32_t)crc32(r->crc, buf, (uInt)got);
-    r->pos += got;
-    if (got == n)
-        return BPROP_OK;
-    if (ferror(r->f)) {
-        char why[128];
-        bp_errno_text(errno, why, sizeof why);
-        return bp_fail(err, BPROP_E_IO, "%s: byte offset %llu: read error: %s", r->path,
-                       (unsigned long long)r->pos, why);
-    }
-    return bp_fail(err, BPROP_E_FORMAT, "%s: truncated at byte offset %llu (reading %s)", r->path,
-                   (unsigned long long)r->pos, what);
-}
-
-static bprop_status rd_floats(ck_reader *r, float *dst, size_t n, const char *what, bprop_error *err)
-{
-    unsigned char buf[4 * CK_CHUNK];
-    for (size_t done = 0; done < n;) {
-        size_t k = n - done < CK_CHUNK ? n - done : CK_CHUNK;
-        bprop_status st = rd(r, buf, 4 * k, what, err);
-        if (st != BPROP_OK)
-            return st;
-        bp_cursor c = {buf, 0};
-        for (size_t i = 0; i < k; i++)
-            dst[done + i] = bp_get_f32(&c);
-        done += k;
-    }
-    return BPROP_OK;
-}
-
-static bprop_status rd_perm(ck_reader *r, size_t *dst, size_t n, bprop_error *err)
+static bprop_status rd_perm(bp_crc_reader *r, size_t *dst, size_t n, bprop_error *err)
 {
     unsigned char buf[8 * CK_CHUNK];
     for (size_t done = 0; done < n;) {
         size_t k = n - done < CK_CHUNK ? n - done : CK_CHUNK;
-        bprop_status st = rd(r, buf, 8 * k, "the permutation", err);
+        bprop_status st = bp_crc_read(r, buf, 8 * k, "the permutation", err);
         if (st != BPROP_OK)
             return st;
         bp_cursor c = {buf, 0};
@@ -673,17 +600,17 @@ static bprop_status decode_header(const unsigned char *buf, const char *path, ck
     return check_position(h, path, err);
 }
 
-static bprop_status read_prefix(ck_reader *r, uint32_t *header_len, bprop_error *err)
+static bprop_status read_prefix(bp_crc_reader *r, uint32_t *header_len, bprop_error *err)
 {
     unsigned char buf[CK_PREFIX];
     size_t got = fread(buf, 1, CK_MAGIC_LEN, r->f);
     if (memcmp(buf, CK_MAGIC, got) != 0 || got == 0)
         return bp_fail(err, BPROP_E_FORMAT, "%s: not a bprop checkpoint (bad magic)", r->path);
-    r->crc = (uint32_t)crc32(r->crc, buf, (uInt)got);
+    r->crc = bp_crc_update(r->crc, buf, got);
     r->pos = got;
     if (got < CK_MAGIC_LEN)
         return bp_fail(err, BPROP_E_FORMAT, "%s: truncated at byte offset %zu (reading the magic)", r->path, got);
-    bprop_status st = rd(r, buf + CK_MAGIC_LEN, CK_PREFIX - CK_MAGIC_LEN, "the format version", err);
+    bprop_status st = bp_crc_read(r, buf + CK_MAGIC_LEN, CK_PREFIX - CK_MAGIC_LEN, "the format version", err);
     if (st != BPROP_OK)
         return st;
     bp_cursor c = {buf, CK_MAGIC_LEN};
@@ -699,24 +626,24 @@ static bprop_status read_prefix(ck_reader *r, uint32_t *header_len, bprop_error 
 }
 
 /* Header plus any later header bytes this version does not know (they count in the CRC). */
-static bprop_status read_header(ck_reader *r, uint32_t header_len, ck_header *h, bprop_error *err)
+static bprop_status read_header(bp_crc_reader *r, uint32_t header_len, ck_header *h, bprop_error *err)
 {
     if ((uint64_t)header_len + CK_PREFIX > r->size)
         return bp_fail(err, BPROP_E_FORMAT, "%s: truncated: header length %lu, file of %llu bytes",
                        r->path, (unsigned long)header_len, (unsigned long long)r->size);
     unsigned char buf[CK_HEADER];
-    bprop_status st = rd(r, buf, CK_HEADER, "the header", err);
+    bprop_status st = bp_crc_read(r, buf, CK_HEADER, "the header", err);
     unsigned char skip[256];
     for (uint32_t left = header_len - CK_HEADER; st == BPROP_OK && left > 0;) {
         size_t k = left < sizeof skip ? left : sizeof skip;
-        st = rd(r, skip, k, "the header", err);
+        st = bp_crc_read(r, skip, k, "the header", err);
         left -= (uint32_t)k;
     }
     return st == BPROP_OK ? decode_header(buf, r->path, h, err) : st;
 }
 
 /* Sizes of the body parts, and that the file holds exactly them, before any allocation. */
-static bprop_status check_extent(ck_reader *r, const ck_header *h, size_t size[3], uint64_t *need,
+static bprop_status check_extent(bp_crc_reader *r, const ck_header *h, size_t size[3], uint64_t *need,
                                  bprop_error *err)
 {
     unsigned long long in = h->inputs, hid = h->hidden, cl = h->classes;
@@ -758,11 +685,11 @@ static void decode_record(const unsigned char *buf, bprop_epoch_record *r)
         r->grad_norm[t] = bp_get_f64(&c);
 }
 
-static bprop_status read_records(ck_reader *r, ck_owned *o, bprop_error *err)
+static bprop_status read_records(bp_crc_reader *r, ck_owned *o, bprop_error *err)
 {
     unsigned char buf[CK_RECORD];
     for (size_t i = 0; i < o->ck.n_records; i++) {
-        bprop_status st = rd(r, buf, sizeof buf, "the epoch records", err);
+        bprop_status st = bp_crc_read(r, buf, sizeof buf, "the epoch records", err);
         if (st != BPROP_OK)
             return st;
         decode_record(buf, &o->records[i]);
@@ -770,11 +697,11 @@ static bprop_status read_records(ck_reader *r, ck_owned *o, bprop_error *err)
     return BPROP_OK;
 }
 
-static bprop_status read_settings(ck_reader *r, ck_owned *o, size_t len, bprop_error *err)
+static bprop_status read_settings(bp_crc_reader *r, ck_owned *o, size_t len, bprop_error *err)
 {
     uint64_t at = r->pos;
     for (size_t done = 0; done < len; done += CK_CHUNK) {
-        bprop_status st = rd(r, o->settings + done, len - done < CK_CHUNK ? len - done : CK_CHUNK,
+        bprop_status st = bp_crc_read(r, o->settings + done, len - done < CK_CHUNK ? len - done : CK_CHUNK,
                              "the settings", err);
         if (st != BPROP_OK)
             return st;
@@ -787,7 +714,7 @@ static bprop_status read_settings(ck_reader *r, ck_owned *o, size_t len, bprop_e
 }
 
 /* Owned storage for everything the body holds. */
-static bprop_status allocate(ck_reader *r, const ck_header *h, const size_t size[3], ck_owned **out,
+static bprop_status allocate(bp_crc_reader *r, const ck_header *h, const size_t size[3], ck_owned **out,
                              bprop_error *err)
 {
     ck_owned *o = calloc(1, sizeof *o);
@@ -815,16 +742,16 @@ static bprop_status allocate(ck_reader *r, const ck_header *h, const size_t size
     return BPROP_OK;
 }
 
-static bprop_status read_body(ck_reader *r, ck_owned *o, size_t settings_len, bprop_error *err)
+static bprop_status read_body(bp_crc_reader *r, ck_owned *o, size_t settings_len, bprop_error *err)
 {
     bprop_model *m = o->ck.model;
-    bprop_status st = rd_floats(r, m->params, m->layout.total, "the parameters", err);
+    bprop_status st = bp_crc_read_floats(r, m->params, m->layout.total, "the parameters", err);
     if (st == BPROP_OK && m->std_mean)
-        st = rd_floats(r, m->std_mean, m->inputs, "std_mean", err);
+        st = bp_crc_read_floats(r, m->std_mean, m->inputs, "std_mean", err);
     if (st == BPROP_OK && m->std_mean)
-        st = rd_floats(r, m->std_scale, m->inputs, "std_scale", err);
+        st = bp_crc_read_floats(r, m->std_scale, m->inputs, "std_scale", err);
     if (st == BPROP_OK)
-        st = rd_floats(r, o->velocity, m->layout.total, "the momentum", err);
+        st = bp_crc_read_floats(r, o->velocity, m->layout.total, "the momentum", err);
     if (st == BPROP_OK)
         st = rd_perm(r, o->perm, (size_t)o->ck.state.n_train, err);
     if (st == BPROP_OK)
@@ -834,11 +761,11 @@ static bprop_status read_body(ck_reader *r, ck_owned *o, size_t settings_len, bp
     return st;
 }
 
-static bprop_status read_trailer(ck_reader *r, uint64_t need, bprop_error *err)
+static bprop_status read_trailer(bp_crc_reader *r, uint64_t need, bprop_error *err)
 {
     uint32_t computed = r->crc;
     unsigned char buf[4];
-    bprop_status st = rd(r, buf, sizeof buf, "the checksum", err);
+    bprop_status st = bp_crc_read(r, buf, sizeof buf, "the checksum", err);
     if (st != BPROP_OK)
         return st;
     bp_cursor c = {buf, 0};
@@ -855,7 +782,7 @@ static bprop_status read_trailer(ck_reader *r, uint64_t need, bprop_error *err)
 }
 
 /* Values the checksum cannot vouch for: finite numbers and a true permutation. */
-static bprop_status check_values(const ck_reader *r, ck_owned *o, uint64_t body, bprop_error *err)
+static bprop_status check_values(const bp_crc_reader *r, ck_owned *o, uint64_t body, bprop_error *err)
 {
     const bprop_model *m = o->ck.model;
     size_t total = m->layout.total, at, n = (size_t)o->ck.state.n_train;
@@ -884,7 +811,7 @@ static bprop_status check_values(const ck_reader *r, ck_owned *o, uint64_t body,
     return BPROP_OK;
 }
 
-static bprop_status load_stream(ck_reader *r, bprop_checkpoint **out, bprop_error *err)
+static bprop_status load_stream(bp_crc_reader *r, bprop_checkpoint **out, bprop_error *err)
 {
     uint32_t header_len = 0;
     bprop_status st = read_prefix(r, &header_len, err);
@@ -938,7 +865,8 @@ bprop_status bprop_checkpoint_load(const char *path, bprop_checkpoint **out, bpr
         fclose(f);
         return bp_fail(err, BPROP_E_IO, "%s: not a regular file", path);
     }
-    ck_reader r = {f, path, (uint64_t)st.st_size, 0, (uint32_t)crc32(0L, Z_NULL, 0)};
+    bp_crc_reader r;
+    bp_crc_reader_init(&r, f, path, (uint64_t)st.st_size);
     bprop_status status = load_stream(&r, out, err);
     fclose(f);
     return status;

@@ -2,6 +2,7 @@
 #define _POSIX_C_SOURCE 200809L
 
 #include "atomic_file.h"
+#include "crc_file.h"
 #include "le_cursor.h"
 
 #include <errno.h>
@@ -90,11 +91,6 @@ enum {
 };
 
 /* ---- little-endian encoding ------------------------------------------------------------- */
-
-static uint32_t crc_update(uint32_t crc, const unsigned char *p, size_t n)
-{
-    return (uint32_t)crc32(crc, p, (uInt)n); /* callers pass at most one chunk */
-}
 
 /* ---- validation shared by save and load ------------------------------------------------- */
 
@@ -229,48 +225,18 @@ static void encode_header(const bprop_model *m, int64_t saved_unix, unsigned cha
     bp_put_u32(&c, k->reproducible ? 1 : 0);
 }
 
-typedef struct mf_writer {
-    FILE *f;
-    uint32_t crc;
-    int failed; /* errno of the first failed write, 0 while all is well */
-} mf_writer;
-
-static void wr(mf_writer *w, const unsigned char *p, size_t n, int checksummed)
-{
-    if (w->failed)
-        return;
-    if (checksummed)
-        w->crc = crc_update(w->crc, p, n);
-    if (fwrite(p, 1, n, w->f) != n)
-        w->failed = errno ? errno : EIO;
-}
-
-static void wr_floats(mf_writer *w, const float *src, size_t n)
-{
-    unsigned char buf[4 * MF_CHUNK];
-    for (size_t done = 0; done < n;) {
-        size_t k = n - done < MF_CHUNK ? n - done : MF_CHUNK;
-        bp_floats_to_le(src + done, k, buf);
-        wr(w, buf, 4 * k, 1);
-        done += k;
-    }
-}
-
 /* Write the whole file to a; returns the errno of the first failed write, 0 if none. */
 static int write_model(FILE *f, const bprop_model *m, const unsigned char *head)
 {
-    mf_writer w = {f, (uint32_t)crc32(0L, Z_NULL, 0), 0};
-    wr(&w, head, MF_PREFIX + MF_HEADER, 1);
-    wr_floats(&w, m->params, m->layout.total);
+    bp_crc_writer w;
+    bp_crc_writer_init(&w, f);
+    bp_crc_write(&w, head, MF_PREFIX + MF_HEADER);
+    bp_crc_write_floats(&w, m->params, m->layout.total);
     if (m->std_mean) {
-        wr_floats(&w, m->std_mean, m->inputs);
-        wr_floats(&w, m->std_scale, m->inputs);
+        bp_crc_write_floats(&w, m->std_mean, m->inputs);
+        bp_crc_write_floats(&w, m->std_scale, m->inputs);
     }
-    unsigned char crc[4];
-    bp_cursor c = {crc, 0};
-    bp_put_u32(&c, w.crc);
-    wr(&w, crc, sizeof crc, 0);
-    return w.failed;
+    return bp_crc_write_trailer(&w);
 }
 
 bprop_status bprop_model_save(const bprop_model *m, const char *path, bprop_error *err)
@@ -297,58 +263,18 @@ bprop_status bprop_model_save_notify(const bprop_model *m, const char *path,
 
 /* ---- load ------------------------------------------------------------------------------- */
 
-typedef struct mf_reader {
-    FILE *f;
-    const char *path;
-    uint64_t size; /* file length */
-    uint64_t pos;  /* bytes read so far */
-    uint32_t crc;  /* CRC-32 of those bytes */
-} mf_reader;
-
-/* Read exactly n bytes (n at most one chunk); what names them in the truncation message. */
-static bprop_status rd(mf_reader *r, unsigned char *buf, size_t n, const char *what, bprop_error *err)
-{
-    size_t got = fread(buf, 1, n, r->f);
-    r->crc = crc_update(r->crc, buf, got);
-    r->pos += got;
-    if (got == n)
-        return BPROP_OK;
-    if (ferror(r->f)) {
-        char why[128];
-        bp_errno_text(errno, why, sizeof why);
-        return bp_fail(err, BPROP_E_IO, "%s: byte offset %llu: read error: %s", r->path,
-                       (unsigned long long)r->pos, why);
-    }
-    return bp_fail(err, BPROP_E_FORMAT, "%s: truncated at byte offset %llu (reading %s)", r->path,
-                   (unsigned long long)r->pos, what);
-}
-
-static bprop_status rd_floats(mf_reader *r, float *dst, size_t n, const char *what, bprop_error *err)
-{
-    unsigned char buf[4 * MF_CHUNK];
-    for (size_t done = 0; done < n;) {
-        size_t k = n - done < MF_CHUNK ? n - done : MF_CHUNK;
-        bprop_status st = rd(r, buf, 4 * k, what, err);
-        if (st != BPROP_OK)
-            return st;
-        bp_le_to_floats(buf, k, dst + done);
-        done += k;
-    }
-    return BPROP_OK;
-}
-
 /* Magic, version and header length. */
-static bprop_status read_prefix(mf_reader *r, uint32_t *header_len, bprop_error *err)
+static bprop_status read_prefix(bp_crc_reader *r, uint32_t *header_len, bprop_error *err)
 {
     unsigned char buf[MF_PREFIX];
     size_t got = fread(buf, 1, MF_MAGIC_LEN, r->f);
     if (memcmp(buf, MF_MAGIC, got) != 0)
         return bp_fail(err, BPROP_E_FORMAT, "%s: not a bprop model file (bad magic)", r->path);
-    r->crc = crc_update(r->crc, buf, got);
+    r->crc = bp_crc_update(r->crc, buf, got);
     r->pos = got;
     if (got < MF_MAGIC_LEN)
         return bp_fail(err, BPROP_E_FORMAT, "%s: truncated at byte offset %zu (reading the magic)", r->path, got);
-    bprop_status st = rd(r, buf + MF_MAGIC_LEN, MF_PREFIX - MF_MAGIC_LEN, "the format version", err);
+    bprop_status st = bp_crc_read(r, buf + MF_MAGIC_LEN, MF_PREFIX - MF_MAGIC_LEN, "the format version", err);
     if (st != BPROP_OK)
         return st;
     uint32_t version = bp_le_u32(buf + 8);
@@ -451,17 +377,17 @@ static bprop_status decode_ext(const unsigned char *ext, const char *path, mf_he
 }
 
 /* Header plus any later header bytes this version does not know, which count in the CRC. */
-static bprop_status read_header(mf_reader *r, uint32_t header_len, mf_header *h, bprop_error *err)
+static bprop_status read_header(bp_crc_reader *r, uint32_t header_len, mf_header *h, bprop_error *err)
 {
     unsigned char buf[MF_HEADER];
     const uint32_t known = header_len < MF_HEADER ? MF_HEADER_V1 : MF_HEADER;
-    bprop_status st = rd(r, buf, known, "the header", err);
+    bprop_status st = bp_crc_read(r, buf, known, "the header", err);
     if (st != BPROP_OK)
         return st;
     unsigned char skip[256];
     for (uint32_t left = header_len - known; left > 0;) {
         size_t k = left < sizeof skip ? left : sizeof skip;
-        st = rd(r, skip, k, "the header", err);
+        st = bp_crc_read(r, skip, k, "the header", err);
         if (st != BPROP_OK)
             return st;
         left -= (uint32_t)k;
@@ -474,7 +400,7 @@ static bprop_status read_header(mf_reader *r, uint32_t header_len, mf_header *h,
 
 /* 1 when the last four bytes of the file are the CRC-32 of all the others: the file is intact
  * as written, so a header that does not fit it carries wrong sizes rather than lost bytes. */
-static int whole_file_crc_ok(mf_reader *r)
+static int whole_file_crc_ok(bp_crc_reader *r)
 {
     if (r->size < 4 || fseek(r->f, 0, SEEK_SET) != 0)
         return 0;
@@ -484,14 +410,14 @@ static int whole_file_crc_ok(mf_reader *r)
         size_t k = left < sizeof buf ? (size_t)left : sizeof buf;
         if (fread(buf, 1, k, r->f) != k)
             return 0;
-        crc = crc_update(crc, buf, k);
+        crc = bp_crc_update(crc, buf, k);
         left -= k;
     }
     return fread(buf, 1, 4, r->f) == 4 && bp_le_u32(buf) == crc;
 }
 
 /* Check the sizes and that the file holds exactly what they describe, before any allocation. */
-static bprop_status check_extent(mf_reader *r, const mf_header *h, size_t size[3], uint64_t *need,
+static bprop_status check_extent(bp_crc_reader *r, const mf_header *h, size_t size[3], uint64_t *need,
                                  bprop_error *err)
 {
     unsigned long long in = h->inputs, hid = h->hidden, cl = h->classes;
@@ -520,16 +446,16 @@ static bprop_status check_extent(mf_reader *r, const mf_header *h, size_t size[3
 }
 
 /* Standardisation statistics, copied into m. */
-static bprop_status read_std(mf_reader *r, bprop_model *m, bprop_error *err)
+static bprop_status read_std(bp_crc_reader *r, bprop_model *m, bprop_error *err)
 {
     float *mean = bp_alloc(m->inputs, sizeof(float)), *scale = bp_alloc(m->inputs, sizeof(float));
     bprop_status st = BPROP_OK;
     if (!mean || !scale)
         st = bp_fail(err, BPROP_E_NOMEM, "%s: cannot allocate the standardisation statistics", r->path);
     if (st == BPROP_OK)
-        st = rd_floats(r, mean, m->inputs, "std_mean", err);
+        st = bp_crc_read_floats(r, mean, m->inputs, "std_mean", err);
     if (st == BPROP_OK)
-        st = rd_floats(r, scale, m->inputs, "std_scale", err);
+        st = bp_crc_read_floats(r, scale, m->inputs, "std_scale", err);
     if (st == BPROP_OK && bprop_model_set_standardization(m, mean, scale) != BPROP_OK)
         st = bp_fail(err, BPROP_E_NOMEM, "%s: cannot allocate the standardisation statistics", r->path);
     bp_free(mean);
@@ -538,16 +464,16 @@ static bprop_status read_std(mf_reader *r, bprop_model *m, bprop_error *err)
 }
 
 /* Parameters, standardisation, checksum and end of file. */
-static bprop_status read_body(mf_reader *r, bprop_model *m, int has_std, uint64_t need, bprop_error *err)
+static bprop_status read_body(bp_crc_reader *r, bprop_model *m, int has_std, uint64_t need, bprop_error *err)
 {
-    bprop_status st = rd_floats(r, m->params, m->layout.total, "the parameters", err);
+    bprop_status st = bp_crc_read_floats(r, m->params, m->layout.total, "the parameters", err);
     if (st == BPROP_OK && has_std)
         st = read_std(r, m, err);
     if (st != BPROP_OK)
         return st;
     uint32_t computed = r->crc;
     unsigned char buf[4];
-    st = rd(r, buf, sizeof buf, "the checksum", err);
+    st = bp_crc_read(r, buf, sizeof buf, "the checksum", err);
     if (st != BPROP_OK)
         return st;
     if (bp_le_u32(buf) != computed)
@@ -561,7 +487,7 @@ static bprop_status read_body(mf_reader *r, bprop_model *m, int has_std, uint64_
     return BPROP_OK;
 }
 
-static bprop_status load_stream(mf_reader *r, bprop_model **out, bprop_error *err)
+static bprop_status load_stream(bp_crc_reader *r, bprop_model **out, bprop_error *err)
 {
     uint32_t header_len = 0;
     bprop_status st = read_prefix(r, &header_len, err);
@@ -609,7 +535,8 @@ bprop_status bprop_model_load(const char *path, bprop_model **out, bprop_error *
         fclose(f);
         return bp_fail(err, BPROP_E_IO, "%s: not a regular file", path);
     }
-    mf_reader r = {f, path, (uint64_t)st.st_size, 0, (uint32_t)crc32(0L, Z_NULL, 0)};
+    bp_crc_reader r;
+    bp_crc_reader_init(&r, f, path, (uint64_t)st.st_size);
     bprop_status status = load_stream(&r, out, err);
     fclose(f);
     return status;
