@@ -1,9 +1,10 @@
-/* crc_file.c: sequential reads and writes of the binary formats, with a running CRC-32. */
+/* crc_file.c: opening and sequential reads and writes of the binary formats, with a running CRC-32. */
 #include "crc_file.h"
 #include "atomic_file.h"
 #include "le_cursor.h"
 
 #include <errno.h>
+#include <sys/stat.h>
 #include <zlib.h>
 
 uint32_t bp_crc_update(uint32_t crc, const void *p, size_t n)
@@ -57,9 +58,28 @@ int bp_crc_write_trailer(bp_crc_writer *w)
     return w->failed;
 }
 
-void bp_crc_reader_init(bp_crc_reader *r, FILE *f, const char *path, uint64_t size)
+bprop_status bp_open_regular(const char *path, FILE **f, uint64_t *size, bprop_error *err)
 {
-    *r = (bp_crc_reader){f, path, size, 0, (uint32_t)crc32(0L, Z_NULL, 0)};
+    *f = fopen(path, "rb");
+    if (!*f) {
+        char why[128];
+        bp_errno_text(errno, why, sizeof why);
+        return bp_fail(err, BPROP_E_IO, "%s: cannot open: %s", path, why);
+    }
+    struct stat st;
+    if (fstat(fileno(*f), &st) != 0 || !S_ISREG(st.st_mode)) {
+        fclose(*f);
+        *f = NULL;
+        return bp_fail(err, BPROP_E_IO, "%s: not a regular file", path);
+    }
+    *size = (uint64_t)st.st_size;
+    return BPROP_OK;
+}
+
+bprop_status bp_crc_reader_open(bp_crc_reader *r, const char *path, bprop_error *err)
+{
+    *r = (bp_crc_reader){NULL, path, 0, 0, (uint32_t)crc32(0L, Z_NULL, 0)};
+    return bp_open_regular(path, &r->f, &r->size, err);
 }
 
 bprop_status bp_crc_read(bp_crc_reader *r, void *buf, size_t n, const char *what, bprop_error *err)

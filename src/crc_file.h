@@ -1,4 +1,4 @@
-/* crc_file.h: sequential reads and writes of the binary formats, with a running CRC-32 (internal). */
+/* crc_file.h: opening and sequential reads and writes of the binary formats, with a running CRC-32 (internal). */
 #ifndef BPROP_CRC_FILE_H
 #define BPROP_CRC_FILE_H
 
@@ -38,7 +38,12 @@ typedef struct bp_crc_reader {
     uint32_t crc;  /* CRC-32 of those bytes */
 } bp_crc_reader;
 
-void bp_crc_reader_init(bp_crc_reader *r, FILE *f, const char *path, uint64_t size);
+/* Open path for reading, a regular file only (not a directory or a pipe, whose length the
+ * format checks could not use), and its length; the caller fcloses *f. One error line naming
+ * path on failure (the binary formats' loaders, the .npy reader too). */
+bprop_status bp_open_regular(const char *path, FILE **f, uint64_t *size, bprop_error *err);
+/* bp_open_regular into a reader; the caller fcloses r->f. */
+bprop_status bp_crc_reader_open(bp_crc_reader *r, const char *path, bprop_error *err);
 /* Read exactly n bytes; what names them in the truncation message ("truncated at byte offset
  * N (reading WHAT)"), and a read error names the offset and the system's reason. */
 bprop_status bp_crc_read(bp_crc_reader *r, void *buf, size_t n, const char *what, bprop_error *err);

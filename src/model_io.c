@@ -524,20 +524,11 @@ bprop_status bprop_model_load(const char *path, bprop_model **out, bprop_error *
 {
     if (!path || !out)
         return bp_fail(err, BPROP_E_ARG, "bprop_model_load: NULL argument");
-    FILE *f = fopen(path, "rb");
-    char why[128];
-    if (!f) {
-        bp_errno_text(errno, why, sizeof why);
-        return bp_fail(err, BPROP_E_IO, "%s: cannot open: %s", path, why);
-    }
-    struct stat st;
-    if (fstat(fileno(f), &st) != 0 || !S_ISREG(st.st_mode)) {
-        fclose(f);
-        return bp_fail(err, BPROP_E_IO, "%s: not a regular file", path);
-    }
     bp_crc_reader r;
-    bp_crc_reader_init(&r, f, path, (uint64_t)st.st_size);
-    bprop_status status = load_stream(&r, out, err);
-    fclose(f);
+    bprop_status status = bp_crc_reader_open(&r, path, err);
+    if (status != BPROP_OK)
+        return status;
+    status = load_stream(&r, out, err);
+    fclose(r.f);
     return status;
 }

@@ -2,6 +2,7 @@
 #define _POSIX_C_SOURCE 200809L
 
 #include "npy.h"
+#include "crc_file.h"
 #include "atomic_file.h"
 
 #include <errno.h>
@@ -466,19 +467,13 @@ static bprop_status read_open(npy_file *nf, bp_npy *out, bprop_error *err)
 bprop_status bp_npy_read(const char *path, bp_npy *out, bprop_error *err)
 {
     memset(out, 0, sizeof *out);
-    char why[128];
-    FILE *f = fopen(path, "rb");
-    if (!f) {
-        bp_errno_text(errno, why, sizeof why);
-        return bp_fail(err, BPROP_E_IO, "%s: cannot open: %s", path, why);
-    }
-    struct stat sb;
-    if (fstat(fileno(f), &sb) != 0 || !S_ISREG(sb.st_mode)) {
-        fclose(f);
-        return bp_fail(err, BPROP_E_IO, "%s: not a regular file", path);
-    }
-    npy_file nf = {f, path, (unsigned long long)sb.st_size};
-    bprop_status st = read_open(&nf, out, err);
+    FILE *f;
+    uint64_t size;
+    bprop_status st = bp_open_regular(path, &f, &size, err);
+    if (st != BPROP_OK)
+        return st;
+    npy_file nf = {f, path, (unsigned long long)size};
+    st = read_open(&nf, out, err);
     fclose(f);
     if (st != BPROP_OK)
         bp_npy_free(out);
