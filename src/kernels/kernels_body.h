@@ -409,14 +409,47 @@ static float dot_hblock(const float *a, const float *b, size_t n)
     return s;
 }
 
+_Static_assert(BP_HBLOCK % (2 * VL) == 0, "a whole hidden block has no single-vector or scalar tail");
+
+/* Classes a whole block's dot products go through side by side (2 accumulators each). */
+#define LOGIT_CB 5
+
+/* dot_hblock of one whole hidden block a (BP_HBLOCK floats) with cn W2t rows (row stride
+ * ldw), into out[0..cn): each dot's chain is dot_hblock's, side by side so that they share the
+ * loads of a and no one chain's FMA latency sets the pace. */
+INLINE void dot_hblock_rows(int cn, const float *a, const float *w2t, size_t ldw, float *out)
+{
+    vf acc0[LOGIT_CB], acc1[LOGIT_CB];
+    for (int c = 0; c < cn; c++)
+        acc0[c] = acc1[c] = splat(0.0f);
+    for (size_t i = 0; i < BP_HBLOCK; i += 2 * VL) {
+        const vf a0 = ld(a + i), a1 = ld(a + i + VL);
+        for (int c = 0; c < cn; c++) {
+            const float *b = w2t + (size_t)c * ldw + i;
+            acc0[c] += a0 * ld(b);
+            acc1[c] += a1 * ld(b + VL);
+        }
+    }
+    for (int c = 0; c < cn; c++)
+        out[c] = hsum(acc0[c] + acc1[c]);
+}
+
 static void KFN(bp_logits_partial)(const bp_net *net, size_t nb, const float *h, float *part)
 {
     const size_t H = net->H, C = net->C, nhb = (H + BP_HBLOCK - 1) / BP_HBLOCK;
     for (size_t q = 0; q < nhb; q++) {
         const size_t j = q * BP_HBLOCK, n = H - j < BP_HBLOCK ? H - j : BP_HBLOCK;
-        for (size_t s = 0; s < nb; s++)
-            for (size_t c = 0; c < C; c++)
-                part[(q * nb + s) * C + c] = dot_hblock(h + s * H + j, net->w2t + c * net->ld + j, n);
+        for (size_t s = 0; s < nb; s++) {
+            float *out = part + (q * nb + s) * C;
+            size_t c = 0;
+            if (n == BP_HBLOCK) {
+                for (; c + LOGIT_CB <= C; c += LOGIT_CB)
+                    dot_hblock_rows(LOGIT_CB, h + s * H + j, net->w2t + c * net->ld + j, net->ld,
+                                    out + c);
+            }
+            for (; c < C; c++)
+                out[c] = dot_hblock(h + s * H + j, net->w2t + c * net->ld + j, n);
+        }
     }
 }
 
