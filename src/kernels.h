@@ -84,6 +84,7 @@ typedef struct bp_scratch {
     float *part;      /* (hidden blocks, BP_BLOCK, C) partial logits of bp_forward_block */
     uint32_t *fwd_k;  /* (fwd tiles, D) non-zero pixel indices of each tile of samples */
     uint32_t *fwd_n;  /* (fwd tiles) how many */
+    uint8_t *bit_pos; /* (256, 8) the set-bit positions of each byte value, in order */
     size_t fwd_kstep; /* tile t's list starts at fwd_k + t * fwd_kstep: D, or 0 when every tile
                          reads the same list of all D pixels (a net too narrow to skip zeros) */
     uint8_t *bwd_s;   /* (bwd tiles, BP_BLOCK) samples with a non-zero pixel in each pixel tile */

@@ -235,6 +235,28 @@ INLINE size_t new_bits(const uint64_t *b, const uint64_t *u, size_t nw)
     return n;
 }
 
+typedef uint8_t pos8 __attribute__((vector_size(8)));
+typedef uint32_t idx8 __attribute__((vector_size(32)));
+
+/* The positions of the set bits of b (nw words), in increasing order, into out; returns how
+ * many. A byte at a time through bit_pos (each byte value's set-bit positions): one 8-wide
+ * store per byte instead of a loop trip per bit, whose exit the branch predictor misses once
+ * a word. out needs room for 7 entries past the count (the last store's spill). */
+INLINE size_t set_bits(const uint64_t *b, size_t nw, const uint8_t *bit_pos, uint32_t *out)
+{
+    size_t n = 0;
+    for (size_t w = 0; w < nw; w++)
+        for (unsigned j = 0; j < 64; j += 8) {
+            const unsigned byte = (unsigned)(b[w] >> j) & 0xffu;
+            pos8 p;
+            memcpy(&p, bit_pos + 8 * byte, sizeof p);
+            const idx8 k = __builtin_convertvector(p, idx8) + (uint32_t)(w * 64 + j);
+            memcpy(out + n, &k, sizeof k);
+            n += (size_t)__builtin_popcount(byte);
+        }
+    return n;
+}
+
 /* For each tile of FWD_MR samples, the pixels that are non-zero in at least one of them, in
  * increasing order. A tile computes every pixel of its list for all its samples, so the
  * samples are grouped to keep the unions small: by their count of non-zero pixels, and for a
@@ -291,11 +313,7 @@ static void fwd_lists(const float *const *xr, size_t nb, size_t D, size_t H, bp_
             for (size_t w = 0; w < nw; w++)
                 u[w] = (i > 0 ? u[w] : 0) | nzb[s * nw + w];
         }
-        uint32_t *ks = sc->fwd_k + t * D, n = 0;
-        for (size_t w = 0; w < nw; w++)
-            for (uint64_t b = u[w]; b; b &= b - 1)
-                ks[n++] = (uint32_t)(w * 64 + (size_t)__builtin_ctzll(b));
-        sc->fwd_n[t] = n;
+        sc->fwd_n[t] = (uint32_t)set_bits(u, nw, sc->bit_pos, sc->fwd_k + t * D);
     }
 }
 
@@ -881,7 +899,14 @@ static int KFN(bp_scratch_alloc)(bp_scratch *sc, size_t D, size_t H, size_t C)
 {
     sc->part = bp_alloc(((H + BP_HBLOCK - 1) / BP_HBLOCK) * BP_BLOCK * C, sizeof(float));
     const size_t fwd_tiles = (BP_BLOCK + FWD_MR - 1) / FWD_MR;
-    sc->fwd_k = bp_alloc(fwd_tiles * D, sizeof(uint32_t));
+    sc->fwd_k = bp_alloc(fwd_tiles * D + 8, sizeof(uint32_t)); /* + set_bits' spill */
+    sc->bit_pos = bp_alloc(256 * 8, 1);
+    if (sc->bit_pos)
+        memset(sc->bit_pos, 0, 256 * 8);
+    for (unsigned v = 0; sc->bit_pos && v < 256; v++)
+        for (unsigned i = 0, n = 0; i < 8; i++)
+            if (v >> i & 1)
+                sc->bit_pos[8 * v + n++] = (uint8_t)i;
     sc->fwd_n = bp_alloc(fwd_tiles, sizeof(uint32_t));
     sc->bwd_s = bp_alloc(bwd_tiles(D) * BP_BLOCK, sizeof(uint8_t));
     sc->bwd_n = bp_alloc(bwd_tiles(D), sizeof(uint32_t));
@@ -896,7 +921,7 @@ static int KFN(bp_scratch_alloc)(bp_scratch *sc, size_t D, size_t H, size_t C)
     sc->fwd_u = bp_alloc(NZ_WORDS(D), sizeof(uint64_t));
     sc->nz_n = 0;
     sc->bwd_rows = NULL;
-    return sc->part && sc->fwd_k && sc->fwd_n && sc->bwd_s && sc->bwd_n && sc->wpad && sc->bpad &&
+    return sc->part && sc->fwd_k && sc->bit_pos && sc->fwd_n && sc->bwd_s && sc->bwd_n && sc->wpad && sc->bpad &&
            sc->hpad && sc->nzb && sc->bwd_x && sc->nz_rows && sc->fwd_xr && sc->fwd_rows &&
            sc->fwd_u;
 }
@@ -905,6 +930,7 @@ static void KFN(bp_scratch_free)(bp_scratch *sc)
 {
     bp_free(sc->part);
     bp_free(sc->fwd_k);
+    bp_free(sc->bit_pos);
     bp_free(sc->fwd_n);
     bp_free(sc->bwd_s);
     bp_free(sc->bwd_n);
