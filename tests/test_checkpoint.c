@@ -41,39 +41,11 @@ static void scratch_remove(void)
 TestSuite(checkpoint, .init = scratch_create, .fini = scratch_remove, .timeout = 120);
 TestSuite(resume, .init = scratch_create, .fini = scratch_remove, .timeout = 300);
 
-static void put_le(unsigned char *p, uint64_t v, int bytes)
-{
-    for (int i = 0; i < bytes; i++)
-        p[i] = (unsigned char)(v >> (8 * i));
-}
-
-static uint64_t get_le(const unsigned char *p, int bytes)
-{
-    uint64_t v = 0;
-    for (int i = bytes - 1; i >= 0; i--)
-        v = v << 8 | p[i];
-    return v;
-}
-
-static unsigned char *read_all(const char *path, size_t *n)
-{
-    FILE *f = fopen(path, "rb");
-    cr_assert_not_null(f, "cannot open %s", path);
-    cr_assert_eq(fseek(f, 0, SEEK_END), 0);
-    long len = ftell(f);
-    rewind(f);
-    unsigned char *buf = malloc((size_t)len + 1);
-    cr_assert_eq(fread(buf, 1, (size_t)len, f), (size_t)len);
-    fclose(f);
-    *n = (size_t)len;
-    return buf;
-}
-
 /* Recompute the trailing CRC after editing a file's bytes, so later checks are reached. */
 static void fix_crc(unsigned char *buf, size_t n)
 {
     uint32_t crc = (uint32_t)crc32(0L, buf, (uInt)(n - 4));
-    put_le(buf + n - 4, crc, 4);
+    tu_put_le(buf + n - 4, crc, 4);
 }
 
 /* ---- a small run to checkpoint ------------------------------------------------------------ */
@@ -278,7 +250,7 @@ Test(checkpoint, refused_saves_keep_the_old_file)
     run_start(&r, 1, 0);
     char *path = save_snapshot(&r, "keep.ckpt");
     size_t n0;
-    unsigned char *before = read_all(path, &n0);
+    unsigned char *before = (unsigned char *)tu_read_file(path, &n0);
     bprop_checkpoint ck = snapshot(&r, 0, NULL);
     bprop_error err = {0};
     r.m->params[3] = NAN;
@@ -296,7 +268,7 @@ Test(checkpoint, refused_saves_keep_the_old_file)
     ck.config.batch = 0;
     cr_assert_eq(bprop_checkpoint_save(&ck, path, NULL, NULL, &err), BPROP_E_ARG);
     size_t n1;
-    unsigned char *after = read_all(path, &n1);
+    unsigned char *after = (unsigned char *)tu_read_file(path, &n1);
     cr_assert(n0 == n1 && memcmp(before, after, n0) == 0, "a refused save changed the file");
     DIR *dir = opendir(g_dir);
     int entries = 0;
@@ -366,7 +338,7 @@ static void fixture_make(fixture *fx)
     for (int e = 0; e < 2; e++)
         cr_assert_eq(bprop_trainer_epoch(fx->r.t, fx->r.d, NULL, NULL, NULL, NULL), BPROP_OK);
     fx->path = save_snapshot(&fx->r, "good.ckpt");
-    fx->buf = read_all(fx->path, &fx->n);
+    fx->buf = (unsigned char *)tu_read_file(fx->path, &fx->n);
 }
 
 static void fixture_free(fixture *fx)
@@ -404,43 +376,43 @@ Test(checkpoint, header_errors)
 {
     fixture fx;
     fixture_make(&fx);
-    cr_assert_eq(get_le(fx.buf + OFF_HLEN, 4), OFF_BODY - 16);
-    cr_assert_eq(get_le(fx.buf + OFF_TRAIN_N, 8), N_TRAIN);
-    cr_assert_eq(get_le(fx.buf + OFF_RECORDS, 8), 2);
+    cr_assert_eq(tu_get_le(fx.buf + OFF_HLEN, 4), OFF_BODY - 16);
+    cr_assert_eq(tu_get_le(fx.buf + OFF_TRAIN_N, 8), N_TRAIN);
+    cr_assert_eq(tu_get_le(fx.buf + OFF_RECORDS, 8), 2);
     unsigned char *b = malloc(fx.n + 8);
     memcpy(b, fx.buf, fx.n);
     b[0] = 'X';
     expect_error(b, fx.n, BPROP_E_FORMAT, "not a bprop checkpoint (bad magic)");
     memcpy(b, fx.buf, fx.n);
-    put_le(b + OFF_VERSION, 9, 4);
+    tu_put_le(b + OFF_VERSION, 9, 4);
     expect_error(b, fx.n, BPROP_E_VERSION, "checkpoint format version 9, this build reads version 1");
     memcpy(b, fx.buf, fx.n);
-    put_le(b + OFF_HLEN, 100, 4);
+    tu_put_le(b + OFF_HLEN, 100, 4);
     expect_error(b, fx.n, BPROP_E_FORMAT, "header length 100");
     memcpy(b, fx.buf, fx.n);
-    put_le(b + OFF_HAS_BIAS, 2, 4);
+    tu_put_le(b + OFF_HAS_BIAS, 2, 4);
     expect_error(b, fx.n, BPROP_E_FORMAT, "must be 0 or 1");
     memcpy(b, fx.buf, fx.n);
-    put_le(b + OFF_BATCH, 0, 8);
+    tu_put_le(b + OFF_BATCH, 0, 8);
     expect_error(b, fx.n, BPROP_E_FORMAT, "invalid training settings");
     memcpy(b, fx.buf, fx.n);
-    put_le(b + OFF_STEP, 10, 8); /* 300 samples in batches of 32: 10 steps */
+    tu_put_le(b + OFF_STEP, 10, 8); /* 300 samples in batches of 32: 10 steps */
     expect_error(b, fx.n, BPROP_E_FORMAT, "step 10 of 10 steps per epoch");
     memcpy(b, fx.buf, fx.n);
-    put_le(b + OFF_NTRAIN, N_TRAIN + 1, 8);
+    tu_put_le(b + OFF_NTRAIN, N_TRAIN + 1, 8);
     expect_error(b, fx.n, BPROP_E_FORMAT, "permutation of 301 samples");
     memcpy(b, fx.buf, fx.n);
     memset(b + OFF_DATA, 'a', 256);
     expect_error(b, fx.n, BPROP_E_FORMAT, "data string is not NUL-terminated");
     /* Huge sizes are refused against the file length before any allocation. */
     memcpy(b, fx.buf, fx.n);
-    put_le(b + OFF_HIDDEN, (uint64_t)1 << 30, 8);
+    tu_put_le(b + OFF_HIDDEN, (uint64_t)1 << 30, 8);
     expect_error(b, fx.n, BPROP_E_FORMAT, "need a");
     memcpy(b, fx.buf, fx.n);
-    put_le(b + OFF_HIDDEN, (uint64_t)1 << 62, 8);
+    tu_put_le(b + OFF_HIDDEN, (uint64_t)1 << 62, 8);
     expect_error(b, fx.n, BPROP_E_SIZE, "too large");
     memcpy(b, fx.buf, fx.n);
-    put_le(b + OFF_SETTINGS_LEN, (uint64_t)1 << 21, 8);
+    tu_put_le(b + OFF_SETTINGS_LEN, (uint64_t)1 << 21, 8);
     expect_error(b, fx.n, BPROP_E_FORMAT, "settings of 2097152 bytes");
     free(b);
     fixture_free(&fx);
@@ -477,13 +449,13 @@ Test(checkpoint, values_the_checksum_cannot_vouch_for)
     size_t total = fx.r.m->layout.total;
     /* A NaN parameter, with a correct checksum. */
     memcpy(b, fx.buf, fx.n);
-    put_le(b + OFF_BODY + 4 * 7, 0x7fc00000u, 4);
+    tu_put_le(b + OFF_BODY + 4 * 7, 0x7fc00000u, 4);
     fix_crc(b, fx.n);
     expect_error(b, fx.n, BPROP_E_NONFINITE, "parameter 7 is not finite");
     /* An infinite momentum entry: after parameters and the two standardisation vectors. */
     size_t vel = OFF_BODY + 4 * total + 8 * DIM;
     memcpy(b, fx.buf, fx.n);
-    put_le(b + vel + 4 * 2, 0x7f800000u, 4);
+    tu_put_le(b + vel + 4 * 2, 0x7f800000u, 4);
     fix_crc(b, fx.n);
     expect_error(b, fx.n, BPROP_E_NONFINITE, "momentum 2 is not finite");
     /* A repeated sample and an out-of-range one in the permutation. */
@@ -493,7 +465,7 @@ Test(checkpoint, values_the_checksum_cannot_vouch_for)
     fix_crc(b, fx.n);
     expect_error(b, fx.n, BPROP_E_FORMAT, "permutation entry 5 is a repeated sample");
     memcpy(b, fx.buf, fx.n);
-    put_le(b + perm + 8 * 9, N_TRAIN, 8);
+    tu_put_le(b + perm + 8 * 9, N_TRAIN, 8);
     fix_crc(b, fx.n);
     expect_error(b, fx.n, BPROP_E_FORMAT, "permutation entry 9 is beyond the training set");
     /* A NUL inside the settings text (the last bytes before the checksum). */

@@ -31,45 +31,11 @@ TestSuite(cli, .init = scratch_create, .fini = scratch_remove, .timeout = 60);
 
 /* ---- running the program ------------------------------------------------------------------- */
 
-typedef struct run_result {
-    int status; /* exit status, or -1 when it did not exit normally */
-    char *out, *err;
-} run_result;
-
 static char *path_in(const char *name) { return tu_path(g_dir, name); }
-
-/* The whole file, NUL-terminated (also binary files: *len gives the size). */
-static char *read_bytes(const char *path, size_t *len)
-{
-    FILE *f = fopen(path, "rb");
-    cr_assert_not_null(f, "cannot open %s", path);
-    size_t cap = 4096, n = 0;
-    char *buf = malloc(cap);
-    for (size_t got; (got = fread(buf + n, 1, cap - n - 1, f)) > 0;) {
-        n += got;
-        if (cap - n < 2)
-            buf = realloc(buf, cap *= 2);
-    }
-    buf[n] = '\0';
-    fclose(f);
-    if (len)
-        *len = n;
-    return buf;
-}
-
-static char *read_all(const char *path) { return read_bytes(path, NULL); }
-
-static void redirect(const char *path, int fd)
-{
-    int f = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0644);
-    if (f < 0 || dup2(f, fd) < 0)
-        _exit(126);
-    close(f);
-}
 
 /* Run the CLI with the given arguments (NULL-terminated), capturing stdout and stderr; with
  * stdout_path, standard output goes there instead and r.out is empty. */
-static run_result run_to(const char *stdout_path, const char *const *args)
+static tu_run run_to(const char *stdout_path, const char *const *args)
 {
     const char *argv[64] = {BPROP_CLI_PATH};
     size_t n = 1;
@@ -80,35 +46,18 @@ static run_result run_to(const char *stdout_path, const char *const *args)
     }
     argv[n] = NULL;
     char *out = path_in("stdout.txt"), *err = path_in("stderr.txt");
-    fflush(NULL);
-    pid_t pid = fork();
-    cr_assert_geq(pid, 0, "fork failed");
-    if (pid == 0) {
-        redirect(stdout_path ? stdout_path : out, STDOUT_FILENO);
-        redirect(err, STDERR_FILENO);
-        setenv("OMP_NUM_THREADS", "2", 1);
-        execv(BPROP_CLI_PATH, (char *const *)argv);
-        _exit(127);
-    }
-    int ws = 0;
-    cr_assert_eq(waitpid(pid, &ws, 0), pid);
-    run_result r = {WIFEXITED(ws) ? WEXITSTATUS(ws) : -1, stdout_path ? strdup("") : read_all(out),
-                    read_all(err)};
+    const tu_spawn_opts o = {.out = stdout_path ? stdout_path : out, .err = err, .omp_threads = "2"};
+    const pid_t pid = tu_spawn(argv, &o);
+    tu_run r = tu_finish(pid, &(tu_spawn_opts){.out = stdout_path ? NULL : out, .err = err});
     free(out);
     free(err);
     return r;
 }
 
-static run_result run_argv(const char *const *args) { return run_to(NULL, args); }
+static tu_run run_argv(const char *const *args) { return run_to(NULL, args); }
 
 #define RUN(...) run_argv((const char *const[]){__VA_ARGS__, NULL})
 #define RUN_TO(path, ...) run_to(path, (const char *const[]){__VA_ARGS__, NULL})
-
-static void run_free(run_result *r)
-{
-    free(r->out);
-    free(r->err);
-}
 
 static size_t count_lines(const char *s)
 {
@@ -165,10 +114,10 @@ static char *train_small_model(const char *model_name)
 {
     write_blob_files();
     char *train = path_in("train.csv"), *test = path_in("test.csv"), *model = path_in(model_name);
-    run_result r = RUN("train", "--train", train, "--test", test, "--epochs", "2", "--hidden", "8",
+    tu_run r = RUN("train", "--train", train, "--test", test, "--epochs", "2", "--hidden", "8",
                        "--batch", "32", "--threads", "2", "--save", model, "--quiet");
     cr_assert_eq(r.status, 0, "train failed: %s", r.err);
-    run_free(&r);
+    tu_run_free(&r);
     free(train);
     free(test);
     return model;
@@ -177,7 +126,7 @@ static char *train_small_model(const char *model_name)
 static int same_file(const char *a, const char *b)
 {
     size_t na, nb;
-    char *x = read_bytes(a, &na), *y = read_bytes(b, &nb);
+    char *x = tu_read_file(a, &na), *y = tu_read_file(b, &nb);
     int same = na == nb && memcmp(x, y, na) == 0;
     free(x);
     free(y);
@@ -187,7 +136,7 @@ static int same_file(const char *a, const char *b)
 static void copy_file(const char *from, const char *to)
 {
     size_t n;
-    char *bytes = read_bytes(from, &n);
+    char *bytes = tu_read_file(from, &n);
     tu_write_file(to, bytes, n);
     free(bytes);
 }
@@ -221,7 +170,7 @@ Test(cli, train_writes_metrics_and_model)
     /* An older log is replaced, keeping its permissions. */
     tu_write_text(metrics, "{\"old\":1}\n");
     cr_assert_eq(chmod(metrics, 0640), 0);
-    run_result r = RUN("train", "--train", train, "--test", test, "--epochs", "2", "--hidden", "8",
+    tu_run r = RUN("train", "--train", train, "--test", test, "--epochs", "2", "--hidden", "8",
                        "--batch", "32", "--threads", "2", "--save", model, "--metrics", metrics);
     cr_assert_eq(r.status, 0, "stderr: %s", r.err);
     cr_assert_not_null(strstr(r.out, "final test accuracy"), "stdout: %s", r.out);
@@ -230,7 +179,7 @@ Test(cli, train_writes_metrics_and_model)
     cr_assert_eq(count_entries("m.jsonl.tmp"), 0, "temporary metrics file left behind");
     cr_assert_eq(file_mode(metrics), 0640);
 
-    char *m = read_all(metrics);
+    char *m = tu_read_file(metrics, NULL);
     cr_assert_eq(count_lines(m), 2, "metrics: %s", m);
     static const char *const keys[] = {"epoch", "train_loss", "train_acc", "test_loss", "test_acc",
                                        "samples_per_s", "seconds", "lr", "grad_norm_w1", "grad_norm_b1",
@@ -250,7 +199,7 @@ Test(cli, train_writes_metrics_and_model)
     cr_assert(acc > 0.8 && acc <= 1.0, "test accuracy after 2 epochs on separated blobs: %g", acc);
     cr_assert(json_number(line2, "grad_norm_w1") > 0.0);
     free(m);
-    run_free(&r);
+    tu_run_free(&r);
     free(train);
     free(test);
     free(model);
@@ -260,7 +209,7 @@ Test(cli, train_writes_metrics_and_model)
 Test(cli, eval_json_and_table)
 {
     char *model = train_small_model("m.bpm"), *test = path_in("test.csv");
-    run_result r = RUN("eval", model, "--test", test, "--json", "--threads", "2");
+    tu_run r = RUN("eval", model, "--test", test, "--json", "--threads", "2");
     cr_assert_eq(r.status, 0, "stderr: %s", r.err);
     double loss = json_number(r.out, "loss"), acc = json_number(r.out, "accuracy");
     cr_assert(isfinite(loss) && loss > 0.0 && loss < 1.5, "loss %g", loss);
@@ -268,13 +217,13 @@ Test(cli, eval_json_and_table)
     cr_assert_eq(json_number(r.out, "n"), 60.0);
     cr_assert_not_null(strstr(r.out, "\"confusion\":[["));
     cr_assert_eq(count_lines(r.out), 1);
-    run_free(&r);
+    tu_run_free(&r);
 
     r = RUN("eval", model, "--test", test);
     cr_assert_eq(r.status, 0, "stderr: %s", r.err);
     cr_assert_not_null(strstr(r.out, "accuracy:"));
     cr_assert_not_null(strstr(r.out, "confusion matrix"));
-    run_free(&r);
+    tu_run_free(&r);
     free(model);
     free(test);
 }
@@ -302,30 +251,30 @@ Test(cli, predict_rows_sum_to_one)
 {
     char *model = train_small_model("m.bpm"), *in = path_in("in.csv"), *out = path_in("p.csv"),
          *test = path_in("test.csv");
-    run_result r = RUN("predict", model, "--input", in);
+    tu_run r = RUN("predict", model, "--input", in);
     cr_assert_eq(r.status, 0, "stderr: %s", r.err);
     check_predictions(r.out, 10);
     char *stdout_copy = strdup(r.out);
-    run_free(&r);
+    tu_run_free(&r);
 
     r = RUN("predict", model, "--input", in, "--output", out);
     cr_assert_eq(r.status, 0, "stderr: %s", r.err);
     cr_assert_eq(r.out[0], '\0', "stdout not empty with --output");
-    char *file = read_all(out);
+    char *file = tu_read_file(out, NULL);
     cr_assert_str_eq(file, stdout_copy);
-    run_free(&r);
+    tu_run_free(&r);
 
     /* A labelled file: the label column is ignored, so 60 rows of 3 probabilities. */
     r = RUN("predict", model, "--input", test, "--labelled");
     cr_assert_eq(r.status, 0, "stderr: %s", r.err);
     check_predictions(r.out, 60);
-    run_free(&r);
+    tu_run_free(&r);
 
     /* Without --labelled the widths disagree: a runtime error naming the file. */
     r = RUN("predict", model, "--input", test);
     cr_assert_eq(r.status, 1);
     cr_assert_not_null(strstr(r.err, test), "stderr: %s", r.err);
-    run_free(&r);
+    tu_run_free(&r);
     free(file);
     free(stdout_copy);
     free(model);
@@ -337,12 +286,12 @@ Test(cli, predict_rows_sum_to_one)
 Test(cli, info_shows_shape)
 {
     char *model = train_small_model("m.bpm");
-    run_result r = RUN("info", model);
+    tu_run r = RUN("info", model);
     cr_assert_eq(r.status, 0, "stderr: %s", r.err);
     cr_assert_not_null(strstr(r.out, "4-8-3"), "stdout: %s", r.out);
     cr_assert_not_null(strstr(r.out, "67"), "parameter count missing: %s", r.out);
     cr_assert_not_null(strstr(r.out, "train.csv"), "data description missing: %s", r.out);
-    run_free(&r);
+    tu_run_free(&r);
 
     r = RUN("info", model, "--json");
     cr_assert_eq(r.status, 0, "stderr: %s", r.err);
@@ -356,7 +305,7 @@ Test(cli, info_shows_shape)
     cr_assert(acc > 0.8 && acc <= 1.0, "stored test accuracy %g", acc);
     cr_assert_not_null(strstr(r.out, "\"bias\":true"));
     cr_assert_not_null(strstr(r.out, "\"standardized\":false"));
-    run_free(&r);
+    tu_run_free(&r);
     free(model);
 }
 
@@ -365,14 +314,14 @@ Test(cli, standardize_and_validation_split)
     write_blob_files();
     char *train = path_in("train.csv"), *test = path_in("test.csv"), *model = path_in("s.bpm"),
          *metrics = path_in("s.jsonl"), *in = path_in("in.csv");
-    run_result r = RUN("train", "--train", train, "--test", test, "--epochs", "2", "--hidden", "8",
+    tu_run r = RUN("train", "--train", train, "--test", test, "--epochs", "2", "--hidden", "8",
                        "--batch", "32", "--threads", "2", "--standardize", "--val-fraction", "0.25",
                        "--no-bias", "--save", model, "--metrics", metrics);
     cr_assert_eq(r.status, 0, "stderr: %s", r.err);
     cr_assert_not_null(strstr(r.out, "val_loss"), "stdout: %s", r.out);
     cr_assert_not_null(strstr(r.out, "150 training samples, 50 validation, 60 test"), "stdout: %s", r.out);
-    run_free(&r);
-    char *m = read_all(metrics);
+    tu_run_free(&r);
+    char *m = tu_read_file(metrics, NULL);
     cr_assert_eq(count_lines(m), 2);
     double va = json_number(m, "val_acc");
     cr_assert(va >= 0.0 && va <= 1.0);
@@ -386,11 +335,11 @@ Test(cli, standardize_and_validation_split)
     cr_assert_not_null(strstr(r.out, "\"standardized\":true"), "info: %s", r.out);
     cr_assert_not_null(strstr(r.out, "\"bias\":false"), "info: %s", r.out);
     cr_assert_eq(json_number(r.out, "parameters"), 4 * 8 + 8 * 3);
-    run_free(&r);
+    tu_run_free(&r);
     r = RUN("predict", model, "--input", in);
     cr_assert_eq(r.status, 0, "stderr: %s", r.err);
     check_predictions(r.out, 10);
-    run_free(&r);
+    tu_run_free(&r);
     free(train);
     free(test);
     free(model);
@@ -446,24 +395,24 @@ Test(cli, idx_directory_plain_and_gz)
     write_idx_pair("train-images-idx3-ubyte", "train-labels-idx1-ubyte", 100, 0);
     write_idx_pair("t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz", 40, 1);
     char *model = path_in("i.bpm");
-    run_result r = RUN("train", "--data", g_dir, "--epochs", "3", "--hidden", "8", "--batch", "10",
+    tu_run r = RUN("train", "--data", g_dir, "--epochs", "3", "--hidden", "8", "--batch", "10",
                        "--threads", "2", "--test-limit", "30", "--save", model);
     cr_assert_eq(r.status, 0, "stderr: %s", r.err);
     cr_assert_not_null(strstr(r.out, "model 36-8-2"), "stdout: %s", r.out);
     cr_assert_not_null(strstr(r.out, "100 training samples, 30 test"), "stdout: %s", r.out);
-    run_free(&r);
+    tu_run_free(&r);
     r = RUN("eval", model, "--data", g_dir, "--json");
     cr_assert_eq(r.status, 0, "stderr: %s", r.err);
     cr_assert_eq(json_number(r.out, "n"), 40.0);
     cr_assert(json_number(r.out, "accuracy") > 0.9, "eval: %s", r.out);
-    run_free(&r);
+    tu_run_free(&r);
     free(model);
 }
 
 /* Each bad command line: exit 2, the first stderr line names the flag, then the help hint. */
 static void expect_usage_error(const char *flag, const char *const *args)
 {
-    run_result r = run_argv(args);
+    tu_run r = run_argv(args);
     cr_assert_eq(r.status, 2, "%s: exit %d, stderr: %s", flag, r.status, r.err);
     cr_assert_eq(count_lines(r.err), 2, "%s: stderr: %s", flag, r.err);
     char *nl = strchr(r.err, '\n');
@@ -472,7 +421,7 @@ static void expect_usage_error(const char *flag, const char *const *args)
     cr_assert_eq(strncmp(r.err, "bprop ", 6), 0, "stderr: %s", r.err);
     cr_assert_not_null(strstr(nl + 1, "--help"), "no help hint: %s", nl + 1);
     cr_assert_eq(r.out[0], '\0', "%s: stdout not empty: %s", flag, r.out);
-    run_free(&r);
+    tu_run_free(&r);
 }
 
 #define EXPECT_USAGE(flag, ...) expect_usage_error(flag, (const char *const[]){__VA_ARGS__, NULL})
@@ -517,48 +466,48 @@ Test(cli, help_exits_0)
 {
     static const char *const cmds[] = {"train", "eval", "predict", "gradcheck", "info"};
     for (size_t i = 0; i < 5; i++) {
-        run_result r = RUN(cmds[i], "--help");
+        tu_run r = RUN(cmds[i], "--help");
         cr_assert_eq(r.status, 0, "%s --help: %d", cmds[i], r.status);
         char want[64];
         snprintf(want, sizeof want, "Usage: bprop %s", cmds[i]);
         cr_assert_not_null(strstr(r.out, want), "%s --help: %s", cmds[i], r.out);
-        run_free(&r);
+        tu_run_free(&r);
     }
-    run_result r = RUN("--help");
+    tu_run r = RUN("--help");
     cr_assert_eq(r.status, 0);
-    run_free(&r);
+    tu_run_free(&r);
     r = RUN("frobnicate");
     cr_assert_eq(r.status, 2);
-    run_free(&r);
+    tu_run_free(&r);
 }
 
 Test(cli, missing_and_corrupt_files_exit_1)
 {
     char *missing = path_in("no-such.csv"), *model = path_in("bad.bpm"), *dir = path_in("no-such-dir");
-    run_result r = RUN("train", "--train", missing, "--epochs", "1");
+    tu_run r = RUN("train", "--train", missing, "--epochs", "1");
     cr_assert_eq(r.status, 1, "stderr: %s", r.err);
     cr_assert_eq(strncmp(r.err, "bprop: ", 7), 0, "stderr: %s", r.err);
     cr_assert_not_null(strstr(r.err, missing), "stderr: %s", r.err);
-    run_free(&r);
+    tu_run_free(&r);
 
     r = RUN("eval", "--data", dir, missing);
     cr_assert_eq(r.status, 1, "stderr: %s", r.err);
     cr_assert_not_null(strstr(r.err, missing), "stderr: %s", r.err);
-    run_free(&r);
+    tu_run_free(&r);
 
     tu_write_text(model, "this is not a bprop model, just some text of modest length\n");
-    run_result rs[3] = {RUN("info", model), RUN("eval", model, "--test", missing),
+    tu_run rs[3] = {RUN("info", model), RUN("eval", model, "--test", missing),
                         RUN("predict", model, "--input", missing)};
     for (int i = 0; i < 3; i++) {
         cr_assert_eq(rs[i].status, 1, "run %d: exit %d, stderr: %s", i, rs[i].status, rs[i].err);
         cr_assert_not_null(strstr(rs[i].err, model), "run %d: stderr: %s", i, rs[i].err);
         cr_assert_eq(count_lines(rs[i].err), 1, "run %d: stderr: %s", i, rs[i].err);
-        run_free(&rs[i]);
+        tu_run_free(&rs[i]);
     }
     r = RUN("train", "--data", dir);
     cr_assert_eq(r.status, 1);
     cr_assert_not_null(strstr(r.err, dir), "stderr: %s", r.err);
-    run_free(&r);
+    tu_run_free(&r);
     free(missing);
     free(model);
     free(dir);
@@ -571,12 +520,12 @@ Test(cli, failed_training_keeps_the_old_model)
     copy_file(model, backup);
 
     /* Divergence: the error is printed, nothing is saved. */
-    run_result r = RUN("train", "--train", train, "--lr", "1e30", "--epochs", "2", "--hidden", "8",
+    tu_run r = RUN("train", "--train", train, "--lr", "1e30", "--epochs", "2", "--hidden", "8",
                        "--threads", "2", "--save", model);
     cr_assert_eq(r.status, 1, "stderr: %s", r.err);
     cr_assert_eq(strncmp(r.err, "bprop: ", 7), 0, "stderr: %s", r.err);
     cr_assert(same_file(model, backup), "diverged run replaced the model");
-    run_free(&r);
+    tu_run_free(&r);
 
     /* Bad data: line 3 has a missing field. */
     tu_write_text(bad, "0,1,2,3,4\n1,2,3,4,5\n2,3,4,5\n");
@@ -584,18 +533,18 @@ Test(cli, failed_training_keeps_the_old_model)
     cr_assert_eq(r.status, 1, "stderr: %s", r.err);
     cr_assert_not_null(strstr(r.err, bad), "stderr: %s", r.err);
     cr_assert(same_file(model, backup), "failed run replaced the model");
-    run_free(&r);
+    tu_run_free(&r);
 
     /* A damaged copy (one byte flipped in the middle) is refused with its path. */
     size_t n;
-    char *bytes = read_bytes(backup, &n);
+    char *bytes = tu_read_file(backup, &n);
     bytes[n / 2] ^= 0x5a;
     tu_write_file(model, bytes, n);
     free(bytes);
     r = RUN("info", model);
     cr_assert_eq(r.status, 1, "damaged model accepted: %s", r.out);
     cr_assert_not_null(strstr(r.err, model), "stderr: %s", r.err);
-    run_free(&r);
+    tu_run_free(&r);
     free(model);
     free(backup);
     free(train);
@@ -604,13 +553,13 @@ Test(cli, failed_training_keeps_the_old_model)
 
 Test(cli, gradcheck_pass_and_planted_failure)
 {
-    run_result r = RUN("gradcheck", "--generated", "--inputs", "12", "--classes", "3", "--hidden", "8",
+    tu_run r = RUN("gradcheck", "--generated", "--inputs", "12", "--classes", "3", "--hidden", "8",
                        "--batch", "6", "--samples", "0", "--threads", "2");
     cr_assert_eq(r.status, 0, "stdout: %s\nstderr: %s", r.out, r.err);
     cr_assert_not_null(strstr(r.out, "PASS"), "stdout: %s", r.out);
     cr_assert_not_null(strstr(r.out, "W1"));
     cr_assert_not_null(strstr(r.out, "b2"));
-    run_free(&r);
+    tu_run_free(&r);
 
     r = RUN("gradcheck", "--generated", "--inputs", "12", "--classes", "3", "--hidden", "8", "--batch", "6",
             "--samples", "0", "--threads", "2", "--plant", "5", "--plant-tensor", "W2", "--plant-delta", "0.01");
@@ -618,22 +567,22 @@ Test(cli, gradcheck_pass_and_planted_failure)
     cr_assert_not_null(strstr(r.out, "FAIL"), "stdout: %s", r.out);
     /* The planted entry is the worst of W2: index 5 is row 1, col 2 of the (8, 3) matrix. */
     cr_assert_not_null(strstr(r.out, "[5] (row 1, col 2)"), "stdout: %s", r.out);
-    run_free(&r);
+    tu_run_free(&r);
 
     r = RUN("gradcheck", "--generated", "--inputs", "12", "--hidden", "8", "--plant", "96");
     cr_assert_eq(r.status, 2, "index outside W1 (12 x 8 = 96 entries): %s", r.err);
     cr_assert_not_null(strstr(r.err, "--plant"));
-    run_free(&r);
+    tu_run_free(&r);
 }
 
 Test(cli, gradcheck_saved_model_on_csv)
 {
     char *model = train_small_model("m.bpm"), *train = path_in("train.csv");
-    run_result r = RUN("gradcheck", "--model", model, "--train", train, "--batch", "10", "--samples", "0",
+    tu_run r = RUN("gradcheck", "--model", model, "--train", train, "--batch", "10", "--samples", "0",
                        "--threads", "2");
     cr_assert_eq(r.status, 0, "stdout: %s\nstderr: %s", r.out, r.err);
     cr_assert_not_null(strstr(r.out, "the first 10 samples of"), "stdout: %s", r.out);
-    run_free(&r);
+    tu_run_free(&r);
     free(model);
     free(train);
 }
@@ -658,30 +607,30 @@ Test(cli, failed_run_leaves_metrics_untouched)
     memset(name, 'm', sizeof name - 1);
     name[sizeof name - 1] = '\0';
     char *model = path_in(name);
-    run_result r = RUN("train", "--train", train, "--epochs", "2", "--hidden", "8", "--batch", "32",
+    tu_run r = RUN("train", "--train", train, "--epochs", "2", "--hidden", "8", "--batch", "32",
                        "--threads", "2", "--save", model, "--metrics", metrics, "--quiet");
     cr_assert_eq(r.status, 1, "stderr: %s", r.err);
-    char *old = read_all(metrics);
+    char *old = tu_read_file(metrics, NULL);
     cr_assert_str_eq(old, "old log\n", "a failed run replaced the metrics");
     free(old);
     /* The epochs that ran are kept in the temporary file, whose name is printed. */
     char *kept = line_after(r.err, "bprop: partial metrics kept in ");
     cr_assert_eq(strncmp(kept, metrics, strlen(metrics)), 0, "kept: %s", kept);
     cr_assert_eq(strncmp(kept + strlen(metrics), ".tmp.", 5), 0, "kept: %s", kept);
-    char *partial = read_all(kept);
+    char *partial = tu_read_file(kept, NULL);
     cr_assert_eq(count_lines(partial), 2, "partial: %s", partial);
     cr_assert_eq(json_number(strchr(partial, '\n') + 1, "epoch"), 2.0);
     free(partial);
-    run_free(&r);
+    tu_run_free(&r);
 
     /* Divergence: the old file stays as it was. */
     r = RUN("train", "--train", train, "--lr", "1e30", "--epochs", "2", "--hidden", "8", "--threads", "2",
             "--metrics", metrics);
     cr_assert_eq(r.status, 1, "stderr: %s", r.err);
-    old = read_all(metrics);
+    old = tu_read_file(metrics, NULL);
     cr_assert_str_eq(old, "old log\n", "a diverged run replaced the metrics");
     free(old);
-    run_free(&r);
+    tu_run_free(&r);
     free(kept);
     free(train);
     free(metrics);
@@ -696,19 +645,19 @@ Test(cli, output_targets_checked_before_training)
     static const char *const flags[] = {"--save", "--metrics"};
     for (int i = 0; i < 2; i++) {
         /* Nothing on stdout: the run stopped before it printed its plan. */
-        run_result r = RUN("train", "--train", train, "--epochs", "1", "--hidden", "4", flags[i], sub);
+        tu_run r = RUN("train", "--train", train, "--epochs", "1", "--hidden", "4", flags[i], sub);
         cr_assert_eq(r.status, 1, "%s: stderr: %s", flags[i], r.err);
         cr_assert_eq(r.out[0], '\0', "%s: trained before failing: %s", flags[i], r.out);
         cr_assert_eq(count_lines(r.err), 1, "%s: stderr: %s", flags[i], r.err);
         cr_assert_not_null(strstr(r.err, flags[i]), "stderr: %s", r.err);
         cr_assert_not_null(strstr(r.err, "is a directory"), "stderr: %s", r.err);
-        run_free(&r);
+        tu_run_free(&r);
 
         r = RUN("train", "--train", train, "--epochs", "1", "--hidden", "4", flags[i], nodir);
         cr_assert_eq(r.status, 1, "%s: stderr: %s", flags[i], r.err);
         cr_assert_eq(r.out[0], '\0', "%s: trained before failing: %s", flags[i], r.out);
         cr_assert_not_null(strstr(r.err, nodir), "stderr: %s", r.err);
-        run_free(&r);
+        tu_run_free(&r);
     }
     free(train);
     free(sub);
@@ -720,7 +669,7 @@ Test(cli, stdout_write_errors_exit_1)
     if (access("/dev/full", W_OK) != 0)
         cr_skip_test("no writable /dev/full");
     char *model = train_small_model("m.bpm"), *test = path_in("test.csv"), *train = path_in("train.csv");
-    run_result rs[] = {
+    tu_run rs[] = {
         RUN_TO("/dev/full", "info", model),
         RUN_TO("/dev/full", "info", model, "--json"),
         RUN_TO("/dev/full", "eval", model, "--test", test),
@@ -734,7 +683,7 @@ Test(cli, stdout_write_errors_exit_1)
         cr_assert_eq(count_lines(rs[i].err), 1, "run %zu: stderr: %s", i, rs[i].err);
         cr_assert_not_null(strstr(rs[i].err, "bprop: cannot write to standard output: "),
                            "run %zu: stderr: %s", i, rs[i].err);
-        run_free(&rs[i]);
+        tu_run_free(&rs[i]);
     }
     free(model);
     free(test);
@@ -748,13 +697,13 @@ Test(cli, atomic_output_unique_temp_and_mode)
     tu_write_text(mine, "a file of the user's own\n");
     tu_write_text(out, "old\n");
     cr_assert_eq(chmod(out, 0640), 0);
-    run_result r = RUN("predict", model, "--input", in, "--output", out);
+    tu_run r = RUN("predict", model, "--input", in, "--output", out);
     cr_assert_eq(r.status, 0, "stderr: %s", r.err);
-    run_free(&r);
-    char *text = read_all(mine);
+    tu_run_free(&r);
+    char *text = tu_read_file(mine, NULL);
     cr_assert_str_eq(text, "a file of the user's own\n", "predict --output clobbered out.csv.tmp");
     free(text);
-    text = read_all(out);
+    text = tu_read_file(out, NULL);
     check_predictions(text, 10);
     free(text);
     cr_assert_eq(file_mode(out), 0640, "replaced file has mode %o", file_mode(out));
@@ -765,7 +714,7 @@ Test(cli, atomic_output_unique_temp_and_mode)
     umask(mask);
     r = RUN("predict", model, "--input", in, "--output", fresh);
     cr_assert_eq(r.status, 0, "stderr: %s", r.err);
-    run_free(&r);
+    tu_run_free(&r);
     cr_assert_eq(file_mode(fresh), 0666u & ~(unsigned)mask, "new file has mode %o", file_mode(fresh));
     free(model);
     free(in);
@@ -778,20 +727,20 @@ Test(cli, labelled_is_ignored_for_idx_input)
 {
     write_idx_pair("img-idx3-ubyte.gz", "lab-idx1-ubyte.gz", 40, 1);
     char *img = path_in("img-idx3-ubyte.gz"), *lab = path_in("lab-idx1-ubyte.gz"), *model = path_in("i.bpm");
-    run_result r = RUN("train", "--train", img, "--train-labels", lab, "--epochs", "1", "--hidden", "4",
+    tu_run r = RUN("train", "--train", img, "--train-labels", lab, "--epochs", "1", "--hidden", "4",
                        "--batch", "10", "--threads", "2", "--save", model, "--quiet");
     cr_assert_eq(r.status, 0, "stderr: %s", r.err);
-    run_free(&r);
+    tu_run_free(&r);
     r = RUN("predict", model, "--input", img);
     cr_assert_eq(r.status, 0, "stderr: %s", r.err);
     char *plain = strdup(r.out);
-    run_free(&r);
+    tu_run_free(&r);
     r = RUN("predict", model, "--input", img, "--labelled");
     cr_assert_eq(r.status, 0, "stderr: %s", r.err);
     cr_assert_eq(strncmp(r.out, "index,predicted,p0,p1\n", 22), 0, "stdout: %.60s", r.out);
     cr_assert_eq(count_lines(r.out), 41);
     cr_assert_str_eq(r.out, plain, "--labelled changed the predictions of IDX input");
-    run_free(&r);
+    tu_run_free(&r);
     free(plain);
     free(img);
     free(lab);
@@ -825,7 +774,7 @@ Test(cli, corrupt_idx_is_neither_idx_nor_csv)
     char *bad = path_in("bad-idx3-ubyte"), *lab = path_in("lab-idx1-ubyte");
     char *model = train_small_model("m.bpm");
     tu_write_file(bad, bytes, sizeof bytes);
-    run_result rs[] = {
+    tu_run rs[] = {
         RUN("train", "--train", bad, "--epochs", "1"),
         RUN("train", "--train", bad, "--train-labels", lab, "--epochs", "1"),
         RUN("predict", model, "--input", bad),
@@ -837,7 +786,7 @@ Test(cli, corrupt_idx_is_neither_idx_nor_csv)
         for (size_t k = 0; k < 4; k++)
             cr_assert_not_null(strstr(rs[i].err, want[k]), "run %zu: no '%s' in: %s", i, want[k], rs[i].err);
         cr_assert_not_null(strstr(rs[i].err, bad), "run %zu: stderr: %s", i, rs[i].err);
-        run_free(&rs[i]);
+        tu_run_free(&rs[i]);
     }
     free(bad);
     free(lab);

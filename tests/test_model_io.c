@@ -30,40 +30,10 @@ enum {
     OFF_BODY = 456,
 };
 
-static void put_le(unsigned char *p, uint64_t v, int bytes)
-{
-    for (int i = 0; i < bytes; i++)
-        p[i] = (unsigned char)(v >> (8 * i));
-}
-
-static uint64_t get_le(const unsigned char *p, int bytes)
-{
-    uint64_t v = 0;
-    for (int i = bytes - 1; i >= 0; i--)
-        v = v << 8 | p[i];
-    return v;
-}
-
-static unsigned char *read_all(const char *path, size_t *n)
-{
-    FILE *f = fopen(path, "rb");
-    cr_assert_not_null(f, "cannot open %s", path);
-    cr_assert_eq(fseek(f, 0, SEEK_END), 0);
-    long len = ftell(f);
-    cr_assert_geq(len, 0);
-    rewind(f);
-    unsigned char *buf = malloc((size_t)len + 1);
-    cr_assert_not_null(buf);
-    cr_assert_eq(fread(buf, 1, (size_t)len, f), (size_t)len);
-    fclose(f);
-    *n = (size_t)len;
-    return buf;
-}
-
 /* Recompute the trailing CRC-32 after an edit, so that only the edit is wrong. */
 static void fix_crc(unsigned char *buf, size_t n)
 {
-    put_le(buf + n - 4, (uint32_t)crc32(0L, buf, (uInt)(n - 4)), 4);
+    tu_put_le(buf + n - 4, (uint32_t)crc32(0L, buf, (uInt)(n - 4)), 4);
 }
 
 /* A model whose every parameter and provenance field is distinct from the defaults. */
@@ -159,30 +129,30 @@ static void round_trip(int has_bias, int has_std)
 
     /* The documented layout: sizes and flags at their offsets, exact file length. */
     size_t n;
-    unsigned char *buf = read_all(path, &n);
+    unsigned char *buf = (unsigned char *)tu_read_file(path, &n);
     size_t expect = OFF_BODY + 4 * m->layout.total + (has_std ? 8 * 7 : 0) + 4;
     cr_assert_eq(n, expect);
     cr_assert_eq(memcmp(buf, "BPROPMDL", 8), 0);
-    cr_assert_eq(get_le(buf + OFF_VERSION, 4), 1);
-    cr_assert_eq(get_le(buf + OFF_HLEN, 4), OFF_BODY - 16);
-    cr_assert_eq(get_le(buf + OFF_INPUTS, 8), 7);
-    cr_assert_eq(get_le(buf + OFF_HIDDEN, 8), 5);
-    cr_assert_eq(get_le(buf + OFF_CLASSES, 8), 3);
-    cr_assert_eq(get_le(buf + OFF_HAS_BIAS, 4), (uint64_t)has_bias);
-    cr_assert_eq(get_le(buf + OFF_HAS_BIAS + 4, 4), (uint64_t)has_std);
-    cr_assert_eq(get_le(buf + OFF_SCHEDULE, 4), BPROP_SCHEDULE_STEP);
-    cr_assert_eq((int64_t)get_le(buf + OFF_SAVED, 8), l->info.saved_unix);
+    cr_assert_eq(tu_get_le(buf + OFF_VERSION, 4), 1);
+    cr_assert_eq(tu_get_le(buf + OFF_HLEN, 4), OFF_BODY - 16);
+    cr_assert_eq(tu_get_le(buf + OFF_INPUTS, 8), 7);
+    cr_assert_eq(tu_get_le(buf + OFF_HIDDEN, 8), 5);
+    cr_assert_eq(tu_get_le(buf + OFF_CLASSES, 8), 3);
+    cr_assert_eq(tu_get_le(buf + OFF_HAS_BIAS, 4), (uint64_t)has_bias);
+    cr_assert_eq(tu_get_le(buf + OFF_HAS_BIAS + 4, 4), (uint64_t)has_std);
+    cr_assert_eq(tu_get_le(buf + OFF_SCHEDULE, 4), BPROP_SCHEDULE_STEP);
+    cr_assert_eq((int64_t)tu_get_le(buf + OFF_SAVED, 8), l->info.saved_unix);
     cr_assert_str_eq((const char *)buf + OFF_DATA, m->info.data);
     uint32_t p5;
     memcpy(&p5, &m->params[5], 4);
-    cr_assert_eq(get_le(buf + OFF_BODY + 4 * 5, 4), p5);
-    cr_assert_eq(get_le(buf + n - 4, 4), (uint32_t)crc32(0L, buf, (uInt)(n - 4)));
+    cr_assert_eq(tu_get_le(buf + OFF_BODY + 4 * 5, 4), p5);
+    cr_assert_eq(tu_get_le(buf + n - 4, 4), (uint32_t)crc32(0L, buf, (uInt)(n - 4)));
 
     /* Saving the loaded model reproduces the file, apart from the save time and so the CRC. */
     char *path2 = tu_path(dir, "again.bin");
     cr_assert_eq(bprop_model_save(l, path2, &err), BPROP_OK, "%s", err.message);
     size_t n2;
-    unsigned char *buf2 = read_all(path2, &n2);
+    unsigned char *buf2 = (unsigned char *)tu_read_file(path2, &n2);
     cr_assert_eq(n2, n);
     memcpy(buf2 + OFF_SAVED, buf + OFF_SAVED, 8);
     fix_crc(buf2, n2);
@@ -234,7 +204,7 @@ static fixture fixture_make(int has_bias, int has_std)
     fx.m = make_model(has_bias, has_std);
     bprop_error err = {0};
     cr_assert_eq(bprop_model_save(fx.m, fx.path, &err), BPROP_OK, "%s", err.message);
-    fx.buf = read_all(fx.path, &fx.n);
+    fx.buf = (unsigned char *)tu_read_file(fx.path, &fx.n);
     return fx;
 }
 
@@ -280,11 +250,11 @@ Test(model_io, flipped_parameter_byte_is_checksum_error)
 Test(model_io, other_version_is_version_error)
 {
     fixture fx = fixture_make(1, 0);
-    put_le(fx.buf + OFF_VERSION, 7, 4);
+    tu_put_le(fx.buf + OFF_VERSION, 7, 4);
     fix_crc(fx.buf, fx.n);
     expect_load(&fx, fx.buf, fx.n, BPROP_E_VERSION, "format version 7, this build reads version 1");
     /* Also without a fixed-up checksum: the version decides how to read the rest. */
-    put_le(fx.buf + OFF_VERSION, 2, 4);
+    tu_put_le(fx.buf + OFF_VERSION, 2, 4);
     expect_load(&fx, fx.buf, fx.n, BPROP_E_VERSION, "format version 2");
     fixture_free(&fx);
 }
@@ -347,9 +317,9 @@ Test(model_io, huge_or_zero_sizes_are_size_errors)
     unsigned char *b = malloc(fx.n);
     for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++) {
         memcpy(b, fx.buf, fx.n);
-        put_le(b + OFF_INPUTS, cases[c].inputs, 8);
-        put_le(b + OFF_HIDDEN, cases[c].hidden, 8);
-        put_le(b + OFF_CLASSES, cases[c].classes, 8);
+        tu_put_le(b + OFF_INPUTS, cases[c].inputs, 8);
+        tu_put_le(b + OFF_HIDDEN, cases[c].hidden, 8);
+        tu_put_le(b + OFF_CLASSES, cases[c].classes, 8);
         fix_crc(b, fx.n);
         expect_load(&fx, b, fx.n, BPROP_E_SIZE, "model sizes");
     }
@@ -361,7 +331,7 @@ Test(model_io, smaller_sizes_with_valid_checksum_are_rejected)
 {
     /* Fewer parameters than the file holds: the checksum is then read from the wrong place. */
     fixture fx = fixture_make(1, 0);
-    put_le(fx.buf + OFF_HIDDEN, 4, 8);
+    tu_put_le(fx.buf + OFF_HIDDEN, 4, 8);
     fix_crc(fx.buf, fx.n);
     expect_load(&fx, fx.buf, fx.n, BPROP_E_CHECKSUM, "checksum mismatch");
     fixture_free(&fx);
@@ -372,7 +342,7 @@ Test(model_io, nonfinite_parameter_is_rejected_on_load)
     fixture fx = fixture_make(1, 1);
     size_t w2 = fx.m->layout.offset[BPROP_W2] + 3;
     size_t at = OFF_BODY + 4 * w2;
-    put_le(fx.buf + at, 0x7FC00000u, 4); /* quiet NaN */
+    tu_put_le(fx.buf + at, 0x7FC00000u, 4); /* quiet NaN */
     fix_crc(fx.buf, fx.n);
     char needle[64];
     snprintf(needle, sizeof needle, "byte offset %zu: W2[3] is NaN", at);
@@ -380,7 +350,7 @@ Test(model_io, nonfinite_parameter_is_rejected_on_load)
 
     fixture fy = fixture_make(1, 1);
     size_t scale2 = fy.n - 4 - 4 * 7 + 4 * 2;
-    put_le(fy.buf + scale2, 0xFF800000u, 4); /* -inf */
+    tu_put_le(fy.buf + scale2, 0xFF800000u, 4); /* -inf */
     fix_crc(fy.buf, fy.n);
     expect_load(&fy, fy.buf, fy.n, BPROP_E_NONFINITE, "std_scale[2] is infinite");
     fixture_free(&fx);
@@ -406,12 +376,12 @@ Test(model_io, bad_header_fields_are_format_errors)
     unsigned char *b = malloc(fx.n);
 
     memcpy(b, fx.buf, fx.n);
-    put_le(b + OFF_HAS_BIAS, 2, 4);
+    tu_put_le(b + OFF_HAS_BIAS, 2, 4);
     fix_crc(b, fx.n);
     expect_load(&fx, b, fx.n, BPROP_E_FORMAT, "byte offset 40");
 
     memcpy(b, fx.buf, fx.n);
-    put_le(b + OFF_SCHEDULE, 9, 4);
+    tu_put_le(b + OFF_SCHEDULE, 9, 4);
     fix_crc(b, fx.n);
     expect_load(&fx, b, fx.n, BPROP_E_FORMAT, "unknown learning-rate schedule 9");
 
@@ -421,13 +391,13 @@ Test(model_io, bad_header_fields_are_format_errors)
     expect_load(&fx, b, fx.n, BPROP_E_FORMAT, "not NUL-terminated");
 
     memcpy(b, fx.buf, fx.n);
-    put_le(b + OFF_HLEN, 100, 4);
+    tu_put_le(b + OFF_HLEN, 100, 4);
     fix_crc(b, fx.n);
     expect_load(&fx, b, fx.n, BPROP_E_FORMAT, "header length 100");
 
     /* A header length pointing past the end of the file: truncation, no allocation. */
     memcpy(b, fx.buf, fx.n);
-    put_le(b + OFF_HLEN, 0xFFFFFFF0u, 4);
+    tu_put_le(b + OFF_HLEN, 0xFFFFFFF0u, 4);
     fix_crc(b, fx.n);
     expect_load(&fx, b, fx.n, BPROP_E_FORMAT, "truncated");
     free(b);
@@ -443,7 +413,7 @@ Test(model_io, longer_header_is_skipped)
     memcpy(b, fx.buf, OFF_BODY);
     memset(b + OFF_BODY, 0xAB, extra);
     memcpy(b + OFF_BODY + extra, fx.buf + OFF_BODY, fx.n - OFF_BODY);
-    put_le(b + OFF_HLEN, OFF_BODY - 16 + extra, 4);
+    tu_put_le(b + OFF_HLEN, OFF_BODY - 16 + extra, 4);
     fix_crc(b, n);
     tu_write_file(fx.path, b, n);
     bprop_model *l = NULL;
@@ -472,7 +442,7 @@ static int count_entries(const char *dir)
 static void assert_unchanged(const fixture *fx)
 {
     size_t n;
-    unsigned char *now = read_all(fx->path, &n);
+    unsigned char *now = (unsigned char *)tu_read_file(fx->path, &n);
     cr_assert_eq(n, fx->n);
     cr_assert_eq(memcmp(now, fx->buf, n), 0, "the existing file was modified");
     cr_assert_eq(count_entries(fx->dir), 1, "a temporary file was left behind");
@@ -524,7 +494,7 @@ Test(model_io, failed_rename_removes_temp_file)
     cr_assert(strstr(err.message, path), "%s", err.message);
     cr_assert_eq(count_entries(dir), 1, "a temporary file was left behind");
     size_t n;
-    unsigned char *kept = read_all(inner, &n);
+    unsigned char *kept = (unsigned char *)tu_read_file(inner, &n);
     cr_assert_eq(n, 7);
     cr_assert_eq(memcmp(kept, "keep me", 7), 0);
     free(kept);

@@ -50,70 +50,23 @@ static char *path_in(const char *name) { return tu_path(g_dir, name); }
 
 /* ---- running programs ---------------------------------------------------------------------- */
 
-typedef struct run_result {
-    int status; /* exit status, or -1 when it did not exit normally */
-    char *out, *err;
-} run_result;
-
-static char *read_bytes(const char *path, size_t *len)
-{
-    FILE *f = fopen(path, "rb");
-    cr_assert_not_null(f, "cannot open %s", path);
-    size_t cap = 1 << 16, n = 0;
-    char *buf = malloc(cap);
-    for (size_t got; (got = fread(buf + n, 1, cap - n - 1, f)) > 0;) {
-        n += got;
-        if (cap - n < 2)
-            buf = realloc(buf, cap *= 2);
-    }
-    buf[n] = '\0';
-    fclose(f);
-    if (len)
-        *len = n;
-    return buf;
-}
-
-static void redirect(const char *path, int fd)
-{
-    int f = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0644);
-    if (f < 0 || dup2(f, fd) < 0)
-        _exit(126);
-    close(f);
-}
-
 /* Start argv[0] with stdout and stderr going to files in the scratch directory. */
 static pid_t start(const char *const *argv)
 {
     char *out = path_in("stdout.txt"), *err = path_in("stderr.txt");
-    fflush(NULL);
-    pid_t pid = fork();
-    cr_assert_geq(pid, 0, "fork failed");
-    if (pid == 0) {
-        redirect(out, STDOUT_FILENO);
-        redirect(err, STDERR_FILENO);
-        execv(argv[0], (char *const *)argv);
-        _exit(127);
-    }
+    const pid_t pid = tu_spawn(argv, &(tu_spawn_opts){.out = out, .err = err});
     free(out);
     free(err);
     return pid;
 }
 
-static run_result finish(pid_t pid)
+static tu_run finish(pid_t pid)
 {
-    int ws = 0;
-    cr_assert_eq(waitpid(pid, &ws, 0), pid);
     char *out = path_in("stdout.txt"), *err = path_in("stderr.txt");
-    run_result r = {WIFEXITED(ws) ? WEXITSTATUS(ws) : -1, read_bytes(out, NULL), read_bytes(err, NULL)};
+    tu_run r = tu_finish(pid, &(tu_spawn_opts){.out = out, .err = err});
     free(out);
     free(err);
     return r;
-}
-
-static void run_free(run_result *r)
-{
-    free(r->out);
-    free(r->err);
 }
 
 /* args: the program's arguments after its name (NULL-terminated); ranks 0 runs plain bprop. */
@@ -140,7 +93,7 @@ static const char **command(int ranks, const char *const *args)
     return argv;
 }
 
-static run_result run_ranks(int ranks, const char *const *args) { return finish(start(command(ranks, args))); }
+static tu_run run_ranks(int ranks, const char *const *args) { return finish(start(command(ranks, args))); }
 
 #define MPI_RUN(ranks, ...) run_ranks(ranks, (const char *const[]){__VA_ARGS__, NULL})
 #define PLAIN_RUN(...) run_ranks(0, (const char *const[]){__VA_ARGS__, NULL})
@@ -155,7 +108,7 @@ static size_t count_prefixed(const char *text, const char *prefix)
 }
 
 /* A failure: exit status 1, exactly one "bprop:" line, which contains every given fragment. */
-static void expect_one_message(const run_result *r, const char *const *fragments)
+static void expect_one_message(const tu_run *r, const char *const *fragments)
 {
     cr_assert_eq(r->status, 1, "exit status %d; stderr:\n%s", r->status, r->err);
     cr_assert_eq(count_prefixed(r->err, "bprop:"), 1, "not one message; stderr:\n%s", r->err);
@@ -171,7 +124,7 @@ static int exists(const char *path) { return access(path, F_OK) == 0; }
 static int same_file(const char *a, const char *b)
 {
     size_t na, nb;
-    char *x = read_bytes(a, &na), *y = read_bytes(b, &nb);
+    char *x = tu_read_file(a, &na), *y = tu_read_file(b, &nb);
     int same = na == nb && memcmp(x, y, na) == 0;
     free(x);
     free(y);
@@ -184,7 +137,7 @@ static int same_file(const char *a, const char *b)
 static int same_parameters(const char *a, const char *b)
 {
     size_t na, nb;
-    char *x = read_bytes(a, &na), *y = read_bytes(b, &nb);
+    char *x = tu_read_file(a, &na), *y = tu_read_file(b, &nb);
     cr_assert_gt(na, OFF_BODY + 4, "%s is too short", a);
     int same = na == nb && memcmp(x + OFF_BODY, y + OFF_BODY, na - OFF_BODY - 4) == 0;
     free(x);
@@ -195,7 +148,7 @@ static int same_parameters(const char *a, const char *b)
 static uint32_t file_u32(const char *path, size_t off)
 {
     size_t n;
-    unsigned char *b = (unsigned char *)read_bytes(path, &n);
+    unsigned char *b = (unsigned char *)tu_read_file(path, &n);
     cr_assert_gt(n, off + 4);
     uint32_t v = (uint32_t)b[off] | (uint32_t)b[off + 1] << 8 | (uint32_t)b[off + 2] << 16 |
                  (uint32_t)b[off + 3] << 24;
@@ -220,9 +173,9 @@ static char *plain_model(const char *threads)
     char name[32];
     snprintf(name, sizeof name, "plain_%s.bpm", threads);
     char *path = path_in(name);
-    run_result r = PLAIN_RUN(FASHION_ARGS, "--threads", threads, "--save", path);
+    tu_run r = PLAIN_RUN(FASHION_ARGS, "--threads", threads, "--save", path);
     cr_assert_eq(r.status, 0, "bprop train --threads %s failed:\n%s", threads, r.err);
-    run_free(&r);
+    tu_run_free(&r);
     return path;
 }
 
@@ -231,13 +184,13 @@ static void check_layout(int ranks, const char *threads)
     need_fashion();
     char *one = plain_model("1"), *two = plain_model("2"), *dist = path_in("dist.bpm");
     cr_assert(same_parameters(one, two), "plain bprop: 1 and 2 threads differ");
-    run_result r = MPI_RUN(ranks, FASHION_ARGS, "--threads", threads, "--save", dist);
+    tu_run r = MPI_RUN(ranks, FASHION_ARGS, "--threads", threads, "--save", dist);
     cr_assert_eq(r.status, 0, "%d ranks x %s threads failed:\n%s", ranks, threads, r.err);
     cr_assert(same_parameters(dist, one), "%d ranks x %s threads: parameters differ from plain "
               "bprop's (1 and 2 threads)", ranks, threads);
     cr_assert_eq(file_u32(dist, OFF_RANKS), (uint32_t)ranks, "model records %u ranks",
                  file_u32(dist, OFF_RANKS));
-    run_free(&r);
+    tu_run_free(&r);
     free(one);
     free(two);
     free(dist);
@@ -252,12 +205,12 @@ Test(mpi, layout_2x2_and_info)
 {
     check_layout(2, "2");
     char *dist = path_in("dist.bpm");
-    run_result r = MPI_RUN(2, "info", dist);
+    tu_run r = MPI_RUN(2, "info", dist);
     cr_assert_eq(r.status, 0, "stderr: %s", r.err);
     /* info runs on rank 0 alone: one report, naming the layout of the run. */
     cr_assert_eq(count_prefixed(r.out, "model:"), 1, "stdout:\n%s", r.out);
     cr_assert_not_null(strstr(r.out, "2 ranks x 2 threads"), "stdout:\n%s", r.out);
-    run_free(&r);
+    tu_run_free(&r);
     free(dist);
 }
 
@@ -298,15 +251,15 @@ Test(mpi, more_ranks_than_samples_in_a_batch)
     /* Batch 2 over 3 ranks, and a last batch of 1 (201 samples): some ranks' shares are empty. */
     write_copies(1);
     char *data = path_in("t0.csv"), *plain = path_in("plain.bpm"), *dist = path_in("dist.bpm");
-    run_result r = PLAIN_RUN("train", "--reproducible", "--train", data, "--hidden", "8", "--batch", "2", "--epochs",
+    tu_run r = PLAIN_RUN("train", "--reproducible", "--train", data, "--hidden", "8", "--batch", "2", "--epochs",
                              "2", "--threads", "1", "--quiet", "--save", plain);
     cr_assert_eq(r.status, 0, "stderr: %s", r.err);
-    run_free(&r);
+    tu_run_free(&r);
     r = MPI_RUN(3, "train", "--reproducible", "--train", data, "--hidden", "8", "--batch", "2", "--epochs", "2",
                 "--threads", "1", "--quiet", "--save", dist);
     cr_assert_eq(r.status, 0, "stderr: %s", r.err);
     cr_assert(same_parameters(plain, dist), "3 ranks at batch 2: parameters differ from bprop's");
-    run_free(&r);
+    tu_run_free(&r);
     free(data);
     free(plain);
     free(dist);
@@ -316,12 +269,12 @@ Test(mpi, a_rank_cannot_read_its_data)
 {
     write_copies(2); /* no t2.csv for rank 2 */
     char *data = rank_path(), *model = path_in("m.bpm"), *missing = path_in("t2.csv");
-    run_result r = MPI_RUN(3, "train", "--train", data, "--hidden", "8", "--epochs", "1",
+    tu_run r = MPI_RUN(3, "train", "--train", data, "--hidden", "8", "--epochs", "1",
                            "--threads", "1", "--save", model);
     EXPECT_MESSAGE(&r, "bprop: rank 2: ", missing);
     cr_assert(!exists(model), "a failed run wrote the model");
     cr_assert_null(strstr(r.out, "epoch"), "training started:\n%s", r.out);
-    run_free(&r);
+    tu_run_free(&r);
     free(data);
     free(model);
     free(missing);
@@ -333,11 +286,11 @@ Test(mpi, a_rank_with_malformed_data)
     char *bad = path_in("t1.csv");
     tu_write_text(bad, "0,1,2,3,4\n1,2,3,4,5\n2,3,4,5\n"); /* line 3: a missing field */
     char *data = rank_path(), *model = path_in("m.bpm");
-    run_result r = MPI_RUN(2, "train", "--train", data, "--hidden", "8", "--epochs", "1",
+    tu_run r = MPI_RUN(2, "train", "--train", data, "--hidden", "8", "--epochs", "1",
                            "--threads", "1", "--save", model);
     EXPECT_MESSAGE(&r, "bprop: rank 1: ", bad, "line 3");
     cr_assert(!exists(model), "a failed run wrote the model");
-    run_free(&r);
+    tu_run_free(&r);
     free(bad);
     free(data);
     free(model);
@@ -352,11 +305,11 @@ Test(mpi, a_rank_holds_different_data)
     write_csv("t2.csv", d);
     bprop_dataset_free(d);
     char *data = rank_path(), *model = path_in("m.bpm");
-    run_result r = MPI_RUN(3, "train", "--train", data, "--hidden", "8", "--epochs", "1",
+    tu_run r = MPI_RUN(3, "train", "--train", data, "--hidden", "8", "--epochs", "1",
                            "--threads", "1", "--save", model);
     EXPECT_MESSAGE(&r, "bprop: rank 2: training data differs from rank 0's");
     cr_assert(!exists(model), "a failed run wrote the model");
-    run_free(&r);
+    tu_run_free(&r);
     free(data);
     free(model);
 }
@@ -365,12 +318,12 @@ Test(mpi, unwritable_outputs_are_refused_before_training)
 {
     write_copies(1);
     char *data = path_in("t0.csv"), *model = path_in("no/such/dir/m.bpm"), *metrics = path_in("m.jsonl");
-    run_result r = MPI_RUN(2, "train", "--train", data, "--hidden", "8", "--epochs", "1",
+    tu_run r = MPI_RUN(2, "train", "--train", data, "--hidden", "8", "--epochs", "1",
                            "--threads", "1", "--save", model, "--metrics", metrics);
     EXPECT_MESSAGE(&r, "bprop: rank 0: --save: ", model);
     cr_assert_null(strstr(r.out, "epoch"), "training started:\n%s", r.out);
     cr_assert(!exists(metrics), "the metrics were written");
-    run_free(&r);
+    tu_run_free(&r);
 
     /* --metrics naming a directory. */
     char *good = path_in("m.bpm");
@@ -378,7 +331,7 @@ Test(mpi, unwritable_outputs_are_refused_before_training)
                 "--save", good, "--metrics", g_dir);
     EXPECT_MESSAGE(&r, "bprop: rank 0: --metrics: ", "is a directory");
     cr_assert(!exists(good), "the model was written");
-    run_free(&r);
+    tu_run_free(&r);
     free(data);
     free(model);
     free(metrics);
@@ -391,12 +344,12 @@ Test(mpi, divergence_is_seen_by_every_rank)
     char *data = path_in("t0.csv"), *model = path_in("m.bpm"), *old = path_in("old.bpm");
     tu_write_text(model, "an older model\n");
     tu_write_text(old, "an older model\n");
-    run_result r = MPI_RUN(3, "train", "--train", data, "--lr", "1e30", "--hidden", "8",
+    tu_run r = MPI_RUN(3, "train", "--train", data, "--lr", "1e30", "--hidden", "8",
                            "--epochs", "2", "--threads", "1", "--save", model);
     /* Every rank fails at the same step: the global loss is non-finite everywhere. */
     EXPECT_MESSAGE(&r, "bprop: rank 0: ", "(3 of 3 ranks failed)");
     cr_assert(same_file(model, old), "a diverged run replaced the model");
-    run_free(&r);
+    tu_run_free(&r);
     free(data);
     free(model);
     free(old);
@@ -404,20 +357,20 @@ Test(mpi, divergence_is_seen_by_every_rank)
 
 Test(mpi, usage_errors_and_help_print_once)
 {
-    run_result r = MPI_RUN(2, "train", "--no-such-option");
+    tu_run r = MPI_RUN(2, "train", "--no-such-option");
     cr_assert_eq(r.status, 2, "stderr: %s", r.err);
     cr_assert_eq(count_prefixed(r.err, "bprop train: --no-such-option: unknown option"), 1,
                  "stderr:\n%s", r.err);
-    run_free(&r);
+    tu_run_free(&r);
     r = MPI_RUN(2, "train", "--checkpoint-every", "5");
     cr_assert_eq(r.status, 2, "stderr: %s", r.err);
     cr_assert_eq(count_prefixed(r.err, "bprop train: --checkpoint-every: needs --checkpoint FILE"),
                  1, "stderr:\n%s", r.err);
-    run_free(&r);
+    tu_run_free(&r);
     r = MPI_RUN(2, "train", "--help");
     cr_assert_eq(r.status, 0, "stderr: %s", r.err);
     cr_assert_eq(count_prefixed(r.out, "Usage: bprop train"), 1, "stdout:\n%s", r.out);
-    run_free(&r);
+    tu_run_free(&r);
 }
 
 /* The kernel set a plain bprop run records in its model, with BPROP_ISA=isa (NULL: unset). */
@@ -426,13 +379,13 @@ static char *recorded_isa(const char *isa, const char *data)
     char *model = path_in("isa.bpm");
     if (isa)
         setenv("BPROP_ISA", isa, 1);
-    run_result r = PLAIN_RUN("train", "--train", data, "--hidden", "8", "--epochs", "1", "--quiet",
+    tu_run r = PLAIN_RUN("train", "--train", data, "--hidden", "8", "--epochs", "1", "--quiet",
                              "--save", model);
     unsetenv("BPROP_ISA");
     cr_assert_eq(r.status, 0, "stderr: %s", r.err);
-    run_free(&r);
+    tu_run_free(&r);
     size_t n;
-    char *bytes = read_bytes(model, &n), *name = calloc(1, 17);
+    char *bytes = tu_read_file(model, &n), *name = calloc(1, 17);
     cr_assert_gt(n, OFF_ISA + 16);
     memcpy(name, bytes + OFF_ISA, 16);
     free(bytes);
@@ -457,10 +410,10 @@ Test(mpi, ranks_with_different_kernel_sets_are_refused)
                           "--train", data, "--hidden", "8", "--epochs", "1", "--save", model, ":",
                           "-np", "1", "/usr/bin/env", "BPROP_ISA=generic", BPROP_MPI_CLI_PATH, "train",
                           "--train", data, "--hidden", "8", "--epochs", "1", "--save", model, NULL};
-    run_result r = finish(start(argv));
+    tu_run r = finish(start(argv));
     EXPECT_MESSAGE(&r, "bprop: rank 1: kernel set 'generic' differs from rank 0's", "BPROP_ISA=");
     cr_assert(!exists(model), "a refused run wrote the model");
-    run_free(&r);
+    tu_run_free(&r);
     free(data);
     free(model);
 }
@@ -534,7 +487,7 @@ Test(mpi, a_killed_rank_ends_the_job)
     int waited = 0, ws = 0;
     for (; waited < 60000 && !temp_present("log.jsonl.tmp."); waited += 50) {
         if (waitpid(job, &ws, WNOHANG) == job) {
-            char *err = path_in("stderr.txt"), *text = read_bytes(err, NULL);
+            char *err = path_in("stderr.txt"), *text = tu_read_file(err, NULL);
             cr_assert_fail("the job ended before training (status %d):\n%s", ws, text);
         }
         sleep_ms(50);
@@ -575,9 +528,9 @@ static char *ck_reference(void)
 {
     need_fashion();
     char *ref = path_in("ref.bpm");
-    run_result r = PLAIN_RUN(CK_ARGS, "--threads", "2", "--save", ref);
+    tu_run r = PLAIN_RUN(CK_ARGS, "--threads", "2", "--save", ref);
     cr_assert_eq(r.status, 0, "uninterrupted run failed:\n%s", r.err);
-    run_free(&r);
+    tu_run_free(&r);
     return ref;
 }
 
@@ -606,7 +559,7 @@ static void wait_for_training(pid_t job, const char *metrics_prefix)
 
 /* A run stopped by sig: its exit status, rank 0's one message naming the checkpoint, no model
  * saved, no temporary file left, and a checkpoint that loads and is not at the run's end. */
-static void expect_stopped(const run_result *r, int status, const char *sig_name, const char *ckpt,
+static void expect_stopped(const tu_run *r, int status, const char *sig_name, const char *ckpt,
                            const char *model, uint64_t epochs)
 {
     char want[64];
@@ -631,7 +584,7 @@ static void expect_stopped(const run_result *r, int status, const char *sig_name
 
 static size_t count_lines(const char *path)
 {
-    char *text = read_bytes(path, NULL);
+    char *text = tu_read_file(path, NULL);
     size_t n = 0;
     for (const char *p = text; *p; p++)
         n += *p == '\n';
@@ -647,16 +600,16 @@ Test(mpi, plain_checkpoint_resumes_on_two_ranks_bitwise)
                                   "--checkpoint-every", "10", "--save", model, NULL}));
     wait_for_file(job, ckpt);
     cr_assert_eq(kill(job, SIGUSR1), 0);
-    run_result r = finish(job);
+    tu_run r = finish(job);
     expect_stopped(&r, 138, "SIGUSR1", ckpt, model, 8);
-    run_free(&r);
+    tu_run_free(&r);
     /* Continued by 2 ranks x 1 thread: every rank reads the checkpoint, rank 0 saves. */
     r = MPI_RUN(2, "train", "--resume", ckpt, "--threads", "1");
     cr_assert_eq(r.status, 0, "resume on 2 ranks failed:\n%s", r.err);
     cr_assert(same_parameters(ref, model), "plain checkpoint resumed on 2 ranks: parameters differ "
               "from the uninterrupted run's");
     cr_assert_eq(file_u32(model, OFF_RANKS), 2u, "the model records %u ranks", file_u32(model, OFF_RANKS));
-    run_free(&r);
+    tu_run_free(&r);
     free(ref);
     free(ckpt);
     free(model);
@@ -670,16 +623,16 @@ Test(mpi, sigusr1_to_mpirun_checkpoints_and_plain_bprop_resumes_bitwise)
                                   "--checkpoint-every", "10", "--save", model, NULL}));
     wait_for_file(job, ckpt);
     cr_assert_eq(kill(job, SIGUSR1), 0);
-    run_result r = finish(job);
+    tu_run r = finish(job);
     expect_stopped(&r, 138, "SIGUSR1", ckpt, model, 8);
     cr_assert_not_null(strstr(r.err, "bprop-mpi train --resume"), "stderr:\n%s", r.err);
-    run_free(&r);
+    tu_run_free(&r);
     /* Continued by plain bprop on one thread. */
     r = PLAIN_RUN("train", "--resume", ckpt, "--threads", "1");
     cr_assert_eq(r.status, 0, "plain resume failed:\n%s", r.err);
     cr_assert(same_parameters(ref, model), "2-rank checkpoint resumed by plain bprop: parameters "
               "differ from the uninterrupted run's");
-    run_free(&r);
+    tu_run_free(&r);
     free(ref);
     free(ckpt);
     free(model);
@@ -697,17 +650,17 @@ Test(mpi, a_signal_to_one_rank_stops_all_and_three_ranks_resume_bitwise)
     pid_t victim = find_rank(1);
     cr_assert_gt(victim, 0, "rank 1 not found");
     cr_assert_eq(kill(victim, SIGTERM), 0);
-    run_result r = finish(job);
+    tu_run r = finish(job);
     expect_stopped(&r, 143, "SIGTERM", ckpt, model, 8);
     cr_assert(!exists(metrics), "a stopped run published its metrics");
-    run_free(&r);
+    tu_run_free(&r);
     /* 3 ranks continue the 2-rank run; the recorded --save and --metrics are rank 0's. */
     r = MPI_RUN(3, "train", "--resume", ckpt, "--threads", "1");
     cr_assert_eq(r.status, 0, "resume on 3 ranks failed:\n%s", r.err);
     cr_assert(same_parameters(ref, model), "2-rank checkpoint resumed on 3 ranks: parameters differ "
               "from the uninterrupted run's");
     cr_assert_eq(count_lines(metrics), 8, "the resumed run's metrics lack epochs");
-    run_free(&r);
+    tu_run_free(&r);
     free(ref);
     free(model);
     free(metrics);
@@ -728,14 +681,14 @@ Test(mpi, sigint_to_mpirun_reaches_the_ranks_as_sigterm)
     pid_t job = start(argv);
     wait_for_training(job, "log.jsonl.tmp.");
     cr_assert_eq(kill(job, SIGINT), 0);
-    run_result r = finish(job);
+    tu_run r = finish(job);
     /* mpirun's own status after it killed the job is 1, whatever the ranks returned. */
     cr_assert_neq(r.status, 0, "mpirun reported success");
     expect_stopped(&r, -1, "SIGTERM", ckpt, model, 1000);
     for (int waited = 0; waited < 10000 && (find_rank(0) || find_rank(1)); waited += 50)
         sleep_ms(50);
     cr_assert(!find_rank(0) && !find_rank(1), "a rank is still running");
-    run_free(&r);
+    tu_run_free(&r);
     free(ckpt);
     free(model);
     free(metrics);
@@ -745,27 +698,27 @@ Test(mpi, every_rank_must_resume_the_same_checkpoint)
 {
     write_copies(1);
     char *data = path_in("t0.csv"), *c0 = path_in("c0.ckpt"), *c1 = path_in("c1.ckpt");
-    run_result r = PLAIN_RUN("train", "--train", data, "--hidden", "8", "--epochs", "1", "--threads",
+    tu_run r = PLAIN_RUN("train", "--train", data, "--hidden", "8", "--epochs", "1", "--threads",
                              "1", "--quiet", "--checkpoint", c0);
     cr_assert_eq(r.status, 0, "stderr: %s", r.err);
-    run_free(&r);
+    tu_run_free(&r);
     /* Rank r reads c<r>.ckpt: rank 1's is missing. */
     char *each = path_in("c%r.ckpt"), *model = path_in("m.bpm");
     r = MPI_RUN(2, "train", "--resume", each, "--epochs", "2", "--save", model);
     EXPECT_MESSAGE(&r, "bprop: rank 1: ", c1);
     cr_assert(!exists(model), "a refused run wrote the model");
-    run_free(&r);
+    tu_run_free(&r);
     /* Rank 1's is another run's (another seed): the same data and shape, another state. */
     r = PLAIN_RUN("train", "--train", data, "--hidden", "8", "--epochs", "1", "--threads", "1",
                   "--quiet", "--seed", "7", "--checkpoint", c1);
     cr_assert_eq(r.status, 0, "stderr: %s", r.err);
-    run_free(&r);
+    tu_run_free(&r);
     r = MPI_RUN(2, "train", "--resume", each, "--epochs", "2", "--save", model);
     EXPECT_MESSAGE(&r, "bprop: rank 1: the state read from the --resume checkpoint differs from "
                    "rank 0's");
     cr_assert(!exists(model), "a refused run wrote the model");
     cr_assert_null(strstr(r.out, "    2 "), "training started:\n%s", r.out);
-    run_free(&r);
+    tu_run_free(&r);
     free(data);
     free(c0);
     free(c1);

@@ -118,52 +118,12 @@ static void expect_import_fails(const char *dir, bprop_status status, const char
 
 /* ---- running the program ------------------------------------------------------------------- */
 
-typedef struct run_result {
-    int status;
-    char *out, *err;
-} run_result;
-
-static char *read_text(const char *path)
-{
-    FILE *f = fopen(path, "rb");
-    cr_assert_not_null(f, "cannot open %s", path);
-    size_t cap = 1 << 16, n = 0;
-    char *buf = malloc(cap);
-    for (size_t got; (got = fread(buf + n, 1, cap - n - 1, f)) > 0;) {
-        n += got;
-        if (cap - n < 2)
-            buf = realloc(buf, cap *= 2);
-    }
-    buf[n] = '\0';
-    fclose(f);
-    return buf;
-}
-
-static void redirect(const char *path, int fd)
-{
-    int f = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0644);
-    if (f < 0 || dup2(f, fd) < 0)
-        _exit(126);
-    close(f);
-}
-
-/* Run argv[0] (a program path) with the rest, capturing stdout and stderr. */
-static run_result run_prog(const char *const *argv)
+/* Run argv[0] (a program path, or a name on PATH) with the rest, capturing stdout and stderr. */
+static tu_run run_prog(const char *const *argv)
 {
     char *out = in_dir("stdout.txt"), *err = in_dir("stderr.txt");
-    fflush(NULL);
-    pid_t pid = fork();
-    cr_assert_geq(pid, 0);
-    if (pid == 0) {
-        redirect(out, STDOUT_FILENO);
-        redirect(err, STDERR_FILENO);
-        setenv("OMP_NUM_THREADS", "2", 1);
-        execvp(argv[0], (char *const *)argv);
-        _exit(127);
-    }
-    int ws = 0;
-    cr_assert_eq(waitpid(pid, &ws, 0), pid);
-    run_result r = {WIFEXITED(ws) ? WEXITSTATUS(ws) : -1, read_text(out), read_text(err)};
+    const tu_spawn_opts o = {.out = out, .err = err, .omp_threads = "2"};
+    tu_run r = tu_finish(tu_spawn(argv, &o), &o);
     free(out);
     free(err);
     return r;
@@ -171,24 +131,18 @@ static run_result run_prog(const char *const *argv)
 
 #define RUN(...) run_prog((const char *const[]){BPROP_CLI_PATH, __VA_ARGS__, NULL})
 
-static void run_free(run_result *r)
-{
-    free(r->out);
-    free(r->err);
-}
-
 /* `bprop import DIR --save M` must fail with exit 1, one line naming file and text, no M. */
 static void expect_cli_refusal(const char *dir, const char *file, const char *text)
 {
     char *model = in_dir("refused.bpm");
-    run_result r = RUN("import", dir, "--save", model);
+    tu_run r = RUN("import", dir, "--save", model);
     cr_assert_eq(r.status, 1, "exit %d, stderr: %s", r.status, r.err);
     cr_assert_not_null(strstr(r.err, file), "stderr '%s' does not name %s", r.err, file);
     cr_assert_not_null(strstr(r.err, text), "stderr '%s' lacks '%s'", r.err, text);
     cr_assert_eq(strncmp(r.err, "bprop: ", 7), 0);
     cr_assert_eq(strchr(r.err, '\n'), r.err + strlen(r.err) - 1, "not one line: %s", r.err);
     cr_assert(!exists(model), "a model file was written");
-    run_free(&r);
+    tu_run_free(&r);
     free(model);
 }
 
@@ -252,7 +206,7 @@ Test(npy, written_header_follows_the_spec)
                             "{'descr': '<f4', 'fortran_order': False, 'shape': (4,), }"};
     const size_t bytes[2] = {3 * 4 * 4, 4 * 4};
     for (int i = 0; i < 2; i++) {
-        char *s = read_text(paths[i]);
+        char *s = tu_read_file(paths[i], NULL);
         cr_assert_eq(memcmp(s, "\x93NUMPY\x01\x00", 8), 0);
         size_t hl = (unsigned char)s[8] | (size_t)(unsigned char)s[9] << 8;
         cr_assert_eq((10 + hl) % 64, 0, "header not padded to 64: %zu", hl);
@@ -345,11 +299,11 @@ Test(npy, float64_is_rounded_and_reported)
     bprop_model_free(m);
     /* The command says so, once, naming the files. */
     char *model = in_dir("f64.bpm");
-    run_result r = RUN("import", dir, "--save", model);
+    tu_run r = RUN("import", dir, "--save", model);
     cr_assert_eq(r.status, 0, "%s", r.err);
     cr_assert_str_eq(r.err, "bprop: note: float64 values rounded to float32 in W1.npy b2.npy\n");
     cr_assert(exists(model));
-    run_free(&r), free(model), free(dir);
+    tu_run_free(&r), free(model), free(dir);
 }
 
 /* ---- refusals ------------------------------------------------------------------------------ */
@@ -429,7 +383,7 @@ static void spoil(const char *dir, const refusal *r)
     } else if (r->how == MUT_MAGIC) {
         tu_write_text(p, "PK\x03\x04 this is a zip file, not npy");
     } else if (r->how == MUT_CUT_HEADER) {
-        char *s = read_text(p);
+        char *s = tu_read_file(p, NULL);
         tu_write_file(p, s, 40);
         free(s);
     } else if (r->how == MUT_F8_HUGE) {
@@ -464,18 +418,18 @@ Test(npy, missing_directory_and_bad_command_lines)
     char *dir = in_dir("nowhere");
     expect_import_fails(dir, BPROP_E_IO, dir, "cannot open");
     expect_cli_refusal(dir, dir, "cannot open");
-    run_result r = RUN("import", dir);
+    tu_run r = RUN("import", dir);
     cr_assert_eq(r.status, 2);
     cr_assert_not_null(strstr(r.err, "missing --save MODEL"), "%s", r.err);
-    run_free(&r);
+    tu_run_free(&r);
     r = RUN("export", "only-a-model.bpm");
     cr_assert_eq(r.status, 2);
     cr_assert_not_null(strstr(r.err, "missing DIR"), "%s", r.err);
-    run_free(&r);
+    tu_run_free(&r);
     r = RUN("export", "a", "b", "c");
     cr_assert_eq(r.status, 2);
     cr_assert_not_null(strstr(r.err, "unexpected argument 'c'"), "%s", r.err);
-    run_free(&r);
+    tu_run_free(&r);
     /* Export into a path that is a file, and of a model that is not there. */
     char *model = in_dir("m.bpm"), *file = in_dir("plain-file");
     bprop_model *m = make_model(3, 4, 2, 1, 0, 1);
@@ -485,18 +439,18 @@ Test(npy, missing_directory_and_bad_command_lines)
     r = RUN("export", model, file);
     cr_assert_eq(r.status, 1);
     cr_assert_not_null(strstr(r.err, "is not a directory"), "%s", r.err);
-    run_free(&r);
+    tu_run_free(&r);
     r = RUN("export", dir, file);
     cr_assert_eq(r.status, 1);
     cr_assert_not_null(strstr(r.err, "cannot open"), "%s", r.err);
-    run_free(&r);
+    tu_run_free(&r);
     free(model), free(file);
     const char *cmds[2] = {"export", "import"};
     for (int i = 0; i < 2; i++) {
         r = RUN(cmds[i], "--help");
         cr_assert_eq(r.status, 0);
         cr_assert_not_null(strstr(r.out, "W1.npy (inputs, hidden)"), "%s", r.out);
-        run_free(&r);
+        tu_run_free(&r);
     }
     free(dir);
 }
@@ -521,9 +475,9 @@ static const char *python_with_numpy(void)
 {
     static const char *const candidates[] = {"/usr/bin/python3", "python3"};
     for (size_t i = 0; i < 2; i++) {
-        run_result r = run_prog((const char *const[]){candidates[i], "-c", "import numpy", NULL});
+        tu_run r = run_prog((const char *const[]){candidates[i], "-c", "import numpy", NULL});
         int ok = r.status == 0;
-        run_free(&r);
+        tu_run_free(&r);
         if (ok)
             return candidates[i];
     }
@@ -557,19 +511,19 @@ static void cli_round_trip(int bias, int std)
     char *dir = in_dir("npy"), *back = in_dir("back.bpm");
     write_csv(csv, train, train->n, 1);
     write_csv(in, train, 12, 0);
-    run_result r = RUN("train", "--train", csv, "--hidden", "6", "--epochs", "2", "--batch", "16",
+    tu_run r = RUN("train", "--train", csv, "--hidden", "6", "--epochs", "2", "--batch", "16",
                        "--quiet", "--save", model, std ? "--standardize" : "--quiet",
                        bias ? "--quiet" : "--no-bias");
     cr_assert_eq(r.status, 0, "%s", r.err);
-    run_free(&r);
+    tu_run_free(&r);
     r = RUN("export", model, dir);
     cr_assert_eq(r.status, 0, "%s", r.err);
     cr_assert_not_null(strstr(r.out, "exported"), "%s", r.out);
-    run_free(&r);
+    tu_run_free(&r);
     r = RUN("import", dir, "--save", back);
     cr_assert_eq(r.status, 0, "%s", r.err);
     cr_assert_str_eq(r.err, "");
-    run_free(&r);
+    tu_run_free(&r);
     bprop_model *a = NULL, *c = NULL;
     cr_assert_eq(bprop_model_load(model, &a, NULL), BPROP_OK);
     cr_assert_eq(bprop_model_load(back, &c, NULL), BPROP_OK);
@@ -578,9 +532,9 @@ static void cli_round_trip(int bias, int std)
     cr_assert_eq(a->has_bias, bias);
     r = RUN("predict", model, "--input", in);
     cr_assert_eq(r.status, 0, "%s", r.err);
-    run_result r2 = RUN("predict", back, "--input", in);
+    tu_run r2 = RUN("predict", back, "--input", in);
     cr_assert_str_eq(r.out, r2.out, "the imported model predicts differently");
-    run_free(&r2);
+    tu_run_free(&r2);
     const char *py = python_with_numpy();
     if (!py) {
         cr_log_warn("python3 with numpy not found (Debian: python3-numpy): numpy check skipped");
@@ -588,9 +542,9 @@ static void cli_round_trip(int bias, int std)
         r2 = run_prog((const char *const[]){py, BPROP_TEST_SOURCE_DIR "/npy_predict.py", dir, in, NULL});
         cr_assert_eq(r2.status, 0, "npy_predict.py failed: %s", r2.err);
         compare_predictions(r.out, r2.out, 12, a->classes);
-        run_free(&r2);
+        tu_run_free(&r2);
     }
-    run_free(&r);
+    tu_run_free(&r);
     bprop_model_free(a), bprop_model_free(c), bprop_dataset_free(train);
     free(csv), free(in), free(model), free(dir), free(back);
 }

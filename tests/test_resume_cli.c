@@ -33,24 +33,6 @@ TestSuite(resume_cli, .init = scratch_create, .fini = scratch_remove, .timeout =
 
 static char *path_in(const char *name) { return tu_path(g_dir, name); }
 
-static char *read_bytes(const char *path, size_t *len)
-{
-    FILE *f = fopen(path, "rb");
-    cr_assert_not_null(f, "cannot open %s", path);
-    size_t cap = 4096, n = 0;
-    char *buf = malloc(cap);
-    for (size_t got; (got = fread(buf + n, 1, cap - n - 1, f)) > 0;) {
-        n += got;
-        if (cap - n < 2)
-            buf = realloc(buf, cap *= 2);
-    }
-    buf[n] = '\0';
-    fclose(f);
-    if (len)
-        *len = n;
-    return buf;
-}
-
 static int exists(const char *name)
 {
     char *p = path_in(name);
@@ -61,19 +43,8 @@ static int exists(const char *name)
 
 /* ---- running the program (in the scratch directory, so relative names land there) -------- */
 
-typedef struct run_result {
-    int status; /* exit status; 128 + signal when killed by one */
-    char *out, *err;
-} run_result;
-
-static void redirect(const char *path, int fd)
-{
-    int f = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0644);
-    if (f < 0 || dup2(f, fd) < 0)
-        _exit(126);
-    close(f);
-}
-
+/* Start the CLI with args (NULL-terminated) in the scratch directory, its output going to files
+ * there: one run at a time in each test process. */
 static pid_t spawn(const char *const *args)
 {
     const char *argv[64] = {BPROP_CLI_PATH};
@@ -84,53 +55,34 @@ static pid_t spawn(const char *const *args)
     }
     argv[n] = NULL;
     char *out = path_in("stdout.txt"), *err = path_in("stderr.txt");
-    fflush(NULL);
-    pid_t pid = fork();
-    cr_assert_geq(pid, 0, "fork failed");
-    if (pid == 0) {
-        if (chdir(g_dir) != 0)
-            _exit(125);
-        redirect(out, STDOUT_FILENO);
-        redirect(err, STDERR_FILENO);
-        setenv("OMP_NUM_THREADS", "2", 1);
-        execv(BPROP_CLI_PATH, (char *const *)argv);
-        _exit(127);
-    }
+    const pid_t pid = tu_spawn(argv, &(tu_spawn_opts){.out = out, .err = err, .dir = g_dir,
+                                                      .omp_threads = "2"});
     free(out);
     free(err);
     return pid;
 }
 
-static run_result finish(pid_t pid)
+static tu_run finish(pid_t pid)
 {
-    int ws = 0;
-    cr_assert_eq(waitpid(pid, &ws, 0), pid);
     char *out = path_in("stdout.txt"), *err = path_in("stderr.txt");
-    run_result r = {WIFEXITED(ws) ? WEXITSTATUS(ws) : 128 + WTERMSIG(ws), read_bytes(out, NULL),
-                    read_bytes(err, NULL)};
+    tu_run r = tu_finish(pid, &(tu_spawn_opts){.out = out, .err = err});
     free(out);
     free(err);
     return r;
 }
 
-static run_result run_argv(const char *const *args) { return finish(spawn(args)); }
+static tu_run run_argv(const char *const *args) { return finish(spawn(args)); }
 
 #define RUN(...) run_argv((const char *const[]){__VA_ARGS__, NULL})
 #define SPAWN(...) spawn((const char *const[]){__VA_ARGS__, NULL})
 
-static void run_free(run_result *r)
-{
-    free(r->out);
-    free(r->err);
-}
-
-static void expect_ok(run_result *r, const char *what)
+static void expect_ok(tu_run *r, const char *what)
 {
     cr_assert_eq(r->status, 0, "%s: exit %d\nstdout:\n%s\nstderr:\n%s", what, r->status, r->out, r->err);
 }
 
 /* Exit status and the message that goes with it. */
-static void expect_fail(run_result *r, int status, const char *text)
+static void expect_fail(tu_run *r, int status, const char *text)
 {
     cr_assert_eq(r->status, status, "exit %d (want %d)\nstderr:\n%s", r->status, status, r->err);
     cr_assert(strstr(r->err, text), "stderr lacks '%s':\n%s", text, r->err);
@@ -180,7 +132,7 @@ static void expect_same_params(const char *a, const char *b)
 {
     char *pa = path_in(a), *pb = path_in(b);
     size_t na, nb;
-    char *x = read_bytes(pa, &na), *y = read_bytes(pb, &nb);
+    char *x = tu_read_file(pa, &na), *y = tu_read_file(pb, &nb);
     cr_assert_eq(na, nb, "%s and %s differ in length", a, b);
     cr_assert_gt(na, MODEL_BODY + 4);
     cr_assert_eq(memcmp(x + MODEL_BODY, y + MODEL_BODY, na - MODEL_BODY - 4), 0,
@@ -235,7 +187,7 @@ static void wait_for(pid_t pid, const char *name)
 static void check_signal_stop(int sig, int with_checkpoint)
 {
     write_data(2000);
-    run_result ref = RUN(RUN_OPTS, "--epochs", "40", "--save", "ref.bpm", "--metrics", "ref.jsonl", "--quiet");
+    tu_run ref = RUN(RUN_OPTS, "--epochs", "40", "--save", "ref.bpm", "--metrics", "ref.jsonl", "--quiet");
     expect_ok(&ref, "uninterrupted run");
     const char *ck = with_checkpoint ? "run.ckpt" : "run.bpm.ckpt";
     pid_t pid = with_checkpoint
@@ -247,7 +199,7 @@ static void check_signal_stop(int sig, int with_checkpoint)
     if (!with_checkpoint)
         for (int i = 0; i < 60000; i++) {
             char *out = path_in("stdout.txt");
-            char *text = read_bytes(out, NULL);
+            char *text = tu_read_file(out, NULL);
             int started = strstr(text, "\n    1 ") != NULL;
             free(text);
             free(out);
@@ -256,32 +208,32 @@ static void check_signal_stop(int sig, int with_checkpoint)
             sleep_ms(1);
         }
     cr_assert_eq(kill(pid, sig), 0);
-    run_result stop = finish(pid);
+    tu_run stop = finish(pid);
     expect_fail(&stop, 128 + sig, sig == SIGINT ? "stopped by SIGINT" : "stopped by SIGTERM");
     cr_assert(strstr(stop.err, ck), "the checkpoint's name is not printed:\n%s", stop.err);
     cr_assert(exists(ck));
     cr_assert_not(exists("run.bpm"), "a stopped run saved its model");
     cr_assert_not(exists("run.jsonl"), "a stopped run published its metrics");
 
-    run_result info = RUN("info", ck);
+    tu_run info = RUN("info", ck);
     expect_ok(&info, "info");
     cr_assert(strstr(info.out, "of 40 epochs done"), "%s", info.out);
 
     /* The resumed run takes its settings from the checkpoint; only outputs and threads vary. */
-    run_result res = RUN("train", "--resume", ck, "--threads", "1", "--parallel", "hidden", "--metrics", "run.jsonl");
+    tu_run res = RUN("train", "--resume", ck, "--threads", "1", "--parallel", "hidden", "--metrics", "run.jsonl");
     expect_ok(&res, "resumed run");
     cr_assert(strstr(res.out, "resuming"), "%s", res.out);
     expect_same_params("ref.bpm", "run.bpm");
     char *mp = path_in("run.jsonl");
-    char *metrics = read_bytes(mp, NULL);
+    char *metrics = tu_read_file(mp, NULL);
     cr_assert_eq(count_lines(metrics), 40, "the resumed run's metrics lack epochs:\n%s", metrics);
     cr_assert(strncmp(metrics, "{\"epoch\":1,", 11) == 0, "%s", metrics);
     free(metrics);
     free(mp);
-    run_free(&ref);
-    run_free(&stop);
-    run_free(&info);
-    run_free(&res);
+    tu_run_free(&ref);
+    tu_run_free(&stop);
+    tu_run_free(&info);
+    tu_run_free(&res);
 }
 
 Test(resume_cli, sigterm_mid_run_then_resume_on_one_thread_is_bitwise) { check_signal_stop(SIGTERM, 1); }
@@ -297,7 +249,7 @@ Test(resume_cli, second_signal_aborts_and_leaves_no_temporary_file)
     wait_for(pid, "c.ckpt");
     cr_assert_eq(kill(pid, SIGTERM), 0);
     cr_assert_eq(kill(pid, SIGTERM), 0);
-    run_result r = finish(pid);
+    tu_run r = finish(pid);
     cr_assert_eq(r.status, 143, "exit %d\n%s", r.status, r.err);
     cr_assert_eq(temp_files(), 0, "a temporary file was left behind");
     char *p = path_in("c.ckpt");
@@ -306,7 +258,7 @@ Test(resume_cli, second_signal_aborts_and_leaves_no_temporary_file)
     cr_assert_eq(bprop_checkpoint_load(p, &ck, &err), BPROP_OK, "%s", err.message);
     bprop_checkpoint_free(ck);
     free(p);
-    run_free(&r);
+    tu_run_free(&r);
 }
 
 /* An epoch-boundary resume that extends a finished run: with a constant schedule, 2 + 1 epochs
@@ -314,40 +266,40 @@ Test(resume_cli, second_signal_aborts_and_leaves_no_temporary_file)
 Test(resume_cli, extending_a_finished_run)
 {
     write_data(600);
-    run_result a = RUN(RUN_OPTS, "--schedule", "constant", "--epochs", "3", "--save", "a.bpm", "--quiet");
+    tu_run a = RUN(RUN_OPTS, "--schedule", "constant", "--epochs", "3", "--save", "a.bpm", "--quiet");
     expect_ok(&a, "3 epochs");
-    run_result b = RUN(RUN_OPTS, "--schedule", "constant", "--epochs", "2", "--checkpoint", "b.ckpt", "--quiet");
+    tu_run b = RUN(RUN_OPTS, "--schedule", "constant", "--epochs", "2", "--checkpoint", "b.ckpt", "--quiet");
     expect_ok(&b, "2 epochs");
-    run_result info = RUN("info", "b.ckpt");
+    tu_run info = RUN("info", "b.ckpt");
     expect_ok(&info, "info");
     cr_assert(strstr(info.out, "2 of 2 epochs done (finished"), "%s", info.out);
-    run_result c = RUN("train", "--resume", "b.ckpt", "--epochs", "3", "--save", "b.bpm",
+    tu_run c = RUN("train", "--resume", "b.ckpt", "--epochs", "3", "--save", "b.bpm",
                        "--metrics", "b.jsonl", "--threads", "1");
     expect_ok(&c, "extended");
     expect_same_params("a.bpm", "b.bpm");
     char *mp = path_in("b.jsonl");
-    char *metrics = read_bytes(mp, NULL);
+    char *metrics = tu_read_file(mp, NULL);
     cr_assert_eq(count_lines(metrics), 3, "%s", metrics);
     free(metrics);
     free(mp);
-    run_result json = RUN("info", "b.ckpt", "--json");
+    tu_run json = RUN("info", "b.ckpt", "--json");
     expect_ok(&json, "info --json");
     cr_assert(strstr(json.out, "\"epochs_done\":3"), "%s", json.out);
     cr_assert(strstr(json.out, "\"finished\":true"), "%s", json.out);
     cr_assert(strstr(json.out, "\"train\":{\"n\":600,\"dim\":48,\"classes\":4"), "%s", json.out);
     cr_assert(strstr(json.out, "\"hidden\":\"32\""), "%s", json.out);
     cr_assert(strstr(json.out, "\"epochs\":[{\"epoch\":1,"), "%s", json.out);
-    run_free(&a);
-    run_free(&b);
-    run_free(&info);
-    run_free(&c);
-    run_free(&json);
+    tu_run_free(&a);
+    tu_run_free(&b);
+    tu_run_free(&info);
+    tu_run_free(&c);
+    tu_run_free(&json);
 }
 
 Test(resume_cli, options_that_would_change_the_run_are_refused)
 {
     write_data(300);
-    run_result a = RUN(RUN_OPTS, "--epochs", "2", "--lr", "0.05", "--checkpoint", "c.ckpt", "--quiet");
+    tu_run a = RUN(RUN_OPTS, "--epochs", "2", "--lr", "0.05", "--checkpoint", "c.ckpt", "--quiet");
     expect_ok(&a, "run");
     struct {
         const char *opt, *value, *text;
@@ -363,91 +315,91 @@ Test(resume_cli, options_that_would_change_the_run_are_refused)
         {"--init", "x.bpm", "--init: cannot be combined with --resume"},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
-        run_result r = RUN("train", "--resume", "c.ckpt", cases[i].opt, cases[i].value);
+        tu_run r = RUN("train", "--resume", "c.ckpt", cases[i].opt, cases[i].value);
         expect_fail(&r, 2, cases[i].text);
         cr_assert(strstr(r.err, "a resumed run keeps the settings its checkpoint recorded") ||
                   strstr(r.err, "--init"), "%s", r.err);
-        run_free(&r);
+        tu_run_free(&r);
     }
     const char *flags[] = {"--no-bias", "--standardize", "--no-shuffle", "--no-nesterov", "--no-reproducible"};
     for (size_t i = 0; i < 5; i++) {
-        run_result r = RUN("train", "--resume", "c.ckpt", flags[i]);
+        tu_run r = RUN("train", "--resume", "c.ckpt", flags[i]);
         expect_fail(&r, 2, flags[i]);
         cr_assert(strstr(r.err, "differs from the checkpoint's"), "%s", r.err);
-        run_free(&r);
+        tu_run_free(&r);
     }
     /* Repeating the recorded settings is not a change. */
-    run_result same = RUN("train", "--resume", "c.ckpt", DATA_OPTS, "--hidden", "32", "--lr", "0.05", "--quiet");
+    tu_run same = RUN("train", "--resume", "c.ckpt", DATA_OPTS, "--hidden", "32", "--lr", "0.05", "--quiet");
     expect_ok(&same, "repeating the recorded settings");
-    run_free(&same);
-    run_free(&a);
+    tu_run_free(&same);
+    tu_run_free(&a);
 }
 
 Test(resume_cli, changed_data_is_refused)
 {
     write_data(300);
-    run_result a = RUN(RUN_OPTS, "--epochs", "2", "--checkpoint", "c.ckpt", "--quiet");
+    tu_run a = RUN(RUN_OPTS, "--epochs", "2", "--checkpoint", "c.ckpt", "--quiet");
     expect_ok(&a, "run");
     bprop_dataset *train = noisy_blobs(300, CLASSES, 21);
     train->x[5] += 0.5f; /* one value of one sample */
     write_csv("train.csv", train);
-    run_result r = RUN("train", "--resume", "c.ckpt", "--epochs", "3");
+    tu_run r = RUN("train", "--resume", "c.ckpt", "--epochs", "3");
     expect_fail(&r, 1, "the training data changed since the checkpoint");
-    run_free(&r);
+    tu_run_free(&r);
     train->n = 299;
     write_csv("train.csv", train);
     r = RUN("train", "--resume", "c.ckpt", "--epochs", "3");
     expect_fail(&r, 1, "now 299 samples");
-    run_free(&r);
+    tu_run_free(&r);
     bprop_dataset_free(train);
-    run_free(&a);
+    tu_run_free(&a);
 }
 
 Test(resume_cli, bad_checkpoints_are_refused)
 {
     write_data(300);
-    run_result a = RUN(RUN_OPTS, "--epochs", "1", "--checkpoint", "c.ckpt", "--save", "m.bpm", "--quiet");
+    tu_run a = RUN(RUN_OPTS, "--epochs", "1", "--checkpoint", "c.ckpt", "--save", "m.bpm", "--quiet");
     expect_ok(&a, "run");
-    run_result r = RUN("train", "--resume", "m.bpm");
+    tu_run r = RUN("train", "--resume", "m.bpm");
     expect_fail(&r, 1, "a model file, not a checkpoint (start from its weights with --init)");
-    run_free(&r);
+    tu_run_free(&r);
     r = RUN("train", "--init", "c.ckpt");
     expect_fail(&r, 2, "a checkpoint, not a model (continue its run with --resume)");
-    run_free(&r);
+    tu_run_free(&r);
     char *p = path_in("c.ckpt");
     size_t n;
-    char *bytes = read_bytes(p, &n);
+    char *bytes = tu_read_file(p, &n);
     bytes[n / 2] ^= 1;
     tu_write_file(p, bytes, n);
     r = RUN("train", "--resume", "c.ckpt");
     expect_fail(&r, 1, "checksum mismatch");
-    run_free(&r);
+    tu_run_free(&r);
     r = RUN("info", "c.ckpt");
     expect_fail(&r, 1, "checksum mismatch");
-    run_free(&r);
+    tu_run_free(&r);
     r = RUN(RUN_OPTS, "--checkpoint-every", "5");
     expect_fail(&r, 2, "--checkpoint-every: needs --checkpoint FILE");
-    run_free(&r);
+    tu_run_free(&r);
     r = RUN(RUN_OPTS, "--checkpoint", "m.bpm", "--save", "m.bpm");
     expect_fail(&r, 2, "also named by --save");
-    run_free(&r);
+    tu_run_free(&r);
     free(bytes);
     free(p);
-    run_free(&a);
+    tu_run_free(&a);
 }
 
 Test(resume_cli, init_starts_from_a_saved_model)
 {
     write_data(300);
-    run_result a = RUN("train", DATA_OPTS, "--hidden", "16", "--epochs", "2", "--standardize", "--save", "a.bpm", "--quiet");
+    tu_run a = RUN("train", DATA_OPTS, "--hidden", "16", "--epochs", "2", "--standardize", "--save", "a.bpm", "--quiet");
     expect_ok(&a, "base model");
     /* A learning rate too small to move any weight: the result is the --init model itself, so
      * the weights came from it (not from a fresh initialisation). */
-    run_result b = RUN("train", DATA_OPTS, "--init", "a.bpm", "--epochs", "1", "--lr", "1e-30", "--momentum", "0",
+    tu_run b = RUN("train", DATA_OPTS, "--init", "a.bpm", "--epochs", "1", "--lr", "1e-30", "--momentum", "0",
                        "--save", "b.bpm", "--quiet");
     expect_ok(&b, "--init run");
     expect_same_params("a.bpm", "b.bpm");
-    run_result info = RUN("info", "b.bpm");
+    tu_run info = RUN("info", "b.bpm");
     expect_ok(&info, "info");
     cr_assert(strstr(info.out, "-16-4"), "%s", info.out);
     cr_assert(strstr(info.out, "standardised:  yes"), "%s", info.out);
@@ -461,32 +413,32 @@ Test(resume_cli, init_starts_from_a_saved_model)
         {"--init", "missing.bpm", "missing.bpm: cannot open", 1},
     };
     for (size_t i = 0; i < 3; i++) {
-        run_result r = RUN("train", DATA_OPTS, "--init", "a.bpm", cases[i].opt, cases[i].value);
+        tu_run r = RUN("train", DATA_OPTS, "--init", "a.bpm", cases[i].opt, cases[i].value);
         expect_fail(&r, cases[i].status, cases[i].text);
-        run_free(&r);
+        tu_run_free(&r);
     }
-    run_result nb = RUN("train", DATA_OPTS, "--no-bias", "--hidden", "16", "--epochs", "1", "--save", "nb.bpm", "--quiet");
+    tu_run nb = RUN("train", DATA_OPTS, "--no-bias", "--hidden", "16", "--epochs", "1", "--save", "nb.bpm", "--quiet");
     expect_ok(&nb, "no-bias model");
-    run_result r = RUN("train", DATA_OPTS, "--init", "a.bpm", "--no-bias");
+    tu_run r = RUN("train", DATA_OPTS, "--init", "a.bpm", "--no-bias");
     expect_fail(&r, 2, "--no-bias: the --init model a.bpm has biases");
-    run_free(&r);
+    tu_run_free(&r);
     r = RUN("train", DATA_OPTS, "--init", "nb.bpm", "--standardize");
     expect_fail(&r, 2, "--standardize: the --init model nb.bpm has no standardisation");
-    run_free(&r);
+    tu_run_free(&r);
     /* Data that does not fit the model. */
     bprop_dataset *narrow = tu_blobs(100, DIM - 8, CLASSES, 3), *wide = tu_blobs(100, DIM, CLASSES + 2, 3);
     write_csv("narrow.csv", narrow);
     write_csv("wide.csv", wide);
     r = RUN("train", "--train", "narrow.csv", "--init", "a.bpm");
     expect_fail(&r, 1, "--init a.bpm: the model takes 48 features, narrow.csv has 40");
-    run_free(&r);
+    tu_run_free(&r);
     r = RUN("train", "--train", "wide.csv", "--init", "a.bpm");
     expect_fail(&r, 1, "--init a.bpm: the model has 4 classes, wide.csv has label 4");
-    run_free(&r);
+    tu_run_free(&r);
     bprop_dataset_free(narrow);
     bprop_dataset_free(wide);
-    run_free(&a);
-    run_free(&b);
-    run_free(&info);
-    run_free(&nb);
+    tu_run_free(&a);
+    tu_run_free(&b);
+    tu_run_free(&info);
+    tu_run_free(&nb);
 }

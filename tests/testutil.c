@@ -1,13 +1,15 @@
-/* testutil.c: helpers shared by the Criterion tests (temporary files, synthetic data). */
+/* testutil.c: helpers shared by the Criterion tests (temporary files, synthetic data, running programs). */
 #define _XOPEN_SOURCE 700 /* nftw */
 #include "testutil.h"
 
 #include <criterion/criterion.h>
+#include <fcntl.h>
 #include <ftw.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 static int tu_remove_entry(const char *path, const struct stat *st, int type, struct FTW *ftw)
@@ -109,3 +111,78 @@ int tu_have_fashion(void)
 }
 
 int tu_same_bits(const float *a, const float *b, size_t n) { return memcmp(a, b, n * sizeof(float)) == 0; }
+
+void tu_put_le(unsigned char *p, uint64_t v, int bytes)
+{
+    for (int i = 0; i < bytes; i++)
+        p[i] = (unsigned char)(v >> (8 * i));
+}
+
+uint64_t tu_get_le(const unsigned char *p, int bytes)
+{
+    uint64_t v = 0;
+    for (int i = bytes - 1; i >= 0; i--)
+        v = v << 8 | p[i];
+    return v;
+}
+
+char *tu_read_file(const char *path, size_t *len)
+{
+    FILE *f = fopen(path, "rb");
+    cr_assert_not_null(f, "cannot open %s", path);
+    size_t cap = 1 << 16, n = 0;
+    char *buf = malloc(cap);
+    for (size_t got; (got = fread(buf + n, 1, cap - n - 1, f)) > 0;) {
+        n += got;
+        if (cap - n < 2)
+            buf = realloc(buf, cap *= 2);
+    }
+    buf[n] = '\0';
+    fclose(f);
+    if (len)
+        *len = n;
+    return buf;
+}
+
+/* In the child: fd goes to path (created or truncated). */
+static void tu_redirect(const char *path, int fd)
+{
+    int f = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+    if (f < 0 || dup2(f, fd) < 0)
+        _exit(126);
+    close(f);
+}
+
+pid_t tu_spawn(const char *const *argv, const tu_spawn_opts *o)
+{
+    fflush(NULL);
+    pid_t pid = fork();
+    cr_assert_geq(pid, 0, "fork failed");
+    if (pid == 0) {
+        if (o->dir && chdir(o->dir) != 0)
+            _exit(125);
+        if (o->out)
+            tu_redirect(o->out, STDOUT_FILENO);
+        tu_redirect(o->err, STDERR_FILENO);
+        if (o->omp_threads)
+            setenv("OMP_NUM_THREADS", o->omp_threads, 1);
+        execvp(argv[0], (char *const *)argv);
+        _exit(127);
+    }
+    return pid;
+}
+
+tu_run tu_finish(pid_t pid, const tu_spawn_opts *o)
+{
+    int ws = 0;
+    cr_assert_eq(waitpid(pid, &ws, 0), pid);
+    return (tu_run){.status = WIFEXITED(ws) ? WEXITSTATUS(ws) : 128 + WTERMSIG(ws),
+                    .out = o->out ? tu_read_file(o->out, NULL) : strdup(""),
+                    .err = tu_read_file(o->err, NULL)};
+}
+
+void tu_run_free(tu_run *r)
+{
+    free(r->out);
+    free(r->err);
+}

@@ -1,4 +1,4 @@
-/* testutil.h: helpers shared by the Criterion tests (temporary files, synthetic data). */
+/* testutil.h: helpers shared by the Criterion tests (temporary files, synthetic data, running programs). */
 #ifndef BPROP_TESTUTIL_H
 #define BPROP_TESTUTIL_H
 
@@ -6,6 +6,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/types.h>
 
 /* A fresh temporary directory (mkdtemp under $TMPDIR or /tmp), removed with its files when the
  * test process exits if still there; the caller frees the string. */
@@ -24,5 +25,36 @@ bprop_dataset *tu_blobs(size_t n, size_t dim, size_t classes, uint64_t seed);
 int tu_have_fashion(void);
 /* Bitwise equality of two float arrays. */
 int tu_same_bits(const float *a, const float *b, size_t n);
+
+/* The low `bytes` bytes of v at p, little-endian; and the value of `bytes` such bytes. */
+void tu_put_le(unsigned char *p, uint64_t v, int bytes);
+uint64_t tu_get_le(const unsigned char *p, int bytes);
+
+/* The whole file, NUL-terminated (binary files too), in a caller-freed buffer; *len, when not
+ * NULL, gets its size. Fails the test when the file cannot be opened. */
+char *tu_read_file(const char *path, size_t *len);
+
+/* How tu_spawn runs a program: where its output goes (files created or truncated), its working
+ * directory (NULL: this one) and its OMP_NUM_THREADS (NULL: inherited). */
+typedef struct tu_spawn_opts {
+    const char *out, *err;
+    const char *dir;
+    const char *omp_threads;
+} tu_spawn_opts;
+
+/* A finished program: its exit status (128 + the signal when a signal ended it) and what it
+ * wrote to stdout and stderr (caller-freed, tu_run_free). */
+typedef struct tu_run {
+    int status;
+    char *out, *err;
+} tu_run;
+
+/* Start argv[0] (a path, or a name looked up in PATH) with argv (NULL-terminated), as o says;
+ * returns its pid (fails the test when fork fails). */
+pid_t tu_spawn(const char *const *argv, const tu_spawn_opts *o);
+/* Wait for pid, started by tu_spawn with the same o, and read its output files (an out of NULL
+ * reads as ""). */
+tu_run tu_finish(pid_t pid, const tu_spawn_opts *o);
+void tu_run_free(tu_run *r);
 
 #endif
