@@ -241,7 +241,7 @@ typedef uint32_t idx8 __attribute__((vector_size(32)));
 /* The positions of the set bits of b (nw words), in increasing order, into out; returns how
  * many. A byte at a time through bit_pos (each byte value's set-bit positions): one 8-wide
  * store per byte instead of a loop trip per bit, whose exit the branch predictor misses once
- * a word. out needs room for 7 entries past the count (the last store's spill). */
+ * a word. out needs room for 8 entries past the count (the last stores' spill). */
 INLINE size_t set_bits(const uint64_t *b, size_t nw, const uint8_t *bit_pos, uint32_t *out)
 {
     size_t n = 0;
@@ -895,18 +895,23 @@ static void KFN(bp_backward_block)(const bp_net *net, const float *const *xr, si
     bwd_layer1(net, xr, nb, h, g->w1, first, sc, g->w1_update);
 }
 
+/* set_bits' table: row v holds the positions of v's set bits in increasing order, zeros after. */
+static void fill_bit_pos(uint8_t *bit_pos)
+{
+    memset(bit_pos, 0, 256 * 8);
+    for (unsigned v = 0; v < 256; v++)
+        for (unsigned i = 0, n = 0; i < 8; i++)
+            if (v >> i & 1)
+                bit_pos[8 * v + n++] = (uint8_t)i;
+}
+
 static int KFN(bp_scratch_alloc)(bp_scratch *sc, size_t D, size_t H, size_t C)
 {
     sc->part = bp_alloc(((H + BP_HBLOCK - 1) / BP_HBLOCK) * BP_BLOCK * C, sizeof(float));
     const size_t fwd_tiles = (BP_BLOCK + FWD_MR - 1) / FWD_MR;
     sc->fwd_k = bp_alloc(fwd_tiles * D + 8, sizeof(uint32_t)); /* + set_bits' spill */
-    sc->bit_pos = bp_alloc(256 * 8, 1);
-    if (sc->bit_pos)
-        memset(sc->bit_pos, 0, 256 * 8);
-    for (unsigned v = 0; sc->bit_pos && v < 256; v++)
-        for (unsigned i = 0, n = 0; i < 8; i++)
-            if (v >> i & 1)
-                sc->bit_pos[8 * v + n++] = (uint8_t)i;
+    if ((sc->bit_pos = bp_alloc(256 * 8, 1)))
+        fill_bit_pos(sc->bit_pos);
     sc->fwd_n = bp_alloc(fwd_tiles, sizeof(uint32_t));
     sc->bwd_s = bp_alloc(bwd_tiles(D) * BP_BLOCK, sizeof(uint8_t));
     sc->bwd_n = bp_alloc(bwd_tiles(D), sizeof(uint32_t));
@@ -921,8 +926,8 @@ static int KFN(bp_scratch_alloc)(bp_scratch *sc, size_t D, size_t H, size_t C)
     sc->fwd_u = bp_alloc(NZ_WORDS(D), sizeof(uint64_t));
     sc->nz_n = 0;
     sc->bwd_rows = NULL;
-    return sc->part && sc->fwd_k && sc->bit_pos && sc->fwd_n && sc->bwd_s && sc->bwd_n && sc->wpad && sc->bpad &&
-           sc->hpad && sc->nzb && sc->bwd_x && sc->nz_rows && sc->fwd_xr && sc->fwd_rows &&
+    return sc->part && sc->fwd_k && sc->bit_pos && sc->fwd_n && sc->bwd_s && sc->bwd_n &&
+           sc->wpad && sc->bpad && sc->hpad && sc->nzb && sc->bwd_x && sc->nz_rows && sc->fwd_xr && sc->fwd_rows &&
            sc->fwd_u;
 }
 
