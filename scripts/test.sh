@@ -7,6 +7,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/deps.sh
+/usr/bin/python3 scripts/check_links.py # every relative link and #anchor in the Markdown files
 jobs=$(nproc)
 # Many test processes share few cores: threads that sleep at barriers instead of spinning.
 export OMP_WAIT_POLICY=passive
