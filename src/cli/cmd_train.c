@@ -71,7 +71,7 @@ static void train_help(void)
            "  bprop train --train train.csv --test test.csv --standardize --hidden 64 --epochs 5\n"
            "Exit status: 0 success, 1 runtime error (including divergence: nothing is saved),\n"
            "2 bad command line, 130/143/138 stopped by SIGINT/SIGTERM/SIGUSR1 (checkpoint\n"
-           "written; under mpirun send SIGUSR1 to mpirun: see README \"Clusters\").\n");
+           "written; under mpirun send SIGUSR1 to mpirun: see docs/clusters.md).\n");
 }
 
 static int flag_set(cli_args *a, int *field, int value)

@@ -11,7 +11,7 @@
 
 void train_state_help(FILE *f)
 {
-    fputs("Checkpoints (see README \"Checkpoints, resuming and signals\"):\n"
+    fputs("Checkpoints (see docs/cli.md):\n"
           "  --checkpoint FILE    write the run's full state to FILE (atomically) after every\n"
           "                       epoch; SIGINT/SIGTERM/SIGUSR1 also write it, then exit\n"
           "                       130/143/138 (bprop-mpi: rank 0 writes it)\n"
