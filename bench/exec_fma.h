@@ -148,8 +148,10 @@ static inline int exec_counter_init(exec_counter *ec, const bp_kernels *k, size_
     float *x = calloc(BP_BLOCK * D, sizeof(float));
     int ok = D >= BP_BLOCK && ec->w1 && ec->b1 && ec->w2t && ec->b2 && ec->gw1 && ec->gb1 &&
              ec->gw2t && ec->gb2 && ec->h && ec->dl && ec->rows && x;
-    if (ok)
-        ok = ec->have_sc = ec->k->scratch_alloc(&ec->sc, D, w, C);
+    if (ok) { /* scratch_free also frees what a failed scratch_alloc left */
+        ec->have_sc = 1;
+        ok = ec->k->scratch_alloc(&ec->sc, D, w, C);
+    }
     if (ok)
         ok = exec_probe(ec, x) == 0;
     free(x);
