@@ -1,5 +1,6 @@
 /* kernel_rate.c: one thread's forward + backward kernel rate on Fashion-MNIST, against the FMA peak. */
 #include "bprop.h"
+#include "exec_fma.h"
 #include "kernels.h"
 #include "peak_fma.h"
 
@@ -40,7 +41,8 @@ int main(int argc, char **argv)
         fprintf(stderr, "usage: kernel_rate [H [BATCH [RUNS]]]\n"
                         "Best of RUNS timings (thread CPU time, ~0.2 s each) of the forward and backward\n"
                         "kernels over batches of Fashion-MNIST training images on one thread, in the\n"
-                        "kernel set in use (BPROP_ISA chooses); prints CSV.\n");
+                        "kernel set in use (BPROP_ISA chooses); prints CSV, with the %% of peak by\n"
+                        "the dense FLOP count and on the FMAs executed (bench/exec_fma.h).\n");
         return 2;
     }
     bprop_error err;
@@ -91,9 +93,25 @@ int main(int argc, char **argv)
             best = samples / t;
     }
     double flops = 3196.0 * (double)H, peak = bench_peak_gflops(1, 0.2, runs, 1);
-    printf("isa,hidden,batch,samples_per_s,gflops,peak_gflops,peak_fraction\n");
-    printf("%s,%zu,%zu,%.0f,%.2f,%.1f,%.4f\n", bprop_isa(), H, nb, best, best * flops / 1e9, peak,
+    /* The timings cycle through the whole batches; their executed FMAs (exec_fma.h) over the
+     * dense count: one thread runs each batch's blocks in order, as a one-thread step does. */
+    double share = -1.0;
+    exec_counter ec;
+    if (exec_counter_init(&ec, NULL, D, C, H) == 0) {
+        bprop_dataset whole = *d; /* a view of the first nbatch * nb samples, not owned */
+        whole.n = nbatch * nb;
+        share = exec_epoch_fmas(&ec, &whole, nb, 1, H, BPROP_PARALLEL_DATA, 0) /
+                ((double)whole.n * (2.0 * (double)D * (double)H + 3.0 * (double)H * (double)C));
+        exec_counter_free(&ec);
+    }
+    printf("isa,hidden,batch,samples_per_s,gflops,peak_gflops,peak_fraction,exec_share,"
+           "exec_fraction\n");
+    printf("%s,%zu,%zu,%.0f,%.2f,%.1f,%.4f", bprop_isa(), H, nb, best, best * flops / 1e9, peak,
            best * flops / 1e9 / peak);
+    if (share >= 0.0)
+        printf(",%.4f,%.4f\n", share, share * best * flops / 1e9 / peak);
+    else
+        printf(",,\n");
     bp_scratch_free(&sc);
     free(w1), free(b1), free(w2t), free(b2), free(gw1), free(gb1), free(gw2t), free(gb2);
     free(h), free(logits), free(xr), free(w1p);

@@ -1,5 +1,7 @@
 /* throughput.c: training throughput of bprop on Fashion-MNIST over a thread x batch x hidden grid. */
 #include "bprop.h"
+#include "exec_fma.h"
+#include "host_info.h"
 #include "peak_fma.h"
 
 #include <errno.h>
@@ -9,10 +11,15 @@
 #include <string.h>
 
 #define MAX_LIST 64
+#define MAX_MODES 3 /* auto, data, hidden */
 
+/* The same columns as bench/torch_throughput.py writes (docs/performance-method.md explains
+ * them); the peer's columns stay empty in bprop's rows. */
 static const char *const COLUMNS =
     "impl,threads,batch,hidden,samples_per_s,gflops,peak_gflops,peak_fraction,speedup,"
-    "efficiency,reduce_share,test_acc";
+    "efficiency,reduce_share,test_acc,parallel,standardize,exec_share,exec_gflops,"
+    "exec_fraction,cpu,cpu_isa,kernel_set,peer_blas,peer_blas_file,peer_blas_version,"
+    "peer_arch,torch_version";
 
 typedef struct int_list {
     size_t n;
@@ -34,8 +41,31 @@ typedef struct options {
     int header, quiet;
     int cpu_time;          /* time epochs and the peak in process CPU seconds, not wall seconds */
     int reproducible;      /* --reproducible: exact fixed-point sums (default: the library's) */
-    bprop_parallel parallel; /* --parallel: how a step splits over threads (default auto) */
+    int standardize;       /* --standardize: features standardised with the training set's statistics */
+    int exec_count;        /* count the FMAs the kernels execute (exec_fma.h); --no-exec-count: 0 */
+    bprop_parallel parallel[MAX_MODES]; /* --parallel: the splits to run at each point */
+    size_t nparallel;
 } options;
+
+/* One grid point. */
+typedef struct point {
+    int threads;
+    size_t batch, hidden;
+    bprop_parallel parallel;
+} point;
+
+/* The data of the sweep; with --standardize all of it is standardised with the statistics of
+ * train (mean, scale), as bprop train --standardize does with its training split. */
+typedef struct bench_data {
+    bprop_dataset *train, *warm, *test; /* warm: NULL without a warm-up epoch */
+    float *mean, *scale;                /* (dim) or NULL */
+} bench_data;
+
+/* What every row says about the machine and the kernels. */
+typedef struct host_desc {
+    char cpu[256];
+    const char *isa, *kernels;
+} host_desc;
 
 /* What one timed epoch gave. */
 typedef struct run_result {
@@ -69,7 +99,12 @@ static void usage(FILE *f)
         "  --no-header           omit the CSV header line\n"
         "  --reproducible        exact fixed-point block sums, the same parameters for every\n"
         "                        thread count (as bprop train --reproducible); default off\n"
-        "  --parallel MODE       auto, data or hidden (as bprop train --parallel); default auto\n"
+        "  --parallel LIST       splits to run at each point, among auto, data and hidden (as\n"
+        "                        bprop train --parallel), back to back; default auto\n"
+        "  --standardize         standardise the features with the training set's statistics\n"
+        "                        (as bprop train --standardize): dense inputs, no zero to skip\n"
+        "  --no-exec-count       leave the executed-FMA columns empty (they are counted with\n"
+        "                        the kernels' own zero-input lists before each timed epoch)\n"
         "  --cpu-time            time epochs and the peak in the process's CPU seconds per\n"
         "                        thread instead of wall seconds (on a loaded machine; 1 thread)\n"
         "  --quiet               no progress lines on stderr\n",
@@ -149,15 +184,46 @@ static void default_options(options *o)
     o->peak_seconds = 0.2;
     o->peak_runs = 5;
     o->header = 1;
+    o->exec_count = 1;
+    o->parallel[0] = BPROP_PARALLEL_AUTO;
+    o->nparallel = 1;
 }
 
-/* The initial model every run of this width starts from (same seed), saved for the PyTorch side. */
-static bprop_status save_init(const options *o, const bprop_dataset *d, size_t hidden, bprop_error *err)
+/* Parses a comma-separated list of split names, each at most once. */
+static int parse_modes(const char *s, options *o)
+{
+    char name[16];
+    o->nparallel = 0;
+    while (*s) {
+        size_t len = strcspn(s, ",");
+        if (len == 0 || len >= sizeof name || o->nparallel == MAX_MODES)
+            return -1;
+        memcpy(name, s, len);
+        name[len] = '\0';
+        bprop_parallel p;
+        if (bprop_parallel_parse(name, &p) != BPROP_OK)
+            return -1;
+        for (size_t i = 0; i < o->nparallel; i++)
+            if (o->parallel[i] == p)
+                return -1;
+        o->parallel[o->nparallel++] = p;
+        s += len + (s[len] == ',');
+    }
+    return o->nparallel > 0 ? 0 : -1;
+}
+
+/* The initial model every run of this width starts from (same seed), saved for the PyTorch side;
+ * with --standardize it carries the statistics, so that PyTorch standardises with the same. */
+static bprop_status save_init(const options *o, const bench_data *bd, size_t hidden,
+                              bprop_error *err)
 {
     char path[4096];
     snprintf(path, sizeof path, "%s/init_h%zu.bpm", o->init_dir, hidden);
+    const bprop_dataset *d = bd->train;
     bprop_model *m = NULL;
     bprop_status st = bprop_model_create(d->dim, hidden, d->classes, 1, (uint64_t)o->seed, &m, err);
+    if (st == BPROP_OK && bd->mean)
+        st = bprop_model_set_standardization(m, bd->mean, bd->scale);
     if (st == BPROP_OK)
         st = bprop_model_save(m, path, err);
     bprop_model_free(m);
@@ -176,7 +242,7 @@ static int set_option(options *o, const char *name, const char *value)
         return 0;
     }
     if (!strcmp(name, "--parallel"))
-        return bprop_parallel_parse(value, &o->parallel) == BPROP_OK ? 0 : -1;
+        return parse_modes(value, o);
     if (!strcmp(name, "--out")) {
         o->out = value;
         return 0;
@@ -232,6 +298,14 @@ static int parse_args(int argc, char **argv, options *o)
             o->reproducible = !strcmp(arg, "--reproducible");
             continue;
         }
+        if (!strcmp(arg, "--standardize") || !strcmp(arg, "--standardise")) {
+            o->standardize = 1;
+            continue;
+        }
+        if (!strcmp(arg, "--no-exec-count")) {
+            o->exec_count = 0;
+            continue;
+        }
         /* --name=value or --name value */
         char name[64];
         const char *eq = strchr(arg, '=');
@@ -259,26 +333,16 @@ static int parse_args(int argc, char **argv, options *o)
     return 0;
 }
 
-/* Loads the train (images, labels) or t10k pair of IDX files from dir. */
-static bprop_status load_split(const char *dir, const char *prefix, size_t classes,
-                               bprop_dataset **out, bprop_error *err)
-{
-    char images[4096], labels[4096];
-    snprintf(images, sizeof images, "%s/%s-images-idx3-ubyte.gz", dir, prefix);
-    snprintf(labels, sizeof labels, "%s/%s-labels-idx1-ubyte.gz", dir, prefix);
-    return bprop_dataset_load_idx(images, labels, classes, out, err);
-}
-
 /* A fresh model (fixed seed) trained for one epoch over d; *model_out receives it (or it is freed
  * when model_out is NULL). */
-static bprop_status train_one_epoch(const options *o, const bprop_dataset *d, int threads,
-                                    size_t batch, size_t hidden, bprop_model **model_out,
-                                    bprop_epoch_stats *stats, bprop_error *err)
+static bprop_status train_one_epoch(const options *o, const bprop_dataset *d, const point *pt,
+                                    bprop_model **model_out, bprop_epoch_stats *stats,
+                                    bprop_error *err)
 {
     bprop_train_config c;
     bprop_train_config_default(&c);
     c.epochs = 1;
-    c.batch = batch;
+    c.batch = pt->batch;
     c.lr = (float)o->lr;
     c.momentum = (float)o->momentum;
     c.nesterov = 0; /* classical momentum, as torch.optim.SGD(momentum=...) */
@@ -287,19 +351,20 @@ static bprop_status train_one_epoch(const options *o, const bprop_dataset *d, in
     /* The training file's own order (already class-mixed), as torch_throughput.py uses: with the
      * same initial weights (--init-dir) both then train on identical batches. */
     c.shuffle = 0;
-    c.threads = threads;
+    c.threads = pt->threads;
     c.reproducible = o->reproducible;
-    c.parallel = o->parallel;
+    c.parallel = pt->parallel;
 
     bprop_model *m = NULL;
     bprop_trainer *t = NULL;
-    bprop_status st = bprop_model_create(d->dim, hidden, d->classes, 1, (uint64_t)o->seed, &m, err);
+    bprop_status st = bprop_model_create(d->dim, pt->hidden, d->classes, 1, (uint64_t)o->seed, &m,
+                                         err);
     if (st == BPROP_OK)
         st = bprop_trainer_create(m, &c, d->n, &t, err);
     double t0 = bench_now(o->cpu_time);
     if (st == BPROP_OK)
         st = bprop_trainer_epoch(t, d, NULL, NULL, stats, err);
-    double cpu_s = (bench_now(o->cpu_time) - t0) / threads;
+    double cpu_s = (bench_now(o->cpu_time) - t0) / pt->threads;
     if (st == BPROP_OK && o->cpu_time && cpu_s > 0.0)
         stats->samples_per_s = (double)d->n / cpu_s; /* CPU seconds per thread, not wall */
     bprop_trainer_free(t);
@@ -310,22 +375,21 @@ static bprop_status train_one_epoch(const options *o, const bprop_dataset *d, in
     return st;
 }
 
-/* One untimed warm-up epoch on warm (when not NULL), then one timed epoch on a fresh model over
- * train and its test accuracy. */
-static bprop_status run_once(const options *o, const bprop_dataset *train,
-                             const bprop_dataset *warm, const bprop_dataset *test, int threads,
-                             size_t batch, size_t hidden, run_result *r, bprop_error *err)
+/* One untimed warm-up epoch on bd->warm (when there is one), then one timed epoch on a fresh
+ * model over bd->train and its test accuracy. */
+static bprop_status run_once(const options *o, const bench_data *bd, const point *pt,
+                             run_result *r, bprop_error *err)
 {
     bprop_epoch_stats stats;
     bprop_status st = BPROP_OK;
-    if (warm)
-        st = train_one_epoch(o, warm, threads, batch, hidden, NULL, &stats, err);
+    if (bd->warm)
+        st = train_one_epoch(o, bd->warm, pt, NULL, &stats, err);
     bprop_model *m = NULL;
     if (st == BPROP_OK)
-        st = train_one_epoch(o, train, threads, batch, hidden, &m, &stats, err);
+        st = train_one_epoch(o, bd->train, pt, &m, &stats, err);
     bprop_eval ev;
     if (st == BPROP_OK)
-        st = bprop_evaluate(m, test, threads, &ev, NULL, err);
+        st = bprop_evaluate(m, bd->test, pt->threads, &ev, NULL, err);
     if (st == BPROP_OK) {
         r->samples_per_s = stats.samples_per_s;
         r->reduce_share = stats.seconds > 0.0 ? stats.reduce_seconds / stats.seconds : 0.0;
@@ -349,81 +413,190 @@ static void put_field(FILE *f, const char *fmt, double v)
         fprintf(f, fmt, v);
 }
 
-static void print_row(FILE *f, int threads, size_t batch, size_t hidden, double flops_per_sample,
-                      double peak, double base, const run_result *r)
+/* One row. flops: dense FLOPs per sample; exec_share: executed over dense FMAs (negative:
+ * not counted); peak: GFLOP/s (0: not measured); base: samples/s at one thread (negative:
+ * none). */
+static void print_row(FILE *f, const options *o, const host_desc *hd, const point *pt,
+                      double flops, double exec_share, double peak, double base,
+                      const run_result *r)
 {
-    double gflops = r->samples_per_s * flops_per_sample / 1e9;
+    double gflops = r->samples_per_s * flops / 1e9;
+    double exec_gflops = exec_share >= 0.0 ? gflops * exec_share : -1.0;
     double speedup = base > 0.0 ? r->samples_per_s / base : -1.0;
-    fprintf(f, "bprop,%d,%zu,%zu,%.1f,%.2f", threads, batch, hidden, r->samples_per_s, gflops);
+    fprintf(f, "bprop,%d,%zu,%zu,%.1f,%.2f", pt->threads, pt->batch, pt->hidden,
+            r->samples_per_s, gflops);
     put_field(f, "%.1f", peak > 0.0 ? peak : -1.0);
     put_field(f, "%.4f", peak > 0.0 ? gflops / peak : -1.0);
     put_field(f, "%.3f", speedup);
-    put_field(f, "%.3f", speedup >= 0.0 ? speedup / threads : -1.0);
+    put_field(f, "%.3f", speedup >= 0.0 ? speedup / pt->threads : -1.0);
     put_field(f, "%.4f", r->reduce_share);
     put_field(f, "%.4f", r->test_acc);
-    fputc('\n', f);
+    fprintf(f, ",%s,%d", bprop_parallel_name(pt->parallel), o->standardize);
+    put_field(f, "%.4f", exec_share);
+    put_field(f, "%.2f", exec_gflops);
+    put_field(f, "%.4f", peak > 0.0 && exec_gflops >= 0.0 ? exec_gflops / peak : -1.0);
+    /* cpu, cpu_isa, kernel_set; the peer's five columns are PyTorch's rows' */
+    fprintf(f, ",%s,%s,%s,,,,,\n", hd->cpu, hd->isa, hd->kernels);
     fflush(f);
 }
 
-/* Runs the whole grid, printing a row per point. */
-static bprop_status sweep(const options *o, const bprop_dataset *train, const bprop_dataset *warm,
-                          const bprop_dataset *test, const double *peaks, FILE *f,
-                          bprop_error *err)
+/* Executed over dense FMAs of one timed epoch at pt (exec_fma.h); -1 when ec is NULL. */
+static double exec_share_of(const options *o, exec_counter *ec, const bprop_dataset *d,
+                            const point *pt)
+{
+    if (!ec)
+        return -1.0;
+    const double D = (double)d->dim, H = (double)pt->hidden, C = (double)d->classes;
+    const double dense = (double)d->n * (2.0 * D * H + 3.0 * H * C);
+    const double exec = exec_epoch_fmas(ec, d, pt->batch, (size_t)pt->threads, pt->hidden,
+                                        pt->parallel, o->reproducible);
+    return exec / dense;
+}
+
+/* The repeats at one point (median reported) and its row. base: the one-thread samples/s of
+ * this split, set when pt has one thread. */
+static bprop_status measure_point(const options *o, const bench_data *bd, const host_desc *hd,
+                                  exec_counter *ec, const point *pt, double peak, double *base,
+                                  FILE *f, bprop_error *err)
 {
     run_result runs[MAX_LIST];
-    size_t repeats = (size_t)o->repeats;
-    for (size_t h = 0; h < o->hidden.n; h++) {
-        size_t hidden = (size_t)o->hidden.v[h];
-        /* 2(DH + HC) forward plus 2(DH + 2HC) backward: 3196 H for 784 inputs, 10 classes. */
-        double flops = (double)hidden * (4.0 * (double)train->dim + 6.0 * (double)train->classes);
-        for (size_t b = 0; b < o->batch.n; b++) {
-            size_t batch = (size_t)o->batch.v[b];
-            double base = -1.0;
-            for (size_t k = 0; k < o->threads.n; k++) {
-                int threads = (int)o->threads.v[k];
-                for (size_t r = 0; r < repeats; r++) {
-                    bprop_status st = run_once(o, train, warm, test, threads, batch, hidden,
-                                               &runs[r], err);
-                    if (st != BPROP_OK)
-                        return st;
-                }
-                qsort(runs, repeats, sizeof runs[0], cmp_run);
-                const run_result *med = &runs[repeats / 2];
-                if (threads == 1)
-                    base = med->samples_per_s;
-                print_row(f, threads, batch, hidden, flops, peaks[k], base, med);
-                if (!o->quiet)
-                    fprintf(stderr, "bprop threads=%d batch=%zu hidden=%zu: %.0f samples/s, "
-                            "%.1f GFLOP/s, reduce %.1f%%, test acc %.4f\n", threads, batch,
-                            hidden, med->samples_per_s, med->samples_per_s * flops / 1e9,
-                            100.0 * med->reduce_share, med->test_acc);
-            }
-        }
+    const size_t repeats = (size_t)o->repeats;
+    /* 2(DH + HC) forward plus 2(DH + 2HC) backward: 3196 H for 784 inputs, 10 classes. */
+    const double flops = (double)pt->hidden * (4.0 * (double)bd->train->dim +
+                                               6.0 * (double)bd->train->classes);
+    const double exec_share = exec_share_of(o, ec, bd->train, pt);
+    for (size_t r = 0; r < repeats; r++) {
+        bprop_status st = run_once(o, bd, pt, &runs[r], err);
+        if (st != BPROP_OK)
+            return st;
     }
+    qsort(runs, repeats, sizeof runs[0], cmp_run);
+    const run_result *med = &runs[repeats / 2];
+    if (pt->threads == 1)
+        *base = med->samples_per_s;
+    print_row(f, o, hd, pt, flops, exec_share, peak, *base, med);
+    if (!o->quiet)
+        fprintf(stderr, "bprop threads=%d batch=%zu hidden=%zu parallel=%s: %.0f samples/s, "
+                "%.1f GFLOP/s, executed %.1f%% of the dense FMAs, reduce %.1f%%, test acc %.4f\n",
+                pt->threads, pt->batch, pt->hidden, bprop_parallel_name(pt->parallel),
+                med->samples_per_s, med->samples_per_s * flops / 1e9, 100.0 * exec_share,
+                100.0 * med->reduce_share, med->test_acc);
     return BPROP_OK;
+}
+
+/* Runs the whole grid, printing a row per point: the splits of a point back to back, so that
+ * they are measured close in time. */
+static bprop_status sweep(const options *o, const bench_data *bd, const host_desc *hd,
+                          const double *peaks, FILE *f, bprop_error *err)
+{
+    bprop_status st = BPROP_OK;
+    for (size_t h = 0; st == BPROP_OK && h < o->hidden.n; h++) {
+        exec_counter ec_store, *ec = NULL;
+        size_t hidden = (size_t)o->hidden.v[h];
+        if (o->exec_count && exec_counter_init(&ec_store, NULL, bd->train->dim,
+                                               bd->train->classes, hidden) == 0)
+            ec = &ec_store;
+        else if (o->exec_count)
+            fprintf(stderr, "throughput: cannot count the executed FMAs at hidden %zu (the "
+                    "kernels' lists are not as exec_fma.h expects, or out of memory)\n", hidden);
+        for (size_t b = 0; st == BPROP_OK && b < o->batch.n; b++) {
+            double base[MAX_MODES] = {-1.0, -1.0, -1.0};
+            for (size_t k = 0; st == BPROP_OK && k < o->threads.n; k++)
+                for (size_t p = 0; st == BPROP_OK && p < o->nparallel; p++) {
+                    point pt = {(int)o->threads.v[k], (size_t)o->batch.v[b], hidden,
+                                o->parallel[p]};
+                    st = measure_point(o, bd, hd, ec, &pt, peaks[k], &base[p], f, err);
+                }
+        }
+        if (ec)
+            exec_counter_free(ec);
+    }
+    return st;
+}
+
+/* Loads the train (images, labels) or t10k pair of IDX files from dir. */
+static bprop_status load_split(const char *dir, const char *prefix, size_t classes,
+                               bprop_dataset **out, bprop_error *err)
+{
+    char images[4096], labels[4096];
+    snprintf(images, sizeof images, "%s/%s-images-idx3-ubyte.gz", dir, prefix);
+    snprintf(labels, sizeof labels, "%s/%s-labels-idx1-ubyte.gz", dir, prefix);
+    return bprop_dataset_load_idx(images, labels, classes, out, err);
+}
+
+static void free_data(bench_data *bd)
+{
+    bprop_dataset_free(bd->train);
+    bprop_dataset_free(bd->warm);
+    bprop_dataset_free(bd->test);
+    free(bd->mean);
+    free(bd->scale);
+    memset(bd, 0, sizeof *bd);
+}
+
+/* Fills err with status and a message; returns status. */
+static bprop_status bench_fail(bprop_error *err, bprop_status status, const char *msg)
+{
+    err->status = status;
+    snprintf(err->message, sizeof err->message, "%s", msg);
+    return status;
+}
+
+/* With --standardize: the training set's statistics, applied to the training and test sets. */
+static bprop_status standardize(bench_data *bd, bprop_error *err)
+{
+    const size_t dim = bd->train->dim;
+    bd->mean = malloc(dim * sizeof *bd->mean);
+    bd->scale = malloc(dim * sizeof *bd->scale);
+    if (!bd->mean || !bd->scale)
+        return bench_fail(err, BPROP_E_NOMEM, "out of memory for the standardisation");
+    bprop_status st = bprop_dataset_feature_stats(bd->train, bd->mean, bd->scale);
+    if (st != BPROP_OK)
+        return bench_fail(err, st, "cannot standardise the training set");
+    bprop_dataset_standardize(bd->train, bd->mean, bd->scale);
+    bprop_dataset_standardize(bd->test, bd->mean, bd->scale);
+    return BPROP_OK;
+}
+
+/* The training set (or its first --train-samples), standardised when asked, its first
+ * --warmup-samples for the warm-up epochs, and the test set. */
+static bprop_status load_data(const options *o, bench_data *bd, bprop_error *err)
+{
+    bprop_dataset *full = NULL;
+    memset(bd, 0, sizeof *bd);
+    bprop_status st = load_split(o->data, "train", 0, &full, err);
+    if (st == BPROP_OK)
+        st = load_split(o->data, "t10k", full->classes, &bd->test, err);
+    if (st == BPROP_OK && o->train_samples > 0 && (size_t)o->train_samples < full->n) {
+        st = bprop_dataset_subset(full, 0, (size_t)o->train_samples, &bd->train, err);
+    } else if (st == BPROP_OK) {
+        bd->train = full;
+        full = NULL;
+    }
+    bprop_dataset_free(full);
+    if (st == BPROP_OK && o->standardize)
+        st = standardize(bd, err);
+    if (st == BPROP_OK && o->warmup_samples > 0) {
+        const size_t n = bd->train->n;
+        st = bprop_dataset_subset(bd->train, 0, (size_t)o->warmup_samples < n ?
+                                  (size_t)o->warmup_samples : n, &bd->warm, err);
+    }
+    return st;
 }
 
 /* Loads the data, measures the peaks, runs the sweep; returns the exit status. */
 static int run(const options *o, FILE *f)
 {
     bprop_error err = {BPROP_OK, ""};
-    bprop_dataset *full = NULL, *train = NULL, *warm = NULL, *test = NULL;
-    bprop_status st = load_split(o->data, "train", 0, &full, &err);
-    if (st == BPROP_OK)
-        st = load_split(o->data, "t10k", full->classes, &test, &err);
-    if (st == BPROP_OK && o->train_samples > 0 && (size_t)o->train_samples < full->n) {
-        st = bprop_dataset_subset(full, 0, (size_t)o->train_samples, &train, &err);
-    } else if (st == BPROP_OK) {
-        train = full;
-        full = NULL;
-    }
-    if (st == BPROP_OK && o->warmup_samples > 0) {
-        size_t n = (size_t)o->warmup_samples < train->n ? (size_t)o->warmup_samples : train->n;
-        st = bprop_dataset_subset(train, 0, n, &warm, &err);
-    }
+    bench_data bd;
+    host_desc hd;
+    host_cpu_model(hd.cpu, sizeof hd.cpu);
+    hd.isa = host_widest_isa();
+    hd.kernels = bprop_isa();
+    bprop_status st = load_data(o, &bd, &err);
 
     for (size_t k = 0; st == BPROP_OK && o->init_dir && k < o->hidden.n; k++)
-        st = save_init(o, train, (size_t)o->hidden.v[k], &err);
+        st = save_init(o, &bd, (size_t)o->hidden.v[k], &err);
 
     double peaks[MAX_LIST];
     for (size_t k = 0; st == BPROP_OK && k < o->threads.n; k++) {
@@ -436,12 +609,9 @@ static int run(const options *o, FILE *f)
     if (st == BPROP_OK) {
         if (o->header)
             fprintf(f, "%s\n", COLUMNS);
-        st = sweep(o, train, warm, test, peaks, f, &err);
+        st = sweep(o, &bd, &hd, peaks, f, &err);
     }
-    bprop_dataset_free(full);
-    bprop_dataset_free(train);
-    bprop_dataset_free(warm);
-    bprop_dataset_free(test);
+    free_data(&bd);
     if (st != BPROP_OK) {
         fprintf(stderr, "throughput: %s\n", err.message[0] ? err.message : bprop_strerror(st));
         return 1;

@@ -13,8 +13,18 @@ import numpy as np
 import torch
 from torch import nn
 
+# The same columns as bench/throughput writes (docs/performance-method.md explains them). PyTorch
+# computes every dense FMA, so its executed share is 1; it has no split, and bprop's kernel set
+# is the one --kernel-set names.
 COLUMNS = ("impl,threads,batch,hidden,samples_per_s,gflops,peak_gflops,peak_fraction,"
-           "speedup,efficiency,reduce_share,test_acc")
+           "speedup,efficiency,reduce_share,test_acc,parallel,standardize,exec_share,exec_gflops,"
+           "exec_fraction,cpu,cpu_isa,kernel_set,peer_blas,peer_blas_file,peer_blas_version,"
+           "peer_arch,torch_version")
+
+# Variables that pin OpenBLAS to other kernels than the CPU's own (some machines set
+# OPENBLAS_CORETYPE=Haswell, which holds an AVX-512 CPU to AVX2); the sweep scripts unset them
+# for this process only.
+PINNING_VARIABLES = ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE")
 
 
 def int_list(text):
@@ -50,6 +60,54 @@ def default_threads():
     return counts + [procs]
 
 
+def csv_field(value):
+    """A value as one CSV field: commas would split it."""
+    return "" if value is None else str(value).replace(",", " ")
+
+
+def cpu_description():
+    """The CPU's model name and widest vector ISA, named as bench/host_info.h names them."""
+    model, flags = "unknown", set()
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                key, _, value = line.partition(":")
+                key = key.strip()
+                if key == "model name" and model == "unknown":
+                    model = value.strip()
+                elif key == "flags" and not flags:
+                    flags = set(value.split())
+    except OSError:
+        pass
+    for isa, needs in (("avx512f", {"avx512f"}), ("avx2", {"avx2", "fma"}), ("avx", {"avx"}),
+                       ("sse2", {"sse2"})):
+        if needs <= flags:
+            return model, isa
+    return model, "other"
+
+
+def peer_blas():
+    """threadpoolctl's record of the BLAS PyTorch loaded (internal_api, filepath, version and,
+    for OpenBLAS, the kernel architecture it chose); empty without threadpoolctl."""
+    try:
+        import threadpoolctl
+    except ImportError:
+        return {}
+    for info in threadpoolctl.threadpool_info():
+        if info.get("user_api") == "blas":
+            return info
+    return {}
+
+
+def environment_fields(kernel_set):
+    """The last eight columns of every row: cpu .. torch_version."""
+    model, isa = cpu_description()
+    blas = peer_blas()
+    return [csv_field(v) for v in (model, isa, kernel_set, blas.get("internal_api"),
+                                   blas.get("filepath"), blas.get("version"),
+                                   blas.get("architecture"), torch.__version__)]
+
+
 def read_idx(path, magic):
     """The array stored in an IDX file (plain or gzip), checked against its header."""
     try:
@@ -78,24 +136,48 @@ def load_split(data_dir, prefix):
 
 
 def load_bprop_model(path):
-    """W1 (inputs, hidden), b1, W2 (hidden, classes), b2 from a bprop model file (format version 1,
-    README "File formats"): little-endian header, then the flat float32 parameter block."""
+    """W1 (inputs, hidden), b1, W2 (hidden, classes), b2 and the standardisation (mean, scale), or
+    None, from a bprop model file (format version 1, README "File formats"): little-endian
+    header, then the flat float32 parameter block, then the statistics when it has them."""
     with open(path, "rb") as f:
         blob = f.read()
     magic, version, header_len = blob[:8], *struct.unpack_from("<II", blob, 8)
     if magic != b"BPROPMDL" or version != 1:
         raise SystemExit(f"{path}: not a version-1 bprop model file")
     inputs, hidden, classes = struct.unpack_from("<QQQ", blob, 16)
-    (has_bias,) = struct.unpack_from("<I", blob, 40)
+    has_bias, has_std = struct.unpack_from("<II", blob, 40)
     if not has_bias:
         raise SystemExit(f"{path}: the benchmark model has biases")
     count = inputs * hidden + hidden + hidden * classes + classes
-    p = np.frombuffer(blob, dtype="<f4", count=count, offset=16 + header_len).astype(np.float32)
+    p = np.frombuffer(blob, dtype="<f4", count=count + (2 * inputs if has_std else 0),
+                      offset=16 + header_len).astype(np.float32)
     w1 = p[:inputs * hidden].reshape(inputs, hidden)
     b1 = p[inputs * hidden:inputs * hidden + hidden]
     w2 = p[inputs * hidden + hidden:inputs * hidden + hidden + hidden * classes].reshape(hidden, classes)
-    b2 = p[inputs * hidden + hidden + hidden * classes:]
-    return w1, b1, w2, b2
+    b2 = p[inputs * hidden + hidden + hidden * classes:count]
+    std = (p[count:count + inputs], p[count + inputs:]) if has_std else None
+    return w1, b1, w2, b2, std
+
+
+def feature_stats(x):
+    """bprop_dataset_feature_stats of x (n, D): float64 mean and standard deviation per feature,
+    scale = 1 / sd (1 for sd < 1e-12), both rounded to float32. Used without --init-dir; with it,
+    the statistics bprop stored in the initial model are used, bit for bit."""
+    x = x.numpy()
+    mean = x.mean(axis=0, dtype=np.float64)
+    sq = np.zeros_like(mean)
+    for first in range(0, len(x), 8192):
+        sq += ((x[first:first + 8192].astype(np.float64) - mean) ** 2).sum(axis=0)
+    sd = np.sqrt(sq / len(x))
+    constant = sd < 1e-12
+    scale = np.where(constant, 1.0, 1.0 / np.where(constant, 1.0, sd))
+    return mean.astype(np.float32), scale.astype(np.float32)
+
+
+def standardize(x, stats):
+    """(x - mean) * scale in float32, as bprop_dataset_standardize computes it."""
+    mean, scale = stats
+    return (x - torch.from_numpy(mean)) * torch.from_numpy(scale)
 
 
 def make_model(inputs, hidden, classes, seed, bprop_init, init_dir=None):
@@ -103,7 +185,7 @@ def make_model(inputs, hidden, classes, seed, bprop_init, init_dir=None):
     model = nn.Sequential(nn.Linear(inputs, hidden), nn.ReLU(), nn.Linear(hidden, classes))
     if init_dir:
         # bprop's very weights: nn.Linear stores (out, in), bprop (in, out).
-        w1, b1, w2, b2 = load_bprop_model(os.path.join(init_dir, f"init_h{hidden}.bpm"))
+        w1, b1, w2, b2, _ = load_bprop_model(os.path.join(init_dir, f"init_h{hidden}.bpm"))
         with torch.no_grad():
             model[0].weight.copy_(torch.from_numpy(w1.T.copy()))
             model[0].bias.copy_(torch.from_numpy(b1.copy()))
@@ -184,6 +266,13 @@ def main():
                    help="keep PyTorch's default initialisation instead of bprop's")
     p.add_argument("--init-dir", default=None,
                    help="start from bprop's initial models DIR/init_hH.bpm (throughput --init-dir)")
+    p.add_argument("--standardize", action="store_true",
+                   help="standardise the features as bench/throughput --standardize does: with "
+                        "the statistics in --init-dir's models, else with the training set's")
+    p.add_argument("--kernel-set", default="",
+                   help="bprop's kernel set, recorded in the kernel_set column")
+    p.add_argument("--describe", action="store_true",
+                   help="print one line on PyTorch, its BLAS and the CPU, and exit")
     p.add_argument("--out", default="-", help="CSV file (default: stdout)")
     p.add_argument("--no-header", action="store_true")
     p.add_argument("--quiet", action="store_true", help="no progress on stderr")
@@ -191,10 +280,30 @@ def main():
     if args.repeats < 1:
         p.error("--repeats must be at least 1")
 
+    if args.describe:
+        model, isa = cpu_description()
+        blas = peer_blas()
+        print(f"torch {torch.__version__}, {blas.get('internal_api', 'BLAS unknown')} "
+              f"{blas.get('version', '')} ({blas.get('architecture', '?')} kernels, "
+              f"{blas.get('filepath', '?')}); CPU {model} ({isa})")
+        return
+    for name in PINNING_VARIABLES:
+        if name in os.environ and not args.quiet:
+            print(f"torch_throughput: warning: {name}={os.environ[name]} is set: OpenBLAS may not "
+                  f"run this CPU's own kernels (see the peer_arch column)", file=sys.stderr)
+    env_fields = environment_fields(args.kernel_set)
+
     x_train, y_train = load_split(args.data, "train")
     x_test, y_test = load_split(args.data, "t10k")
     if args.train_samples > 0:
         x_train, y_train = x_train[:args.train_samples], y_train[:args.train_samples]
+    if args.standardize:
+        stats = None
+        if args.init_dir:
+            stats = load_bprop_model(os.path.join(args.init_dir, f"init_h{args.hidden[0]}.bpm"))[4]
+        if stats is None:
+            stats = feature_stats(x_train)
+        x_train, x_test = standardize(x_train, stats), standardize(x_test, stats)
     data = (x_train, y_train, x_test, y_test)
     threads_list = sorted(set(args.threads or default_threads()))
 
@@ -221,6 +330,8 @@ def main():
                     f"{gflops:.2f}", fmt(peak, ".1f"),
                     fmt(gflops / peak if peak else None, ".4f"), fmt(speedup, ".3f"),
                     fmt(speedup / threads if speedup else None, ".3f"), "", f"{acc:.4f}",
+                    "", str(int(args.standardize)), "1.0000", f"{gflops:.2f}",
+                    fmt(gflops / peak if peak else None, ".4f"), *env_fields,
                 ]), file=out, flush=True)
                 if not args.quiet:
                     print(f"pytorch threads={threads} batch={batch} hidden={hidden}: "

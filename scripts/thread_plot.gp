@@ -2,7 +2,9 @@
 # usage: gnuplot -e "csv='out/thread_sweep.csv'; prefix='out/thread_sweep'" scripts/thread_plot.gp
 #        (add term='svg' to force SVG)
 # Writes PREFIX_speedup_hH.png and PREFIX_samples_hH.png (SVG when pngcairo is missing).
-# CSV columns: 1 impl, 2 threads, 3 batch, 4 hidden, 5 samples_per_s, ..., 9 speedup.
+# CSV columns: 1 impl, 2 threads, 3 batch, 4 hidden, 5 samples_per_s, ..., 9 speedup, ...,
+# 13 parallel (bprop's split). With more than one split in the CSV, each is its own series
+# (bprop/auto, bprop/data, ...).
 
 if (!exists("csv")) csv = "out/thread_sweep.csv"
 if (!exists("prefix")) prefix = (csv[strlen(csv)-3:] eq ".csv") ? csv[1:strlen(csv)-4] : csv
@@ -12,10 +14,13 @@ ext = (term eq "svg") ? "svg" : "png"
 
 # Distinct values of a column (data rows only), space-separated for `for [v in ...]` loops.
 values(col) = system(sprintf("awk -F, 'NR > 1 { print $%d }' '%s' | sort -n | uniq | tr '\\n' ' '", col, csv))
-# The rows of one implementation, batch and hidden size, fed to plot through a pipe.
-rows(impl, b, h) = sprintf("< awk -F, '$1 == \"%s\" && $3 == %s && $4 == %s' '%s'", impl, b, h, csv)
+# A row's series: its implementation, and bprop's split when the CSV has several.
+nsplits = int(system(sprintf("awk -F, 'NR > 1 && $1 == \"bprop\" && $13 != \"\" { print $13 }' '%s' | sort -u | wc -l", csv)))
+series = sprintf("s = ($1 == \"bprop\" && %d > 1) ? $1 \"/\" $13 : $1", nsplits)
+# The rows of one series, batch and hidden size, fed to plot through a pipe.
+rows(impl, b, h) = sprintf("< awk -F, '{ %s } s == \"%s\" && $3 == %s && $4 == %s' '%s'", series, impl, b, h, csv)
 
-impls = system(sprintf("awk -F, 'NR > 1 { print $1 }' '%s' | sort | uniq | tr '\\n' ' '", csv))
+impls = system(sprintf("awk -F, 'NR > 1 { %s; print s }' '%s' | sort | uniq | tr '\\n' ' '", series, csv))
 batches = values(3)
 hiddens = values(4)
 maxt = real(system(sprintf("awk -F, 'NR > 1 && $2 > m { m = $2 } END { print m + 0 }' '%s'", csv)))

@@ -9,14 +9,22 @@ usage() {
 usage: scripts/thread_sweep.sh [options]
 Builds bprop (Release) if needed, runs build/bench/throughput and, when PyTorch imports,
 bench/torch_throughput.py over the same grid, writes one CSV, plots it with gnuplot and prints
-bprop/PyTorch ratios.
+bprop/PyTorch ratios. PyTorch runs at its best: OPENBLAS_CORETYPE and OPENBLAS_L2_SIZE, which
+can pin OpenBLAS to another CPU's kernels, are unset for its process alone (bprop, tests and CI
+keep the environment as it is); every row records the peer's BLAS, the kernel architecture
+OpenBLAS chose, the PyTorch version, the CPU, its widest ISA and bprop's kernel set.
   --build-dir DIR       build directory (default $repo/build-release; configured as Release
                         with tests off when it has no CMakeCache.txt)
   --no-build            use the build directory as it is
   --out FILE            CSV output (default $repo/out/thread_sweep.csv); plots go beside it
   --threads LIST        thread counts (default 1,2,4,... up to nproc)
   --batch LIST          batch sizes (default 32,128,512)
-  --hidden LIST         hidden sizes (default 256; e.g. 1024 or 256,1024)
+  --hidden LIST         hidden sizes (default 256; e.g. 32,256,1024,4096)
+  --parallel LIST       bprop's splits, run back to back at each point: auto, data, hidden
+                        (default auto; data,hidden,auto gives the rows to compare auto with
+                        the faster of the other two, scripts/perf_tables.py)
+  --standardize         dense inputs: both standardise the features with the training set's
+                        statistics (as bprop train --standardize), so no input is zero
   --repeats N           timed epochs per point, median reported (default 1)
   --rounds N            run the bprop grid and the PyTorch grid N times, alternating, so that
                         each round's pair is measured close in time on a noisy machine; every
@@ -27,7 +35,7 @@ bprop/PyTorch ratios.
   --train-samples N     time epochs over the first N training samples only (quick checks)
   --data DIR            Fashion-MNIST IDX directory (default /usr/share/datasets/fashion-mnist)
   --python PY           interpreter for the PyTorch script (default \$PYTHON, else the first of
-                        python3, /usr/bin/python3 that imports torch)
+                        /usr/bin/python3, python3 that imports torch)
   --no-torch            bprop only
   --bind                export OMP_PLACES=cores OMP_PROC_BIND=close (one thread per core)
   --no-plot             skip gnuplot
@@ -40,6 +48,8 @@ out="$repo/out/thread_sweep.csv"
 threads=""
 batch="32,128,512"
 hidden="256"
+parallel="auto"
+standardize=()
 repeats=1
 rounds=1
 warmup=8192
@@ -58,6 +68,8 @@ while [[ $# -gt 0 ]]; do
         --threads) need "$@"; threads="$2"; shift ;;
         --batch) need "$@"; batch="$2"; shift ;;
         --hidden) need "$@"; hidden="$2"; shift ;;
+        --parallel) need "$@"; parallel="$2"; shift ;;
+        --standardize) standardize=(--standardize) ;;
         --repeats) need "$@"; repeats="$2"; shift ;;
         --rounds) need "$@"; rounds="$2"; shift ;;
         --warmup-samples) need "$@"; warmup="$2"; shift ;;
@@ -104,42 +116,59 @@ if ((torch)); then
         "$python" -c 'import torch, numpy' 2>/dev/null \
             || { echo "thread_sweep: $python cannot import torch and numpy; bprop only" >&2; torch=0; }
     else
-        for candidate in python3 /usr/bin/python3; do
+        for candidate in /usr/bin/python3 python3; do
             if "$candidate" -c 'import torch, numpy' 2>/dev/null; then python=$candidate; break; fi
         done
         [[ -n "$python" ]] || { echo "thread_sweep: no python with torch and numpy; bprop only" >&2; torch=0; }
     fi
 fi
 
+# The peer at its best: these variables can pin OpenBLAS to another CPU's kernels (Haswell's
+# AVX2 ones on an AVX-512 CPU); they are dropped for PyTorch's process only.
+peer=(env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE "$python")
+if ((torch)); then
+    for v in OPENBLAS_CORETYPE OPENBLAS_L2_SIZE; do
+        if [[ -n "${!v:-}" ]]; then echo "thread_sweep: $v=${!v} is set here; unset for PyTorch's process" >&2; fi
+    done
+    echo "pytorch: $("${peer[@]}" "$repo/bench/torch_throughput.py" --describe)" >&2
+fi
+
 mkdir -p "$(dirname "$out")"
 grid=(--threads "$threads" --batch "$batch" --hidden "$hidden" --repeats "$repeats"
-      --warmup-samples "$warmup" --train-samples "$train_samples" --data "$data")
+      --warmup-samples "$warmup" --train-samples "$train_samples" --data "$data" "${standardize[@]}")
 
 [[ "$rounds" =~ ^[1-9][0-9]*$ ]] || { echo "thread_sweep: --rounds needs a positive integer" >&2; exit 2; }
 rounds_csv="${out%.csv}_rounds.csv"
 : >"$tmp/all.csv"
 for ((r = 1; r <= rounds; r++)); do
-    echo "== round $r/$rounds: bprop: $bench, threads $threads, batch $batch, hidden $hidden" >&2
-    # bprop saves each width's initial model; PyTorch starts from the very same weights, and
-    # both train in the file's order, so their accuracies after the epoch are directly
-    # comparable.
-    "$bench" "${grid[@]}" --init-dir "$tmp" --out "$tmp/bprop.csv"
+    echo "== round $r/$rounds: bprop: $bench, threads $threads, batch $batch, hidden $hidden," \
+         "parallel $parallel${standardize:+, standardised}" >&2
+    # bprop saves each width's initial model (with --standardize, its statistics); PyTorch
+    # starts from the very same weights and data, and both train in the file's order, so their
+    # accuracies after the epoch are directly comparable.
+    "$bench" "${grid[@]}" --parallel "$parallel" --init-dir "$tmp" --out "$tmp/bprop.csv"
     head -n 1 "$tmp/bprop.csv" >"$tmp/header.csv"
     tail -n +2 "$tmp/bprop.csv" | sed "s/^/$r,/" >>"$tmp/all.csv"
     if ((torch)); then
         # PyTorch's rows use the peaks that bprop's run just measured.
         peaks=$(awk -F, 'NR > 1 && $7 != "" && !seen[$2]++ { print $2 ":" $7 }' "$tmp/bprop.csv" | paste -sd, -)
-        echo "== round $r/$rounds: pytorch: $python $("$python" -c 'import torch; print("torch", torch.__version__)')" >&2
-        "$python" "$repo/bench/torch_throughput.py" "${grid[@]}" --peak "$peaks" --no-header \
-            --init-dir "$tmp" --out "$tmp/torch.csv"
+        kernels=$(awk -F, 'NR == 2 { print $20 }' "$tmp/bprop.csv")
+        echo "== round $r/$rounds: pytorch: ${peer[*]}" >&2
+        "${peer[@]}" "$repo/bench/torch_throughput.py" "${grid[@]}" --peak "$peaks" --no-header \
+            --kernel-set "$kernels" --init-dir "$tmp" --out "$tmp/torch.csv"
         sed "s/^/$r,/" "$tmp/torch.csv" >>"$tmp/all.csv"
     fi
 done
-# OUT: per implementation and point, the round with the median samples/s (the lower middle
-# one for an even count), in the plain format the plots read.
+# Every row gets the peer's columns (bprop's rows have them empty): the BLAS PyTorch ran with.
+awk -F, -v OFS=, 'NR == FNR { if ($2 == "pytorch" && !peer) peer = $22 "," $23 "," $24 "," $25 "," $26; next }
+    $2 == "bprop" && $22 == "" && peer { NF = 21; $0 = $0 "," peer } { print }' \
+    "$tmp/all.csv" "$tmp/all.csv" >"$tmp/filled.csv"
+mv "$tmp/filled.csv" "$tmp/all.csv"
+# OUT: per implementation and point (bprop's split included), the round with the median
+# samples/s (the lower middle one for an even count), in the plain format the plots read.
 cp "$tmp/header.csv" "$out"
-sort -t, -k2,2 -k3,3n -k4,4n -k5,5n -k6,6g "$tmp/all.csv" | awk -F, -v OFS=, '
-    { key = $2 "," $3 "," $4 "," $5; row[key, ++n[key]] = $0; if (!(key in seen)) { seen[key] = 1; keys[++nk] = key } }
+sort -t, -k2,2 -k3,3n -k4,4n -k5,5n -k14,14 -k6,6g "$tmp/all.csv" | awk -F, -v OFS=, '
+    { key = $2 "," $3 "," $4 "," $5 "," $14; row[key, ++n[key]] = $0; if (!(key in seen)) { seen[key] = 1; keys[++nk] = key } }
     END { for (i = 1; i <= nk; i++) { k = keys[i]; m = int((n[k] + 1) / 2); line = row[k, m]
           sub(/^[^,]*,/, "", line); print line } }' >>"$out"
 if ((rounds > 1)); then
@@ -156,30 +185,34 @@ if ((plot)); then
     fi
 fi
 
-# Summary: one line per grid point, bprop beside PyTorch.
+# Summary: one line per grid point and split, bprop beside PyTorch. %peak counts the dense
+# FLOPs, %exec the FMAs the kernels executed (exec_fma.h).
 awk -F, '
     NR == 1 { next }
-    { key = $2 "," $3 "," $4; if (!(key in order)) { order[key] = ++n; keys[n] = key }
-      sps[$1, key] = $5; acc[$1, key] = $12; frac[$1, key] = $8; red[$1, key] = $11; eff[$1, key] = $10 }
+    $1 == "pytorch" { k = $2 "," $3 "," $4; sps[k] = $5; eff[k] = $10; acc[k] = $12; next }
+    { rows[++n] = $0 }
     END {
-        printf "%7s %6s %6s | %10s %6s %6s %6s %7s | %10s %6s %7s | %6s\n", "threads", "batch", "hidden",
-               "bprop/s", "%peak", "eff", "reduce", "acc", "pytorch/s", "eff", "acc", "ratio"
+        printf "%7s %6s %6s %8s | %10s %6s %6s %6s %6s %6s %7s | %10s %6s %7s | %6s\n", "threads",
+               "batch", "hidden", "split", "bprop/s", "%peak", "%exec", "exec", "eff", "reduce", "acc",
+               "pytorch/s", "eff", "acc", "ratio"
         for (i = 1; i <= n; i++) {
-            k = keys[i]; split(k, f, ",")
-            b = sps["bprop", k]; t = sps["pytorch", k]
-            printf "%7s %6s %6s | %10.0f %5.1f%% %6s %5.1f%% %7s | %10s %6s %7s | %6s\n", f[1], f[2], f[3],
-                   b, 100 * frac["bprop", k], eff["bprop", k], 100 * red["bprop", k], acc["bprop", k],
-                   t == "" ? "-" : sprintf("%.0f", t), t == "" ? "-" : eff["pytorch", k],
-                   t == "" ? "-" : acc["pytorch", k], t == "" ? "-" : sprintf("%.2fx", b / t)
+            split(rows[i], f, ","); k = f[2] "," f[3] "," f[4]; t = sps[k]
+            printf "%7s %6s %6s %8s | %10.0f %5.1f%% %6s %5.1f%% %6s %5.1f%% %7s | %10s %6s %7s | %6s\n",
+                   f[2], f[3], f[4], f[13], f[5], 100 * f[8], f[17] == "" ? "-" : sprintf("%5.1f%%", 100 * f[17]),
+                   100 * f[15], f[10], 100 * f[11], f[12],
+                   t == "" ? "-" : sprintf("%.0f", t), t == "" ? "-" : eff[k],
+                   t == "" ? "-" : acc[k], t == "" ? "-" : sprintf("%.2fx", f[5] / t)
         }
     }' "$out"
 if ((rounds > 1 && torch)); then
     echo "median of the $rounds per-round bprop/PyTorch ratios:"
-    awk -F, 'NR > 1 { key = $3 " x " $4 " (H " $5 ")"; if (!(key in seen)) { seen[key] = 1; keys[++nk] = key }
-                      v[$2, key, $1] = $6 }
+    awk -F, 'NR > 1 { key = $3 " x " $4 " (H " $5 ")"; if ($2 == "pytorch") { pt[key, $1] = $6; next }
+                      bkey = key ", " $14; if (!(bkey in seen)) { seen[bkey] = 1; keys[++nk] = bkey; base[bkey] = key }
+                      v[bkey, $1] = $6 }
              END { for (i = 1; i <= nk; i++) { k = keys[i]; n = 0
-                   for (r = 1; ("bprop", k, r) in v; r++)
-                       if (("pytorch", k, r) in v) q[++n] = v["bprop", k, r] / v["pytorch", k, r]
+                   for (r = 1; (k, r) in v; r++)
+                       if ((base[k], r) in pt) q[++n] = v[k, r] / pt[base[k], r]
+                   if (n == 0) continue
                    for (a = 1; a <= n; a++) for (b = a + 1; b <= n; b++) if (q[b] < q[a]) { t = q[a]; q[a] = q[b]; q[b] = t }
                    med = n % 2 ? q[(n + 1) / 2] : (q[n / 2] + q[n / 2 + 1]) / 2
                    s = ""; for (a = 1; a <= n; a++) s = s sprintf(" %.2f", q[a])
