@@ -26,21 +26,17 @@ static bprop_status check_labels(const bprop_model *m, const int32_t *y, size_t 
     return BPROP_OK;
 }
 
-/* Forward over samples [lo, hi) of x in blocks; per block, fn consumes the logits. */
+/* Per block of samples [first, first + nb), what a forward pass does with the logits. */
 typedef void (*logits_fn)(void *ctx, size_t first, size_t nb, float *logits, bp_work *w);
 
-static void forward_range(const bprop_model *m, bp_work *w, const float *w1p, const float *x,
-                          size_t lo, size_t hi, logits_fn fn, void *ctx)
-{
-    bp_net net = bp_work_net(m, w, w1p);
-    const bp_batch all = {.X = x, .nb = hi};
-    for (size_t s0 = lo; s0 < hi; s0 += BP_BLOCK) {
-        size_t nb = hi - s0 < BP_BLOCK ? hi - s0 : BP_BLOCK;
-        bp_gather_rows(w, &all, s0, nb, m->inputs);
-        bp_forward_block(&net, w->rows, nb, w->h, w->logits, &w->scratch);
-        fn(ctx, s0, nb, w->logits, w);
-    }
-}
+/* A forward pass of a team over the n samples of x, every block's logits handed to fn. */
+typedef struct forward_job {
+    const bprop_model *m;
+    bp_engine *e;      /* buffers for the team */
+    const float *x;    /* (n, D) */
+    size_t n;
+    logits_fn fn;
+} forward_job;
 
 /* W1 packed by the team for a pass over n samples when a thread runs more than one block (the
  * same rule as the training step's; step.c says why), else NULL. Every thread calls it. */
@@ -51,6 +47,25 @@ static const float *packed_w1(bp_engine *e, const bprop_model *m, size_t n, int 
     bp_engine_pack(e, m, t, nth);
 #pragma omp barrier
     return e->w1p;
+}
+
+/* Thread t of a team of nth: its contiguous share of the samples, in blocks; fn gets ctx. */
+static void forward_share(const forward_job *j, int t, int nth, void *ctx)
+{
+    size_t lo, hi;
+    bp_share(j->n, nth, t, &lo, &hi);
+    const float *w1p = packed_w1(j->e, j->m, j->n, t, nth);
+    if (hi <= lo)
+        return;
+    bp_work *w = &j->e->work[t];
+    bp_net net = bp_work_net(j->m, w, w1p);
+    const bp_batch all = {.X = j->x, .nb = j->n};
+    for (size_t s0 = lo; s0 < hi; s0 += BP_BLOCK) {
+        size_t nb = hi - s0 < BP_BLOCK ? hi - s0 : BP_BLOCK;
+        bp_gather_rows(w, &all, s0, nb, j->m->inputs);
+        bp_forward_block(&net, w->rows, nb, w->h, w->logits, &w->scratch);
+        j->fn(ctx, s0, nb, w->logits, w);
+    }
 }
 
 /* ---- evaluate ------------------------------------------------------------------------------ */
@@ -84,16 +99,13 @@ static void evaluate(const bprop_model *m, bp_engine *e, const bprop_dataset *d,
     eval_ctx ctx[nt];
     for (int t = 0; t < nt; t++)
         ctx[t] = (eval_ctx){.m = m, .y = d->y, .confusion = confusion ? e->work[t].confusion : NULL};
+    const forward_job job = {.m = m, .e = e, .x = d->x, .n = d->n, .fn = eval_block};
 #pragma omp parallel num_threads(nt)
     {
-        int t = omp_get_thread_num(), nth = omp_get_num_threads();
-        size_t lo, hi;
-        bp_share(d->n, nth, t, &lo, &hi);
-        const float *w1p = packed_w1(e, m, d->n, t, nth);
+        int t = omp_get_thread_num();
         if (ctx[t].confusion)
             memset(ctx[t].confusion, 0, C * C * sizeof(uint64_t));
-        if (hi > lo)
-            forward_range(m, &e->work[t], w1p, d->x, lo, hi, eval_block, &ctx[t]);
+        forward_share(&job, t, omp_get_num_threads(), &ctx[t]);
     }
     /* Combine in thread order so the result does not depend on scheduling. */
     double loss = 0.0;
@@ -164,15 +176,9 @@ bprop_status bprop_predict_ws(bprop_workspace *ws, const bprop_model *m, const f
         return bp_fail(err, BPROP_E_NOMEM, "cannot allocate prediction buffers");
     }
     predict_ctx ctx = {.C = m->classes, .probs = probs};
+    const forward_job job = {.m = m, .e = e, .x = x, .n = n, .fn = predict_block};
 #pragma omp parallel num_threads(nt)
-    {
-        int t = omp_get_thread_num(), nth = omp_get_num_threads();
-        size_t lo, hi;
-        bp_share(n, nth, t, &lo, &hi);
-        const float *w1p = packed_w1(e, m, n, t, nth);
-        if (hi > lo)
-            forward_range(m, &e->work[t], w1p, x, lo, hi, predict_block, &ctx);
-    }
+    forward_share(&job, omp_get_thread_num(), omp_get_num_threads(), &ctx);
     bp_workspace_release(ws);
     return BPROP_OK;
 }

@@ -36,7 +36,8 @@ typedef struct bp_rank_part {
  *   hidden  exact  in the update     one rank                  as data/exact/in the update
  *
  * Clipping (its norm needs the whole gradient first) and several ranks rule out rounding in the
- * update and W1 in the pass; so does a gradient-only stepper (it updates nothing).
+ * update and W1 in the pass; a gradient-only stepper (bprop_loss_grad: output) rules out W1 in
+ * the pass, and rounds in the output as the update would.
  */
 typedef struct bp_step_plan {
     size_t nb;            /* the batch size the plan is for (0: no plan yet) */

@@ -122,7 +122,7 @@ static void run_callers(size_t n, size_t H, int use_workspace)
     fixture_free(&f);
 }
 
-TestSuite(concurrency, .timeout = 120);
+TestSuite(concurrency);
 
 /* Several blocks of samples: float sums in another order would move the gradient's low bits. */
 Test(concurrency, four_callers_on_one_model_get_the_serial_bits) { run_callers(5 * 64 + 11, 40, 0); }

@@ -389,7 +389,7 @@ Test(limit, batch_beyond_the_exact_sums_is_refused_when_the_trainer_is_created)
 }
 
 /* A batch of exactly the limit still sums exactly: the same bits on 1 and 3 threads. */
-Test(limit, batch_at_the_limit_trains_the_same_bits_on_1_and_3_threads, .timeout = 120)
+Test(limit, batch_at_the_limit_trains_the_same_bits_on_1_and_3_threads)
 {
     const size_t limit = (size_t)BP_FIXED_MAX_BLOCKS * BP_BLOCK;
     bprop_dataset *d = tu_blobs(limit, 2, 2, 5);
