@@ -323,7 +323,7 @@ static void combine_ranks(bp_stepper *s, const bp_step_plan *p, const bp_step_io
 
 void bp_step(bp_stepper *s, int tid, int nt, const bp_step_io *io)
 {
-    /* 0. Plan: every decision of this step, made once per batch and team size. */
+    /* 1. Plan: every decision of this step, made once per batch and team size. */
     const bp_step_plan *p = current_plan(s, tid, nt, io->b.nb);
     bp_slot *slot = &s->e->slot[tid];
     if (tid == 0)
@@ -337,7 +337,7 @@ void bp_step(bp_stepper *s, int tid, int nt, const bp_step_io *io)
     if (upd)
         bp_step_w1_update(s, p, tid, io->lr, w1p ? s->e->w1p : NULL, upd);
 
-    /* 1. Pass: forward and backward of this thread's share. */
+    /* 2. Pass: forward and backward of this thread's share. */
     bp_step_pass(s, p, tid, w1p, &io->b, upd);
     if (upd && upd->applied) {
         slot->norm2[BPROP_W1] += upd->norm2;
@@ -346,7 +346,7 @@ void bp_step(bp_stepper *s, int tid, int nt, const bp_step_io *io)
 #pragma omp barrier
     const double t_pass = tid == 0 ? omp_get_wtime() : 0.0;
 
-    /* 2. Combine: over threads, then over ranks with the loss, divergence and stopping. */
+    /* 3. Combine: over threads, then over ranks with the loss, divergence and stopping. */
     combine_threads(s, p, tid);
     if (tid == 0)
         combine_ranks(s, p, io);
@@ -358,7 +358,7 @@ void bp_step(bp_stepper *s, int tid, int nt, const bp_step_io *io)
         return;
     }
 
-    /* 3. Update: each thread's part of the parameters, or of the caller's gradient. */
+    /* 4. Update: each thread's part of the parameters, or of the caller's gradient. */
     bp_step_update(s, p, tid, io);
 #pragma omp barrier
     if (tid == 0) {

@@ -22,18 +22,18 @@ typedef struct bp_rank_part {
  * from the stepper's settings (config, ranks, model shape) and reused while nb and nt stay.
  * The legal combinations, and why each exists:
  *
- *   split   sums   rounding          W1 in the pass            why
- *   data    float  -                 one thread, one rank      the default: each layout is
- *                                                              deterministic in its own float order
- *   data    exact  per block, int64  -                         --reproducible: the same bits for
- *                                                              every thread and rank count
- *   data    exact  in the update     one rank                  --reproducible with one block on
- *                                                              one process: no int64 array at all
- *   hidden  float  -                 one rank                  few blocks per thread: a slice each,
- *                                                              the bits of one thread's pass
- *   hidden  exact  per block, int64  -                         --reproducible, or the hidden split
- *                                                              over ranks (their sums meet in int64)
- *   hidden  exact  in the update     one rank                  as data/exact/in the update
+ *   split   sums   rounding          W1 in the pass        why
+ *   data    float  -                 one thread, 1 rank    the default: each layout deterministic
+ *                                                          in its own float order
+ *   data    exact  per block, int64  -                     --reproducible: the same bits for
+ *                                                          every thread and rank count
+ *   data    exact  in the update     1 rank                --reproducible, one block on one
+ *                                                          process: no int64 array at all
+ *   hidden  float  -                 1 rank                few blocks per thread: a slice each,
+ *                                                          the bits of one thread's pass
+ *   hidden  exact  per block, int64  -                     --reproducible, or the hidden split over
+ *                                                          ranks (their sums meet in int64)
+ *   hidden  exact  in the update     1 rank                as data, exact, in the update
  *
  * Clipping (its norm needs the whole gradient first) and several ranks rule out rounding in the
  * update and W1 in the pass; a gradient-only stepper (bprop_loss_grad: output) rules out W1 in
@@ -138,8 +138,8 @@ void bp_step(bp_stepper *s, int tid, int nt, const bp_step_io *io);
 
 /* ---- the phases (step_pass.c, step_update.c), for bp_step ---- */
 
-/* Phase 1, thread tid's forward and backward pass as the plan says; w1p: W1 packed, or NULL;
- * upd: NULL, or this thread's W1 update in the pass, set up. */
+/* Phase 2 (pass): thread tid's forward and backward pass as the plan says; w1p: W1 packed, or
+ * NULL; upd: NULL, or this thread's W1 update in the pass, set up. */
 void bp_step_pass(bp_stepper *s, const bp_step_plan *p, int tid, const float *w1p,
                   const bp_batch *b, bp_w1_update *upd);
 
@@ -148,7 +148,7 @@ void bp_step_pass(bp_stepper *s, const bp_step_plan *p, int tid, const float *w1
 void bp_step_w1_update(const bp_stepper *s, const bp_step_plan *p, int tid, float lr,
                        float *w1p, bp_w1_update *u);
 
-/* Phase 4, thread tid's part of the update (or of the output gradient); ends with every
+/* Phase 4 (update): thread tid's part of the update (or of the output gradient); ends with every
  * thread's slot->w1p_current set, before the caller's closing barrier. */
 void bp_step_update(bp_stepper *s, const bp_step_plan *p, int tid, const bp_step_io *io);
 

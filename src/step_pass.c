@@ -230,7 +230,7 @@ static void hidden_pass(bp_stepper *s, const bp_step_plan *p, int tid, const flo
         hidden_zero(&j);
 }
 
-/* ---- the phase --------------------------------------------------------------------------------- */
+/* ---- the phase ------------------------------------------------------------------------------ */
 
 void bp_step_pass(bp_stepper *s, const bp_step_plan *p, int tid, const float *w1p,
                   const bp_batch *b, bp_w1_update *upd)

@@ -1,6 +1,7 @@
 /* test_concurrency.c: evaluate, predict and loss_grad called on one model from several threads at
  * once give bit for bit the results of calls made one at a time; workspaces give the same bits. */
 #include "testutil.h"
+#include "workspace.h"
 
 #include <criterion/criterion.h>
 #include <pthread.h>
@@ -158,4 +159,25 @@ Test(concurrency, one_workspace_across_shapes_and_thread_counts)
     cr_assert_eq(bprop_evaluate_ws(NULL, a.m, a.d, 1, &a.ev, NULL, &err), BPROP_E_ARG);
     fixture_free(&a);
     fixture_free(&b);
+}
+
+/* A workspace serves one call at a time: a call that finds it held fails, and leaves it held. */
+Test(concurrency, a_workspace_in_use_refuses_a_second_call)
+{
+    fixture f;
+    fixture_make(&f, 100, 16);
+    bprop_workspace *ws;
+    cr_assert_eq(bprop_workspace_create(&ws, NULL), BPROP_OK);
+    cr_assert_eq(bp_workspace_claim(ws, "test", NULL), BPROP_OK); /* as a call in progress would */
+    bprop_error err;
+    cr_assert_eq(bprop_loss_grad_ws(ws, f.m, f.d->x, f.d->y, f.d->n, 1, NULL, f.grad, &err), BPROP_E_ARG);
+    cr_assert_not_null(strstr(err.message, "in use"), "'%s'", err.message);
+    cr_assert_eq(bprop_predict_ws(ws, f.m, f.d->x, f.d->n, 1, f.probs, &err), BPROP_E_ARG);
+    bp_workspace_release(ws);
+    float *g = malloc(f.P * sizeof(float));
+    cr_assert_eq(bprop_loss_grad_ws(ws, f.m, f.d->x, f.d->y, f.d->n, 1, NULL, g, NULL), BPROP_OK);
+    cr_assert(tu_same_bits(g, f.grad, f.P));
+    free(g);
+    bprop_workspace_free(ws);
+    fixture_free(&f);
 }
