@@ -211,6 +211,8 @@ typedef struct bprop_provenance {
     int32_t ranks;               /* processes of the last run (1 without MPI; 0 when unknown) */
 } bprop_provenance;
 
+/** A plain value: shape, parameters, standardisation and provenance. The buffers of a
+ * computation belong to whoever runs it (a trainer, a workspace, or the call itself). */
 typedef struct bprop_model {
     size_t inputs, hidden, classes;
     int has_bias;       /* 0: b1 and b2 are absent (and count 0 in the layout) */
