@@ -169,23 +169,28 @@ static int cmp_double(const void *a, const void *b)
 }
 
 /* Median time of one bprop_loss_grad call over at least o->repeats calls (more for fast calls,
- * so that timer resolution does not dominate); grad receives the gradient. */
+ * so that timer resolution does not dominate); grad receives the gradient. The calls share one
+ * workspace, so that what is timed is the pass and not the allocation of its buffers. */
 static int time_backprop(const bprop_model *m, const bprop_dataset *d, size_t n, int threads,
                          int repeats, float *grad, double *median)
 {
     double t[1000];
     bprop_error err;
+    bprop_workspace *ws = NULL;
     int r = 0;
     double start = omp_get_wtime();
-    if (bprop_loss_grad(m, d->x, d->y, n, threads, NULL, grad, &err) != BPROP_OK) { /* warm-up */
+    if (bprop_workspace_create(&ws, &err) != BPROP_OK ||
+        bprop_loss_grad_ws(ws, m, d->x, d->y, n, threads, NULL, grad, &err) != BPROP_OK) { /* warm-up */
         fprintf(stderr, "fd_scaling: backprop: %s\n", err.message);
+        bprop_workspace_free(ws);
         return -1;
     }
     while (r < 1000 && (r < repeats || omp_get_wtime() - start < 0.05)) {
         double t0 = omp_get_wtime();
-        bprop_loss_grad(m, d->x, d->y, n, threads, NULL, grad, NULL);
+        bprop_loss_grad_ws(ws, m, d->x, d->y, n, threads, NULL, grad, NULL);
         t[r++] = omp_get_wtime() - t0;
     }
+    bprop_workspace_free(ws);
     qsort(t, (size_t)r, sizeof t[0], cmp_double);
     *median = r % 2 ? t[r / 2] : 0.5 * (t[r / 2 - 1] + t[r / 2]);
     return 0;

@@ -211,6 +211,8 @@ typedef struct bprop_provenance {
     int32_t ranks;               /* processes of the last run (1 without MPI; 0 when unknown) */
 } bprop_provenance;
 
+/** A plain value: shape, parameters, standardisation and provenance. The buffers of a
+ * computation belong to whoever runs it (a trainer, a workspace, or the call itself). */
 typedef struct bprop_model {
     size_t inputs, hidden, classes;
     int has_bias;       /* 0: b1 and b2 are absent (and count 0 in the layout) */
@@ -220,7 +222,6 @@ typedef struct bprop_model {
     float *std_mean;    /* (inputs) owned, NULL when inputs are used as given */
     float *std_scale;   /* (inputs) owned, NULL with std_mean */
     bprop_provenance info;
-    struct bp_cache *cache; /* private: buffers reused by evaluate, predict and loss_grad */
 } bprop_model;
 
 /** The layout of a model of this shape. @return BPROP_E_SIZE on zero or overflowing sizes. */
@@ -303,7 +304,8 @@ BPROP_API bprop_status bprop_model_import_npy(const char *dir, bprop_model **out
                                     bprop_error *err);
 
 /* ------------------------------------------------------------------------------------------ */
-/* Inference and gradients. */
+/* Inference and gradients. These calls only read the model: several threads may call them on
+ * one model at once and get bit for bit the results of calls made one at a time. */
 
 typedef struct bprop_eval {
     double loss;      /* mean cross-entropy */
@@ -334,6 +336,32 @@ BPROP_API bprop_status bprop_predict(const bprop_model *m, const float *x, size_
  */
 BPROP_API bprop_status bprop_loss_grad(const bprop_model *m, const float *x, const int32_t *y, size_t n,
                              int threads, double *loss, float *grad, bprop_error *err);
+
+/**
+ * Compute buffers for bprop_evaluate_ws, bprop_predict_ws and bprop_loss_grad_ws. The plain
+ * calls above build and free their buffers on every call; a caller that makes many calls may
+ * keep a workspace and pass it instead, so that repeated calls allocate nothing. A workspace
+ * fits itself to each call's model shape and thread count (rebuilding its buffers when they
+ * change) and serves one call at a time: a call that finds it in use by another thread fails
+ * with BPROP_E_ARG. The model stays a plain value that concurrent calls may share.
+ */
+typedef struct bprop_workspace bprop_workspace;
+
+BPROP_API bprop_status bprop_workspace_create(bprop_workspace **out, bprop_error *err);
+/** Free a workspace and its buffers; NULL is allowed. */
+BPROP_API void bprop_workspace_free(bprop_workspace *ws);
+
+/** bprop_evaluate with the buffers of ws; the same results bit for bit. */
+BPROP_API bprop_status bprop_evaluate_ws(bprop_workspace *ws, const bprop_model *m,
+                                         const bprop_dataset *d, int threads, bprop_eval *out,
+                                         uint64_t *confusion, bprop_error *err);
+/** bprop_predict with the buffers of ws; the same results bit for bit. */
+BPROP_API bprop_status bprop_predict_ws(bprop_workspace *ws, const bprop_model *m, const float *x,
+                                        size_t n, int threads, float *probs, bprop_error *err);
+/** bprop_loss_grad with the buffers of ws; the same results bit for bit. */
+BPROP_API bprop_status bprop_loss_grad_ws(bprop_workspace *ws, const bprop_model *m, const float *x,
+                                          const int32_t *y, size_t n, int threads, double *loss,
+                                          float *grad, bprop_error *err);
 
 /* ------------------------------------------------------------------------------------------ */
 /* Training. */

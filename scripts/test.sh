@@ -23,6 +23,11 @@ run_suite() { # name, build dir, cmake options...
 
 run_suite "warnings-as-errors" build-test -DCMAKE_BUILD_TYPE=Release
 
+# No dependency cycles between source files (from the objects just built), and no function in
+# src/ longer than 60 lines.
+echo "== source structure"
+/usr/bin/python3 scripts/check_structure.py --build build-test --src src --max-lines 60 --strict
+
 # The kernel sets this CPU runs, as the dispatcher sees them (cpu flags: avx2+fma, avx512f).
 isas=(generic)
 if grep -qw avx2 /proc/cpuinfo && grep -qw fma /proc/cpuinfo; then

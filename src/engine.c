@@ -13,18 +13,6 @@ void bp_share(size_t n, int nt, int t, size_t *lo, size_t *hi)
     *hi = n * (size_t)(t + 1) / (size_t)nt;
 }
 
-int bp_active_threads(size_t nb, int nt, int *active)
-{
-    int na = 0;
-    for (int t = 0; t < nt; t++) {
-        size_t lo, hi;
-        bp_share(nb, nt, t, &lo, &hi);
-        if (hi > lo)
-            active[na++] = t;
-    }
-    return na;
-}
-
 void bp_param_chunk(size_t n, int nt, int t, size_t *a, size_t *b)
 {
     const size_t line = BP_ALIGN / sizeof(float);
@@ -153,17 +141,23 @@ static void fold_w2(const float *gw2t, float *gw2, size_t H, size_t C)
             gw2[j * C + c] = gw2t[c * H + j];
 }
 
-void bp_thread_pass(const bprop_model *m, bp_work *w, const float *w1p, float *grad, const float *X,
-                    const int32_t *Y, const size_t *idx, size_t lo, size_t hi, double *loss,
-                    size_t *correct, bp_w1_update *upd)
+void bp_gather_rows(bp_work *w, const bp_batch *b, size_t s0, size_t nb, size_t D)
 {
+    for (size_t r = 0; r < nb; r++)
+        w->rows[r] = b->X + bp_sample_at(b, s0 + r) * D;
+}
+
+void bp_thread_pass(const bp_pass *p, const bp_batch *b, size_t lo, size_t hi)
+{
+    const bprop_model *m = p->m;
     const bprop_layout *L = &m->layout;
-    const size_t D = m->inputs, H = m->hidden, C = m->classes;
-    bp_net net = bp_work_net(m, w, w1p);
-    bp_grads g = {.w1 = grad + L->offset[BPROP_W1],
-                  .b1 = m->has_bias ? grad + L->offset[BPROP_B1] : NULL,
+    const size_t H = m->hidden, C = m->classes;
+    bp_work *w = p->w;
+    bp_net net = bp_work_net(m, w, p->w1p);
+    bp_grads g = {.w1 = p->grad + L->offset[BPROP_W1],
+                  .b1 = m->has_bias ? p->grad + L->offset[BPROP_B1] : NULL,
                   .w2t = w->gw2t,
-                  .b2 = m->has_bias ? grad + L->offset[BPROP_B2] : NULL};
+                  .b2 = m->has_bias ? p->grad + L->offset[BPROP_B2] : NULL};
     memset(w->gw2t, 0, C * H * sizeof(float));
     if (m->has_bias) {
         memset(g.b1, 0, H * sizeof(float));
@@ -171,23 +165,21 @@ void bp_thread_pass(const bprop_model *m, bp_work *w, const float *w1p, float *g
     }
     for (size_t s0 = lo; s0 < hi; s0 += BP_BLOCK) {
         size_t nb = hi - s0 < BP_BLOCK ? hi - s0 : BP_BLOCK;
-        for (size_t r = 0; r < nb; r++) {
-            size_t i = idx ? idx[s0 + r] : s0 + r;
-            w->rows[r] = X + i * D;
-            w->y[r] = Y[i];
-        }
-        bp_forward_block(&net, w->rows, nb, w->h, w->logits, &w->scratch);
-        *loss += bp_softmax_xent(w->logits, w->y, nb, C, w->pred);
+        bp_gather_rows(w, b, s0, nb, m->inputs);
         for (size_t r = 0; r < nb; r++)
-            *correct += w->pred[r] == w->y[r];
+            w->y[r] = b->Y[bp_sample_at(b, s0 + r)];
+        bp_forward_block(&net, w->rows, nb, w->h, w->logits, &w->scratch);
+        *p->loss += bp_softmax_xent(w->logits, w->y, nb, C, w->pred);
+        for (size_t r = 0; r < nb; r++)
+            *p->correct += w->pred[r] == w->y[r];
         /* On the last block; a non-finite loss stops training without an update, so then W1
          * keeps its values. */
-        g.w1_update = upd && s0 + nb == hi && isfinite(*loss) ? upd : NULL;
+        g.w1_update = p->upd && s0 + nb == hi && isfinite(*p->loss) ? p->upd : NULL;
         if (g.w1_update)
-            upd->applied = 1;
+            p->upd->applied = 1;
         bp_backward_block(&net, w->rows, nb, w->h, w->logits, &g, s0 == lo, &w->scratch);
     }
-    fold_w2(w->gw2t, grad + L->offset[BPROP_W2], H, C);
+    fold_w2(w->gw2t, p->grad + L->offset[BPROP_W2], H, C);
 }
 
 void bp_sum_buffers(float *const *grads, const int *active, int na, size_t a, size_t n, float *out)

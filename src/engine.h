@@ -29,7 +29,7 @@ typedef struct bp_slot {
     double big;                    /* largest scaled magnitude this thread turned into fixed point */
     bp_sq128 sq;                   /* exact partial sum of squares of the update (clipping) */
     bp_w1_update upd;              /* W1's update in this thread's backward pass, if any */
-    int w1p_fresh;                 /* the engine's w1p holds W1 as the last step left it: every
+    int w1p_current;               /* the engine's w1p holds W1 as the last step left it: every
                                       thread updated its part in the pass and wrote it packed
                                       (each thread keeps its own copy of this verdict) */
 } __attribute__((aligned(BP_ALIGN))) bp_slot;
@@ -43,6 +43,17 @@ typedef struct bp_engine {
     bp_work *work;  /* [threads] */
     bp_slot *slot;  /* [threads] */
 } bp_engine;
+
+/* The samples of one batch: sample r is idx[r] (or first + r without idx), its input row
+ * X + sample * D and its label Y[sample]. */
+typedef struct bp_batch {
+    const float *X;     /* (n, D) the whole data set */
+    const int32_t *Y;   /* (n) or NULL (prediction) */
+    const size_t *idx;  /* (nb) or NULL */
+    size_t first, nb;
+} bp_batch;
+
+static inline size_t bp_sample_at(const bp_batch *b, size_t r) { return b->idx ? b->idx[r] : b->first + r; }
 
 /* Buffers for threads threads on model m; with_grads != 0 adds the gradient buffers. */
 bprop_status bp_engine_create(const bprop_model *m, int threads, int with_grads, bp_engine **out);
@@ -66,22 +77,30 @@ void bp_engine_pack(bp_engine *e, const bprop_model *m, int tid, int nt);
  * e->w1p after bp_engine_pack) or, with NULL, packing per call. */
 bp_net bp_work_net(const bprop_model *m, bp_work *w, const float *w1p);
 
-/* Forward and backward over samples idx[lo..hi) of (X, Y) (idx NULL: samples lo..hi), writing
- * the gradient sums of exactly these samples to grad (params, overwritten); hi > lo. Adds the
- * summed loss and the correct count to *loss and *correct. w1p: as for bp_work_net. upd: NULL,
- * or W1's update applied in the last block's backward pass instead of the W1 gradient written
- * to grad, unless the loss is not finite (upd->applied says). */
-void bp_thread_pass(const bprop_model *m, bp_work *w, const float *w1p, float *grad, const float *X,
-                    const int32_t *Y, const size_t *idx, size_t lo, size_t hi, double *loss,
-                    size_t *correct, bp_w1_update *upd);
+/* The input rows of samples [s0, s0 + nb) of batch b (nb <= BP_BLOCK) into w->rows: the one
+ * place where a block of a data set becomes the kernels' row pointers. */
+void bp_gather_rows(bp_work *w, const bp_batch *b, size_t s0, size_t nb, size_t D);
+
+/* One thread's forward and backward pass: where it reads the model and writes its results. */
+typedef struct bp_pass {
+    const bprop_model *m;
+    bp_work *w;
+    const float *w1p;    /* as for bp_work_net */
+    float *grad;         /* (params) overwritten with the gradient sums of exactly the pass's samples */
+    double *loss;        /* += the summed loss */
+    size_t *correct;     /* += the correct count */
+    bp_w1_update *upd;   /* NULL, or W1's update applied in the last block's backward pass instead
+                            of the W1 gradient written to grad, unless the loss is not finite
+                            (upd->applied says) */
+} bp_pass;
+
+/* Forward and backward over samples [lo, hi) of batch b (hi > lo), as p says. */
+void bp_thread_pass(const bp_pass *p, const bp_batch *b, size_t lo, size_t hi);
 
 /* out[i] = sum over u < na, in that order, of grads[active[u]][a + i] for i < n: the
  * fixed-order reduction that makes results independent of scheduling. out may be the first
  * active buffer + a (in place). */
 void bp_sum_buffers(float *const *grads, const int *active, int na, size_t a, size_t n, float *out);
-
-/* Which threads hold a non-empty share of nb samples: fills active, returns the count. */
-int bp_active_threads(size_t nb, int nt, int *active);
 
 /* Thread t's chunk [*a, *b) of n parameters: contiguous, starting on cache-line boundaries. */
 void bp_param_chunk(size_t n, int nt, int t, size_t *a, size_t *b);

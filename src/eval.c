@@ -1,12 +1,15 @@
 /* eval.c: evaluation, prediction and the one-shot loss gradient, all parallel over samples. */
-#include "cache.h"
+#include "workspace.h"
 
 #include <math.h>
 #include <omp.h>
 #include <string.h>
 
-static bprop_status check_call(const bprop_model *m, int threads, bprop_error *err)
+static bprop_status check_call(const bprop_workspace *ws, const bprop_model *m, int threads,
+                               bprop_error *err)
 {
+    if (!ws)
+        return bp_fail(err, BPROP_E_ARG, "workspace is NULL");
     if (!m || !m->params)
         return bp_fail(err, BPROP_E_ARG, "model is NULL");
     if (threads < 0)
@@ -23,21 +26,17 @@ static bprop_status check_labels(const bprop_model *m, const int32_t *y, size_t 
     return BPROP_OK;
 }
 
-/* Forward over samples [lo, hi) of x in blocks; per block, fn consumes the logits. */
+/* Per block of samples [first, first + nb), what a forward pass does with the logits. */
 typedef void (*logits_fn)(void *ctx, size_t first, size_t nb, float *logits, bp_work *w);
 
-static void forward_range(const bprop_model *m, bp_work *w, const float *w1p, const float *x,
-                          size_t lo, size_t hi, logits_fn fn, void *ctx)
-{
-    bp_net net = bp_work_net(m, w, w1p);
-    for (size_t s0 = lo; s0 < hi; s0 += BP_BLOCK) {
-        size_t nb = hi - s0 < BP_BLOCK ? hi - s0 : BP_BLOCK;
-        for (size_t r = 0; r < nb; r++)
-            w->rows[r] = x + (s0 + r) * m->inputs;
-        bp_forward_block(&net, w->rows, nb, w->h, w->logits, &w->scratch);
-        fn(ctx, s0, nb, w->logits, w);
-    }
-}
+/* A forward pass of a team over the n samples of x, every block's logits handed to fn. */
+typedef struct forward_job {
+    const bprop_model *m;
+    bp_engine *e;      /* buffers for the team */
+    const float *x;    /* (n, D) */
+    size_t n;
+    logits_fn fn;
+} forward_job;
 
 /* W1 packed by the team for a pass over n samples when a thread runs more than one block (the
  * same rule as the training step's; step.c says why), else NULL. Every thread calls it. */
@@ -48,6 +47,25 @@ static const float *packed_w1(bp_engine *e, const bprop_model *m, size_t n, int 
     bp_engine_pack(e, m, t, nth);
 #pragma omp barrier
     return e->w1p;
+}
+
+/* Thread t of a team of nth: its contiguous share of the samples, in blocks; fn gets ctx. */
+static void forward_share(const forward_job *j, int t, int nth, void *ctx)
+{
+    size_t lo, hi;
+    bp_share(j->n, nth, t, &lo, &hi);
+    const float *w1p = packed_w1(j->e, j->m, j->n, t, nth);
+    if (hi <= lo)
+        return;
+    bp_work *w = &j->e->work[t];
+    bp_net net = bp_work_net(j->m, w, w1p);
+    const bp_batch all = {.X = j->x, .nb = j->n};
+    for (size_t s0 = lo; s0 < hi; s0 += BP_BLOCK) {
+        size_t nb = hi - s0 < BP_BLOCK ? hi - s0 : BP_BLOCK;
+        bp_gather_rows(w, &all, s0, nb, j->m->inputs);
+        bp_forward_block(&net, w->rows, nb, w->h, w->logits, &w->scratch);
+        j->fn(ctx, s0, nb, w->logits, w);
+    }
 }
 
 /* ---- evaluate ------------------------------------------------------------------------------ */
@@ -73,37 +91,21 @@ static void eval_block(void *p, size_t first, size_t nb, float *logits, bp_work 
     }
 }
 
-bprop_status bprop_evaluate(const bprop_model *m, const bprop_dataset *d, int threads,
-                            bprop_eval *out, uint64_t *confusion, bprop_error *err)
+/* bprop_evaluate's work with checked arguments and buffers e for nt threads. */
+static void evaluate(const bprop_model *m, bp_engine *e, const bprop_dataset *d, int nt,
+                     bprop_eval *out, uint64_t *confusion)
 {
-    bprop_status st = check_call(m, threads, err);
-    if (st != BPROP_OK)
-        return st;
-    if (!d || !d->x || !d->y || !out)
-        return bp_fail(err, BPROP_E_ARG, "evaluation needs labelled data and an output");
-    if (d->dim != m->inputs)
-        return bp_fail(err, BPROP_E_MISMATCH, "data has %zu features per sample, the model expects %zu",
-                       d->dim, m->inputs);
-    if ((st = check_labels(m, d->y, d->n, err)) != BPROP_OK)
-        return st;
     const size_t C = m->classes;
-    int nt = bp_resolve_threads(threads), owned;
-    bp_engine *e = bp_cache_get_engine(m, nt, &owned);
-    if (!e)
-        return bp_fail(err, BPROP_E_NOMEM, "cannot allocate evaluation buffers");
     eval_ctx ctx[nt];
     for (int t = 0; t < nt; t++)
         ctx[t] = (eval_ctx){.m = m, .y = d->y, .confusion = confusion ? e->work[t].confusion : NULL};
+    const forward_job job = {.m = m, .e = e, .x = d->x, .n = d->n, .fn = eval_block};
 #pragma omp parallel num_threads(nt)
     {
-        int t = omp_get_thread_num(), nth = omp_get_num_threads();
-        size_t lo, hi;
-        bp_share(d->n, nth, t, &lo, &hi);
-        const float *w1p = packed_w1(e, m, d->n, t, nth);
+        int t = omp_get_thread_num();
         if (ctx[t].confusion)
             memset(ctx[t].confusion, 0, C * C * sizeof(uint64_t));
-        if (hi > lo)
-            forward_range(m, &e->work[t], w1p, d->x, lo, hi, eval_block, &ctx[t]);
+        forward_share(&job, t, omp_get_num_threads(), &ctx[t]);
     }
     /* Combine in thread order so the result does not depend on scheduling. */
     double loss = 0.0;
@@ -118,8 +120,29 @@ bprop_status bprop_evaluate(const bprop_model *m, const bprop_dataset *d, int th
     }
     *out = (bprop_eval){.loss = d->n ? loss / (double)d->n : NAN,
                         .accuracy = d->n ? (double)correct / (double)d->n : NAN, .n = d->n};
-    bp_cache_put_engine(m, e, owned);
-    return BPROP_OK;
+}
+
+bprop_status bprop_evaluate_ws(bprop_workspace *ws, const bprop_model *m, const bprop_dataset *d,
+                               int threads, bprop_eval *out, uint64_t *confusion, bprop_error *err)
+{
+    bprop_status st = check_call(ws, m, threads, err);
+    if (st != BPROP_OK)
+        return st;
+    if (!d || !d->x || !d->y || !out)
+        return bp_fail(err, BPROP_E_ARG, "evaluation needs labelled data and an output");
+    if (d->dim != m->inputs)
+        return bp_fail(err, BPROP_E_MISMATCH, "data has %zu features per sample, the model expects %zu",
+                       d->dim, m->inputs);
+    if ((st = check_labels(m, d->y, d->n, err)) != BPROP_OK)
+        return st;
+    if ((st = bp_workspace_claim(ws, "bprop_evaluate", err)) != BPROP_OK)
+        return st;
+    int nt = bp_resolve_threads(threads);
+    bp_engine *e = bp_workspace_engine(ws, m, nt);
+    if (e)
+        evaluate(m, e, d, nt, out, confusion);
+    bp_workspace_release(ws);
+    return e ? BPROP_OK : bp_fail(err, BPROP_E_NOMEM, "cannot allocate evaluation buffers");
 }
 
 /* ---- predict ------------------------------------------------------------------------------- */
@@ -136,38 +159,48 @@ static void predict_block(void *p, size_t first, size_t nb, float *logits, bp_wo
     memcpy(c->probs + first * c->C, logits, nb * c->C * sizeof(float));
 }
 
-bprop_status bprop_predict(const bprop_model *m, const float *x, size_t n, int threads,
-                           float *probs, bprop_error *err)
+bprop_status bprop_predict_ws(bprop_workspace *ws, const bprop_model *m, const float *x, size_t n,
+                              int threads, float *probs, bprop_error *err)
 {
-    bprop_status st = check_call(m, threads, err);
+    bprop_status st = check_call(ws, m, threads, err);
     if (st != BPROP_OK)
         return st;
     if (!x || !probs || n == 0)
         return bp_fail(err, BPROP_E_ARG, "prediction needs inputs and an output");
-    int nt = bp_resolve_threads(threads), owned;
-    bp_engine *e = bp_cache_get_engine(m, nt, &owned);
-    if (!e)
+    if ((st = bp_workspace_claim(ws, "bprop_predict", err)) != BPROP_OK)
+        return st;
+    int nt = bp_resolve_threads(threads);
+    bp_engine *e = bp_workspace_engine(ws, m, nt);
+    if (!e) {
+        bp_workspace_release(ws);
         return bp_fail(err, BPROP_E_NOMEM, "cannot allocate prediction buffers");
-    predict_ctx ctx = {.C = m->classes, .probs = probs};
-#pragma omp parallel num_threads(nt)
-    {
-        int t = omp_get_thread_num(), nth = omp_get_num_threads();
-        size_t lo, hi;
-        bp_share(n, nth, t, &lo, &hi);
-        const float *w1p = packed_w1(e, m, n, t, nth);
-        if (hi > lo)
-            forward_range(m, &e->work[t], w1p, x, lo, hi, predict_block, &ctx);
     }
-    bp_cache_put_engine(m, e, owned);
+    predict_ctx ctx = {.C = m->classes, .probs = probs};
+    const forward_job job = {.m = m, .e = e, .x = x, .n = n, .fn = predict_block};
+#pragma omp parallel num_threads(nt)
+    forward_share(&job, omp_get_thread_num(), omp_get_num_threads(), &ctx);
+    bp_workspace_release(ws);
     return BPROP_OK;
 }
 
 /* ---- loss and gradient without an update --------------------------------------------------- */
 
-bprop_status bprop_loss_grad(const bprop_model *m, const float *x, const int32_t *y, size_t n,
-                             int threads, double *loss, float *grad, bprop_error *err)
+/* No more threads than the step can give work to: a block of samples or a block of hidden
+ * units each. The exact sums make the gradient the same for any count, and a thread with
+ * nothing to do would still cost the team its start and its barriers. */
+static int useful_threads(const bprop_model *m, size_t n, int nt)
 {
-    bprop_status st = check_call(m, threads, err);
+    const size_t sample_blocks = (n + BP_BLOCK - 1) / BP_BLOCK;
+    const size_t hidden_blocks = (m->hidden + BP_HBLOCK - 1) / BP_HBLOCK;
+    const size_t useful = sample_blocks > hidden_blocks ? sample_blocks : hidden_blocks;
+    return (size_t)nt > useful ? (int)useful : nt;
+}
+
+bprop_status bprop_loss_grad_ws(bprop_workspace *ws, const bprop_model *m, const float *x,
+                                const int32_t *y, size_t n, int threads, double *loss, float *grad,
+                                bprop_error *err)
+{
+    bprop_status st = check_call(ws, m, threads, err);
     if (st != BPROP_OK)
         return st;
     if (!x || !y || !grad || n == 0)
@@ -177,18 +210,14 @@ bprop_status bprop_loss_grad(const bprop_model *m, const float *x, const int32_t
                        (size_t)BP_FIXED_MAX_BLOCKS * BP_BLOCK);
     if ((st = check_labels(m, y, n, err)) != BPROP_OK)
         return st;
-    int nt = bp_resolve_threads(threads), owned;
-    /* No more threads than the step can give work to: a block of samples or a block of hidden
-     * units each. The exact sums make the gradient the same for any count, and a thread with
-     * nothing to do would still cost the team its start and its barriers. */
-    const size_t sample_blocks = (n + BP_BLOCK - 1) / BP_BLOCK;
-    const size_t hidden_blocks = (m->hidden + BP_HBLOCK - 1) / BP_HBLOCK;
-    const size_t useful = sample_blocks > hidden_blocks ? sample_blocks : hidden_blocks;
-    if ((size_t)nt > useful)
-        nt = (int)useful;
-    bp_stepper *s = bp_cache_get_stepper(m, nt, &owned);
-    if (!s)
+    if ((st = bp_workspace_claim(ws, "bprop_loss_grad", err)) != BPROP_OK)
+        return st;
+    const int nt = useful_threads(m, n, bp_resolve_threads(threads));
+    bp_stepper *s = bp_workspace_stepper(ws, m, nt);
+    if (!s) {
+        bp_workspace_release(ws);
         return bp_fail(err, BPROP_E_NOMEM, "cannot allocate gradient buffers for %d threads", nt);
+    }
     /* One training step over all n samples as a single batch, with the gradient as output
      * instead of an update: the same blocks, kernels and exact sums as training. */
     bp_stepper_prepare(s, x, n, 0);
@@ -197,10 +226,42 @@ bprop_status bprop_loss_grad(const bprop_model *m, const float *x, const int32_t
     bp_step(s, omp_get_thread_num(), omp_get_num_threads(), &io);
     int diverged = s->diverged;
     double total = s->loss;
-    bp_cache_put_stepper(m, s, owned);
+    bp_workspace_release(ws);
     if (diverged)
         return bp_fail(err, BPROP_E_NONFINITE, "bprop_loss_grad: the loss or gradient is not finite");
     if (loss)
         *loss = total / (double)n;
     return BPROP_OK;
+}
+
+/* ---- the calls with buffers of their own ------------------------------------------------- */
+
+bprop_status bprop_evaluate(const bprop_model *m, const bprop_dataset *d, int threads,
+                            bprop_eval *out, uint64_t *confusion, bprop_error *err)
+{
+    bprop_workspace ws;
+    bp_workspace_init(&ws);
+    bprop_status st = bprop_evaluate_ws(&ws, m, d, threads, out, confusion, err);
+    bp_workspace_clear(&ws);
+    return st;
+}
+
+bprop_status bprop_predict(const bprop_model *m, const float *x, size_t n, int threads,
+                           float *probs, bprop_error *err)
+{
+    bprop_workspace ws;
+    bp_workspace_init(&ws);
+    bprop_status st = bprop_predict_ws(&ws, m, x, n, threads, probs, err);
+    bp_workspace_clear(&ws);
+    return st;
+}
+
+bprop_status bprop_loss_grad(const bprop_model *m, const float *x, const int32_t *y, size_t n,
+                             int threads, double *loss, float *grad, bprop_error *err)
+{
+    bprop_workspace ws;
+    bp_workspace_init(&ws);
+    bprop_status st = bprop_loss_grad_ws(&ws, m, x, y, n, threads, loss, grad, err);
+    bp_workspace_clear(&ws);
+    return st;
 }

@@ -1,6 +1,5 @@
 /* fixed.c: exact fixed-point sums of gradient blocks and the exact clipping norm. */
 #include "fixed.h"
-#include "kernels.h"
 
 #include <math.h>
 #include <string.h>

@@ -49,6 +49,14 @@ void bprop_gradcheck_config_default(bprop_gradcheck_config *c)
 /* ------------------------------------------------------------------------------------------ */
 /* The double-precision forward pass: the reference that finite differences differentiate. */
 
+/* The model and the samples whose loss is differentiated. */
+typedef struct gc_data {
+    const bprop_model *m;
+    const float *x;    /* (n, inputs) */
+    const int32_t *y;  /* (n) */
+    size_t n;
+} gc_data;
+
 /* z[s][j] = b1[j] + sum_i x[s][i] W1[i][j] for s in [s_lo, s_hi), j in [j_lo, j_hi): row-wise
  * updates, for the edges that do not fill a register tile (and all of a net narrower than one). */
 static void preact_rows(const bprop_model *m, const double *theta, const float *x, size_t s_lo,
@@ -147,17 +155,18 @@ static double sample_loss(const bprop_model *m, const double *theta, const doubl
 
 /* Mean loss with caller-provided scratch; the summation order is fixed, so the same theta gives
  * the same bits on every thread. */
-static double loss_eval(const bprop_model *m, const double *theta, const float *x, const int32_t *y,
-                        size_t n, double *z /* (GC_BLOCK, hidden) */, double *logit /* (classes) */)
+static double loss_eval(const gc_data *d, const double *theta, double *z /* (GC_BLOCK, hidden) */,
+                        double *logit /* (classes) */)
 {
+    const bprop_model *m = d->m;
     double total = 0.0;
-    for (size_t s0 = 0; s0 < n; s0 += GC_BLOCK) {
-        size_t nb = n - s0 < GC_BLOCK ? n - s0 : GC_BLOCK;
-        block_preact(m, theta, x + s0 * m->inputs, nb, z);
+    for (size_t s0 = 0; s0 < d->n; s0 += GC_BLOCK) {
+        size_t nb = d->n - s0 < GC_BLOCK ? d->n - s0 : GC_BLOCK;
+        block_preact(m, theta, d->x + s0 * m->inputs, nb, z);
         for (size_t s = 0; s < nb; s++)
-            total += sample_loss(m, theta, z + s * m->hidden, y[s0 + s], logit);
+            total += sample_loss(m, theta, z + s * m->hidden, d->y[s0 + s], logit);
     }
-    return total / (double)n;
+    return total / (double)d->n;
 }
 
 double bprop_loss_double(const bprop_model *m, const double *theta, const float *x,
@@ -170,7 +179,8 @@ double bprop_loss_double(const bprop_model *m, const double *theta, const float 
             return NAN;
     double *z = bp_alloc(GC_BLOCK * m->hidden, sizeof(double));
     double *logit = bp_alloc(m->classes, sizeof(double));
-    double loss = (z && logit) ? loss_eval(m, theta, x, y, n, z, logit) : NAN;
+    const gc_data d = {.m = m, .x = x, .y = y, .n = n};
+    double loss = (z && logit) ? loss_eval(&d, theta, z, logit) : NAN;
     bp_free(z);
     bp_free(logit);
     return loss;
@@ -180,10 +190,7 @@ double bprop_loss_double(const bprop_model *m, const double *theta, const float 
 /* Finite differences over a list of coordinates, parallel over the coordinates. */
 
 typedef struct gc_job {
-    const bprop_model *m;
-    const float *x;
-    const int32_t *y;
-    size_t n;
+    gc_data d;
     bprop_fd_method method;
     double step;
     const double *theta;  // (total) the point of expansion
@@ -200,7 +207,7 @@ typedef struct gc_job {
  * multiply-adds instead of a forward pass. */
 static int crosses_zero(const gc_job *jb, size_t idx, double dm, double dp)
 {
-    const bprop_model *m = jb->m;
+    const bprop_model *m = jb->d.m;
     const bprop_layout *L = &m->layout;
     size_t hid = m->hidden, in = m->inputs, i = 0, j;
     int is_w1 = idx < L->offset[BPROP_W1] + L->count[BPROP_W1];
@@ -212,8 +219,8 @@ static int crosses_zero(const gc_job *jb, size_t idx, double dm, double dp)
     } else {
         return 0;
     }
-    for (size_t s = 0; s < jb->n; s++) {
-        double z = jb->z0[s * hid + j], dx = is_w1 ? (double)jb->x[s * in + i] : 1.0;
+    for (size_t s = 0; s < jb->d.n; s++) {
+        double z = jb->z0[s * hid + j], dx = is_w1 ? (double)jb->d.x[s * in + i] : 1.0;
         if ((z + dm * dx > 0.0) != (z + dp * dx > 0.0))
             return 1;
     }
@@ -232,10 +239,10 @@ static void fd_one(const gc_job *jb, size_t k, double *th, double *z, double *lo
     /* Steps as actually represented, so that rounding of t +- h does not bias the quotient. */
     double tp = t + h, tm = jb->method == BPROP_FD_CENTRAL ? t - h : t;
     th[idx] = tp;
-    double lp = loss_eval(jb->m, th, jb->x, jb->y, jb->n, z, logit), lm = jb->base_loss;
+    double lp = loss_eval(&jb->d, th, z, logit), lm = jb->base_loss;
     if (jb->method == BPROP_FD_CENTRAL) {
         th[idx] = tm;
-        lm = loss_eval(jb->m, th, jb->x, jb->y, jb->n, z, logit);
+        lm = loss_eval(&jb->d, th, z, logit);
     }
     th[idx] = t;
     jb->numeric[k] = (lp - lm) / (tp - tm);
@@ -247,7 +254,7 @@ static void fd_one(const gc_job *jb, size_t k, double *th, double *z, double *lo
  * count. @return 0, or -1 when a thread could not allocate its copy. */
 static int fd_run(const gc_job *jb, int threads)
 {
-    const bprop_model *m = jb->m;
+    const bprop_model *m = jb->d.m;
     int failed = 0;
 #pragma omp parallel num_threads(threads)
     {
@@ -359,10 +366,13 @@ static void summarise(const bprop_layout *L, const gc_job *jb, const float *grad
 /* ------------------------------------------------------------------------------------------ */
 /* The entry point. */
 
-static bprop_status check_args(const bprop_model *m, const float *x, const int32_t *y, size_t n,
-                               const bprop_gradcheck_config *c, bprop_gradcheck_report *out,
-                               bprop_error *err)
+static bprop_status check_args(const gc_data *d, const bprop_gradcheck_config *c,
+                               bprop_gradcheck_report *out, bprop_error *err)
 {
+    const bprop_model *m = d->m;
+    const float *x = d->x;
+    const int32_t *y = d->y;
+    const size_t n = d->n;
     if (!m || !m->params || !x || !y || !c || !out)
         return bp_fail(err, BPROP_E_ARG, "gradcheck: NULL argument");
     if (n == 0)
@@ -392,10 +402,12 @@ static bprop_status check_args(const bprop_model *m, const float *x, const int32
 }
 
 /* The finite-difference half: theta, z0, coordinates, the parallel run and the summary. */
-static bprop_status fd_compare(const bprop_model *m, const float *x, const int32_t *y, size_t n,
-                               const bprop_gradcheck_config *c, int threads, const float *grad,
-                               bprop_gradcheck_report *out, bprop_error *err)
+static bprop_status fd_compare(const gc_data *d, const bprop_gradcheck_config *c, int threads,
+                               const float *grad, bprop_gradcheck_report *out, bprop_error *err)
 {
+    const bprop_model *m = d->m;
+    const float *x = d->x;
+    const size_t n = d->n;
     const bprop_layout *L = &m->layout;
     size_t count = coords_needed(L, c->samples);
     double *theta = bp_alloc(L->total, sizeof(double));
@@ -413,12 +425,12 @@ static bprop_status fd_compare(const bprop_model *m, const float *x, const int32
     for (size_t s0 = 0; s0 < n; s0 += GC_BLOCK)
         block_preact(m, theta, x + s0 * m->inputs, n - s0 < GC_BLOCK ? n - s0 : GC_BLOCK,
                      z0 + s0 * m->hidden);
-    gc_job jb = {.m = m, .x = x, .y = y, .n = n, .method = c->method, .step = c->step,
+    gc_job jb = {.d = *d, .method = c->method, .step = c->step,
                  .theta = theta, .z0 = z0, .base_loss = 0.0, .coord = coord,
                  .count = choose_coords(L, c->samples, c->seed, coord), .numeric = numeric, .kink = kink};
     out->forward_passes = c->method == BPROP_FD_CENTRAL ? 2 * jb.count : jb.count + 1;
     if (c->method == BPROP_FD_FORWARD)
-        jb.base_loss = bprop_loss_double(m, theta, x, y, n);
+        jb.base_loss = bprop_loss_double(m, theta, x, d->y, n);
     if (fd_run(&jb, threads) != 0) {
         st = bp_fail(err, BPROP_E_NOMEM, "gradcheck: a thread cannot allocate its copy of %zu parameters",
                      L->total);
@@ -445,7 +457,8 @@ bprop_status bprop_gradcheck(const bprop_model *m, const float *x, const int32_t
                              const bprop_gradcheck_config *c, const float *grad_override,
                              bprop_gradcheck_report *out, bprop_error *err)
 {
-    bprop_status st = check_args(m, x, y, n, c, out, err);
+    const gc_data d = {.m = m, .x = x, .y = y, .n = n};
+    bprop_status st = check_args(&d, c, out, err);
     if (st != BPROP_OK)
         return st;
     memset(out, 0, sizeof *out);
@@ -465,7 +478,7 @@ bprop_status bprop_gradcheck(const bprop_model *m, const float *x, const int32_t
         }
     }
     double t1 = omp_get_wtime();
-    st = fd_compare(m, x, y, n, c, threads, grad_override ? grad_override : grad, out, err);
+    st = fd_compare(&d, c, threads, grad_override ? grad_override : grad, out, err);
     out->seconds_fd = omp_get_wtime() - t1;
     bp_free(grad);
     return st;

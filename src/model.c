@@ -1,5 +1,5 @@
 /* model.c: parameter layout, initialisation and ownership of bprop_model. */
-#include "cache.h"
+#include "internal.h"
 
 #include <math.h>
 #include <string.h>
@@ -41,11 +41,9 @@ static bprop_model *model_alloc(size_t inputs, size_t hidden, size_t classes, in
     }
     bprop_model *m = bp_alloc(1, sizeof *m);
     float *params = bp_alloc(layout.total, sizeof(float));
-    bp_cache *cache = bp_cache_new();
-    if (!m || !params || !cache) {
+    if (!m || !params) {
         bp_free(m);
         bp_free(params);
-        bp_cache_free(cache);
         *st = bp_fail(err, BPROP_E_NOMEM, "model %zu-%zu-%zu: cannot allocate %zu parameters",
                       inputs, hidden, classes, layout.total);
         return NULL;
@@ -56,7 +54,6 @@ static bprop_model *model_alloc(size_t inputs, size_t hidden, size_t classes, in
     m->has_bias = has_bias ? 1 : 0;
     m->layout = layout;
     m->params = params;
-    m->cache = cache;
     bprop_train_config_default(&m->info.config);
     m->info.test_loss = NAN;
     m->info.test_acc = NAN;
@@ -114,7 +111,6 @@ void bprop_model_free(bprop_model *m)
     bp_free(m->params);
     bp_free(m->std_mean);
     bp_free(m->std_scale);
-    bp_cache_free(m->cache);
     bp_free(m);
 }
 

@@ -1,29 +1,86 @@
-/* step.h: one parallel SGD step: the batch's forward and backward passes split over threads and
- * ranks, the exact combination of the gradient, and the update (internal). */
+/* step.h: one parallel SGD step in four phases: plan, pass, combine, update (internal). */
 #ifndef BPROP_STEP_H
 #define BPROP_STEP_H
 
 #include "engine.h"
 
-/* The samples of one step: sample r of the batch is idx[r] (or first + r without idx). */
-typedef struct bp_batch {
-    const float *X;     /* (n, D) */
-    const int32_t *Y;   /* (n) */
-    const size_t *idx;  /* (nb) or NULL */
-    size_t first, nb;
-} bp_batch;
+#include <signal.h>
+
+/* How a step splits its work over the threads of a team. */
+typedef enum bp_split {
+    BP_SPLIT_DATA,  /* each thread takes samples of the batch, all hidden units */
+    BP_SPLIT_HIDDEN /* each thread takes a slice of hidden units, all samples of the rank */
+} bp_split;
+
+/* This rank's part of a batch: whole blocks [b0, b1) and their samples [lo, hi). */
+typedef struct bp_rank_part {
+    size_t b0, b1, lo, hi;
+} bp_rank_part;
+
+/*
+ * Every decision of a step of nb samples on a team of nt threads, made once by bp_plan_step
+ * from the stepper's settings (config, ranks, model shape) and reused while nb and nt stay.
+ * The legal combinations, and why each exists:
+ *
+ *   split   sums   rounding          W1 in the pass        why
+ *   data    float  -                 one thread, 1 rank    the default: each layout deterministic
+ *                                                          in its own float order
+ *   data    exact  per block, int64  -                     --reproducible: the same bits for
+ *                                                          every thread and rank count
+ *   data    exact  in the update     1 rank                --reproducible, one block on one
+ *                                                          process: no int64 array at all
+ *   hidden  float  -                 1 rank                few blocks per thread: a slice each,
+ *                                                          the bits of one thread's pass
+ *   hidden  exact  per block, int64  -                     --reproducible, or the hidden split over
+ *                                                          ranks (their sums meet in int64)
+ *   hidden  exact  in the update     1 rank                as data, exact, in the update
+ *
+ * Clipping (its norm needs the whole gradient first) and several ranks rule out rounding in the
+ * update and W1 in the pass; a gradient-only stepper (bprop_loss_grad: output) rules out W1 in
+ * the pass, and rounds in the output as the update would.
+ */
+typedef struct bp_step_plan {
+    size_t nb;            /* the batch size the plan is for (0: no plan yet) */
+    int nt;               /* and the team size */
+    bp_split split;
+    int exact;            /* sums: 1 exact fixed point (fixed.h), 0 float */
+    int round_in_update;  /* exact sums of a single block on one process without clipping: the
+                             update rounds the block's float sums itself (bp_fixed_round), with
+                             no int64 array */
+    int w1_in_pass;       /* W1 updated in the last block's backward pass (bp_w1_update), when
+                             the step's scales are finite */
+    int pack_w1;          /* W1 packed once for the step into the engine's w1p: a thread runs
+                             more than one forward block */
+    int clip;             /* clipping: the norm of the whole update first, then the update */
+    int output;           /* the mean gradient goes to the caller; nothing is updated */
+    int ranks;            /* more than one process takes part */
+    bp_rank_part part;    /* this rank's share of the batch */
+    int n_active;         /* threads with a share of the pass ... */
+    int *active;          /* [n_active] ... ascending (every thread for the hidden split) */
+} bp_step_plan;
+
+/* How to make a stepper: for training (params and velocity given: updated in place) or for
+ * gradients only (both NULL: m is only read). */
+typedef struct bp_stepper_spec {
+    const bprop_model *m;
+    float *params;                 /* m->params to update, or NULL */
+    float *velocity;               /* (params) momentum, or NULL */
+    int threads;                   /* threads the buffers are for */
+    size_t batch;                  /* largest batch */
+    const bprop_train_config *cfg; /* momentum, decay, clipping, split, exact sums (copied) */
+    const bprop_comm *comm;        /* borrowed; NULL: one process */
+} bp_stepper_spec;
 
 /* Everything a step needs beyond the model, allocated once for `threads` threads and batches of
  * up to `batch` samples; nothing is allocated per step. */
 typedef struct bp_stepper {
-    bprop_model *m;          /* borrowed: updated in place */
+    const bprop_model *m;    /* borrowed: read; the shape the buffers are for */
+    float *params;           /* borrowed (params): m's parameters, updated; NULL: gradient only */
+    float *velocity;         /* borrowed (params): momentum; NULL: gradient only */
     int threads;             /* threads the buffers are for */
     size_t batch;            /* largest batch */
-    int reproducible;        /* exact fixed-point combination (see fixed.h) */
-    bprop_parallel parallel; /* requested split */
     const bprop_comm *comm;  /* borrowed; NULL: one process */
-    bprop_train_config cfg;  /* momentum, decay, clipping (a copy) */
-    float *velocity;         /* borrowed (params): momentum, NULL for gradient-only use */
+    bprop_train_config cfg;  /* momentum, decay, clipping, split, exact sums (a copy) */
     bp_engine *e;            /* per-thread work, float gradient buffers, slots */
     int64_t **acc;           /* [threads] (params) fixed-point sums; acc[0] the combined sum */
     double *dsum;            /* (params) float sums widened for a non-reproducible allreduce */
@@ -38,6 +95,8 @@ typedef struct bp_stepper {
     const float *bounds_of;  /* the data they were computed from, and its sample count */
     size_t bounds_n;
     /* Written by thread 0 between barriers, read by all. */
+    bp_step_plan plan;       /* the last step's plan; plan.active has `threads` entries */
+    double wmax[BPROP_TENSORS]; /* the parameters' largest magnitudes when the step began */
     bp_scales sc;
     int bad_scales;          /* the parameters' magnitudes were not finite */
     double loss, correct;    /* the step's summed loss and correct count over all ranks */
@@ -54,16 +113,14 @@ typedef int (*bp_after_pass_fn)(void *ctx, const bp_stepper *s, size_t nb);
 typedef struct bp_step_io {
     bp_batch b;
     float lr;
-    float *grad_out;            /* NULL: update the model; else (params) gets the mean gradient */
+    float *grad_out;            /* gradient-only stepper: (params) gets the mean gradient */
     const volatile sig_atomic_t *cancel; /* NULL, or set: this rank asks to stop after the step
                                             (read after the pass; agreed over ranks) */
     bp_after_pass_fn after_pass; /* may be NULL */
     void *ctx;
 } bp_step_io;
 
-bprop_status bp_stepper_create(bprop_model *m, int threads, size_t batch,
-                               const bprop_train_config *cfg, float *velocity,
-                               const bprop_comm *comm, bp_stepper **out);
+bprop_status bp_stepper_create(const bp_stepper_spec *spec, bp_stepper **out);
 void bp_stepper_free(bp_stepper *s);
 
 /* Data bounds and the parameters' magnitudes: call before the first step on data X (n, D) and
@@ -71,11 +128,28 @@ void bp_stepper_free(bp_stepper *s);
  * still holds what it held at the last call with this X and n (the bounds are then kept). */
 void bp_stepper_prepare(bp_stepper *s, const float *X, size_t n, int same_data);
 
+/* The plan of a step of nb samples on nt threads (see bp_step_plan); fills p->active, which
+ * must have room for nt entries. */
+void bp_plan_step(const bp_stepper *s, size_t nb, int nt, bp_step_plan *p);
+
 /* One step, called by every thread tid of a team of nt <= s->threads inside one parallel
  * region; returns after a closing barrier, so the caller may read s and the slots. */
 void bp_step(bp_stepper *s, int tid, int nt, const bp_step_io *io);
 
-/* Whether a step of nb samples on nt threads runs the hidden split. */
-int bp_step_uses_hidden(const bp_stepper *s, size_t nb, int nt);
+/* ---- the phases (step_pass.c, step_update.c), for bp_step ---- */
+
+/* Phase 2 (pass): thread tid's forward and backward pass as the plan says; w1p: W1 packed, or
+ * NULL; upd: NULL, or this thread's W1 update in the pass, set up. */
+void bp_step_pass(bp_stepper *s, const bp_step_plan *p, int tid, const float *w1p,
+                  const bp_batch *b, bp_w1_update *upd);
+
+/* Thread tid's W1 update settings for the pass: its slice of W1 for the hidden split, all of
+ * it otherwise; w1p: the engine's packed W1 to keep current, or NULL. */
+void bp_step_w1_update(const bp_stepper *s, const bp_step_plan *p, int tid, float lr,
+                       float *w1p, bp_w1_update *u);
+
+/* Phase 4 (update): thread tid's part of the update (or of the output gradient); ends with every
+ * thread's slot->w1p_current set, before the caller's closing barrier. */
+void bp_step_update(bp_stepper *s, const bp_step_plan *p, int tid, const bp_step_io *io);
 
 #endif /* BPROP_STEP_H */

@@ -35,6 +35,23 @@ bprop_status bprop_trainer_create(bprop_model *m, const bprop_train_config *c, s
     return bprop_trainer_create_comm(m, c, n_train, NULL, out, err);
 }
 
+/* Exact sums hold batches of up to BP_FIXED_MAX_BLOCKS blocks (fixed.h); a larger batch
+ * would wrap their int64 sums. Refused when a step may sum exactly: with reproducible, or with
+ * several ranks unless the data split is asked for (the hidden split over ranks sums exactly). */
+static bprop_status check_exact_limit(const bprop_train_config *c, const bprop_comm *comm,
+                                      bprop_error *err)
+{
+    const size_t limit = (size_t)BP_FIXED_MAX_BLOCKS * BP_BLOCK;
+    const int ranks = comm && comm->size > 1;
+    if (c->batch <= limit || !(c->reproducible || (ranks && c->parallel != BPROP_PARALLEL_DATA)))
+        return BPROP_OK;
+    if (c->reproducible)
+        return bp_fail(err, BPROP_E_SIZE, "batch %zu is larger than exact (reproducible) sums "
+                       "hold: at most %zu samples", c->batch, limit);
+    return bp_fail(err, BPROP_E_SIZE, "batch %zu is larger than the exact sums of a hidden split "
+                   "over ranks hold (at most %zu samples): ask for the data split", c->batch, limit);
+}
+
 bprop_status bprop_trainer_create_comm(bprop_model *m, const bprop_train_config *c,
                                        size_t n_train, const bprop_comm *comm,
                                        bprop_trainer **out, bprop_error *err)
@@ -46,6 +63,8 @@ bprop_status bprop_trainer_create_comm(bprop_model *m, const bprop_train_config 
         return bp_fail(err, BPROP_E_ARG, "bprop_trainer_create_comm: invalid communicator (rank %d of %d)",
                        comm->rank, comm->size);
     bprop_status st = bprop_train_config_check(c, err);
+    if (st == BPROP_OK)
+        st = check_exact_limit(c, comm, err);
     if (st != BPROP_OK)
         return st;
     if (n_train == 0)
@@ -62,9 +81,10 @@ bprop_status bprop_trainer_create_comm(bprop_model *m, const bprop_train_config 
     bp_rng_seed(&t->rng, c->seed ^ 0x53485546464c45ull); /* "SHUFFLE": apart from init's stream */
     t->velocity = bp_alloc(m->layout.total, sizeof(float));
     t->perm = bp_alloc(n_train, sizeof(size_t));
-    st = t->velocity && t->perm
-             ? bp_stepper_create(m, t->threads, c->batch, &t->c, t->velocity, comm, &t->s)
-             : BPROP_E_NOMEM;
+    const bp_stepper_spec spec = {.m = m, .params = m->params, .velocity = t->velocity,
+                                  .threads = t->threads, .batch = c->batch, .cfg = &t->c,
+                                  .comm = comm};
+    st = t->velocity && t->perm ? bp_stepper_create(&spec, &t->s) : BPROP_E_NOMEM;
     if (st != BPROP_OK) {
         bprop_trainer_free(t);
         return bp_fail(err, st, "cannot allocate training buffers for %d threads (%zu parameters)",

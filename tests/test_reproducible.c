@@ -6,6 +6,7 @@
 
 #include <criterion/criterion.h>
 #include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -343,5 +344,75 @@ Test(layout, float_sums_stay_deterministic_per_thread_count)
     cr_assert(tu_same_bits(a->params, b->params, a->layout.total));
     bprop_model_free(a);
     bprop_model_free(b);
+    bprop_dataset_free(d);
+}
+
+/* ---- the exact sums' batch limit ------------------------------------------------------------- */
+
+static int comm_ok(void *ctx, void *buf, size_t n)
+{
+    (void)ctx, (void)buf, (void)n;
+    return 0;
+}
+static int sum_i64_ok(void *ctx, int64_t *buf, size_t n) { return comm_ok(ctx, buf, n); }
+static int f64_ok(void *ctx, double *buf, size_t n) { return comm_ok(ctx, buf, n); }
+
+Test(limit, batch_beyond_the_exact_sums_is_refused_when_the_trainer_is_created)
+{
+    const size_t limit = (size_t)BP_FIXED_MAX_BLOCKS * BP_BLOCK;
+    bprop_model *m;
+    cr_assert_eq(bprop_model_create(2, 3, 2, 1, 1, &m, NULL), BPROP_OK);
+    bprop_train_config c;
+    bprop_train_config_default(&c);
+    c.batch = limit + 1;
+    c.reproducible = 1;
+    bprop_trainer *t = NULL;
+    bprop_error err;
+    cr_assert_eq(bprop_trainer_create(m, &c, limit + 1, &t, &err), BPROP_E_SIZE);
+    char want[64];
+    snprintf(want, sizeof want, "batch %zu", limit + 1);
+    cr_assert_not_null(strstr(err.message, want), "'%s' does not name the batch", err.message);
+    snprintf(want, sizeof want, "%zu", limit);
+    cr_assert_not_null(strstr(err.message, want), "'%s' does not name the limit", err.message);
+    /* Float sums on one process have no such limit. */
+    c.reproducible = 0;
+    cr_assert_eq(bprop_trainer_create(m, &c, limit + 1, &t, NULL), BPROP_OK);
+    bprop_trainer_free(t);
+    /* Several ranks: the hidden split sums exactly, so only the data split may take the batch. */
+    const bprop_comm comm = {.rank = 0, .size = 2, .sum_i64 = sum_i64_ok, .sum_f64 = f64_ok,
+                             .max_f64 = f64_ok};
+    cr_assert_eq(bprop_trainer_create_comm(m, &c, limit + 1, &comm, &t, &err), BPROP_E_SIZE);
+    c.parallel = BPROP_PARALLEL_DATA;
+    cr_assert_eq(bprop_trainer_create_comm(m, &c, limit + 1, &comm, &t, NULL), BPROP_OK);
+    bprop_trainer_free(t);
+    bprop_model_free(m);
+}
+
+/* A batch of exactly the limit still sums exactly: the same bits on 1 and 3 threads. */
+Test(limit, batch_at_the_limit_trains_the_same_bits_on_1_and_3_threads)
+{
+    const size_t limit = (size_t)BP_FIXED_MAX_BLOCKS * BP_BLOCK;
+    bprop_dataset *d = tu_blobs(limit, 2, 2, 5);
+    float *params[2];
+    for (int k = 0; k < 2; k++) {
+        bprop_model *m;
+        cr_assert_eq(bprop_model_create(2, 3, 2, 1, 9, &m, NULL), BPROP_OK);
+        bprop_train_config c;
+        bprop_train_config_default(&c);
+        c.batch = limit;
+        c.epochs = 1;
+        c.reproducible = 1;
+        c.threads = k ? 3 : 1;
+        bprop_trainer *t;
+        cr_assert_eq(bprop_trainer_create(m, &c, d->n, &t, NULL), BPROP_OK);
+        cr_assert_eq(bprop_trainer_epoch(t, d, NULL, NULL, NULL, NULL), BPROP_OK);
+        params[k] = malloc(m->layout.total * sizeof(float));
+        memcpy(params[k], m->params, m->layout.total * sizeof(float));
+        bprop_trainer_free(t);
+        bprop_model_free(m);
+    }
+    cr_assert(tu_same_bits(params[0], params[1], 3 * 2 + 3 + 3 * 2 + 2));
+    free(params[0]);
+    free(params[1]);
     bprop_dataset_free(d);
 }

@@ -1,0 +1,247 @@
+/* step_pass.c: the pass of a step: each thread's forward and backward over its share, for the
+ * data split (float or exact sums) and the hidden split. */
+#include "step.h"
+
+#include <math.h>
+#include <string.h>
+
+/* ---- data split ------------------------------------------------------------------------------ */
+
+/* One thread's pass as bp_thread_pass takes it, into its own buffers and slot. */
+static bp_pass thread_pass_of(bp_stepper *s, int tid, const float *w1p, bp_w1_update *upd)
+{
+    bp_slot *slot = &s->e->slot[tid];
+    return (bp_pass){.m = s->m, .w = &s->e->work[tid], .w1p = w1p, .grad = s->e->grad[tid],
+                     .loss = &slot->loss, .correct = &slot->correct, .upd = upd};
+}
+
+/* Exact sums: thread tid takes a contiguous share of this rank's blocks; each block's float sums
+ * go into its int64 accumulator (the first block overwrites it), unless the update rounds
+ * them. */
+static void exact_data_pass(bp_stepper *s, const bp_step_plan *p, int tid, const bp_pass *pass,
+                            const bp_batch *b)
+{
+    const bprop_layout *L = &s->m->layout;
+    const bp_rank_part *r = &p->part;
+    bp_slot *slot = &s->e->slot[tid];
+    size_t t0, t1;
+    bp_share(r->b1 - r->b0, p->nt, tid, &t0, &t1);
+    for (size_t q = r->b0 + t0; q < r->b0 + t1; q++) {
+        size_t lo = q * BP_BLOCK, hi = lo + BP_BLOCK < b->nb ? lo + BP_BLOCK : b->nb;
+        bp_thread_pass(pass, b, lo, hi);
+        if (p->round_in_update)
+            continue;
+        for (int k = 0; k < BPROP_TENSORS; k++) {
+            size_t off = L->offset[k];
+            double big = bp_fixed_add(s->acc[tid] + off, pass->grad + off, L->count[k],
+                                      s->sc.scale[k], q == r->b0 + t0);
+            slot->big = fmax(slot->big, big);
+        }
+    }
+}
+
+/* Float sums: contiguous sample shares summed in float, as each layout's own deterministic
+ * order. */
+static void float_data_pass(const bp_step_plan *p, int tid, const bp_pass *pass, const bp_batch *b)
+{
+    const bp_rank_part *r = &p->part;
+    size_t t0, t1;
+    bp_share(r->hi - r->lo, p->nt, tid, &t0, &t1);
+    if (t1 > t0)
+        bp_thread_pass(pass, b, r->lo + t0, r->lo + t1);
+}
+
+/* ---- hidden split ---------------------------------------------------------------------------- */
+
+/* One thread's part of the hidden split: its slice [j0, j1) of hidden units and the network
+ * view of that slice, over this rank's samples [lo, hi) of the batch. */
+typedef struct hidden_job {
+    bp_stepper *s;
+    const bp_step_plan *p;
+    int tid;
+    size_t j0, j1, lo, hi;
+    bp_net v;
+    const bp_batch *b;
+} hidden_job;
+
+/* The hidden-unit view [j0, j1) of the model, with W2 transposed into the thread's work. */
+static bp_net slice_net(const bp_stepper *s, int tid, const float *w1p, size_t j0, size_t j1)
+{
+    bp_net net = bp_work_net(s->m, &s->e->work[tid], w1p);
+    net.H = j1 - j0;
+    net.w1 += j0;
+    if (net.w1p)
+        net.w1p += j0 * net.D;
+    net.w2t += j0;
+    if (net.b1)
+        net.b1 += j0;
+    return net;
+}
+
+/* A rank without samples adds zeros to the sum over ranks: clear the slice's accumulators. */
+static void hidden_zero(const hidden_job *j)
+{
+    const bprop_model *m = j->s->m;
+    const bprop_layout *L = &m->layout;
+    const size_t H = m->hidden, C = m->classes, W = j->j1 - j->j0;
+    int64_t *acc = j->s->acc[0];
+    for (size_t k = 0; k < m->inputs; k++)
+        memset(acc + L->offset[BPROP_W1] + k * H + j->j0, 0, W * sizeof(int64_t));
+    memset(acc + L->offset[BPROP_W2] + j->j0 * C, 0, W * C * sizeof(int64_t));
+    if (m->has_bias) {
+        memset(acc + L->offset[BPROP_B1] + j->j0, 0, W * sizeof(int64_t));
+        if (j->tid == 0)
+            memset(acc + L->offset[BPROP_B2], 0, C * sizeof(int64_t));
+    }
+}
+
+/* Forward: h of the slice for the rank's samples, and the slice's partial logits into the
+ * shared (hidden blocks, hi - lo, C) array. */
+static void hidden_forward(const hidden_job *j)
+{
+    bp_stepper *s = j->s;
+    const size_t C = s->m->classes, nr = j->hi - j->lo, W = j->v.H, q0 = j->j0 / BP_HBLOCK;
+    const size_t nq = (W + BP_HBLOCK - 1) / BP_HBLOCK;
+    bp_work *w = &s->e->work[j->tid];
+    float *h = s->hbuf + s->batch * (q0 * BP_HBLOCK); /* (batch, W) this slice's rows */
+    for (size_t s0 = j->lo; s0 < j->hi; s0 += BP_BLOCK) {
+        size_t nbk = j->hi - s0 < BP_BLOCK ? j->hi - s0 : BP_BLOCK;
+        bp_gather_rows(w, j->b, s0, nbk, s->m->inputs);
+        float *hs = h + (s0 - j->lo) * W;
+        bp_forward_hidden(&j->v, w->rows, nbk, hs, &w->scratch);
+        bp_logits_partial(&j->v, nbk, hs, w->scratch.part);
+        for (size_t q = 0; q < nq; q++)
+            memcpy(s->part + ((q0 + q) * nr + (s0 - j->lo)) * C, w->scratch.part + q * nbk * C,
+                   nbk * C * sizeof(float));
+    }
+}
+
+/* Fixed-point conversion of the slice's float block sums (first block: overwrite). */
+static void hidden_convert(const hidden_job *j, int first)
+{
+    bp_stepper *s = j->s;
+    const bprop_model *m = s->m;
+    const bprop_layout *L = &m->layout;
+    const size_t D = m->inputs, H = m->hidden, C = m->classes, j0 = j->j0, W = j->j1 - j0;
+    int64_t *acc = s->acc[0];
+    double big = 0.0;
+    for (size_t k = 0; k < D; k++) {
+        size_t off = L->offset[BPROP_W1] + k * H + j0;
+        big = fmax(big, bp_fixed_add(acc + off, s->gsh + off, W, s->sc.scale[BPROP_W1], first));
+    }
+    if (m->has_bias) {
+        size_t off = L->offset[BPROP_B1] + j0;
+        big = fmax(big, bp_fixed_add(acc + off, s->gsh + off, W, s->sc.scale[BPROP_B1], first));
+    }
+    big = fmax(big, bp_fixed_add_t(acc + L->offset[BPROP_W2] + j0 * C, s->gw2t + j0, H, W, C,
+                                   s->sc.scale[BPROP_W2], first));
+    if (m->has_bias && j->tid == 0) {
+        size_t off = L->offset[BPROP_B2];
+        big = fmax(big, bp_fixed_add(acc + off, s->gsh + off, C, s->sc.scale[BPROP_B2], first));
+    }
+    s->e->slot[j->tid].big = fmax(s->e->slot[j->tid].big, big);
+}
+
+/* Every thread forms all the logits of the rank's samples from the partials (the same sums in
+ * the same order as bp_forward_block) and their loss; thread 0 keeps the loss. Returns it. */
+static double hidden_logits(const hidden_job *j)
+{
+    bp_stepper *s = j->s;
+    const size_t C = s->m->classes, nr = j->hi - j->lo;
+    const size_t nhb = (s->m->hidden + BP_HBLOCK - 1) / BP_HBLOCK;
+    bp_slot *slot = &s->e->slot[j->tid];
+    float *z = s->logits[j->tid];
+    int32_t *y = s->labels[j->tid];
+    for (size_t r = 0; r < nr; r++)
+        y[r] = j->b->Y[bp_sample_at(j->b, j->lo + r)];
+    bp_logits_combine(j->v.b2, s->part, nhb, nr, C, z);
+    double loss = bp_softmax_xent(z, y, nr, C, s->pred[j->tid]);
+    if (j->tid == 0) {
+        slot->loss += loss;
+        for (size_t r = 0; r < nr; r++)
+            slot->correct += s->pred[j->tid][r] == y[r];
+    }
+    return loss;
+}
+
+/* Zero the slice's float sums of dW2t, db1 and db2 before a block that starts them afresh. */
+static void zero_slice_sums(const bp_grads *g, size_t H, size_t C, size_t W)
+{
+    for (size_t c = 0; c < C; c++)
+        memset(g->w2t + c * H, 0, W * sizeof(float));
+    if (g->b1)
+        memset(g->b1, 0, W * sizeof(float));
+    if (g->b2)
+        memset(g->b2, 0, C * sizeof(float));
+}
+
+/* Backward of the slice, block by block. Exact sums: each block's float sums from zero, then
+ * into int64 (unless the update rounds them). Float sums: one chain per entry over every block,
+ * as one thread's pass forms it. Thread 0 owns db2. */
+static void hidden_backward(const hidden_job *j, bp_w1_update *upd)
+{
+    bp_stepper *s = j->s;
+    const bprop_model *m = s->m;
+    const bprop_layout *L = &m->layout;
+    const size_t H = m->hidden, C = m->classes, j0 = j->j0, W = j->j1 - j0;
+    const int exact = j->p->exact, convert = exact && !j->p->round_in_update;
+    bp_work *w = &s->e->work[j->tid];
+    const double loss = hidden_logits(j);
+    float *h = s->hbuf + s->batch * j0, *z = s->logits[j->tid];
+    bp_grads g = {.w1 = s->gsh + L->offset[BPROP_W1] + j0,
+                  .b1 = m->has_bias ? s->gsh + L->offset[BPROP_B1] + j0 : NULL,
+                  .w2t = s->gw2t + j0,
+                  .b2 = m->has_bias && j->tid == 0 ? s->gsh + L->offset[BPROP_B2] : NULL};
+    /* In the last block's pass; a non-finite loss stops training without an update. */
+    bp_w1_update *last_upd = upd && isfinite(loss) ? upd : NULL;
+    for (size_t s0 = j->lo; s0 < j->hi; s0 += BP_BLOCK) {
+        size_t nbk = j->hi - s0 < BP_BLOCK ? j->hi - s0 : BP_BLOCK;
+        bp_gather_rows(w, j->b, s0, nbk, m->inputs);
+        const int sums_from_zero = exact || s0 == j->lo;
+        if (sums_from_zero)
+            zero_slice_sums(&g, H, C, W);
+        g.w1_update = s0 + nbk == j->hi ? last_upd : NULL;
+        if (g.w1_update)
+            upd->applied = 1;
+        bp_backward_block(&j->v, w->rows, nbk, h + (s0 - j->lo) * W, z + (s0 - j->lo) * C, &g,
+                          sums_from_zero, &w->scratch);
+        if (convert)
+            hidden_convert(j, s0 == j->lo);
+    }
+    if (!convert) /* the update reads W2's sums from gsh, in the model's (H, C) layout */
+        for (size_t jj = j0; jj < j->j1; jj++)
+            for (size_t c = 0; c < C; c++)
+                s->gsh[L->offset[BPROP_W2] + jj * C + c] = s->gw2t[c * H + jj];
+}
+
+/* Forward of every slice, a barrier (every slice's partial logits are in), then backward. */
+static void hidden_pass(bp_stepper *s, const bp_step_plan *p, int tid, const float *w1p,
+                        const bp_batch *b, bp_w1_update *upd)
+{
+    hidden_job j = {.s = s, .p = p, .tid = tid, .lo = p->part.lo, .hi = p->part.hi, .b = b};
+    bp_hidden_slice(s->m->hidden, p->nt, tid, &j.j0, &j.j1);
+    j.v = slice_net(s, tid, w1p, j.j0, j.j1);
+    if (j.hi > j.lo)
+        hidden_forward(&j);
+#pragma omp barrier
+    if (j.hi > j.lo)
+        hidden_backward(&j, upd);
+    else
+        hidden_zero(&j);
+}
+
+/* ---- the phase ------------------------------------------------------------------------------ */
+
+void bp_step_pass(bp_stepper *s, const bp_step_plan *p, int tid, const float *w1p,
+                  const bp_batch *b, bp_w1_update *upd)
+{
+    if (p->split == BP_SPLIT_HIDDEN) {
+        hidden_pass(s, p, tid, w1p, b, upd);
+        return;
+    }
+    const bp_pass pass = thread_pass_of(s, tid, w1p, upd);
+    if (p->exact)
+        exact_data_pass(s, p, tid, &pass, b);
+    else
+        float_data_pass(p, tid, &pass, b);
+}
