@@ -138,7 +138,7 @@ static void data_block(bp_stepper *s, int tid, const float *w1p, const bp_batch 
         return; /* the update rounds the float sums itself */
     for (int k = 0; k < BPROP_TENSORS; k++) {
         size_t off = m->layout.offset[k];
-        double big = bp_fixed_add(s->acc[tid] + off, g + off, m->layout.count[k], s->sc.scale[k], first);
+        double big = s->e->k->fixed_add(s->acc[tid] + off, g + off, m->layout.count[k], s->sc.scale[k], first);
         slot->big = fmax(slot->big, big);
     }
 }
@@ -220,7 +220,7 @@ static void hidden_forward(bp_stepper *s, int tid, const bp_net *v, size_t q0, c
             w->rows[r] = b->X + sample_at(b, s0 + r) * D;
         float *hs = h + (s0 - lo) * W;
         bp_forward_hidden(v, w->rows, nbk, hs, &w->scratch);
-        bp_logits_partial(v, nbk, hs, w->scratch.part);
+        bp_logits_partial(v, nbk, hs, &w->scratch);
         for (size_t q = 0; q < nq; q++)
             memcpy(s->part + ((q0 + q) * nr + (s0 - lo)) * C, w->scratch.part + q * nbk * C,
                    nbk * C * sizeof(float));
@@ -237,17 +237,17 @@ static void hidden_convert(bp_stepper *s, int tid, size_t j0, size_t j1, int fir
     double big = 0.0;
     for (size_t k = 0; k < D; k++) {
         size_t off = L->offset[BPROP_W1] + k * H + j0;
-        big = fmax(big, bp_fixed_add(acc + off, s->gsh + off, W, s->sc.scale[BPROP_W1], first));
+        big = fmax(big, s->e->k->fixed_add(acc + off, s->gsh + off, W, s->sc.scale[BPROP_W1], first));
     }
     if (m->has_bias) {
         size_t off = L->offset[BPROP_B1] + j0;
-        big = fmax(big, bp_fixed_add(acc + off, s->gsh + off, W, s->sc.scale[BPROP_B1], first));
+        big = fmax(big, s->e->k->fixed_add(acc + off, s->gsh + off, W, s->sc.scale[BPROP_B1], first));
     }
-    big = fmax(big, bp_fixed_add_t(acc + L->offset[BPROP_W2] + j0 * C, s->gw2t + j0, H, W, C,
+    big = fmax(big, bp_fixed_add_t(s->e->k, acc + L->offset[BPROP_W2] + j0 * C, s->gw2t + j0, H, W, C,
                                    s->sc.scale[BPROP_W2], first));
     if (m->has_bias && tid == 0) {
         size_t off = L->offset[BPROP_B2];
-        big = fmax(big, bp_fixed_add(acc + off, s->gsh + off, C, s->sc.scale[BPROP_B2], first));
+        big = fmax(big, s->e->k->fixed_add(acc + off, s->gsh + off, C, s->sc.scale[BPROP_B2], first));
     }
     s->e->slot[tid].big = fmax(s->e->slot[tid].big, big);
 }
@@ -323,7 +323,7 @@ static void sum_accumulators(bp_stepper *s, const int *active, int nt, size_t a,
     for (int u = 1; u < nt; u++) {
         if (!active[u])
             continue;
-        bp_add_i64(dst + a, s->acc[u] + a, b - a);
+        s->e->k->add_i64(dst + a, s->acc[u] + a, b - a);
     }
 }
 
@@ -359,11 +359,11 @@ typedef struct grad_src {
 static void mean_grad(const grad_src *q, seg r, float *g)
 {
     if (q->fused) {
-        double big = bp_fixed_round(q->src + r.p, r.n, q->s->sc.scale[r.tensor],
+        double big = q->s->e->k->fixed_round(q->src + r.p, r.n, q->s->sc.scale[r.tensor],
                                     q->s->sc.unscale[r.tensor] * (double)q->inv_nb, g);
         q->slot->big = big > q->slot->big ? big : q->slot->big;
     } else if (q->fixed) {
-        bp_fixed_to_float(q->s->acc[0] + r.p, r.n, q->s->sc.unscale[r.tensor] * (double)q->inv_nb, g);
+        q->s->e->k->fixed_to_float(q->s->acc[0] + r.p, r.n, q->s->sc.unscale[r.tensor] * (double)q->inv_nb, g);
     } else {
         const float *src = q->src + r.p;
         for (size_t i = 0; i < r.n; i++)
@@ -388,7 +388,7 @@ static bp_sgd_params sgd_params(const bp_stepper *s, int tensor, float lr, float
 static void sgd_run(bp_stepper *s, bp_slot *slot, seg r, const float *g, float lr, float clip)
 {
     const bp_sgd_params p = sgd_params(s, r.tensor, lr, clip);
-    float wmax = bp_sgd(s->m->params + r.p, s->velocity + r.p, g, r.n, &p);
+    float wmax = s->e->k->sgd(s->m->params + r.p, s->velocity + r.p, g, r.n, &p);
     slot->wmax[r.tensor] = fmax(slot->wmax[r.tensor], wmax);
 }
 
@@ -399,7 +399,7 @@ static void sgd_run_fixed(bp_stepper *s, const grad_src *q, seg r, float lr)
 {
     const bp_sgd_params p = sgd_params(s, r.tensor, lr, 1.0f);
     bp_slot *slot = q->slot;
-    float wmax = bp_sgd_fixed(s->m->params + r.p, s->velocity + r.p,
+    float wmax = s->e->k->sgd_fixed(s->m->params + r.p, s->velocity + r.p,
                               q->fused ? NULL : s->acc[0] + r.p, q->fused ? q->src + r.p : NULL, r.n,
                               s->sc.scale[r.tensor], s->sc.unscale[r.tensor] * (double)q->inv_nb, &p,
                               &slot->big, &slot->norm2[r.tensor]);
