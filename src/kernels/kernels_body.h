@@ -4,8 +4,9 @@
  * once (lists.c, scratch.c, softmax.c). The including file defines KSUFFIX (the set's name,
  * suffixed to every entry point), VL (floats per vector), FWD_MR x FWD_NV (samples x vectors
  * of a forward tile), BWD_MR x BWD_NV (pixels x vectors of a dW1 tile) and FWD_PACK / BWD_PACK
- * (1: whole panels of W1 / dh are first copied into a contiguous buffer, 0: read in place), and
- * compiles with that set's flags; the same constants go into the set's table (the end of this
+ * (1: whole panels of W1 / dh are first copied into a contiguous buffer, 0: read in place),
+ * optionally LISTS (the list builders' instance, BP_LISTS_BASE when not defined), and compiles
+ * with that set's flags; the same constants go into the set's table (the end of this
  * file), where the code compiled once reads them. GCC/Clang vector extensions give one source
  * for every level; the tile sizes keep the accumulators in the register file. Each output
  * element is the same chain of operations whatever the tile shape: tiles decide only which
@@ -620,9 +621,7 @@ static void KFN(bp_backward_hidden)(const bp_net *net, size_t nb, float *h, cons
 
 #include "update_body.h"
 
-#if defined(__x86_64__) && VL > 4
-#define LISTS BP_LISTS_AVX2 /* every CPU with AVX2 has POPCNT (choose.c checks both) */
-#else
+#ifndef LISTS /* the instance of the list builders the set's CPUs run (kernels.h) */
 #define LISTS BP_LISTS_BASE
 #endif
 
