@@ -63,7 +63,7 @@ typedef struct exec_counter {
 static inline void exec_counter_free(exec_counter *ec)
 {
     if (ec->have_sc)
-        ec->k->scratch_free(&ec->sc);
+        bp_scratch_free(&ec->sc);
     free(ec->w1), free(ec->b1), free(ec->w2t), free(ec->b2);
     free(ec->gw1), free(ec->gb1), free(ec->gw2t), free(ec->gb2);
     free(ec->h), free(ec->dl), free(ec->rows);
@@ -78,8 +78,8 @@ static inline void exec_lists(exec_counter *ec, size_t nb, size_t w)
     bp_net net = {D, w, C, w, ec->w1, ec->b1, ec->w2t, ec->b2, NULL};
     bp_grads g = {ec->gw1, ec->gb1, ec->gw2t, ec->gb2, NULL};
     memset(ec->gw2t, 0, C * w * sizeof(float));
-    ec->k->forward_hidden(&net, ec->rows, nb, ec->h, &ec->sc);
-    ec->k->backward_block(&net, ec->rows, nb, ec->h, ec->dl, &g, 1, &ec->sc);
+    bp_forward_hidden(&net, ec->rows, nb, ec->h, &ec->sc);
+    bp_backward_block(&net, ec->rows, nb, ec->h, ec->dl, &g, 1, &ec->sc);
 }
 
 /* Layer-1 FMAs per hidden unit of one block of nb rows (ec->rows) on a view of width w: the
@@ -137,7 +137,7 @@ static inline int exec_counter_init(exec_counter *ec, const bp_kernels *k, size_
 {
     memset(ec, 0, sizeof *ec);
     const size_t w = h > EXEC_PROBE_W ? h : EXEC_PROBE_W;
-    ec->k = k ? k : bp_kernels_active();
+    ec->k = k ? k : bp_kernels_choose(NULL, 0);
     ec->D = D, ec->C = C, ec->wmax = w;
     ec->w1 = calloc(D * w, sizeof(float)), ec->b1 = calloc(w, sizeof(float));
     ec->w2t = calloc(C * w, sizeof(float)), ec->b2 = calloc(C, sizeof(float));
@@ -150,7 +150,7 @@ static inline int exec_counter_init(exec_counter *ec, const bp_kernels *k, size_
              ec->gw2t && ec->gb2 && ec->h && ec->dl && ec->rows && x;
     if (ok) { /* scratch_free also frees what a failed scratch_alloc left */
         ec->have_sc = 1;
-        ok = ec->k->scratch_alloc(&ec->sc, D, w, C);
+        ok = bp_scratch_alloc(&ec->sc, ec->k, D, w, C);
     }
     if (ok)
         ok = exec_probe(ec, x) == 0;

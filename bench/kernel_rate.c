@@ -20,11 +20,11 @@ static double thread_seconds(void)
 /* The kernels of one training step of batch nb on one thread (W1 packed once, then blocks of
  * BP_BLOCK: forward, softmax cross-entropy, backward into g), as the trainer's data split runs
  * them. */
-static void step(const bp_net *net, const float *const *xr, const int32_t *y, size_t nb, float *h,
-                 float *logits, int32_t *pred, bp_grads *g, bp_scratch *sc)
+static void step(const bp_kernels *k, const bp_net *net, const float *const *xr, const int32_t *y,
+                 size_t nb, float *h, float *logits, int32_t *pred, bp_grads *g, bp_scratch *sc)
 {
     if (net->w1p)
-        bp_pack_w1(net, 0, net->H, (float *)net->w1p);
+        bp_pack_w1(k, net, 0, net->H, (float *)net->w1p);
     for (size_t s0 = 0; s0 < nb; s0 += BP_BLOCK) {
         size_t n = nb - s0 < BP_BLOCK ? nb - s0 : BP_BLOCK;
         bp_forward_block(net, xr + s0, n, h, logits, sc);
@@ -69,12 +69,13 @@ int main(int argc, char **argv)
         w2t[i] = 0.2f * ((float)rand() / (float)RAND_MAX - 0.5f);
     for (size_t s = 0; s < d->n; s++)
         xr[s] = d->x + s * D;
-    const size_t packed = bp_w1_packed_size(D, H);
+    const bp_kernels *k = bp_kernels_choose(NULL, 0);
+    const size_t packed = bp_w1_packed_size(k, D, H);
     float *w1p = packed ? malloc(packed * sizeof(float)) : NULL;
     bp_net net = {D, H, C, H, w1, b1, w2t, b2, w1p};
     bp_grads g = {gw1, gb1, gw2t, gb2, NULL};
     bp_scratch sc;
-    if (!bp_scratch_alloc(&sc, D, H, C)) {
+    if (!bp_scratch_alloc(&sc, k, D, H, C)) {
         fprintf(stderr, "kernel_rate: out of memory\n");
         return 1;
     }
@@ -86,7 +87,7 @@ int main(int argc, char **argv)
         double t0 = thread_seconds(), t;
         do {
             size_t b = next++ % nbatch;
-            step(&net, xr + b * nb, d->y + b * nb, nb, h, logits, pred, &g, &sc);
+            step(k, &net, xr + b * nb, d->y + b * nb, nb, h, logits, pred, &g, &sc);
             samples += nb;
         } while ((t = thread_seconds() - t0) < 0.2);
         if (samples / t > best)
@@ -106,7 +107,7 @@ int main(int argc, char **argv)
     }
     printf("isa,hidden,batch,samples_per_s,gflops,peak_gflops,peak_fraction,exec_share,"
            "exec_fraction\n");
-    printf("%s,%zu,%zu,%.0f,%.2f,%.1f,%.4f", bprop_isa(), H, nb, best, best * flops / 1e9, peak,
+    printf("%s,%zu,%zu,%.0f,%.2f,%.1f,%.4f", k->name, H, nb, best, best * flops / 1e9, peak,
            best * flops / 1e9 / peak);
     if (share >= 0.0)
         printf(",%.4f,%.4f\n", share, share * best * flops / 1e9 / peak);

@@ -548,13 +548,15 @@ BPROP_API int bprop_is_checkpoint(const char *path);
 
 /* ------------------------------------------------------------------------------------------ */
 /* Kernels. Each hot loop is compiled once per x86-64 level (generic vectors, AVX2+FMA,
- * AVX-512F); the widest the CPU supports is chosen at first use, or the one named by the
- * environment variable BPROP_ISA (generic, avx2, avx512). */
+ * AVX-512F); the widest the CPU supports is used, or the one named by the environment variable
+ * BPROP_ISA (generic, avx2, avx512). The choice is made from the environment and the CPU when a
+ * trainer, or the buffers of an evaluate, predict or loss_grad call, are set up; nothing of it
+ * is kept process-wide. */
 
-/** Name of the kernel set in use ("generic", "avx2" or "avx512"). */
+/** Name of the kernel set that BPROP_ISA and the CPU choose now ("generic", "avx2" or "avx512"). */
 BPROP_API const char *bprop_isa(void);
 /**
- * Check that the kernel set in use is the one asked for: BPROP_E_ISA with a message when
+ * Check that the kernel set chosen is the one asked for: BPROP_E_ISA with a message when
  * BPROP_ISA names an unknown set or one this CPU cannot run (the generic kernels are then used,
  * so nothing dies of an illegal instruction). Programs call it once at startup.
  */

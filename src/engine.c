@@ -38,9 +38,9 @@ static void work_free(bp_work *w)
     bp_scratch_free(&w->scratch);
 }
 
-static int work_alloc(bp_work *w, size_t D, size_t H, size_t C)
+static int work_alloc(bp_work *w, const bp_kernels *k, size_t D, size_t H, size_t C)
 {
-    if (!bp_scratch_alloc(&w->scratch, D, H, C))
+    if (!bp_scratch_alloc(&w->scratch, k, D, H, C))
         return 0;
     w->h = bp_alloc((size_t)BP_BLOCK * H, sizeof(float));
     w->logits = bp_alloc((size_t)BP_BLOCK * C, sizeof(float));
@@ -75,12 +75,13 @@ bprop_status bp_engine_create(const bprop_model *m, int threads, int with_grads,
     bp_engine *e = bp_alloc(1, sizeof *e);
     if (!e)
         return BPROP_E_NOMEM;
+    e->k = bp_kernels_choose(NULL, 0);
     e->threads = threads;
     e->params = m->layout.total;
     e->work = bp_alloc((size_t)threads, sizeof *e->work);
     e->slot = bp_alloc((size_t)threads, sizeof *e->slot);
     int ok = e->work && e->slot;
-    const size_t packed = bp_w1_packed_size(m->inputs, m->hidden);
+    const size_t packed = bp_w1_packed_size(e->k, m->inputs, m->hidden);
     if (ok && packed)
         ok = (e->w1p = bp_alloc(packed, sizeof(float))) != NULL;
     if (ok && with_grads) {
@@ -88,7 +89,7 @@ bprop_status bp_engine_create(const bprop_model *m, int threads, int with_grads,
         ok = e->grad != NULL;
     }
     for (int t = 0; ok && t < threads; t++) {
-        ok = work_alloc(&e->work[t], m->inputs, m->hidden, m->classes);
+        ok = work_alloc(&e->work[t], e->k, m->inputs, m->hidden, m->classes);
         if (ok && with_grads)
             ok = (e->grad[t] = bp_alloc(e->params, sizeof(float))) != NULL;
     }
@@ -117,7 +118,7 @@ void bp_engine_pack(bp_engine *e, const bprop_model *m, int tid, int nt)
     if (j1 > j0) {
         const bp_net net = {.D = m->inputs, .H = m->hidden, .C = m->classes, .ld = m->hidden,
                             .w1 = bprop_model_tensor(m, BPROP_W1)};
-        bp_pack_w1(&net, j0, j1, e->w1p);
+        bp_pack_w1(e->k, &net, j0, j1, e->w1p);
     }
 }
 

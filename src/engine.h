@@ -17,7 +17,7 @@ typedef struct bp_work {
     float *w2t;         /* (C, H) W2 transposed, refreshed at the start of each pass */
     float *gw2t;        /* (C, H) dW2 sums, transposed */
     uint64_t *confusion; /* (C, C) evaluation counts [true][predicted] */
-    bp_scratch scratch; /* kernel scratch: zero-input lists, padded tail columns */
+    bp_scratch scratch; /* kernel scratch of the engine's set: zero-input lists, padded tail columns */
 } bp_work;
 
 /* Per-thread scalars, one cache line (or more) each, read by the master after a barrier. */
@@ -35,10 +35,12 @@ typedef struct bp_slot {
 } __attribute__((aligned(BP_ALIGN))) bp_slot;
 
 typedef struct bp_engine {
+    const bp_kernels *k; /* the kernel set, chosen when the engine is created (bp_kernels_choose);
+                            every scratch of the engine is allocated for it */
     int threads;
     size_t params;  /* layout.total */
     float **grad;   /* [threads] (params) thread-local gradient sums; NULL when not needed */
-    float *w1p;     /* (bp_w1_packed_size) W1 in the kernels' forward panels, packed by
+    float *w1p;     /* (bp_w1_packed_size) W1 in k's forward panels, packed by
                        bp_engine_pack for the pass that follows; NULL for a set without packing */
     bp_work *work;  /* [threads] */
     bp_slot *slot;  /* [threads] */
@@ -55,7 +57,8 @@ typedef struct bp_batch {
 
 static inline size_t bp_sample_at(const bp_batch *b, size_t r) { return b->idx ? b->idx[r] : b->first + r; }
 
-/* Buffers for threads threads on model m; with_grads != 0 adds the gradient buffers. */
+/* Buffers for threads threads on model m, for the kernel set BPROP_ISA and the CPU choose now;
+ * with_grads != 0 adds the gradient buffers. */
 bprop_status bp_engine_create(const bprop_model *m, int threads, int with_grads, bp_engine **out);
 void bp_engine_free(bp_engine *e);
 

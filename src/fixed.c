@@ -92,8 +92,8 @@ int bp_make_scales(const double wmax[BPROP_TENSORS], double xinf, double x1, siz
     return 1;
 }
 
-double bp_fixed_add_t(int64_t *acc, const float *g, size_t ldg, size_t rows, size_t cols,
-                      double scale, int first)
+double bp_fixed_add_t(const bp_kernels *k, int64_t *acc, const float *g, size_t ldg, size_t rows,
+                      size_t cols, double scale, int first)
 {
     /* Small (hidden slice x classes): gather each row, then the vector loop. */
     enum { CHUNK = 64 };
@@ -104,7 +104,7 @@ double bp_fixed_add_t(int64_t *acc, const float *g, size_t ldg, size_t rows, siz
             size_t n = cols - c0 < CHUNK ? cols - c0 : CHUNK;
             for (size_t c = 0; c < n; c++)
                 row[c] = g[(c0 + c) * ldg + r];
-            double b = bp_fixed_add(acc + r * cols + c0, row, n, scale, first);
+            double b = k->fixed_add(acc + r * cols + c0, row, n, scale, first);
             big = b > big ? b : big;
         }
     return big;

@@ -4,6 +4,7 @@
 #define BPROP_FIXED_H
 
 #include "internal.h"
+#include "kernels.h"
 
 /*
  * Why: a float sum depends on the order of its terms, so a batch gradient summed over threads or
@@ -40,23 +41,23 @@ void bp_data_bounds(const float *x, size_t n, size_t D, double *xinf, double *x1
 int bp_make_scales(const double wmax[BPROP_TENSORS], double xinf, double x1, size_t block,
                    bp_scales *out);
 
-/* acc[i] = round(g[i] * scale) (first) or acc[i] += round(g[i] * scale), for i < n. Returns
- * the largest |g[i] * scale| seen, so the caller can check it stayed below 2^51. */
-double bp_fixed_add(int64_t *acc, const float *g, size_t n, double scale, int first);
-
-/* The same for a (rows, cols) block stored transposed: g is (cols, ldg), acc (rows, cols). */
-double bp_fixed_add_t(int64_t *acc, const float *g, size_t ldg, size_t rows, size_t cols,
-                      double scale, int first);
+/* The conversions are vector loops in every kernel set (kernels.h, bp_kernels), with the same
+ * bits in each:
+ *   fixed_add(acc, g, n, scale, first): acc[i] = round(g[i] * scale) (first) or
+ *     acc[i] += round(g[i] * scale), for i < n; returns the largest |g[i] * scale| seen, so the
+ *     caller can check it stayed below BP_FIXED_LIMIT.
+ *   fixed_to_float(s, n, mul, out): out[i] = (float)(s[i] * mul), mul = unscale / batch size.
+ *   fixed_round(g, n, scale, mul, out): for a batch of one block, what fixed_add (first) then
+ *     fixed_to_float would give, computed without the int64 array; returns the largest
+ *     |g[i] * scale|. */
 
 /* Bound the conversions' magnitude must stay under. */
 #define BP_FIXED_LIMIT 2251799813685248.0 /* 2^51 */
 
-/* out[i] = (float)(s[i] * mul), for i < n: mul = unscale / batch size. */
-void bp_fixed_to_float(const int64_t *s, size_t n, double mul, float *out);
-
-/* For a batch of one block: out[i] = what bp_fixed_add (first) then bp_fixed_to_float would
- * give, computed without the int64 array; returns the largest |g[i] * scale|. */
-double bp_fixed_round(const float *g, size_t n, double scale, double mul, float *out);
+/* fixed_add of set k for a (rows, cols) block stored transposed: g is (cols, ldg), acc
+ * (rows, cols). */
+double bp_fixed_add_t(const bp_kernels *k, int64_t *acc, const float *g, size_t ldg, size_t rows,
+                      size_t cols, double scale, int first);
 
 /* Exact, order-free sum of squares for the clipping norm: each u^2 is scaled by 2^e2 and
  * truncated to an integer, kept as a 128-bit integer split in three 42-bit limbs so partial sums

@@ -1,8 +1,11 @@
 /* kernels.h: blocked forward/backward kernels over one thread's block of samples (internal). */
-/* The kernels are compiled once per instruction set (src/kernels/: generic vectors, AVX2+FMA,
- * AVX-512F) and reached through one table chosen at first use (src/kernels/dispatch.c); the
- * bp_* functions below go through that table, so their callers never know which set runs. A
- * scratch must be used with the set that allocated it (its sizes depend on the vector length). */
+/* The kernels are organised as BLIS organises its own: the vector code is compiled once per
+ * instruction set (src/kernels/kernels_body.h, in kernels_generic.c, kernels_avx2.c and
+ * kernels_avx512.c), everything else once (the zero-input lists, the scratch layout, softmax,
+ * the choice of a set). A set is one table, bp_kernels: its tile sizes as data and its entry
+ * points. A scratch records the table it was allocated for, and the block functions below call
+ * through that pointer, so a scratch always runs with its own set; a workspace (engine.c)
+ * chooses its table when it is created. docs/kernels-layout.md has the map. */
 #ifndef BPROP_KERNELS_H
 #define BPROP_KERNELS_H
 
@@ -71,20 +74,23 @@ typedef struct bp_grads {
                                 or the block's alone (first = 1): the step's last block */
 } bp_grads;
 
-/* A thread's kernel scratch. The index lists let the kernels skip zero inputs (about half of
- * Fashion-MNIST's pixels): which pixels are non-zero in each forward tile of samples (samples
- * grouped so that each tile's union stays small), and which samples are non-zero in each
- * backward tile of pixels, with those samples' pixels copied in list order; they are rebuilt for
- * every block from per-sample bitmaps, and not built at all for a net too narrow to gain from
- * them (SPARSE_MIN_H in kernels_body.h). The panel buffers hold one panel of W1 or dh columns copied
- * contiguously (zero-padded for the last columns); PW is the set's widest panel, a few vectors
- * of its vector length. About 350 KB for Fashion-MNIST on AVX2 at H = 256, most of it the
- * backward's input copy (bwd tiles x BP_BLOCK x BWD_MR floats). */
+typedef struct bp_kernels bp_kernels;
+
+/* A thread's kernel scratch, for one set (k) and one net shape. The index lists let the kernels
+ * skip zero inputs (about half of Fashion-MNIST's pixels): which pixels are non-zero in each
+ * forward tile of samples (samples grouped so that each tile's union stays small), and which
+ * samples are non-zero in each backward tile of pixels, with those samples' pixels copied in
+ * list order; they are rebuilt for every block from per-sample bitmaps (src/kernels/lists.c),
+ * and not built at all for a net too narrow to gain from them (SPARSE_MIN_H). The panel
+ * buffers hold one panel of W1 or dh columns copied contiguously (zero-padded for the last
+ * columns); PW is the set's widest panel, a few vectors of its vector length. The sizes follow
+ * from the set's tile sizes (src/kernels/scratch.c). About 350 KB for Fashion-MNIST on AVX2 at
+ * H = 256, most of it the backward's input copy (bwd tiles x BP_BLOCK x bwd_mr floats). */
 typedef struct bp_scratch {
+    const bp_kernels *k; /* the set the sizes below are for, and the one every block call runs */
     float *part;      /* (hidden blocks, BP_BLOCK, C) partial logits of bp_forward_block */
-    uint32_t *fwd_k;  /* (fwd tiles, D) non-zero pixel indices of each tile of samples */
+    uint32_t *fwd_k;  /* (fwd tiles, D) + 8 non-zero pixel indices of each tile of samples */
     uint32_t *fwd_n;  /* (fwd tiles) how many */
-    uint8_t *bit_pos; /* (256, 8) the set-bit positions of each byte value, in order */
     size_t fwd_kstep; /* tile t's list starts at fwd_k + t * fwd_kstep: D, or 0 when every tile
                          reads the same list of all D pixels (a net too narrow to skip zeros) */
     uint8_t *bwd_s;   /* (bwd tiles, BP_BLOCK) samples with a non-zero pixel in each pixel tile */
@@ -93,7 +99,7 @@ typedef struct bp_scratch {
     float *bpad;      /* (PW) the panel's b1 entries, zero-padded */
     float *hpad;      /* (BP_BLOCK, PW) a padded panel's h columns; a panel of dh columns */
     uint64_t *nzb;    /* (BP_BLOCK, NZ_WORDS(D)) each sample's non-zero pixels as bits */
-    float *bwd_x;     /* (bwd tiles, BP_BLOCK, BWD_MR) the listed samples' pixels of each tile */
+    float *bwd_x;     /* (bwd tiles, BP_BLOCK, bwd_mr) the listed samples' pixels of each tile */
     const float *const *bwd_rows; /* NULL, or no backward lists: every tile sums over all the
                                      bwd_nrows samples of these rows (a narrow net) */
     size_t bwd_nrows;
@@ -107,93 +113,64 @@ typedef struct bp_scratch {
 /* 64-bit words of a bitmap of D pixels. */
 #define NZ_WORDS(D) (((D) + 63) / 64)
 
-/* Allocate (bp_alloc) the scratch for D inputs, H hidden units and C classes; 0 on failure.
- * Free with bp_scratch_free. */
-int bp_scratch_alloc(bp_scratch *sc, size_t D, size_t H, size_t C);
-void bp_scratch_free(bp_scratch *sc);
+/* Which instance of the list builders a set's CPUs run (lists.c): the x86-64 baseline, or one
+ * compiled for POPCNT and AVX2 (hardware popcount, wider moves), which every CPU that runs the
+ * AVX2 or AVX-512 set has. Both build the same lists. */
+enum { BP_LISTS_BASE = 0, BP_LISTS_AVX2 = 1 };
 
-/* Floats of W1 (D, H) packed in the active set's forward panels; 0 for a set that reads W1 in
- * place (then no net needs a w1p). */
-size_t bp_w1_packed_size(size_t D, size_t H);
+/* One kernel set: its tile sizes and its vector code, chosen once per workspace (bp_kernels_choose)
+ * and reached through each scratch's k. The tile sizes are the constants the set's vector code
+ * was compiled with (kernels_body.h says what each means); the code compiled once reads them
+ * here to size the scratch and to cut the lists into the same tiles. */
+struct bp_kernels {
+    const char *name;     /* "generic", "avx2" or "avx512" */
+    size_t vl;            /* floats per vector */
+    size_t fwd_mr, fwd_nv; /* a forward tile: samples x vectors of hidden units */
+    size_t bwd_mr, bwd_nv; /* a dW1 tile: input pixels x vectors of hidden units */
+    int fwd_pack;         /* 1: the forward reads W1 in packed panels (bp_w1_packed_size > 0) */
+    int bwd_pack;         /* 1: the dW1 tiles read dh from a packed panel */
+    int lists;            /* BP_LISTS_BASE or BP_LISTS_AVX2 */
 
-/* Pack hidden units [j0, j1) of net's W1 into w1p (bp_w1_packed_size floats for the whole net;
- * j0 and j1 on BP_HBLOCK boundaries or j1 = H), so that every forward call of a step reads the
- * panels packed once instead of packing them per block. Threads may pack disjoint ranges. A
- * view of units [j0, j1) of the net uses w1p + j0 * D. */
-void bp_pack_w1(const bp_net *net, size_t j0, size_t j1, float *w1p);
-
-/* h (nb, H) = relu(x W1 + b1) for nb <= BP_BLOCK samples whose rows are xr[0..nb). Fills sc's
- * forward lists. Each h entry sums its non-zero pixels in pixel order, whatever the view. */
-void bp_forward_hidden(const bp_net *net, const float *const *xr, size_t nb, float *h,
-                       bp_scratch *sc);
-
-/* Partial logits of each hidden block of the view: part (ceil(H / BP_HBLOCK), nb, C), block q
- * holding h[:, q*64 : q*64+64] . W2t[c, same]. */
-void bp_logits_partial(const bp_net *net, size_t nb, const float *h, float *part);
-
-/* logits (nb, C) = b2 (or 0) + part[0] + part[1] + ... + part[nhb-1], in that order. */
-void bp_logits_combine(const float *b2, const float *part, size_t nhb, size_t nb, size_t C,
-                       float *logits);
-
-/* bp_forward_hidden, then logits (nb, C) = h W2 + b2 through the hidden-block partials. */
-void bp_forward_block(const bp_net *net, const float *const *xr, size_t nb, float *h,
-                      float *logits, bp_scratch *sc);
-
-/* Softmax cross-entropy of logits (nb, C) against y (nb): returns the summed loss, writes the
- * arg-max class of each sample to pred (nb) and replaces logits by dlogits = softmax - onehot. */
-double bp_softmax_xent(float *logits, const int32_t *y, size_t nb, size_t C, int32_t *pred);
-
-/* Softmax of logits (nb, C) in place, with arg-max to pred (nb) when not NULL. */
-void bp_softmax(float *logits, size_t nb, size_t C, int32_t *pred);
-
-/* Backward for the same block: accumulates dW2t, db2, db1 and dW1 sums into g. h (nb, H) holds
- * the activations on entry and dL/d(pre-activation) on return. first != 0 overwrites g->w1 instead
- * of adding to it, which spares zeroing the largest buffer every step. */
-void bp_backward_block(const bp_net *net, const float *const *xr, size_t nb, float *h,
-                       const float *dl, bp_grads *g, int first, bp_scratch *sc);
-
-
-/* The step's memory-bound loops, per set like the kernels (fixed.h documents the first two). */
-void bp_add_i64(int64_t *dst, const int64_t *src, size_t n); /* dst += src, wrapping */
-/* Update n parameters w and momenta v from their mean gradient g; returns max |w| after. */
-float bp_sgd(float *w, float *v, const float *g, size_t n, const bp_sgd_params *p);
-/* bp_sgd from a fixed-point gradient in one pass: g = (float)(q * mul) with q the int64 sums sq,
- * or (sq NULL) the float sums f rounded at scale as bp_fixed_round rounds them (raising *big to
- * their largest |f * scale|); adds sum g^2 to *norm2. The same bits as the conversion, then
- * bp_sgd. Returns max |w| after. */
-float bp_sgd_fixed(float *w, float *v, const int64_t *sq, const float *f, size_t n, double scale,
-                   double mul, const bp_sgd_params *p, double *big, double *norm2);
-
-/* One kernel set: a name and every entry point above, with the same contracts. */
-typedef struct bp_kernels {
-    const char *name; /* "generic", "avx2" or "avx512" */
-    int (*scratch_alloc)(bp_scratch *sc, size_t D, size_t H, size_t C);
-    void (*scratch_free)(bp_scratch *sc);
-    size_t (*w1_packed_size)(size_t D, size_t H);
+    /* ---- vector code: called per block, per run of parameters or per step; never per element */
+    /* nzb (nb, NZ_WORDS(D)) = each row's non-zero pixels as bits (bit k % 64 of word k / 64). */
+    void (*nz_bitmaps)(const float *const *xr, size_t nb, size_t D, uint64_t *nzb);
+    /* Hidden units [j0, j1) of net's W1 into w1p in the set's forward panels (bp_pack_w1). */
     void (*pack_w1)(const bp_net *net, size_t j0, size_t j1, float *w1p);
-    void (*forward_hidden)(const bp_net *net, const float *const *xr, size_t nb, float *h,
-                           bp_scratch *sc);
+    /* h (nb, H) = relu(x W1 + b1) over the forward lists already in sc (bp_forward_hidden). */
+    void (*forward_hidden)(const bp_net *net, size_t nb, float *h, bp_scratch *sc);
+    /* part (ceil(H / BP_HBLOCK), nb, C): each hidden block's partial logits (bp_logits_partial). */
     void (*logits_partial)(const bp_net *net, size_t nb, const float *h, float *part);
-    void (*logits_combine)(const float *b2, const float *part, size_t nhb, size_t nb, size_t C,
-                           float *logits);
-    void (*forward_block)(const bp_net *net, const float *const *xr, size_t nb, float *h,
-                          float *logits, bp_scratch *sc);
-    double (*softmax_xent)(float *logits, const int32_t *y, size_t nb, size_t C, int32_t *pred);
-    void (*softmax)(float *logits, size_t nb, size_t C, int32_t *pred);
-    void (*backward_block)(const bp_net *net, const float *const *xr, size_t nb, float *h,
-                           const float *dl, bp_grads *g, int first, bp_scratch *sc);
+    /* dW2t, db2 and db1 sums from dl (nb, C); h (nb, H) becomes dh (bp_backward_block). */
+    void (*backward_hidden)(const bp_net *net, size_t nb, float *h, const float *dl, bp_grads *g);
+    /* dW1 sums (or W1's in-pass update) from dh over the backward lists already in sc. */
+    void (*backward_w1)(const bp_net *net, size_t nb, const float *dh, float *gw1, int first,
+                        bp_scratch *sc, bp_w1_update *upd);
+    /* The step's memory-bound loops. fixed.h documents the first three: their bits are the same
+     * in every set; sgd and sgd_fixed fuse a*b+c where the set has FMA, so a set gives identical
+     * updates only with itself. */
     double (*fixed_add)(int64_t *acc, const float *g, size_t n, double scale, int first);
     void (*fixed_to_float)(const int64_t *s, size_t n, double mul, float *out);
     double (*fixed_round)(const float *g, size_t n, double scale, double mul, float *out);
+    /* dst += src over n entries, wrapping. */
     void (*add_i64)(int64_t *dst, const int64_t *src, size_t n);
+    /* Update n parameters w and momenta v from their mean gradient g; returns max |w| after. */
     float (*sgd)(float *w, float *v, const float *g, size_t n, const bp_sgd_params *p);
+    /* sgd from a fixed-point gradient in one pass: g = (float)(q * mul) with q the int64 sums
+     * sq, or (sq NULL) the float sums f rounded at scale as fixed_round rounds them (raising
+     * *big to their largest |f * scale|); adds sum g^2 to *norm2. The same bits as the
+     * conversion, then sgd. Returns max |w| after. */
     float (*sgd_fixed)(float *w, float *v, const int64_t *sq, const float *f, size_t n,
                        double scale, double mul, const bp_sgd_params *p, double *big,
                        double *norm2);
-} bp_kernels;
+};
 
-/* The set in use: chosen once, from BPROP_ISA or else the widest this CPU runs. */
-const bp_kernels *bp_kernels_active(void);
+/* ---- choosing a set (choose.c) ------------------------------------------------------------- */
+
+/* The set BPROP_ISA names, or the widest this CPU runs when it is unset or empty: a function of
+ * the environment and the CPU alone, so each workspace may ask anew. When BPROP_ISA names a set
+ * this build lacks or this CPU cannot run, the generic set, with the reason in why (a line of
+ * at most why_size bytes; "" when BPROP_ISA was honoured or unset; why may be NULL). */
+const bp_kernels *bp_kernels_choose(char *why, size_t why_size);
 
 /* The set called name if this build has it and this CPU can run it, else NULL (for tests and
  * benchmarks that run each set directly). */
@@ -202,5 +179,83 @@ const bp_kernels *bp_kernels_named(const char *name);
 /* Every set of this build, narrowest first, whether or not this CPU can run it: *n gets how
  * many. Pair with bp_kernels_named to skip the ones the CPU lacks. */
 const char *const *bp_kernels_list(size_t *n);
+
+/* ---- code compiled once -------------------------------------------------------------------- */
+
+/* Allocate (bp_alloc) the scratch of set k for D inputs, H hidden units and C classes; 0 on
+ * failure. Free with bp_scratch_free (also after a failed allocation). */
+int bp_scratch_alloc(bp_scratch *sc, const bp_kernels *k, size_t D, size_t H, size_t C);
+void bp_scratch_free(bp_scratch *sc);
+
+/* Floats of W1 (D, H) packed in set k's forward panels; 0 for a set that reads W1 in place
+ * (then no net needs a w1p). */
+size_t bp_w1_packed_size(const bp_kernels *k, size_t D, size_t H);
+
+/* The forward lists of rows xr[0..nb) for a view of H hidden units, into sc: samples grouped
+ * into tiles of sc->k->fwd_mr and each tile's non-zero pixels (lists.c). */
+void bp_fwd_lists(bp_scratch *sc, const float *const *xr, size_t nb, size_t D, size_t H);
+
+/* The backward lists of the same kind: for each tile of sc->k->bwd_mr pixels, the samples with
+ * a non-zero pixel in it and their pixels in list order (lists.c). */
+void bp_bwd_lists(bp_scratch *sc, const float *const *xr, size_t nb, size_t D, size_t H);
+
+/* logits (nb, C) = b2 (or 0) + part[0] + part[1] + ... + part[nhb-1], in that order. */
+void bp_logits_combine(const float *b2, const float *part, size_t nhb, size_t nb, size_t C,
+                       float *logits);
+
+/* Softmax cross-entropy of logits (nb, C) against y (nb): returns the summed loss, writes the
+ * arg-max class of each sample to pred (nb) and replaces logits by dlogits = softmax - onehot. */
+double bp_softmax_xent(float *logits, const int32_t *y, size_t nb, size_t C, int32_t *pred);
+
+/* Softmax of logits (nb, C) in place, with arg-max to pred (nb) when not NULL. */
+void bp_softmax(float *logits, size_t nb, size_t C, int32_t *pred);
+
+/* ---- one block, through the scratch's set ---------------------------------------------------- */
+
+/* Pack hidden units [j0, j1) of net's W1 into w1p (bp_w1_packed_size floats for the whole net;
+ * j0 and j1 on BP_HBLOCK boundaries or j1 = H), so that every forward call of a step reads the
+ * panels packed once instead of packing them per block. Threads may pack disjoint ranges. A
+ * view of units [j0, j1) of the net uses w1p + j0 * D. */
+static inline void bp_pack_w1(const bp_kernels *k, const bp_net *net, size_t j0, size_t j1,
+                              float *w1p)
+{
+    k->pack_w1(net, j0, j1, w1p);
+}
+
+/* h (nb, H) = relu(x W1 + b1) for nb <= BP_BLOCK samples whose rows are xr[0..nb). Fills sc's
+ * forward lists. Each h entry sums its non-zero pixels in pixel order, whatever the view. */
+static inline void bp_forward_hidden(const bp_net *net, const float *const *xr, size_t nb,
+                                     float *h, bp_scratch *sc)
+{
+    bp_fwd_lists(sc, xr, nb, net->D, net->H);
+    sc->k->forward_hidden(net, nb, h, sc);
+}
+
+/* Partial logits of each hidden block of the view into sc->part (ceil(H / BP_HBLOCK), nb, C),
+ * block q holding h[:, q*64 : q*64+64] . W2t[c, same]. */
+static inline void bp_logits_partial(const bp_net *net, size_t nb, const float *h, bp_scratch *sc)
+{
+    sc->k->logits_partial(net, nb, h, sc->part);
+}
+
+/* bp_forward_hidden, then logits (nb, C) = h W2 + b2 through the hidden-block partials. */
+static inline void bp_forward_block(const bp_net *net, const float *const *xr, size_t nb, float *h,
+                                    float *logits, bp_scratch *sc)
+{
+    bp_forward_hidden(net, xr, nb, h, sc);
+    bp_logits_partial(net, nb, h, sc);
+    bp_logits_combine(net->b2, sc->part, (net->H + BP_HBLOCK - 1) / BP_HBLOCK, nb, net->C, logits);
+}
+
+/* Backward for the same block: accumulates dW2t, db2, db1 and dW1 sums into g. h (nb, H) holds
+ * the activations on entry and dL/d(pre-activation) on return. first != 0 overwrites g->w1 instead
+ * of adding to it, which spares zeroing the largest buffer every step. */
+static inline void bp_backward_block(const bp_net *net, const float *const *xr, size_t nb, float *h,
+                                     const float *dl, bp_grads *g, int first, bp_scratch *sc)
+{
+    sc->k->backward_hidden(net, nb, h, dl, g);
+    bp_bwd_lists(sc, xr, nb, net->D, net->H);
+    sc->k->backward_w1(net, nb, h, g->w1, first, sc, g->w1_update);
+}
 
 #endif /* BPROP_KERNELS_H */

@@ -240,7 +240,7 @@ static void sum_accumulators(bp_stepper *s, const bp_step_plan *p, size_t a, siz
         memset(dst + a, 0, (b - a) * sizeof(int64_t));
     for (int i = 0; i < p->n_active; i++)
         if (p->active[i] != 0)
-            bp_add_i64(dst + a, s->acc[p->active[i]] + a, b - a);
+            s->e->k->add_i64(dst + a, s->acc[p->active[i]] + a, b - a);
 }
 
 /* Data split: each thread sums its chunk of the parameters over the threads' buffers: float

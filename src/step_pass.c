@@ -33,7 +33,7 @@ static void exact_data_pass(bp_stepper *s, const bp_step_plan *p, int tid, const
             continue;
         for (int k = 0; k < BPROP_TENSORS; k++) {
             size_t off = L->offset[k];
-            double big = bp_fixed_add(s->acc[tid] + off, pass->grad + off, L->count[k],
+            double big = s->e->k->fixed_add(s->acc[tid] + off, pass->grad + off, L->count[k],
                                       s->sc.scale[k], q == r->b0 + t0);
             slot->big = fmax(slot->big, big);
         }
@@ -109,7 +109,7 @@ static void hidden_forward(const hidden_job *j)
         bp_gather_rows(w, j->b, s0, nbk, s->m->inputs);
         float *hs = h + (s0 - j->lo) * W;
         bp_forward_hidden(&j->v, w->rows, nbk, hs, &w->scratch);
-        bp_logits_partial(&j->v, nbk, hs, w->scratch.part);
+        bp_logits_partial(&j->v, nbk, hs, &w->scratch);
         for (size_t q = 0; q < nq; q++)
             memcpy(s->part + ((q0 + q) * nr + (s0 - j->lo)) * C, w->scratch.part + q * nbk * C,
                    nbk * C * sizeof(float));
@@ -127,17 +127,17 @@ static void hidden_convert(const hidden_job *j, int first)
     double big = 0.0;
     for (size_t k = 0; k < D; k++) {
         size_t off = L->offset[BPROP_W1] + k * H + j0;
-        big = fmax(big, bp_fixed_add(acc + off, s->gsh + off, W, s->sc.scale[BPROP_W1], first));
+        big = fmax(big, s->e->k->fixed_add(acc + off, s->gsh + off, W, s->sc.scale[BPROP_W1], first));
     }
     if (m->has_bias) {
         size_t off = L->offset[BPROP_B1] + j0;
-        big = fmax(big, bp_fixed_add(acc + off, s->gsh + off, W, s->sc.scale[BPROP_B1], first));
+        big = fmax(big, s->e->k->fixed_add(acc + off, s->gsh + off, W, s->sc.scale[BPROP_B1], first));
     }
-    big = fmax(big, bp_fixed_add_t(acc + L->offset[BPROP_W2] + j0 * C, s->gw2t + j0, H, W, C,
+    big = fmax(big, bp_fixed_add_t(s->e->k, acc + L->offset[BPROP_W2] + j0 * C, s->gw2t + j0, H, W, C,
                                    s->sc.scale[BPROP_W2], first));
     if (m->has_bias && j->tid == 0) {
         size_t off = L->offset[BPROP_B2];
-        big = fmax(big, bp_fixed_add(acc + off, s->gsh + off, C, s->sc.scale[BPROP_B2], first));
+        big = fmax(big, s->e->k->fixed_add(acc + off, s->gsh + off, C, s->sc.scale[BPROP_B2], first));
     }
     s->e->slot[j->tid].big = fmax(s->e->slot[j->tid].big, big);
 }

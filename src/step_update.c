@@ -26,11 +26,11 @@ typedef struct grad_src {
 static void mean_grad(const grad_src *q, seg r, float *g)
 {
     if (q->fused) {
-        double big = bp_fixed_round(q->src + r.p, r.n, q->s->sc.scale[r.tensor],
+        double big = q->s->e->k->fixed_round(q->src + r.p, r.n, q->s->sc.scale[r.tensor],
                                     q->s->sc.unscale[r.tensor] * (double)q->inv_nb, g);
         q->slot->big = big > q->slot->big ? big : q->slot->big;
     } else if (q->fixed) {
-        bp_fixed_to_float(q->s->acc[0] + r.p, r.n, q->s->sc.unscale[r.tensor] * (double)q->inv_nb, g);
+        q->s->e->k->fixed_to_float(q->s->acc[0] + r.p, r.n, q->s->sc.unscale[r.tensor] * (double)q->inv_nb, g);
     } else {
         const float *src = q->src + r.p;
         for (size_t i = 0; i < r.n; i++)
@@ -55,7 +55,7 @@ static bp_sgd_params sgd_params(const bp_stepper *s, int tensor, float lr, float
 static void sgd_run(bp_stepper *s, bp_slot *slot, seg r, const float *g, float lr, float clip)
 {
     const bp_sgd_params p = sgd_params(s, r.tensor, lr, clip);
-    float wmax = bp_sgd(s->params + r.p, s->velocity + r.p, g, r.n, &p);
+    float wmax = s->e->k->sgd(s->params + r.p, s->velocity + r.p, g, r.n, &p);
     slot->wmax[r.tensor] = fmax(slot->wmax[r.tensor], wmax);
 }
 
@@ -66,7 +66,7 @@ static void sgd_run_fixed(bp_stepper *s, const grad_src *q, seg r, float lr)
 {
     const bp_sgd_params p = sgd_params(s, r.tensor, lr, 1.0f);
     bp_slot *slot = q->slot;
-    float wmax = bp_sgd_fixed(s->params + r.p, s->velocity + r.p,
+    float wmax = s->e->k->sgd_fixed(s->params + r.p, s->velocity + r.p,
                               q->fused ? NULL : s->acc[0] + r.p, q->fused ? q->src + r.p : NULL, r.n,
                               s->sc.scale[r.tensor], s->sc.unscale[r.tensor] * (double)q->inv_nb, &p,
                               &slot->big, &slot->norm2[r.tensor]);

@@ -292,7 +292,7 @@ bprop_status bprop_trainer_epoch(bprop_trainer *t, const bprop_dataset *train,
     info->config = t->c;
     info->threads = team;
     info->ranks = t->comm ? t->comm->size : 1;
-    snprintf(info->isa, sizeof info->isa, "%s", bprop_isa());
+    snprintf(info->isa, sizeof info->isa, "%s", t->s->e->k->name); /* the set that ran */
     if (cancelled && t->step < t->steps_per_epoch)
         return bp_fail(err, BPROP_E_CANCELLED, "epoch %zu stopped after step %zu of %zu",
                        t->epochs_done + 1, t->step, t->steps_per_epoch);

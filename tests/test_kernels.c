@@ -110,16 +110,17 @@ static void pass_free(pass *p)
 static pass run_set(const bp_kernels *k, fixture *f, size_t s0, size_t nb, int first)
 {
     bp_scratch sc;
-    cr_assert(k->scratch_alloc(&sc, f->D, f->H, f->C), "%s: scratch_alloc failed", k->name);
+    cr_assert(bp_scratch_alloc(&sc, k, f->D, f->H, f->C), "%s: scratch_alloc failed", k->name);
+    cr_assert_eq(sc.k, k, "%s: the scratch does not record its set", k->name);
     bp_net net = fx_net(f);
     bp_grads g = fx_grads(f);
     pass p = {floats(BP_BLOCK * f->H), floats(BP_BLOCK * f->C), floats(BP_BLOCK * f->H), 0.0};
     int32_t pred[BP_BLOCK];
-    k->forward_block(&net, f->xr + s0, nb, p.h, p.logits, &sc);
+    bp_forward_block(&net, f->xr + s0, nb, p.h, p.logits, &sc);
     memcpy(p.dh, p.h, nb * f->H * sizeof(float));
-    p.loss = k->softmax_xent(p.logits, f->y + s0, nb, f->C, pred);
-    k->backward_block(&net, f->xr + s0, nb, p.dh, p.logits, &g, first, &sc);
-    k->scratch_free(&sc);
+    p.loss = bp_softmax_xent(p.logits, f->y + s0, nb, f->C, pred);
+    bp_backward_block(&net, f->xr + s0, nb, p.dh, p.logits, &g, first, &sc);
+    bp_scratch_free(&sc);
     return p;
 }
 
@@ -320,12 +321,13 @@ static void check_views(const bp_kernels *k, size_t H, const size_t *cuts, size_
     float *g_full = grads_copy(&f);
     grads_zero(&f);
     bp_scratch sc;
-    cr_assert(k->scratch_alloc(&sc, D, H, C));
+    cr_assert(bp_scratch_alloc(&sc, k, D, H, C));
     const size_t nhb = (H + BP_HBLOCK - 1) / BP_HBLOCK;
     float *h = floats(nb * H), *part = floats(nhb * nb * C), *full_part = floats(nhb * nb * C);
     bp_net whole = fx_net(&f);
-    k->logits_partial(&whole, nb, full.h, full_part);
-    const size_t packed_size = k->w1_packed_size(D, H);
+    bp_logits_partial(&whole, nb, full.h, &sc);
+    memcpy(full_part, sc.part, nhb * nb * C * sizeof(float));
+    const size_t packed_size = bp_w1_packed_size(k, D, H);
     float *w1p = packed_size ? floats(packed_size) : NULL;
     for (size_t v = 0; v + 1 < ncuts; v++) {
         size_t j0 = cuts[v], w = cuts[v + 1] - j0;
@@ -334,7 +336,7 @@ static void check_views(const bp_kernels *k, size_t H, const size_t *cuts, size_
         view.H = w;
         bp_net net = fx_net(&view);
         bp_grads g = fx_grads(&view);
-        k->forward_hidden(&net, view.xr, nb, h, &sc);
+        bp_forward_hidden(&net, view.xr, nb, h, &sc);
         for (size_t s = 0; s < nb; s++)
             cr_assert(tu_same_bits(h + s * w, full.h + s * H + j0, w),
                       "%s: h of view [%zu, %zu) differs in sample %zu", k->name, j0, j0 + w, s);
@@ -342,17 +344,18 @@ static void check_views(const bp_kernels *k, size_t H, const size_t *cuts, size_
             /* A block-aligned view reads W1 packed once for the step: each view packs its own
              * units into the shared buffer, as the threads of a step do, and gets the same h. */
             if (w1p) {
-                k->pack_w1(&whole, j0, j0 + w, w1p);
+                bp_pack_w1(k, &whole, j0, j0 + w, w1p);
                 bp_net packed = net;
                 packed.w1p = w1p + j0 * D;
                 memset(h, 0xff, nb * w * sizeof(float));
-                k->forward_hidden(&packed, view.xr, nb, h, &sc);
+                bp_forward_hidden(&packed, view.xr, nb, h, &sc);
                 for (size_t s = 0; s < nb; s++)
                     cr_assert(tu_same_bits(h + s * w, full.h + s * H + j0, w),
                               "%s: h of view [%zu, %zu) from packed W1 differs in sample %zu",
                               k->name, j0, j0 + w, s);
             }
-            k->logits_partial(&net, nb, h, part);
+            bp_logits_partial(&net, nb, h, &sc);
+            memcpy(part, sc.part, (w + BP_HBLOCK - 1) / BP_HBLOCK * nb * C * sizeof(float));
             size_t q0 = j0 / BP_HBLOCK, nq = (w + BP_HBLOCK - 1) / BP_HBLOCK;
             cr_assert(tu_same_bits(part, full_part + q0 * nb * C, nq * nb * C),
                       "%s: partial logits of view [%zu, %zu) differ", k->name, j0, j0 + w);
@@ -360,7 +363,7 @@ static void check_views(const bp_kernels *k, size_t H, const size_t *cuts, size_
         /* Backward from the full net's dlogits; b2's sum belongs to the first view only. */
         if (j0 != 0)
             g.b2 = NULL;
-        k->backward_block(&net, view.xr, nb, h, full.logits, &g, 1, &sc);
+        bp_backward_block(&net, view.xr, nb, h, full.logits, &g, 1, &sc);
     }
     float *g_views = grads_copy(&f);
     cr_assert(tu_same_bits(g_full, g_views, D * H + H + C * H + C),
@@ -371,7 +374,7 @@ static void check_views(const bp_kernels *k, size_t H, const size_t *cuts, size_
     free(part);
     free(full_part);
     free(w1p);
-    k->scratch_free(&sc);
+    bp_scratch_free(&sc);
     pass_free(&full);
     fx_free(&f);
 }
@@ -455,7 +458,39 @@ Test(dispatch, named_sets_and_list)
     cr_assert_null(bp_kernels_named(NULL));
     /* The set in use is one this CPU runs, and the public name agrees. */
     cr_assert_not_null(bp_kernels_named(bprop_isa()));
-    cr_assert_eq(bp_kernels_active(), bp_kernels_named(bprop_isa()));
+    cr_assert_eq(bp_kernels_choose(NULL, 0), bp_kernels_named(bprop_isa()));
+}
+
+/* The choice is made anew from the environment by each caller (a workspace when it is created):
+ * nothing of an earlier choice is kept. */
+Test(dispatch, choice_follows_the_environment_at_each_call)
+{
+    char why[160];
+    size_t n;
+    const char *const *names = bp_kernels_list(&n);
+    const bp_kernels *widest = NULL;
+    for (size_t i = 0; i < n; i++)
+        if (bp_kernels_named(names[i]))
+            widest = bp_kernels_named(names[i]);
+    cr_assert_eq(unsetenv("BPROP_ISA"), 0);
+    cr_assert_eq(bp_kernels_choose(why, sizeof why), widest);
+    cr_assert_str_eq(why, "");
+    for (size_t i = 0; i < n; i++) {
+        const bp_kernels *k = bp_kernels_named(names[i]);
+        cr_assert_eq(setenv("BPROP_ISA", names[i], 1), 0);
+        cr_assert_eq(bp_kernels_choose(why, sizeof why), k ? k : bp_kernels_named("generic"));
+        cr_assert_str_eq(bprop_isa(), k ? names[i] : "generic");
+        cr_assert(k ? why[0] == '\0' : strstr(why, "this CPU has no ") != NULL, "%s: %s", names[i], why);
+    }
+    cr_assert_eq(setenv("BPROP_ISA", "bogus", 1), 0);
+    cr_assert_eq(bp_kernels_choose(why, sizeof why), bp_kernels_named("generic"));
+    cr_assert(strstr(why, "BPROP_ISA=bogus: no such kernel set (supported: generic") == why, "%s", why);
+    bprop_error err;
+    cr_assert_eq(bprop_isa_check(&err), BPROP_E_ISA);
+    cr_assert_str_eq(err.message, why);
+    cr_assert_eq(setenv("BPROP_ISA", "", 1), 0);
+    cr_assert_eq(bp_kernels_choose(why, sizeof why), widest);
+    cr_assert_eq(bprop_isa_check(&err), BPROP_OK);
 }
 
 /* Runs `BPROP_ISA=isa bprop args` and returns its exit status; *err gets stderr (caller frees). */

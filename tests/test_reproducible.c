@@ -29,13 +29,14 @@ Test(fixed, sums_are_the_same_in_every_grouping_and_close_to_exact)
     const double scale = ldexp(1.0, 50 - 3); /* |values| < 0.5: scaled below 2^46 */
     /* All blocks into one accumulator, in order. */
     static int64_t one[N], part[4][N], merged[N];
+    const bp_kernels *k = bp_kernels_choose(NULL, 0); /* the set BPROP_ISA names */
     for (int b = 0; b < NB; b++)
-        bp_fixed_add(one, blocks[b], N, scale, b == 0);
+        k->fixed_add(one, blocks[b], N, scale, b == 0);
     /* The same blocks over 4 "threads" in a scattered order, then merged. */
     int first[4] = {1, 1, 1, 1};
     for (int b = NB - 1; b >= 0; b--) {
         int t = (b * 7) % 4;
-        bp_fixed_add(part[t], blocks[b], N, scale, first[t]);
+        k->fixed_add(part[t], blocks[b], N, scale, first[t]);
         first[t] = 0;
     }
     memset(merged, 0, sizeof merged);
@@ -44,7 +45,7 @@ Test(fixed, sums_are_the_same_in_every_grouping_and_close_to_exact)
             merged[i] += part[t][i];
     cr_assert_eq(memcmp(one, merged, sizeof one), 0, "grouping changed an exact sum");
     float a[N];
-    bp_fixed_to_float(one, N, 1.0 / scale, a);
+    k->fixed_to_float(one, N, 1.0 / scale, a);
     for (int i = 0; i < N; i++) {
         double exact = 0.0;
         for (int b = 0; b < NB; b++)
@@ -64,9 +65,10 @@ Test(fixed, single_block_round_trip_equals_the_int64_path)
     for (int i = 0; i < N; i++)
         g[i] = rnd(&seed) * powf(2.0f, (float)(i % 60) - 60.0f); /* |g * scale| < 2^47 */
     const double scale = ldexp(1.0, 48), mul = ldexp(1.0, -48) / 37.0;
-    double big1 = bp_fixed_add(acc, g, N, scale, 1);
-    bp_fixed_to_float(acc, N, mul, a);
-    double big2 = bp_fixed_round(g, N, scale, mul, b);
+    const bp_kernels *k = bp_kernels_choose(NULL, 0); /* the set BPROP_ISA names */
+    double big1 = k->fixed_add(acc, g, N, scale, 1);
+    k->fixed_to_float(acc, N, mul, a);
+    double big2 = k->fixed_round(g, N, scale, mul, b);
     cr_assert_eq(memcmp(a, b, sizeof a), 0, "fused rounding differs from the int64 path");
     cr_assert_eq(big1, big2);
 }
@@ -122,9 +124,10 @@ Test(fixed, magnitude_beyond_the_limit_is_reported)
 {
     float g[3] = {1.0f, -3.0f, 0.5f};
     int64_t acc[3];
-    double big = bp_fixed_add(acc, g, 3, ldexp(1.0, 50), 1);
+    const bp_kernels *k = bp_kernels_choose(NULL, 0);
+    double big = k->fixed_add(acc, g, 3, ldexp(1.0, 50), 1);
     cr_assert_geq(big, BP_FIXED_LIMIT, "3 * 2^50 must be flagged, got %g", big);
-    big = bp_fixed_add(acc, g, 3, ldexp(1.0, 48), 1);
+    big = k->fixed_add(acc, g, 3, ldexp(1.0, 48), 1);
     cr_assert_lt(big, BP_FIXED_LIMIT);
 }
 

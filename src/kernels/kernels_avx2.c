@@ -13,4 +13,5 @@
 #define BWD_NV 3 /* vectors of hidden units per dW1 tile: 4 x 3 = 12 accumulators */
 #define FWD_PACK 1
 #define BWD_PACK 1
+#define LISTS BP_LISTS_AVX2 /* the list builders for POPCNT and AVX2, which its CPUs have */
 #include "kernels_body.h"

@@ -8,4 +8,5 @@
 #define BWD_NV 4 /* vectors of hidden units per dW1 tile: 6 x 4 = 24 accumulators */
 #define FWD_PACK 0
 #define BWD_PACK 0
+#define LISTS BP_LISTS_AVX2 /* the list builders for POPCNT and AVX2, which its CPUs have */
 #include "kernels_body.h"

@@ -1,12 +1,16 @@
-/* kernels_body.h: the kernels, written once and compiled once per instruction set (internal). */
-/* The including file defines KSUFFIX (the set's name, suffixed to every entry point), VL (floats
- * per vector), FWD_MR x FWD_NV (samples x vectors of a forward tile), BWD_MR x BWD_NV (pixels x
- * vectors of a dW1 tile) and FWD_PACK / BWD_PACK (1: whole panels of W1 / dh are first copied
- * into a contiguous buffer, 0: read in place), and compiles with that set's flags. GCC/Clang
- * vector extensions give one source for every level; the tile sizes keep the accumulators in
- * the register file. Each output element is the same chain of operations whatever the tile
- * shape: tiles decide only which elements are computed together, never the order of one
- * element's terms. */
+/* kernels_body.h: the kernels' vector code, written once and compiled once per instruction set (internal). */
+/* Only what depends on the vector length or the instruction set is here: the tiles, the panels
+ * and the update loops. The lists the tiles read, the scratch layout and softmax are compiled
+ * once (lists.c, scratch.c, softmax.c). The including file defines KSUFFIX (the set's name,
+ * suffixed to every entry point), VL (floats per vector), FWD_MR x FWD_NV (samples x vectors
+ * of a forward tile), BWD_MR x BWD_NV (pixels x vectors of a dW1 tile) and FWD_PACK / BWD_PACK
+ * (1: whole panels of W1 / dh are first copied into a contiguous buffer, 0: read in place),
+ * optionally LISTS (the list builders' instance, BP_LISTS_BASE when not defined), and compiles
+ * with that set's flags; the same constants go into the set's table (the end of this
+ * file), where the code compiled once reads them. GCC/Clang vector extensions give one source
+ * for every level; the tile sizes keep the accumulators in the register file. Each output
+ * element is the same chain of operations whatever the tile shape: tiles decide only which
+ * elements are computed together, never the order of one element's terms. */
 #include "kernels.h"
 #include "internal.h"
 
@@ -150,7 +154,7 @@ INLINE void fwd_panel(int nv, const float *w, size_t ldw, const float *b, size_t
     }
 }
 
-/* ---- zero-input lists ---------------------------------------------------------------------- */
+/* ---- zero-input bitmaps (the lists built from them are lists.c's) ----------------------------- */
 
 /* Bit i of the result: p[i] != 0 for the VL floats at p (NaN counts as non-zero, as with !=). */
 INLINE uint64_t nz_mask(const float *p)
@@ -171,9 +175,9 @@ INLINE uint64_t nz_mask(const float *p)
 }
 
 /* Each sample's non-zero pixels as a bitmap: nzb (nb, NZ_WORDS(D)), bit k % 64 of word k / 64
- * set when pixel k is non-zero. Both lists below are read off these bitmaps, a word of 64
+ * set when pixel k is non-zero. The lists (lists.c) are read off these bitmaps, a word of 64
  * pixels at a time, instead of testing every pixel of every tile. */
-static void nz_bitmaps(const float *const *xr, size_t nb, size_t D, uint64_t *nzb)
+static void KFN(bp_nz_bitmaps)(const float *const *xr, size_t nb, size_t D, uint64_t *nzb)
 {
     const size_t nw = NZ_WORDS(D);
     for (size_t s = 0; s < nb; s++) {
@@ -196,129 +200,6 @@ static void nz_bitmaps(const float *const *xr, size_t nb, size_t D, uint64_t *nz
         }
     }
 }
-
-/* Widths of a net (or of a thread's view) from which the kernels skip zero inputs, and from
- * which fwd_lists groups its tiles greedily. The lists cost a fixed amount per sample (bitmaps,
- * lists, the backward's input copy: about 1,500 cycles on AVX2) and save a share of the FMAs,
- * which grow with the width; below SPARSE_MIN_H every pixel of every sample is computed, with
- * the same bits (a zero input adds an exact zero). Greedy grouping costs a few hundred
- * operations per sample more. */
-#ifndef SPARSE_MIN_H
-#define SPARSE_MIN_H 40
-#endif
-#define GROUP_MIN_H 64
-/* Candidates a tile considers for each of its samples after the first. */
-#define GROUP_WINDOW 12
-
-/* Dense lists for a narrow net: every pixel for every tile (fwd_k's first D entries, read by
- * every tile), samples in block order; no bitmaps are left for the backward. */
-static void fwd_lists_dense(const float *const *xr, size_t nb, size_t D, bp_scratch *sc)
-{
-    for (size_t k = 0; k < D; k++)
-        sc->fwd_k[k] = (uint32_t)k;
-    sc->fwd_kstep = 0;
-    for (size_t i = 0; i < nb; i++) {
-        sc->fwd_rows[i] = (uint8_t)i;
-        sc->fwd_xr[i] = xr[i];
-    }
-    for (size_t t = 0; t * FWD_MR < nb; t++)
-        sc->fwd_n[t] = (uint32_t)D;
-    sc->nz_n = 0;
-}
-
-/* Pixels set in b and not in u, over nw words. */
-INLINE size_t new_bits(const uint64_t *b, const uint64_t *u, size_t nw)
-{
-    size_t n = 0;
-    for (size_t w = 0; w < nw; w++)
-        n += (size_t)__builtin_popcountll(b[w] & ~u[w]);
-    return n;
-}
-
-typedef uint8_t pos8 __attribute__((vector_size(8)));
-typedef uint32_t idx8 __attribute__((vector_size(32)));
-
-/* The positions of the set bits of b (nw words), in increasing order, into out; returns how
- * many. A byte at a time through bit_pos (each byte value's set-bit positions): one 8-wide
- * store per byte instead of a loop trip per bit, whose exit the branch predictor misses once
- * a word. out needs room for 8 entries past the count (the last stores' spill). */
-INLINE size_t set_bits(const uint64_t *b, size_t nw, const uint8_t *bit_pos, uint32_t *out)
-{
-    size_t n = 0;
-    for (size_t w = 0; w < nw; w++)
-        for (unsigned j = 0; j < 64; j += 8) {
-            const unsigned byte = (unsigned)(b[w] >> j) & 0xffu;
-            pos8 p;
-            memcpy(&p, bit_pos + 8 * byte, sizeof p);
-            const idx8 k = __builtin_convertvector(p, idx8) + (uint32_t)(w * 64 + j);
-            memcpy(out + n, &k, sizeof k);
-            n += (size_t)__builtin_popcount(byte);
-        }
-    return n;
-}
-
-/* For each tile of FWD_MR samples, the pixels that are non-zero in at least one of them, in
- * increasing order. A tile computes every pixel of its list for all its samples, so the
- * samples are grouped to keep the unions small: by their count of non-zero pixels, and for a
- * wide net (H >= GROUP_MIN_H) greedily: each tile starts from the sample with the fewest
- * non-zero pixels left, then FWD_MR - 1 times takes the one of the next GROUP_WINDOW that adds
- * the fewest new pixels to its union (the first on a tie). On Fashion-MNIST AVX2's 6-sample
- * tiles keep 66% of the pixels instead of 77% (count order) or 84% (batch order). An element's
- * chain does not depend on which tile computes it, so the grouping changes no bit. The bitmaps
- * are left for the backward pass of the same rows. */
-static void fwd_lists(const float *const *xr, size_t nb, size_t D, size_t H, bp_scratch *sc)
-{
-    if (H < SPARSE_MIN_H) {
-        fwd_lists_dense(xr, nb, D, sc);
-        return;
-    }
-    const size_t nw = NZ_WORDS(D), window = H >= GROUP_MIN_H ? GROUP_WINDOW : 1;
-    const uint64_t *nzb = sc->nzb;
-    sc->fwd_kstep = D;
-    nz_bitmaps(xr, nb, D, sc->nzb);
-    memcpy(sc->nz_rows, xr, nb * sizeof *xr);
-    sc->nz_n = nb;
-    uint32_t count[BP_BLOCK];
-    uint8_t left[BP_BLOCK]; /* samples not yet in a tile, by count (stable insertion sort) */
-    for (size_t i = 0; i < nb; i++) {
-        count[i] = 0;
-        for (size_t w = 0; w < nw; w++)
-            count[i] += (uint32_t)__builtin_popcountll(nzb[i * nw + w]);
-        size_t p = i;
-        for (; p > 0 && count[left[p - 1]] > count[i]; p--)
-            left[p] = left[p - 1];
-        left[p] = (uint8_t)i;
-    }
-    uint64_t *u = sc->fwd_u; /* (nw) the tile's union */
-    size_t nleft = nb;
-    for (size_t r = 0, t = 0; r < nb; r += FWD_MR, t++) {
-        const size_t mr = nb - r < FWD_MR ? nb - r : FWD_MR;
-        for (size_t i = 0; i < mr; i++) {
-            size_t best = 0; /* position in left[] */
-            if (i > 0) {
-                size_t best_new = SIZE_MAX;
-                for (size_t c = 0; c < nleft && c < window; c++) {
-                    const size_t nn = new_bits(nzb + (size_t)left[c] * nw, u, nw);
-                    if (nn < best_new) {
-                        best_new = nn;
-                        best = c;
-                    }
-                }
-            }
-            const size_t s = left[best];
-            memmove(left + best, left + best + 1, (nleft - best - 1) * sizeof *left);
-            nleft--;
-            sc->fwd_rows[r + i] = (uint8_t)s;
-            sc->fwd_xr[r + i] = xr[s];
-            for (size_t w = 0; w < nw; w++)
-                u[w] = (i > 0 ? u[w] : 0) | nzb[s * nw + w];
-        }
-        sc->fwd_n[t] = (uint32_t)set_bits(u, nw, sc->bit_pos, sc->fwd_k + t * D);
-    }
-}
-
-/* Widest panel of either pass: the packed buffers hold one panel. */
-#define PANEL_MAX ((FWD_NV > BWD_NV ? FWD_NV : BWD_NV) * VL)
 
 /* The forward panel that starts at hidden unit j of H: whole panels of FWD_NV vectors, then
  * single vectors, then the last H % VL units zero-padded to one vector. Sets *nv and returns how
@@ -344,11 +225,6 @@ static void pack_panel(const bp_net *net, size_t j, size_t n, size_t pw, float *
         for (size_t i = n; i < pw; i++)
             dst[i] = 0.0f;
     }
-}
-
-static size_t KFN(bp_w1_packed_size)(size_t D, size_t H)
-{
-    return FWD_PACK ? D * ((H + VL - 1) / VL * VL) : 0;
 }
 
 static void KFN(bp_pack_w1)(const bp_net *net, size_t j0, size_t j1, float *w1p)
@@ -391,10 +267,9 @@ static void fwd_cols(const bp_net *net, size_t nb, size_t j, int nv,
         memcpy(h + s * H + j, sc->hpad + s * pw, n * sizeof(float));
 }
 
-static void KFN(bp_forward_hidden)(const bp_net *net, const float *const *xr, size_t nb, float *h,
-                                   bp_scratch *sc)
+/* h from the forward lists bp_fwd_lists left in sc. */
+static void KFN(bp_forward_hidden)(const bp_net *net, size_t nb, float *h, bp_scratch *sc)
 {
-    fwd_lists(xr, nb, net->D, net->H, sc);
     /* Panel-outer: a packed (D, FWD_NV * VL) panel of W1 stays in L2 while every tile of
      * samples passes. */
     int nv;
@@ -469,68 +344,6 @@ static void KFN(bp_logits_partial)(const bp_net *net, size_t nb, const float *h,
                 out[c] = dot_hblock(h + s * H + j, net->w2t + c * net->ld + j, n);
         }
     }
-}
-
-static void KFN(bp_logits_combine)(const float *b2, const float *part, size_t nhb, size_t nb, size_t C,
-                       float *logits)
-{
-    for (size_t s = 0; s < nb; s++)
-        for (size_t c = 0; c < C; c++) {
-            float z = b2 ? b2[c] : 0.0f;
-            for (size_t q = 0; q < nhb; q++)
-                z += part[(q * nb + s) * C + c];
-            logits[s * C + c] = z;
-        }
-}
-
-static void KFN(bp_forward_block)(const bp_net *net, const float *const *xr, size_t nb, float *h,
-                      float *logits, bp_scratch *sc)
-{
-    KFN(bp_forward_hidden)(net, xr, nb, h, sc);
-    KFN(bp_logits_partial)(net, nb, h, sc->part);
-    KFN(bp_logits_combine)(net->b2, sc->part, (net->H + BP_HBLOCK - 1) / BP_HBLOCK, nb, net->C, logits);
-}
-
-/* ---- loss ---------------------------------------------------------------------------------- */
-
-/* Softmax of one row in place; returns log(sum(exp(z - max))) + max, the log-partition. Shifting
- * by the max keeps every exponent <= 0, so logits of +-1e4 neither overflow nor give NaN. */
-static float softmax_row(float *z, size_t C, int32_t *argmax)
-{
-    size_t best = 0;
-    for (size_t c = 1; c < C; c++)
-        if (z[c] > z[best])
-            best = c;
-    float zmax = z[best], sum = 0.0f;
-    for (size_t c = 0; c < C; c++) {
-        z[c] = expf(z[c] - zmax);
-        sum += z[c];
-    }
-    float inv = 1.0f / sum;
-    for (size_t c = 0; c < C; c++)
-        z[c] *= inv;
-    *argmax = (int32_t)best;
-    return zmax + logf(sum);
-}
-
-static double KFN(bp_softmax_xent)(float *logits, const int32_t *y, size_t nb, size_t C, int32_t *pred)
-{
-    double loss = 0.0;
-    for (size_t s = 0; s < nb; s++) {
-        float *z = logits + s * C;
-        float zy = z[y[s]];
-        float lse = softmax_row(z, C, &pred[s]);
-        loss += (double)lse - (double)zy;
-        z[y[s]] -= 1.0f;
-    }
-    return loss;
-}
-
-static void KFN(bp_softmax)(float *logits, size_t nb, size_t C, int32_t *pred)
-{
-    int32_t dummy;
-    for (size_t s = 0; s < nb; s++)
-        softmax_row(logits + s * C, C, pred ? &pred[s] : &dummy);
 }
 
 /* ---- backward ------------------------------------------------------------------------------ */
@@ -682,11 +495,8 @@ INLINE void bwd_tile(int mr, int nv, const float *xv, const uint8_t *ss, const f
             st(out + r * ldo + v * VL, acc[r][v]);
 }
 
-/* Pixel tiles: whole tiles of BWD_MR pixels, then single pixels up to D. */
-static size_t bwd_tiles(size_t D) { return D / BWD_MR + D % BWD_MR; }
-
 /* Every pixel tile of one panel of dW1 columns (out, row stride ldo): through the lists, or
- * over every sample of sc->bwd_rows when bwd_lists left dense ones (a narrow net, whose one or
+ * over every sample of sc->bwd_rows when bp_bwd_lists left dense ones (a narrow net, whose one or
  * two panels would not repay copying the inputs into list order). */
 INLINE void bwd_panel(int nv, const float *dh, size_t ldd, float *out, size_t ldo, int first,
                       const bp_scratch *sc, size_t D)
@@ -717,99 +527,7 @@ INLINE void bwd_panel(int nv, const float *dh, size_t ldd, float *out, size_t ld
                  sc->bwd_n[t], dh, ldd, out + k * ldo, ldo, first);
 }
 
-/* Bits [k, k + len) of a bitmap (len < 64), in the low bits. */
-INLINE uint64_t bits_at(const uint64_t *b, size_t k, size_t len)
-{
-    const size_t w = k / 64, o = k % 64;
-    uint64_t v = b[w] >> o;
-    if (o + len > 64)
-        v |= b[w + 1] << (64 - o);
-    return v & ((UINT64_C(1) << len) - 1);
-}
-
-/* For each pixel tile, the samples with a non-zero pixel in it, and their pixel values in list
- * order (len floats each): the tiles then read the inputs as one sequential stream per panel,
- * instead of gathering them from a row per sample on every panel. */
-INLINE void bwd_list(const float *const *xr, size_t nb, size_t nw, size_t k, size_t len, size_t t,
-                     bp_scratch *sc)
-{
-    size_t n = 0;
-    uint8_t *ss = sc->bwd_s + t * BP_BLOCK;
-    float *xv = sc->bwd_x + t * BP_BLOCK * BWD_MR;
-    for (size_t s = 0; s < nb; s++) {
-        ss[n] = (uint8_t)s;
-        memcpy(xv + n * len, xr[s] + k, len * sizeof(float));
-        n += bits_at(sc->nzb + s * nw, k, len) != 0;
-    }
-    sc->bwd_n[t] = (uint32_t)n;
-}
-
-/* The same lists, sample by sample, for tiles that never straddle a bitmap word (BWD_MR divides
- * 64 and D): each word's tiles with a non-zero pixel come out of a few bit operations, and only
- * the (sample, tile) pairs that are listed are visited. Samples enter each list in increasing
- * order, as above. */
-static void bwd_lists_by_sample(const float *const *xr, size_t nb, size_t D, bp_scratch *sc)
-{
-    const size_t nw = NZ_WORDS(D), tpw = 64 / BWD_MR; /* tiles per word */
-    uint64_t lead = 0; /* the lowest bit of each tile's group of BWD_MR bits */
-    for (size_t i = 0; i < tpw; i++)
-        lead |= UINT64_C(1) << (i * BWD_MR);
-    /* Locals, so that the stores below are not taken to change them. */
-    uint32_t *restrict cnt = sc->bwd_n;
-    uint8_t *restrict ss = sc->bwd_s;
-    float *restrict xv = sc->bwd_x;
-    const uint64_t *restrict nzb = sc->nzb;
-    memset(cnt, 0, D / BWD_MR * sizeof *cnt);
-    for (size_t s = 0; s < nb; s++) {
-        const float *x = xr[s];
-        for (size_t w = 0; w < nw; w++) {
-            const uint64_t b = nzb[s * nw + w];
-            uint64_t any = 0; /* bit i * BWD_MR: tile i of the word has a non-zero pixel */
-            for (int r = 0; r < BWD_MR; r++)
-                any |= b >> r;
-            for (any &= lead; any; any &= any - 1) {
-                const size_t t = w * tpw + (size_t)__builtin_ctzll(any) / BWD_MR;
-                const size_t slot = t * BP_BLOCK + cnt[t]++;
-                ss[slot] = (uint8_t)s;
-                memcpy(xv + slot * BWD_MR, x + t * BWD_MR, BWD_MR * sizeof(float));
-            }
-        }
-    }
-}
-
-static void bwd_lists(const float *const *xr, size_t nb, size_t D, size_t H, bp_scratch *sc)
-{
-    const size_t nw = NZ_WORDS(D);
-    size_t k = 0, t = 0;
-    sc->bwd_rows = NULL;
-    if (H < SPARSE_MIN_H) { /* dense: the tiles read every sample's row */
-        sc->bwd_rows = xr;
-        sc->bwd_nrows = nb;
-        sc->nz_n = 0;
-        return;
-    }
-    /* Right after the forward pass of the same rows (the data split's forward_block then
-     * backward_block), its bitmaps are still valid; they are used once, then dropped, so rows
-     * whose contents change between calls are always read again. */
-    if (sc->nz_n != nb || memcmp(sc->nz_rows, xr, nb * sizeof *xr) != 0)
-        nz_bitmaps(xr, nb, D, sc->nzb);
-    sc->nz_n = 0;
-    if (64 % BWD_MR == 0 && D % BWD_MR == 0) {
-        bwd_lists_by_sample(xr, nb, D, sc);
-        return;
-    }
-    for (; k + BWD_MR <= D; k += BWD_MR, t++)
-        bwd_list(xr, nb, nw, k, BWD_MR, t, sc); /* constant length: one vector move each */
-    for (; k < D; k++, t++)
-        bwd_list(xr, nb, nw, k, 1, t, sc);
-}
-
-/* Columns [j, j + n) of dW1 through the tiles of an nv-vector panel (n <= nv * VL): the dh
- * columns are first copied into a contiguous zero-padded panel, (nb, nv * VL), for the same
- * cache-set reason as fwd_cols. A panel with padding works on a copy of its n columns of dW1 in
- * wpad, (D, nv * VL), and copies them back: each element's chain then starts from its stored
- * value, as in a whole panel (adding a separately rounded sum would differ in the last bit
- * from the fused chain). */
+/* W1's update from one panel of a block's dW1 sums (update_body.h). */
 static void w1_panel_update(bp_w1_update *u, float *gp, size_t pw, size_t j, size_t n, size_t D);
 
 /* Rows a strided copy or update asks for ahead of use: rows H floats apart defeat the hardware
@@ -833,6 +551,12 @@ static void sums_panel_in(const float *gw1, size_t ldg, size_t j, size_t n, size
     }
 }
 
+/* Columns [j, j + n) of dW1 through the tiles of an nv-vector panel (n <= nv * VL): the dh
+ * columns are first copied into a contiguous zero-padded panel, (nb, nv * VL), for the same
+ * cache-set reason as fwd_cols. A panel with padding works on a copy of its n columns of dW1 in
+ * wpad, (D, nv * VL), and copies them back: each element's chain then starts from its stored
+ * value, as in a whole panel (adding a separately rounded sum would differ in the last bit
+ * from the fused chain). */
 static void bwd_cols(const bp_net *net, size_t nb, const float *dh,
                      size_t j, int nv, size_t n, float *gw1, int first, bp_scratch *sc,
                      bp_w1_update *upd)
@@ -869,12 +593,12 @@ static void bwd_cols(const bp_net *net, size_t nb, const float *dh,
         memcpy(gw1 + k * ldg + j, sc->wpad + k * pw, n * sizeof(float));
 }
 
-static void bwd_layer1(const bp_net *net, const float *const *xr, size_t nb, const float *dh,
-                       float *gw1, int first, bp_scratch *sc, bp_w1_update *upd)
+/* dW1 (or W1's in-pass update) from dh (nb, H) over the backward lists bp_bwd_lists left in sc. */
+static void KFN(bp_backward_w1)(const bp_net *net, size_t nb, const float *dh, float *gw1,
+                                int first, bp_scratch *sc, bp_w1_update *upd)
 {
     const size_t H = net->H;
     size_t j = 0;
-    bwd_lists(xr, nb, net->D, H, sc);
     for (; j + BWD_NV * VL <= H; j += BWD_NV * VL)
         bwd_cols(net, nb, dh, j, BWD_NV, BWD_NV * VL, gw1, first, sc, upd);
 #if BWD_NV > 2 /* a two-vector panel before single vectors: twice the accumulators per load */
@@ -887,85 +611,37 @@ static void bwd_layer1(const bp_net *net, const float *const *xr, size_t nb, con
         bwd_cols(net, nb, dh, j, 1, H - j, gw1, first, sc, upd);
 }
 
-static void KFN(bp_backward_block)(const bp_net *net, const float *const *xr, size_t nb, float *h,
-                       const float *dl, bp_grads *g, int first, bp_scratch *sc)
+/* dW2t, db2 and db1 sums of the block; h (nb, H) becomes dh. */
+static void KFN(bp_backward_hidden)(const bp_net *net, size_t nb, float *h, const float *dl,
+                                    bp_grads *g)
 {
     bwd_layer2(net, nb, h, dl, g);
     bwd_hidden(net, nb, h, dl, g);
-    bwd_layer1(net, xr, nb, h, g->w1, first, sc, g->w1_update);
-}
-
-/* set_bits' table: row v holds the positions of v's set bits in increasing order, zeros after. */
-static void fill_bit_pos(uint8_t *bit_pos)
-{
-    memset(bit_pos, 0, 256 * 8);
-    for (unsigned v = 0; v < 256; v++)
-        for (unsigned i = 0, n = 0; i < 8; i++)
-            if (v >> i & 1)
-                bit_pos[8 * v + n++] = (uint8_t)i;
-}
-
-static int KFN(bp_scratch_alloc)(bp_scratch *sc, size_t D, size_t H, size_t C)
-{
-    sc->part = bp_alloc(((H + BP_HBLOCK - 1) / BP_HBLOCK) * BP_BLOCK * C, sizeof(float));
-    const size_t fwd_tiles = (BP_BLOCK + FWD_MR - 1) / FWD_MR;
-    sc->fwd_k = bp_alloc(fwd_tiles * D + 8, sizeof(uint32_t)); /* + set_bits' spill */
-    if ((sc->bit_pos = bp_alloc(256 * 8, 1)))
-        fill_bit_pos(sc->bit_pos);
-    sc->fwd_n = bp_alloc(fwd_tiles, sizeof(uint32_t));
-    sc->bwd_s = bp_alloc(bwd_tiles(D) * BP_BLOCK, sizeof(uint8_t));
-    sc->bwd_n = bp_alloc(bwd_tiles(D), sizeof(uint32_t));
-    sc->wpad = bp_alloc(D * PANEL_MAX, sizeof(float));
-    sc->bpad = bp_alloc(PANEL_MAX, sizeof(float));
-    sc->hpad = bp_alloc((size_t)BP_BLOCK * PANEL_MAX, sizeof(float));
-    sc->nzb = bp_alloc((size_t)BP_BLOCK * NZ_WORDS(D), sizeof(uint64_t));
-    sc->bwd_x = bp_alloc(bwd_tiles(D) * BP_BLOCK * BWD_MR, sizeof(float));
-    sc->nz_rows = bp_alloc(BP_BLOCK, sizeof *sc->nz_rows);
-    sc->fwd_xr = bp_alloc(BP_BLOCK, sizeof *sc->fwd_xr);
-    sc->fwd_rows = bp_alloc(BP_BLOCK, sizeof *sc->fwd_rows);
-    sc->fwd_u = bp_alloc(NZ_WORDS(D), sizeof(uint64_t));
-    sc->nz_n = 0;
-    sc->bwd_rows = NULL;
-    return sc->part && sc->fwd_k && sc->bit_pos && sc->fwd_n && sc->bwd_s && sc->bwd_n &&
-           sc->wpad && sc->bpad && sc->hpad && sc->nzb && sc->bwd_x && sc->nz_rows && sc->fwd_xr && sc->fwd_rows &&
-           sc->fwd_u;
-}
-
-static void KFN(bp_scratch_free)(bp_scratch *sc)
-{
-    bp_free(sc->part);
-    bp_free(sc->fwd_k);
-    bp_free(sc->bit_pos);
-    bp_free(sc->fwd_n);
-    bp_free(sc->bwd_s);
-    bp_free(sc->bwd_n);
-    bp_free(sc->wpad);
-    bp_free(sc->bpad);
-    bp_free(sc->hpad);
-    bp_free(sc->nzb);
-    bp_free(sc->bwd_x);
-    bp_free(sc->nz_rows);
-    bp_free(sc->fwd_xr);
-    bp_free(sc->fwd_rows);
-    bp_free(sc->fwd_u);
 }
 
 #include "update_body.h"
 
-/* This set's entry points, in the one table the dispatcher chooses from. */
+#ifndef LISTS /* the instance of the list builders the set's CPUs run (kernels.h) */
+#define LISTS BP_LISTS_BASE
+#endif
+
+/* This set: its tile sizes and its entry points, in the one table a workspace chooses. */
 const bp_kernels KFN(bp_kernels) = {
     .name = KSTR(KSUFFIX),
-    .scratch_alloc = KFN(bp_scratch_alloc),
-    .scratch_free = KFN(bp_scratch_free),
-    .w1_packed_size = KFN(bp_w1_packed_size),
+    .vl = VL,
+    .fwd_mr = FWD_MR,
+    .fwd_nv = FWD_NV,
+    .bwd_mr = BWD_MR,
+    .bwd_nv = BWD_NV,
+    .fwd_pack = FWD_PACK,
+    .bwd_pack = BWD_PACK,
+    .lists = LISTS,
+    .nz_bitmaps = KFN(bp_nz_bitmaps),
     .pack_w1 = KFN(bp_pack_w1),
     .forward_hidden = KFN(bp_forward_hidden),
     .logits_partial = KFN(bp_logits_partial),
-    .logits_combine = KFN(bp_logits_combine),
-    .forward_block = KFN(bp_forward_block),
-    .softmax_xent = KFN(bp_softmax_xent),
-    .softmax = KFN(bp_softmax),
-    .backward_block = KFN(bp_backward_block),
+    .backward_hidden = KFN(bp_backward_hidden),
+    .backward_w1 = KFN(bp_backward_w1),
     .fixed_add = KFN(bp_fixed_add),
     .fixed_to_float = KFN(bp_fixed_to_float),
     .fixed_round = KFN(bp_fixed_round),
