@@ -1,6 +1,7 @@
 /* train.c: training a Net: trainer set-up, one epoch with the GIL released, and Ctrl-C. */
 #include "core.h"
 
+#include <poll.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -140,9 +141,14 @@ static void snapshot_restore(bp_net *self, snapshot *s)
 /* The progress callback when a wakeup fd watches for signals: Python's C signal handler writes
  * a byte to the pipe whose read end this is (signal.set_wakeup_fd), so a byte there means a
  * signal arrived; the trainer then stops after the step in progress. Called between steps by
- * one thread, without the GIL: only a non-blocking read() and the flag. */
+ * one thread, without the GIL: only read(), poll() and the flag.
+ * gate_fd is for the tests: at the first step the callback waits (up to GATE_MS) for a byte on
+ * it, which another Python thread can only write if this one has released the GIL. */
+enum { GATE_MS = 60000 };
+
 typedef struct watch {
-    int fd;
+    int fd, gate_fd;
+    int gate_opened;  /* -1 no gate, 0 closed (timed out), 1 a byte arrived */
     volatile sig_atomic_t *cancel;
 } watch;
 
@@ -151,7 +157,11 @@ static int watch_step(void *user, size_t step, size_t steps, double loss, double
     (void)step, (void)steps, (void)loss, (void)acc;
     watch *w = user;
     unsigned char buf[64];
-    if (read(w->fd, buf, sizeof buf) > 0)
+    if (w->gate_fd >= 0 && w->gate_opened < 0) {
+        struct pollfd p = {.fd = w->gate_fd, .events = POLLIN};
+        w->gate_opened = poll(&p, 1, GATE_MS) == 1 && read(w->gate_fd, buf, 1) == 1;
+    }
+    if (w->fd >= 0 && read(w->fd, buf, sizeof buf) > 0)
         *w->cancel = 1;
     return 0;
 }
@@ -159,17 +169,17 @@ static int watch_step(void *user, size_t step, size_t steps, double loss, double
 /* One epoch with the GIL released. A stop for a signal runs Python's handlers (with the GIL);
  * when they raise (KeyboardInterrupt), *raised is set; otherwise the epoch continues where it
  * stopped (bitwise as without the stop). */
-static bprop_status run_epoch(bp_net *self, const bprop_dataset *d, int wake_fd,
+static bprop_status run_epoch(bp_net *self, const bprop_dataset *d, watch *w,
                               bprop_epoch_stats *stats, bprop_error *err, int *raised)
 {
-    watch w = {.fd = wake_fd, .cancel = &self->cancel};
     bprop_status st;
     *raised = 0;
     self->busy = 1;
     for (;;) {
         self->cancel = 0;
         Py_BEGIN_ALLOW_THREADS
-        st = bprop_trainer_epoch(self->trainer, d, wake_fd >= 0 ? watch_step : NULL, &w, stats, err);
+        st = bprop_trainer_epoch(self->trainer, d, w->fd >= 0 || w->gate_fd >= 0 ? watch_step : NULL,
+                                 w, stats, err);
         Py_END_ALLOW_THREADS
         if (st != BPROP_E_CANCELLED)
             break;
@@ -206,6 +216,11 @@ static PyObject *epoch_record(const bprop_epoch_stats *s, const bprop_eval *val,
     return r;
 }
 
+static int put_bool(PyObject *d, const char *key, int value)
+{
+    return PyDict_SetItemString(d, key, value ? Py_True : Py_False);
+}
+
 /* Loss and accuracy on the validation set (already standardised as the model wants). */
 static int evaluate_val(bp_net *self, PyObject *xv, PyObject *yv, int threads, bprop_eval *out)
 {
@@ -233,8 +248,9 @@ static int evaluate_val(bp_net *self, PyObject *xv, PyObject *yv, int threads, b
 /* Train one epoch over (X, y), prepared as the model wants them (standardised when it is), with
  * the trainer's sample count. An interrupted epoch is undone (the model and trainer stand at the
  * last finished epoch) and the exception propagates. */
-static PyObject *epoch_run(bp_net *self, PyArrayObject *x, PyArrayObject *y, int wake_fd)
+static PyObject *epoch_run(bp_net *self, PyArrayObject *x, PyArrayObject *y, int wake_fd, int gate_fd)
 {
+    watch w = {.fd = wake_fd, .gate_fd = gate_fd, .gate_opened = -1, .cancel = &self->cancel};
     bprop_dataset d = bp_view(x, y, self->model->classes);
     snapshot snap;
     if (snapshot_take(self, &snap))
@@ -242,7 +258,7 @@ static PyObject *epoch_run(bp_net *self, PyArrayObject *x, PyArrayObject *y, int
     bprop_epoch_stats stats = {0};
     bprop_error err = {0};
     int raised = 0;
-    bprop_status st = run_epoch(self, &d, wake_fd, &stats, &err, &raised);
+    bprop_status st = run_epoch(self, &d, &w, &stats, &err, &raised);
     if (raised)
         snapshot_restore(self, &snap);
     snapshot_free(&snap);
@@ -250,15 +266,19 @@ static PyObject *epoch_run(bp_net *self, PyArrayObject *x, PyArrayObject *y, int
         return NULL;
     if (st != BPROP_OK)
         return bp_raise(&err, st);
-    return epoch_record(&stats, NULL, d.x);
+    PyObject *rec = epoch_record(&stats, NULL, d.x);
+    if (rec && gate_fd >= 0 && put_bool(rec, "gate_opened", w.gate_opened == 1))
+        Py_CLEAR(rec);
+    return rec;
 }
 
 PyObject *bp_net_epoch(bp_net *self, PyObject *args, PyObject *kw)
 {
-    static char *names[] = {"X", "y", "X_val", "y_val", "threads", "wake_fd", NULL};
+    static char *names[] = {"X", "y", "X_val", "y_val", "threads", "wake_fd", "gate_fd", NULL};
     PyObject *xo, *yo, *xv = Py_None, *yv = Py_None;
-    int threads = 0, wake_fd = -1;
-    if (!PyArg_ParseTupleAndKeywords(args, kw, "OO|OOii", names, &xo, &yo, &xv, &yv, &threads, &wake_fd))
+    int threads = 0, wake_fd = -1, gate_fd = -1;
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "OO|OOiii", names, &xo, &yo, &xv, &yv, &threads,
+                                     &wake_fd, &gate_fd))
         return NULL;
     if (bp_net_check_free(self))
         return NULL;
@@ -276,7 +296,7 @@ PyObject *bp_net_epoch(bp_net *self, PyObject *args, PyObject *kw)
         PyErr_Format(PyExc_ValueError, "X has %zd samples, the training run was set up for %zu",
                      (Py_ssize_t)PyArray_DIM(x, 0), self->trainer_n);
     else
-        rec = epoch_run(self, x, y, wake_fd);
+        rec = epoch_run(self, x, y, wake_fd, gate_fd);
     Py_DECREF(x);
     Py_DECREF(y);
     bprop_eval val = {0};

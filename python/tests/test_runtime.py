@@ -1,0 +1,107 @@
+"""The GIL is released while training; Ctrl-C stops fit at a step boundary and leaves the
+estimator at the last finished epoch; verbose prints one line per epoch."""
+import _thread
+import os
+import signal
+import sys
+import threading
+
+import numpy as np
+import pytest
+
+import bprop
+from conftest import same_bits
+
+
+def data(n=1000, d=50, seed=0):
+    rng = np.random.RandomState(seed)
+    y = rng.randint(0, 4, n)
+    X = (rng.rand(n, d) + y[:, None] * 0.3).astype(np.float32)
+    return X, y
+
+
+def test_gil_released_during_training():
+    """At its first step the trainer waits (up to 60 s) for a byte that another Python thread
+    writes: it arrives only if the training thread has let go of the GIL."""
+    X, y = data()
+    net = bprop._core.Net(X.shape[1], 32, 4, True, 1)
+    net.start_training(n_train=len(X), epochs=1, batch=128, lr=0.1, momentum=0.9, nesterov=True,
+                       weight_decay=0.0, schedule="cosine", step_epochs=3, step_gamma=0.1, clip=0.0,
+                       seed=1, shuffle=True, threads=1, parallel="auto", reproducible=False)
+    r, w = os.pipe()
+    ran = []
+
+    def other():
+        ran.append(sum(range(1000)))  # Python code, which needs the GIL
+        os.write(w, b"x")
+
+    t = threading.Thread(target=other)
+    try:
+        t.start()  # it must wait for the GIL until the epoch releases it
+        rec = net.epoch(X, y.astype(np.int32), gate_fd=r)
+    finally:
+        t.join()
+        os.close(r)
+        os.close(w)
+    assert rec["gate_opened"] and ran == [499500]
+
+
+def _interrupt(how):
+    if how == "kill":
+        os.kill(os.getpid(), signal.SIGINT)
+    else:
+        _thread.interrupt_main()
+
+
+class _EpochWatch:
+    """A stdout for verbose=True that tells when the first epoch's line has been printed."""
+
+    def __init__(self):
+        self.first_epoch = threading.Event()
+        self.lines = []
+
+    def write(self, s):
+        self.lines.append(s)
+        if s.lstrip().startswith("1 "):
+            self.first_epoch.set()
+        return len(s)
+
+    def flush(self):
+        pass
+
+
+@pytest.mark.skipif(threading.current_thread() is not threading.main_thread(),
+                    reason="signals reach the main thread only")
+@pytest.mark.parametrize("how", ["kill", "interrupt_main"])
+def test_ctrl_c_stops_fit_at_an_epoch_boundary(how, monkeypatch):
+    X, y = data()
+    params = dict(epochs=300, hidden=64, schedule="constant", random_state=3, n_jobs=1)
+    watch = _EpochWatch()
+    monkeypatch.setattr(sys, "stdout", watch)
+    sender = threading.Thread(target=lambda: (watch.first_epoch.wait(), _interrupt(how)))
+    sender.start()
+    clf = bprop.MLPClassifier(verbose=True, **params)
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            clf.fit(X, y)
+    finally:
+        sender.join()
+        monkeypatch.undo()
+    done = clf.n_iter_
+    assert 1 <= done < 300
+    assert len(clf.loss_curve_) == done and clf._net.info["epochs_done"] == done
+    # Exactly the network of an uninterrupted run of that many epochs (constant schedule).
+    ref = bprop.MLPClassifier(**dict(params, epochs=done)).fit(X, y)
+    assert same_bits(clf._net.params(), ref._net.params())
+    assert same_bits(clf.coefs_[0], ref.coefs_[0]) and clf.loss_curve_ == ref.loss_curve_
+    assert clf.predict(X).shape == (len(X),)
+
+
+def test_verbose_prints_one_line_per_epoch(capsys):
+    X, y = data(n=300)
+    bprop.MLPClassifier(epochs=3, hidden=16, random_state=0, verbose=True).fit(X, y)
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].split()[:3] == ["epoch", "train_loss", "train_acc"]
+    assert [line.split()[0] for line in lines[1:]] == ["1", "2", "3"]
+    bprop.MLPClassifier(epochs=3, hidden=16, random_state=0).fit(X, y)
+    assert capsys.readouterr().out == ""
