@@ -22,24 +22,31 @@ def data(n=1000, d=50, seed=0):
 
 def test_gil_released_during_training():
     """At its first step the trainer waits (up to 60 s) for a byte that another Python thread
-    writes: it arrives only if the training thread has let go of the GIL."""
+    writes: it arrives only if the training thread has let go of the GIL. A long switch interval
+    keeps this thread from handing the GIL over on its own between go.set() and the epoch."""
     X, y = data()
     net = bprop._core.Net(X.shape[1], 32, 4, True, 1)
     net.start_training(n_train=len(X), epochs=1, batch=128, lr=0.1, momentum=0.9, nesterov=True,
                        weight_decay=0.0, schedule="cosine", step_epochs=3, step_gamma=0.1, clip=0.0,
                        seed=1, shuffle=True, threads=1, parallel="auto", reproducible=False)
+    yi = y.astype(np.int32)
     r, w = os.pipe()
-    ran = []
+    go, ran = threading.Event(), []
 
     def other():
+        go.wait()
         ran.append(sum(range(1000)))  # Python code, which needs the GIL
         os.write(w, b"x")
 
     t = threading.Thread(target=other)
+    interval = sys.getswitchinterval()
+    sys.setswitchinterval(1000.0)
     try:
-        t.start()  # it must wait for the GIL until the epoch releases it
-        rec = net.epoch(X, y.astype(np.int32), gate_fd=r)
+        t.start()
+        go.set()  # from here on `other` needs the GIL, which this thread keeps until it blocks
+        rec = net.epoch(X, yi, gate_fd=r)
     finally:
+        sys.setswitchinterval(interval)
         t.join()
         os.close(r)
         os.close(w)
