@@ -172,8 +172,8 @@ class MLPClassifier(ClassifierMixin, BaseEstimator):
     def fit(self, X, y):
         """Train for `epochs` epochs (a new network unless warm_start and already fitted)."""
         self._check_params()
-        X, y = self._check_X_y(X, y, reset=True)
         warm = self.warm_start and hasattr(self, "_net")
+        X, y = self._check_X_y(X, y, reset=not warm)  # warm: the fitted feature count holds
         if warm:
             yi = self._encode(y)
         else:

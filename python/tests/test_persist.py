@@ -139,3 +139,6 @@ def test_warm_start_continues():
     clf.fit(X, y)
     assert clf.n_iter_ == 4 and len(clf.loss_curve_) == 4
     assert not same_bits(first, clf._net.params())
+    with pytest.raises(ValueError, match="features"):
+        clf.fit(X[:, :5], y)
+    assert clf.n_features_in_ == 30 and clf.n_iter_ == 4
