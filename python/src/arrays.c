@@ -1,7 +1,11 @@
 /* arrays.c: NumPy arrays as bprop data sets (borrowed, no copy when possible), and errors. */
 #include "core.h"
 
+#include <stdint.h>
 #include <string.h>
+
+/* Floats of slack that let a buffer start on a 64-byte boundary (numpy aligns to 16 bytes). */
+#define BP_ALIGN_FLOATS 16
 
 PyObject *bp_raise(const bprop_error *err, bprop_status st)
 {
@@ -110,10 +114,31 @@ PyArrayObject *bp_standardized(const bprop_model *m, PyArrayObject *x)
     return c;
 }
 
+/* A new (n, dim) float32 array whose data starts on a 64-byte boundary, as the library's own
+ * data sets do (numpy aligns to 16): a view into a slightly larger buffer that it keeps alive. */
+static PyObject *aligned_matrix(size_t n, size_t dim)
+{
+    npy_intp total = (npy_intp)(n * dim + BP_ALIGN_FLOATS);
+    PyArrayObject *buf = (PyArrayObject *)PyArray_SimpleNew(1, &total, NPY_FLOAT32);
+    if (!buf)
+        return NULL;
+    char *data = PyArray_DATA(buf);
+    size_t skip = (64 - (uintptr_t)data % 64) % 64;
+    npy_intp shape[2] = {(npy_intp)n, (npy_intp)dim};
+    Py_INCREF(PyArray_DESCR(buf));
+    PyObject *view = PyArray_NewFromDescr(&PyArray_Type, PyArray_DESCR(buf), 2, shape, NULL,
+                                          data + skip, NPY_ARRAY_CARRAY, NULL);
+    if (!view || PyArray_SetBaseObject((PyArrayObject *)view, (PyObject *)buf) < 0) {
+        Py_XDECREF(view);
+        Py_DECREF(buf);
+        return NULL;
+    }
+    return view; /* owns buf now */
+}
+
 PyObject *bp_x_array(const bprop_dataset *d)
 {
-    npy_intp shape[2] = {(npy_intp)d->n, (npy_intp)d->dim};
-    PyObject *a = PyArray_SimpleNew(2, shape, NPY_FLOAT32);
+    PyObject *a = aligned_matrix(d->n, d->dim);
     if (a)
         memcpy(PyArray_DATA((PyArrayObject *)a), d->x, d->n * d->dim * sizeof(float));
     return a;

@@ -47,7 +47,8 @@ bprop_dataset bp_view(PyArrayObject *x, PyArrayObject *y, size_t classes);
 /* A new float32 copy of x with the model's standardisation applied; x itself when the model
  * has none (a new reference). */
 PyArrayObject *bp_standardized(const bprop_model *m, PyArrayObject *x);
-/* A new (n, dim) float32 array holding d's features; and a new int32 array of its labels. */
+/* A new (n, dim) float32 array holding d's features, starting on a 64-byte boundary as the
+ * library's own data sets do; and a new int32 array of its labels. */
 PyObject *bp_x_array(const bprop_dataset *d);
 PyObject *bp_y_array(const bprop_dataset *d);
 

@@ -46,6 +46,7 @@ def test_load_idx_reads_as_the_cli():
             f.write(struct.pack(">II", 0x0801, 2) + bytes([3, 7]))
         X, y = bprop.load_idx(img, lab)
     assert X.dtype == np.float32 and X.flags.c_contiguous and X.shape == (2, 128)
+    assert X.__array_interface__["data"][0] % 64 == 0  # as the library aligns its own
     assert y.dtype == np.int32 and list(y) == [3, 7]
     assert same_bits(X.ravel(), np.arange(256, dtype=np.float32) / np.float32(255))
 
