@@ -21,6 +21,10 @@ static PyObject *mod_load(PyObject *mod, PyObject *arg)
 /* Hand a dataset the library made over to Python as (X, y) arrays (copies), then free it. */
 static PyObject *dataset_arrays(bprop_dataset *d)
 {
+    if (!d->x) { /* a data set stored otherwise than as float32 features */
+        bprop_dataset_free(d);
+        return PyErr_Format(PyExc_RuntimeError, "the library returned a data set without float32 features");
+    }
     PyObject *r = Py_BuildValue("(NN)", bp_x_array(d), bp_y_array(d));
     bprop_dataset_free(d);
     return r;
