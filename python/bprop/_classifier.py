@@ -29,19 +29,19 @@ def _signal_watch():
         yield -1
         return
     r, w = os.pipe()
+    old = None
     try:
         os.set_blocking(r, False)
         os.set_blocking(w, False)
         old = signal.set_wakeup_fd(w, warn_on_full_buffer=False)
         if old != -1:
-            signal.set_wakeup_fd(old)
-            yield -1
-            return
-        try:
-            yield r
-        finally:
-            signal.set_wakeup_fd(-1)
+            signal.set_wakeup_fd(old)  # someone else's: leave it to them
+        yield r if old == -1 else -1
     finally:
+        # One finally for every path, so a KeyboardInterrupt at any point leaves no pipe behind
+        # as the wakeup fd.
+        if old is not None:
+            signal.set_wakeup_fd(old)
         os.close(r)
         os.close(w)
 
