@@ -231,8 +231,10 @@ class MLPClassifier(ClassifierMixin, BaseEstimator):
         threads = _threads(self.n_jobs)
         try:
             if self.verbose and not self.n_iter_:
+                # The columns and formats of `bprop train`'s table.
                 print(f"{'epoch':>5} {'train_loss':>10} {'train_acc':>9} {'val_loss':>10} "
-                      f"{'val_acc':>9} {'samples/s':>11} {'seconds':>8} {'lr':>9}", flush=True)
+                      f"{'val_acc':>9} {'samples/s':>11} {'seconds':>8} {'lr':>9} {'|g_W1|':>9} "
+                      f"{'|g_b1|':>9} {'|g_W2|':>9} {'|g_b2|':>9}", flush=True)
             for _ in range(epochs):
                 with _signal_watch() as fd:
                     rec = net.epoch(X, yi, X_val, y_val, threads=threads, wake_fd=fd)
@@ -250,8 +252,9 @@ class MLPClassifier(ClassifierMixin, BaseEstimator):
     def _print_epoch(epoch, r):
         held = (f"{r['val_loss']:10.4f} {r['val_acc']:9.4f}" if r["val_loss"] is not None
                 else f"{'-':>10} {'-':>9}")
+        norms = " ".join(f"{g:9.3g}" for g in r["grad_norm"])
         print(f"{epoch:5d} {r['train_loss']:10.4f} {r['train_acc']:9.4f} {held} "
-              f"{r['samples_per_s']:11.0f} {r['seconds']:8.3f} {r['lr']:9.3g}", flush=True)
+              f"{r['samples_per_s']:11.0f} {r['seconds']:8.3f} {r['lr']:9.3g} {norms}", flush=True)
 
     def _set_fitted(self, net):
         inputs, hidden, classes, bias = net.shape

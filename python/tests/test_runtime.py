@@ -102,13 +102,16 @@ def test_ctrl_c_stops_fit_at_an_epoch_boundary(how, monkeypatch):
     assert same_bits(clf._net.params(), ref._net.params())
     assert same_bits(clf.coefs_[0], ref.coefs_[0]) and clf.loss_curve_ == ref.loss_curve_
     assert clf.predict(X).shape == (len(X),)
+    assert signal.set_wakeup_fd(-1) == -1  # the watch pipe is gone
 
 
 def test_verbose_prints_one_line_per_epoch(capsys):
     X, y = data(n=300)
     bprop.MLPClassifier(epochs=3, hidden=16, random_state=0, verbose=True).fit(X, y)
     lines = capsys.readouterr().out.splitlines()
-    assert lines[0].split()[:3] == ["epoch", "train_loss", "train_acc"]
+    assert lines[0].split() == ["epoch", "train_loss", "train_acc", "val_loss", "val_acc", "samples/s",
+                                "seconds", "lr", "|g_W1|", "|g_b1|", "|g_W2|", "|g_b2|"]
     assert [line.split()[0] for line in lines[1:]] == ["1", "2", "3"]
+    assert all(len(line.split()) == 12 for line in lines)
     bprop.MLPClassifier(epochs=3, hidden=16, random_state=0).fit(X, y)
     assert capsys.readouterr().out == ""
