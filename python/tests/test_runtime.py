@@ -115,3 +115,34 @@ def test_verbose_prints_one_line_per_epoch(capsys):
     assert all(len(line.split()) == 12 for line in lines)
     bprop.MLPClassifier(epochs=3, hidden=16, random_state=0).fit(X, y)
     assert capsys.readouterr().out == ""
+
+
+def test_a_network_in_training_refuses_other_calls():
+    """While one thread trains (held at its first step by the gate), another thread's call on the
+    same network is refused rather than racing it; afterwards the network is usable again."""
+    X, y = data(n=300)
+    net = bprop._core.Net(X.shape[1], 16, 4, True, 1)
+    net.start_training(n_train=len(X), epochs=1, batch=128, lr=0.1, momentum=0.9, nesterov=True,
+                       weight_decay=0.0, schedule="constant", step_epochs=3, step_gamma=0.1,
+                       clip=0.0, seed=1, shuffle=True, threads=1, parallel="auto", reproducible=False)
+    r, w = os.pipe()
+    out = {}
+    t = threading.Thread(target=lambda: out.update(rec=net.epoch(X, y.astype(np.int32), gate_fd=r)))
+    t.start()
+    refused = None
+    try:
+        for _ in range(6000):  # until the trainer holds the network (it waits at the gate)
+            try:
+                net.predict_proba(X)
+            except RuntimeError as e:
+                refused = str(e)
+                break
+            threading.Event().wait(0.01)
+    finally:
+        os.write(w, b"x")
+        t.join()
+        os.close(r)
+        os.close(w)
+    assert refused and "in use by another thread" in refused
+    assert out["rec"]["gate_opened"]
+    assert net.predict_proba(X).shape == (len(X), 4)
