@@ -192,8 +192,9 @@ static bprop_status run_epoch(bp_net *self, const bprop_dataset *d, watch *w,
     return st;
 }
 
-/* The epoch's figures as a dict (and the validation figures when there is a validation set). */
-static PyObject *epoch_record(const bprop_epoch_stats *s, const bprop_eval *val, const void *data)
+/* The epoch's figures as a dict; val_loss and val_acc are None until a validation set fills them,
+ * data_address is where the trainer read the features (the tests check it is X's own). */
+static PyObject *epoch_record(const bprop_epoch_stats *s, const void *data)
 {
     PyObject *r = Py_BuildValue("{snsnsdsdsdsdsdsd}", "epoch", (Py_ssize_t)s->epoch, "steps",
                                 (Py_ssize_t)s->steps, "train_loss", s->train_loss, "train_acc",
@@ -202,15 +203,11 @@ static PyObject *epoch_record(const bprop_epoch_stats *s, const bprop_eval *val,
     PyObject *norms = Py_BuildValue("(dddd)", s->grad_norm[BPROP_W1], s->grad_norm[BPROP_B1],
                                     s->grad_norm[BPROP_W2], s->grad_norm[BPROP_B2]);
     PyObject *addr = PyLong_FromVoidPtr((void *)data);
-    PyObject *vl = val ? PyFloat_FromDouble(val->loss) : Py_NewRef(Py_None);
-    PyObject *va = val ? PyFloat_FromDouble(val->accuracy) : Py_NewRef(Py_None);
-    int bad = !r || !norms || !addr || !vl || !va || PyDict_SetItemString(r, "grad_norm", norms) ||
-              PyDict_SetItemString(r, "data_address", addr) || PyDict_SetItemString(r, "val_loss", vl) ||
-              PyDict_SetItemString(r, "val_acc", va);
+    int bad = !r || !norms || !addr || PyDict_SetItemString(r, "grad_norm", norms) ||
+              PyDict_SetItemString(r, "data_address", addr) ||
+              PyDict_SetItemString(r, "val_loss", Py_None) || PyDict_SetItemString(r, "val_acc", Py_None);
     Py_XDECREF(norms);
     Py_XDECREF(addr);
-    Py_XDECREF(vl);
-    Py_XDECREF(va);
     if (bad)
         Py_CLEAR(r);
     return r;
@@ -266,7 +263,7 @@ static PyObject *epoch_run(bp_net *self, PyArrayObject *x, PyArrayObject *y, int
         return NULL;
     if (st != BPROP_OK)
         return bp_raise(&err, st);
-    PyObject *rec = epoch_record(&stats, NULL, d.x);
+    PyObject *rec = epoch_record(&stats, d.x);
     if (rec && gate_fd >= 0 && put_bool(rec, "gate_opened", w.gate_opened == 1))
         Py_CLEAR(rec);
     return rec;
