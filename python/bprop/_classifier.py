@@ -1,10 +1,7 @@
 """bprop.MLPClassifier: the scikit-learn estimator over libbprop (bprop._core)."""
-import contextlib
 import numbers
 import os
-import signal
 import tempfile
-import threading
 
 import numpy as np
 from sklearn.base import BaseEstimator, ClassifierMixin
@@ -17,33 +14,6 @@ from . import _core
 _SCHEDULES = ("constant", "step", "cosine")
 _PARALLEL = ("auto", "data", "hidden")
 _SEED_LIMIT = 2**64
-
-
-@contextlib.contextmanager
-def _signal_watch():
-    """A pipe whose read end Python's signal handler writes to (signal.set_wakeup_fd), so the C
-    trainer sees a signal between two steps without the GIL. Yields the read end, or -1 where
-    that is not possible (not the main thread, or a wakeup fd already in use, as by asyncio):
-    the signal then takes effect when the call returns."""
-    if threading.current_thread() is not threading.main_thread():
-        yield -1
-        return
-    r, w = os.pipe()
-    old = None
-    try:
-        os.set_blocking(r, False)
-        os.set_blocking(w, False)
-        old = signal.set_wakeup_fd(w, warn_on_full_buffer=False)
-        if old != -1:
-            signal.set_wakeup_fd(old)  # someone else's: leave it to them
-        yield r if old == -1 else -1
-    finally:
-        # One finally for every path, so a KeyboardInterrupt at any point leaves no pipe behind
-        # as the wakeup fd.
-        if old is not None:
-            signal.set_wakeup_fd(old)
-        os.close(r)
-        os.close(w)
 
 
 def _threads(n_jobs):
@@ -236,8 +206,8 @@ class MLPClassifier(ClassifierMixin, BaseEstimator):
                       f"{'val_acc':>9} {'samples/s':>11} {'seconds':>8} {'lr':>9} {'|g_W1|':>9} "
                       f"{'|g_b1|':>9} {'|g_W2|':>9} {'|g_b2|':>9}", flush=True)
             for _ in range(epochs):
-                with _signal_watch() as fd:
-                    rec = net.epoch(X, yi, X_val, y_val, threads=threads, wake_fd=fd)
+                # signals: a signal (Ctrl-C) stops the epoch between two steps (docs/python.md).
+                rec = net.epoch(X, yi, X_val, y_val, threads=threads, signals=True)
                 self._last_data_address = rec["data_address"]
                 if self.verbose:
                     self._print_epoch(done + len(net.history) - seen, rec)

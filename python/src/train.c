@@ -1,6 +1,7 @@
 /* train.c: training a Net: trainer set-up, one epoch with the GIL released, and Ctrl-C. */
 #include "core.h"
 
+#include <fcntl.h>
 #include <poll.h>
 #include <stdlib.h>
 #include <string.h>
@@ -242,20 +243,92 @@ static int evaluate_val(bp_net *self, PyObject *xv, PyObject *yv, int threads, b
     return st == BPROP_OK ? 0 : (bp_raise(&err, st), -1);
 }
 
+/* The signal watch: a non-blocking pipe installed as Python's wakeup fd for the epoch. Done here
+ * rather than in Python so that no bytecode (where a pending KeyboardInterrupt would be raised)
+ * runs between installing the pipe and remembering what it replaced. A wakeup fd that someone
+ * else (an asyncio loop) holds is left alone, and so is any failure: the epoch then runs
+ * without the watch and a signal takes effect when it returns. */
+typedef struct signal_watch {
+    int fds[2];    /* read, write end; -1 when not installed */
+    PyObject *old; /* the wakeup fd the pipe replaced */
+} signal_watch;
+
+static PyObject *set_wakeup_fd(PyObject *fd)
+{
+    PyObject *mod = PyImport_ImportModule("signal"), *r = NULL;
+    PyObject *f = mod ? PyObject_GetAttrString(mod, "set_wakeup_fd") : NULL;
+    if (f)
+        r = PyObject_CallOneArg(f, fd);
+    Py_XDECREF(f);
+    Py_XDECREF(mod);
+    return r;
+}
+
+static void watch_close(signal_watch *sw)
+{
+    for (int i = 0; i < 2; i++)
+        if (sw->fds[i] >= 0)
+            close(sw->fds[i]);
+    sw->fds[0] = sw->fds[1] = -1;
+    Py_CLEAR(sw->old);
+}
+
+static void watch_install(signal_watch *sw)
+{
+    sw->fds[0] = sw->fds[1] = -1;
+    sw->old = NULL;
+    if (pipe2(sw->fds, O_NONBLOCK | O_CLOEXEC) != 0) {
+        sw->fds[0] = sw->fds[1] = -1;
+        return;
+    }
+    PyObject *w = PyLong_FromLong(sw->fds[1]);
+    sw->old = w ? set_wakeup_fd(w) : NULL;
+    Py_XDECREF(w);
+    if (!sw->old) { /* not the main thread, or no signal module: no watch */
+        PyErr_Clear();
+        watch_close(sw);
+    } else if (PyLong_AsLong(sw->old) != -1) { /* someone else's: give it back */
+        PyObject *back = set_wakeup_fd(sw->old);
+        if (!back)
+            PyErr_Clear();
+        Py_XDECREF(back);
+        watch_close(sw);
+    }
+}
+
+/* Put the replaced wakeup fd back, keeping any exception the epoch raised. */
+static void watch_remove(signal_watch *sw)
+{
+    if (sw->fds[0] < 0)
+        return;
+    PyObject *type, *value, *tb;
+    PyErr_Fetch(&type, &value, &tb);
+    PyObject *back = set_wakeup_fd(sw->old);
+    if (!back)
+        PyErr_Clear();
+    Py_XDECREF(back);
+    PyErr_Restore(type, value, tb);
+    watch_close(sw);
+}
+
 /* Train one epoch over (X, y), prepared as the model wants them (standardised when it is), with
  * the trainer's sample count. An interrupted epoch is undone (the model and trainer stand at the
  * last finished epoch) and the exception propagates. */
-static PyObject *epoch_run(bp_net *self, PyArrayObject *x, PyArrayObject *y, int wake_fd, int gate_fd)
+static PyObject *epoch_run(bp_net *self, PyArrayObject *x, PyArrayObject *y, int signals, int gate_fd)
 {
-    watch w = {.fd = wake_fd, .gate_fd = gate_fd, .gate_opened = -1, .cancel = &self->cancel};
     bprop_dataset d = bp_view(x, y, self->model->classes);
     snapshot snap;
     if (snapshot_take(self, &snap))
         return NULL;
+    signal_watch sw = {.fds = {-1, -1}};
+    if (signals)
+        watch_install(&sw);
+    watch w = {.fd = sw.fds[0], .gate_fd = gate_fd, .gate_opened = -1, .cancel = &self->cancel};
     bprop_epoch_stats stats = {0};
     bprop_error err = {0};
     int raised = 0;
     bprop_status st = run_epoch(self, &d, &w, &stats, &err, &raised);
+    watch_remove(&sw);
     if (raised)
         snapshot_restore(self, &snap);
     snapshot_free(&snap);
@@ -271,11 +344,11 @@ static PyObject *epoch_run(bp_net *self, PyArrayObject *x, PyArrayObject *y, int
 
 PyObject *bp_net_epoch(bp_net *self, PyObject *args, PyObject *kw)
 {
-    static char *names[] = {"X", "y", "X_val", "y_val", "threads", "wake_fd", "gate_fd", NULL};
+    static char *names[] = {"X", "y", "X_val", "y_val", "threads", "signals", "gate_fd", NULL};
     PyObject *xo, *yo, *xv = Py_None, *yv = Py_None;
-    int threads = 0, wake_fd = -1, gate_fd = -1;
-    if (!PyArg_ParseTupleAndKeywords(args, kw, "OO|OOiii", names, &xo, &yo, &xv, &yv, &threads,
-                                     &wake_fd, &gate_fd))
+    int threads = 0, signals = 0, gate_fd = -1;
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "OO|OOipi", names, &xo, &yo, &xv, &yv, &threads,
+                                     &signals, &gate_fd))
         return NULL;
     if (bp_net_check_free(self))
         return NULL;
@@ -293,7 +366,7 @@ PyObject *bp_net_epoch(bp_net *self, PyObject *args, PyObject *kw)
         PyErr_Format(PyExc_ValueError, "X has %zd samples, the training run was set up for %zu",
                      (Py_ssize_t)PyArray_DIM(x, 0), self->trainer_n);
     else
-        rec = epoch_run(self, x, y, wake_fd, gate_fd);
+        rec = epoch_run(self, x, y, signals, gate_fd);
     Py_DECREF(x);
     Py_DECREF(y);
     bprop_eval val = {0};

@@ -3,7 +3,6 @@ bprop-mpi's), and partial_fit."""
 import json
 import os
 import pickle
-import shutil
 import subprocess
 
 import numpy as np

@@ -127,7 +127,15 @@ def test_a_network_in_training_refuses_other_calls():
                        clip=0.0, seed=1, shuffle=True, threads=1, parallel="auto", reproducible=False)
     r, w = os.pipe()
     out = {}
-    t = threading.Thread(target=lambda: out.update(rec=net.epoch(X, y.astype(np.int32), gate_fd=r)))
+
+    def train():
+        while "rec" not in out:  # a predict_proba of the other thread may hold the network
+            try:
+                out["rec"] = net.epoch(X, y.astype(np.int32), gate_fd=r)
+            except RuntimeError:
+                threading.Event().wait(0.001)
+
+    t = threading.Thread(target=train)
     t.start()
     refused = None
     try:
