@@ -150,6 +150,7 @@ enum { GATE_MS = 60000 };
 typedef struct watch {
     int fd, gate_fd;
     int gate_opened;  /* -1 no gate, 0 closed (timed out), 1 a byte arrived */
+    int stops;        /* times a signal stopped the epoch and its handlers let it go on */
     volatile sig_atomic_t *cancel;
 } watch;
 
@@ -173,6 +174,7 @@ static int watch_step(void *user, size_t step, size_t steps, double loss, double
 static bprop_status run_epoch(bp_net *self, const bprop_dataset *d, watch *w,
                               bprop_epoch_stats *stats, bprop_error *err, int *raised)
 {
+    w->stops = 0;
     bprop_status st;
     *raised = 0;
     self->busy = 1;
@@ -188,6 +190,7 @@ static bprop_status run_epoch(bp_net *self, const bprop_dataset *d, watch *w,
             *raised = 1;
             break;
         }
+        w->stops++;
     }
     self->busy = 0;
     return st;
@@ -337,8 +340,11 @@ static PyObject *epoch_run(bp_net *self, PyArrayObject *x, PyArrayObject *y, int
     if (st != BPROP_OK)
         return bp_raise(&err, st);
     PyObject *rec = epoch_record(&stats, d.x);
-    if (rec && gate_fd >= 0 && put_bool(rec, "gate_opened", w.gate_opened == 1))
+    PyObject *stops = PyLong_FromLong(w.stops);
+    if (rec && (!stops || PyDict_SetItemString(rec, "signal_stops", stops) ||
+                (gate_fd >= 0 && put_bool(rec, "gate_opened", w.gate_opened == 1))))
         Py_CLEAR(rec);
+    Py_XDECREF(stops);
     return rec;
 }
 

@@ -105,6 +105,87 @@ def test_ctrl_c_stops_fit_at_an_epoch_boundary(how, monkeypatch):
     assert signal.set_wakeup_fd(-1) == -1  # the watch pipe is gone
 
 
+def _net_for(X, schedule="constant"):
+    net = bprop._core.Net(X.shape[1], 32, 4, True, 5)
+    net.start_training(n_train=len(X), epochs=1, batch=50, lr=0.1, momentum=0.9, nesterov=True,
+                       weight_decay=0.0, schedule=schedule, step_epochs=3, step_gamma=0.1,
+                       clip=0.0, seed=5, shuffle=True, threads=1, parallel="auto", reproducible=False)
+    return net
+
+
+class _SignalInEpoch:
+    """Around a call of net.epoch(..., gate_fd=r): another thread sends a signal once the epoch
+    has released the GIL (a long switch interval keeps the GIL here until then), its wakeup byte
+    written before the call returns, and then opens the gate the trainer waits at in its first
+    step."""
+
+    def __init__(self, send):
+        self.r, self.w = os.pipe()
+        self.go = threading.Event()
+        self.thread = threading.Thread(target=self._run, args=(send,))
+
+    def _run(self, send):
+        self.go.wait()
+        send()
+        os.write(self.w, b"x")
+
+    def __enter__(self):
+        self.interval = sys.getswitchinterval()
+        sys.setswitchinterval(1000.0)
+        self.thread.start()
+        self.go.set()
+        return self.r
+
+    def __exit__(self, *exc):
+        sys.setswitchinterval(self.interval)
+        self.thread.join()
+        os.close(self.r)
+        os.close(self.w)
+        return False
+
+
+@pytest.mark.skipif(threading.current_thread() is not threading.main_thread(),
+                    reason="signals reach the main thread only")
+def test_interrupt_stops_the_epoch_between_steps():
+    """The trainer is held at its first step (of 20) until a KeyboardInterrupt has been sent:
+    the epoch must stop there, not at its end, and be undone (no epoch recorded, parameters as
+    before it)."""
+    X, y = data()
+    net = _net_for(X)
+    before = net.params()
+    with pytest.raises(KeyboardInterrupt):
+        with _SignalInEpoch(_thread.interrupt_main) as gate:
+            net.epoch(X, y.astype(np.int32), signals=True, gate_fd=gate)
+    assert net.history == [] and net.info["epochs_done"] == 0
+    assert same_bits(net.params(), before)
+    assert signal.set_wakeup_fd(-1) == -1
+    # The trainer stands at the epoch's start: the epoch now runs as if never begun.
+    rec = net.epoch(X, y.astype(np.int32))
+    ref = _net_for(X)
+    ref.epoch(X, y.astype(np.int32))
+    assert rec["epoch"] == 1 and same_bits(net.params(), ref.params())
+
+
+@pytest.mark.skipif(threading.current_thread() is not threading.main_thread(),
+                    reason="signals reach the main thread only")
+def test_a_handler_that_returns_lets_the_epoch_go_on():
+    """A signal whose Python handler returns stops the epoch at a step, runs the handler, and
+    the epoch continues where it stopped: the same bits as without the signal."""
+    X, y = data()
+    handled = []
+    old = signal.signal(signal.SIGUSR1, lambda signo, frame: handled.append(signo))
+    net = _net_for(X, schedule="cosine")
+    try:
+        with _SignalInEpoch(lambda: signal.raise_signal(signal.SIGUSR1)) as gate:
+            rec = net.epoch(X, y.astype(np.int32), signals=True, gate_fd=gate)
+    finally:
+        signal.signal(signal.SIGUSR1, old)
+    assert handled == [signal.SIGUSR1] and rec["gate_opened"] and rec["signal_stops"] == 1
+    ref = _net_for(X, schedule="cosine")
+    ref_rec = ref.epoch(X, y.astype(np.int32))
+    assert same_bits(net.params(), ref.params()) and rec["train_loss"] == ref_rec["train_loss"]
+
+
 def test_verbose_prints_one_line_per_epoch(capsys):
     X, y = data(n=300)
     bprop.MLPClassifier(epochs=3, hidden=16, random_state=0, verbose=True).fit(X, y)
