@@ -143,8 +143,9 @@ static void snapshot_restore(bp_net *self, snapshot *s)
  * a byte to the pipe whose read end this is (signal.set_wakeup_fd), so a byte there means a
  * signal arrived; the trainer then stops after the step in progress. Called between steps by
  * one thread, without the GIL: only read(), poll() and the flag.
- * gate_fd is for the tests: at the first step the callback waits (up to GATE_MS) for a byte on
- * it, which another Python thread can only write if this one has released the GIL. */
+ * gate_fd is for the tests, one end of a socket pair: at the first step the callback writes a
+ * byte to it (the trainer is inside the epoch) and waits (up to GATE_MS) for a byte back, which
+ * another Python thread can only send if this one has released the GIL. */
 enum { GATE_MS = 60000 };
 
 typedef struct watch {
@@ -161,7 +162,8 @@ static int watch_step(void *user, size_t step, size_t steps, double loss, double
     unsigned char buf[64];
     if (w->gate_fd >= 0 && w->gate_opened < 0) {
         struct pollfd p = {.fd = w->gate_fd, .events = POLLIN};
-        w->gate_opened = poll(&p, 1, GATE_MS) == 1 && read(w->gate_fd, buf, 1) == 1;
+        w->gate_opened = write(w->gate_fd, "r", 1) == 1 && poll(&p, 1, GATE_MS) == 1 &&
+                         read(w->gate_fd, buf, 1) == 1;
     }
     if (w->fd >= 0 && read(w->fd, buf, sizeof buf) > 0)
         *w->cancel = 1;
@@ -324,8 +326,16 @@ static PyObject *epoch_run(bp_net *self, PyArrayObject *x, PyArrayObject *y, int
     if (snapshot_take(self, &snap))
         return NULL;
     signal_watch sw = {.fds = {-1, -1}};
-    if (signals)
+    if (signals) {
         watch_install(&sw);
+        /* A signal that came before the pipe was in place (set_wakeup_fd itself lets go of the
+         * GIL) wrote its byte elsewhere: handle it now, before the epoch starts. */
+        if (PyErr_CheckSignals() < 0) {
+            watch_remove(&sw);
+            snapshot_free(&snap);
+            return NULL;
+        }
+    }
     watch w = {.fd = sw.fds[0], .gate_fd = gate_fd, .gate_opened = -1, .cancel = &self->cancel};
     bprop_epoch_stats stats = {0};
     bprop_error err = {0};

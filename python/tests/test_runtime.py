@@ -3,6 +3,7 @@ estimator at the last finished epoch; verbose prints one line per epoch."""
 import _thread
 import os
 import signal
+import socket
 import sys
 import threading
 
@@ -20,36 +21,47 @@ def data(n=1000, d=50, seed=0):
     return X, y
 
 
+def _net_for(X, classes=4, schedule="constant", hidden=32):
+    net = bprop._core.Net(X.shape[1], hidden, classes, True, 5)
+    net.start_training(n_train=len(X), epochs=1, batch=50, lr=0.1, momentum=0.9, nesterov=True,
+                       weight_decay=0.0, schedule=schedule, step_epochs=3, step_gamma=0.1,
+                       clip=0.0, seed=5, shuffle=True, threads=1, parallel="auto", reproducible=False)
+    return net
+
+
+class _Gate:
+    """The test hook gate_fd of Net.epoch: one end of a socket pair. At its first step the trainer
+    sends a byte on it (it is inside the epoch) and waits up to 60 s for one back; another thread
+    here waits for the first, does its part, then sends the second. That thread can only get
+    past the wait, which needs the GIL, if the trainer has released it."""
+
+    def __init__(self, action=lambda: None):
+        self.trainer_end, self.ours = socket.socketpair()
+        self.thread = threading.Thread(target=self._run, args=(action,))
+
+    def _run(self, action):
+        if self.ours.recv(1) == b"r":
+            action()
+        self.ours.send(b"x")
+
+    def __enter__(self):
+        self.thread.start()
+        return self.trainer_end.fileno()
+
+    def __exit__(self, *exc):
+        self.thread.join()
+        self.trainer_end.close()
+        self.ours.close()
+        return False
+
+
 def test_gil_released_during_training():
-    """At its first step the trainer waits (up to 60 s) for a byte that another Python thread
-    writes: it arrives only if the training thread has let go of the GIL. A long switch interval
-    keeps this thread from handing the GIL over on its own between go.set() and the epoch."""
     X, y = data()
-    net = bprop._core.Net(X.shape[1], 32, 4, True, 1)
-    net.start_training(n_train=len(X), epochs=1, batch=128, lr=0.1, momentum=0.9, nesterov=True,
-                       weight_decay=0.0, schedule="cosine", step_epochs=3, step_gamma=0.1, clip=0.0,
-                       seed=1, shuffle=True, threads=1, parallel="auto", reproducible=False)
     yi = y.astype(np.int32)
-    r, w = os.pipe()
-    go, ran = threading.Event(), []
-
-    def other():
-        go.wait()
-        ran.append(sum(range(1000)))  # Python code, which needs the GIL
-        os.write(w, b"x")
-
-    t = threading.Thread(target=other)
-    interval = sys.getswitchinterval()
-    sys.setswitchinterval(1000.0)
-    try:
-        t.start()
-        go.set()  # from here on `other` needs the GIL, which this thread keeps until it blocks
-        rec = net.epoch(X, yi, gate_fd=r)
-    finally:
-        sys.setswitchinterval(interval)
-        t.join()
-        os.close(r)
-        os.close(w)
+    net = _net_for(X)
+    ran = []
+    with _Gate(lambda: ran.append(sum(range(1000)))) as gate:  # Python code: needs the GIL
+        rec = net.epoch(X, yi, gate_fd=gate)
     assert rec["gate_opened"] and ran == [499500]
 
 
@@ -105,45 +117,6 @@ def test_ctrl_c_stops_fit_at_an_epoch_boundary(how, monkeypatch):
     assert signal.set_wakeup_fd(-1) == -1  # the watch pipe is gone
 
 
-def _net_for(X, schedule="constant"):
-    net = bprop._core.Net(X.shape[1], 32, 4, True, 5)
-    net.start_training(n_train=len(X), epochs=1, batch=50, lr=0.1, momentum=0.9, nesterov=True,
-                       weight_decay=0.0, schedule=schedule, step_epochs=3, step_gamma=0.1,
-                       clip=0.0, seed=5, shuffle=True, threads=1, parallel="auto", reproducible=False)
-    return net
-
-
-class _SignalInEpoch:
-    """Around a call of net.epoch(..., gate_fd=r): another thread sends a signal once the epoch
-    has released the GIL (a long switch interval keeps the GIL here until then), its wakeup byte
-    written before the call returns, and then opens the gate the trainer waits at in its first
-    step."""
-
-    def __init__(self, send):
-        self.r, self.w = os.pipe()
-        self.go = threading.Event()
-        self.thread = threading.Thread(target=self._run, args=(send,))
-
-    def _run(self, send):
-        self.go.wait()
-        send()
-        os.write(self.w, b"x")
-
-    def __enter__(self):
-        self.interval = sys.getswitchinterval()
-        sys.setswitchinterval(1000.0)
-        self.thread.start()
-        self.go.set()
-        return self.r
-
-    def __exit__(self, *exc):
-        sys.setswitchinterval(self.interval)
-        self.thread.join()
-        os.close(self.r)
-        os.close(self.w)
-        return False
-
-
 @pytest.mark.skipif(threading.current_thread() is not threading.main_thread(),
                     reason="signals reach the main thread only")
 def test_interrupt_stops_the_epoch_between_steps():
@@ -151,11 +124,12 @@ def test_interrupt_stops_the_epoch_between_steps():
     the epoch must stop there, not at its end, and be undone (no epoch recorded, parameters as
     before it)."""
     X, y = data()
+    yi = y.astype(np.int32)
     net = _net_for(X)
     before = net.params()
     with pytest.raises(KeyboardInterrupt):
-        with _SignalInEpoch(_thread.interrupt_main) as gate:
-            net.epoch(X, y.astype(np.int32), signals=True, gate_fd=gate)
+        with _Gate(_thread.interrupt_main) as gate:  # its wakeup byte is written before it returns
+            net.epoch(X, yi, signals=True, gate_fd=gate)
     assert net.history == [] and net.info["epochs_done"] == 0
     assert same_bits(net.params(), before)
     assert signal.set_wakeup_fd(-1) == -1
@@ -172,12 +146,13 @@ def test_a_handler_that_returns_lets_the_epoch_go_on():
     """A signal whose Python handler returns stops the epoch at a step, runs the handler, and
     the epoch continues where it stopped: the same bits as without the signal."""
     X, y = data()
+    yi = y.astype(np.int32)
     handled = []
     old = signal.signal(signal.SIGUSR1, lambda signo, frame: handled.append(signo))
     net = _net_for(X, schedule="cosine")
     try:
-        with _SignalInEpoch(lambda: signal.raise_signal(signal.SIGUSR1)) as gate:
-            rec = net.epoch(X, y.astype(np.int32), signals=True, gate_fd=gate)
+        with _Gate(lambda: signal.raise_signal(signal.SIGUSR1)) as gate:
+            rec = net.epoch(X, yi, signals=True, gate_fd=gate)
     finally:
         signal.signal(signal.SIGUSR1, old)
     assert handled == [signal.SIGUSR1] and rec["gate_opened"] and rec["signal_stops"] == 1
@@ -202,36 +177,17 @@ def test_a_network_in_training_refuses_other_calls():
     """While one thread trains (held at its first step by the gate), another thread's call on the
     same network is refused rather than racing it; afterwards the network is usable again."""
     X, y = data(n=300)
-    net = bprop._core.Net(X.shape[1], 16, 4, True, 1)
-    net.start_training(n_train=len(X), epochs=1, batch=128, lr=0.1, momentum=0.9, nesterov=True,
-                       weight_decay=0.0, schedule="constant", step_epochs=3, step_gamma=0.1,
-                       clip=0.0, seed=1, shuffle=True, threads=1, parallel="auto", reproducible=False)
-    r, w = os.pipe()
-    out = {}
+    yi = y.astype(np.int32)
+    net = _net_for(X, hidden=16)
+    refused = []
 
-    def train():
-        while "rec" not in out:  # a predict_proba of the other thread may hold the network
-            try:
-                out["rec"] = net.epoch(X, y.astype(np.int32), gate_fd=r)
-            except RuntimeError:
-                threading.Event().wait(0.001)
+    def predict():
+        try:
+            net.predict_proba(X)
+        except RuntimeError as e:
+            refused.append(str(e))
 
-    t = threading.Thread(target=train)
-    t.start()
-    refused = None
-    try:
-        for _ in range(6000):  # until the trainer holds the network (it waits at the gate)
-            try:
-                net.predict_proba(X)
-            except RuntimeError as e:
-                refused = str(e)
-                break
-            threading.Event().wait(0.01)
-    finally:
-        os.write(w, b"x")
-        t.join()
-        os.close(r)
-        os.close(w)
-    assert refused and "in use by another thread" in refused
-    assert out["rec"]["gate_opened"]
+    with _Gate(predict) as gate:
+        rec = net.epoch(X, yi, gate_fd=gate)
+    assert rec["gate_opened"] and refused and "in use by another thread" in refused[0]
     assert net.predict_proba(X).shape == (len(X), 4)
