@@ -20,6 +20,7 @@ if not os.path.exists(os.path.join(INCLUDE, "bprop.h")):
 LIB_FLAGS = ["-std=c11", "-O3", "-ffp-contract=fast", "-fopenmp", "-fvisibility=hidden"]
 X86 = platform.machine().lower() in ("x86_64", "amd64", "x64")
 BASE = ["-march=x86-64", "-mtune=generic"] if X86 else []
+KERNEL_COMMON = ["lists.c", "scratch.c", "softmax.c"]
 KERNEL_SETS = [("kernels_generic.c", BASE)]
 if X86:
     KERNEL_SETS += [("kernels_avx2.c", BASE + ["-mavx2", "-mfma"]),
@@ -43,7 +44,10 @@ class BuildWithLibrary(build_ext):
     def build_extension(self, ext):
         posix = [("_POSIX_C_SOURCE", "200809L")]
         objects = self._compile(sorted(glob.glob(os.path.join(SRC, "*.c"))), [], posix)
-        objects += self._compile([os.path.join(KERNELS, "dispatch.c")], [],
+        # The kernels' common code (lists, scratch, softmax, the choice of a set), compiled once
+        # for the baseline; choose.c knows the x86 sets exist.
+        objects += self._compile([os.path.join(KERNELS, n) for n in KERNEL_COMMON], BASE, posix)
+        objects += self._compile([os.path.join(KERNELS, "choose.c")], BASE,
                                  posix + ([("BPROP_KERNELS_X86", "1")] if X86 else []))
         for name, flags in KERNEL_SETS:
             objects += self._compile([os.path.join(KERNELS, name)], flags, posix)
