@@ -442,3 +442,35 @@ Test(resume_cli, init_starts_from_a_saved_model)
     tu_run_free(&info);
     tu_run_free(&nb);
 }
+
+/* tests/data/ckpt-v1 holds a checkpoint written by the build before the option table and the one
+ * data hash (1 of 2 epochs, --schedule constant) and its data. It must still resume, and finish
+ * bitwise where an uninterrupted run of today's build ends. */
+Test(resume_cli, a_checkpoint_written_by_an_earlier_build_resumes)
+{
+    static const char *const files[] = {"run.ckpt", "train.csv", "test.csv"};
+    for (size_t i = 0; i < 3; i++) {
+        char *src = tu_path(BPROP_TEST_DATA_DIR "/ckpt-v1", files[i]), *dst = path_in(files[i]);
+        size_t n;
+        char *bytes = tu_read_file(src, &n);
+        tu_write_file(dst, bytes, n);
+        free(bytes);
+        free(src);
+        free(dst);
+    }
+    tu_run info = RUN("info", "run.ckpt");
+    expect_ok(&info, "info");
+    cr_assert(strstr(info.out, "options:       hidden=5, standardize=1, val_fraction=0.20000000000000001, "
+                     "train=train.csv, test=test.csv, train_limit=30\n"), "%s", info.out);
+    tu_run resumed = RUN("train", "--resume", "run.ckpt", "--epochs", "2", "--save", "resumed.bpm", "--quiet");
+    expect_ok(&resumed, "resume");
+    tu_run fresh = RUN("train", "--train", "train.csv", "--test", "test.csv", "--train-limit", "30",
+                       "--val-fraction", "0.2", "--standardize", "--no-bias", "--hidden", "5", "--batch", "8",
+                       "--schedule", "constant", "--lr", "0.05", "--seed", "3", "--threads", "1",
+                       "--epochs", "2", "--save", "fresh.bpm", "--quiet");
+    expect_ok(&fresh, "uninterrupted run");
+    expect_same_params("resumed.bpm", "fresh.bpm");
+    tu_run_free(&info);
+    tu_run_free(&resumed);
+    tu_run_free(&fresh);
+}
