@@ -5,7 +5,7 @@
 
 #include "cli.h"
 #include "json.h"
-#include "train_state.h"
+#include "train_options.h"
 
 #include <math.h>
 #include <stdlib.h>

@@ -9,6 +9,7 @@
 #include "train_state.h"
 
 #include "runtime.h"
+#include "train_options.h"
 #include "train_signal.h"
 
 #include <math.h>
