@@ -233,11 +233,16 @@ static int check_options(const char *cmd, train_opts *o)
     return 0;
 }
 
-int train_parse(int argc, char **argv, train_opts *o)
+int train_parse_args(int argc, char **argv, train_opts *o)
 {
     train_opts_default(o);
     cli_command c = {"train", train_help, train_option, o, NULL};
-    int rc = cli_parse(&c, argc, argv);
+    return cli_parse(&c, argc, argv);
+}
+
+int train_parse(int argc, char **argv, train_opts *o)
+{
+    int rc = train_parse_args(argc, argv, o);
     if (!rc)
         rc = check_options("train", o);
     return rc ? rc : train_state_resolve(o);

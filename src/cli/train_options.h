@@ -18,7 +18,10 @@ extern const cli_option train_options[];
 void train_opts_default(train_opts *o);
 /* `bprop train --help`. */
 void train_help_to(FILE *f);
-/* Parse argv (argv[0] = "train") into o, check the combination and resolve --resume and --init
+/* Only the walk over argv (argv[0] = "train") from the defaults into o: 0, CLI_DONE after
+ * --help, or CLI_EXIT_USAGE (printed). */
+int train_parse_args(int argc, char **argv, train_opts *o);
+/* Parse argv into o, check the combination and resolve --resume and --init
  * (train_resume.c). 0, CLI_DONE after --help, CLI_EXIT_USAGE or CLI_EXIT_RUNTIME (printed).
  * o owns what --resume or --init loaded even on failure: train_state_opts_free(&o->ts). */
 int train_parse(int argc, char **argv, train_opts *o);
