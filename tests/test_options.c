@@ -362,9 +362,11 @@ typedef struct row_case {
 static const row_case special_cases[] = {
     {"--train", {"--train", "train.csv"}, {"--train", "test.csv"}},
     {"--test", {"--test", "test.csv"}, {"--test", "train.csv"}},
-    {"--train-labels", {"--train", "idx/train-images-idx3-ubyte", "--train-labels", "idx/train-labels-idx1-ubyte"},
+    {"--train-labels",
+     {"--train", "idx/train-images-idx3-ubyte", "--train-labels", "idx/train-labels-idx1-ubyte"},
      {"--train-labels", "idx/t10k-labels-idx1-ubyte"}},
-    {"--test-labels", {"--test", "idx/t10k-images-idx3-ubyte", "--test-labels", "idx/t10k-labels-idx1-ubyte"},
+    {"--test-labels",
+     {"--test", "idx/t10k-images-idx3-ubyte", "--test-labels", "idx/t10k-labels-idx1-ubyte"},
      {"--test-labels", "idx/train-labels-idx1-ubyte"}},
     {"--data", {"--data", "idx"}, {"--data", "."}},
     {"--init", {"--init", "init.bpm"}, {NULL}},
