@@ -139,7 +139,9 @@ void train_opts_default(train_opts *o)
 static const cli_option *const tables[2] = {train_options, cli_data_options};
 static const size_t table_base[2] = {0, offsetof(train_opts, data)};
 
-const cli_option *train_option_row(const char *spelling, size_t *base)
+/* The row of either table that spelling names (NULL: none); *base is then the offset within
+ * train_opts of the struct its field is in. */
+static const cli_option *option_row(const char *spelling, size_t *base)
 {
     for (int t = 0; t < 2; t++) {
         const cli_option *r = cli_option_find(tables[t], spelling);
@@ -368,22 +370,23 @@ int train_settings_apply(char *text, train_opts *o, const char *path)
 
 /* ---- what a resumed run may be told ------------------------------------------------------ */
 
-/* "...; a resumed run keeps ... (--epochs N >= recorded extends it; --threads, ... and --quiet
- * may be given)": the rows a resumed run takes, in table order. */
+/* Refuse opt beside --resume, saying why and which options a resumed run takes: the rows with
+ * CLI_RESUME_GROW and CLI_RESUME_FREE (but --resume itself), in table order. */
 static int refuse(const char *opt, const char *why)
 {
     char grow[128] = "", free_list[512] = "", last[64] = "";
     size_t used = 0;
-    for (const cli_option *r = train_options; r->name; r++) {
-        if (r->resume == CLI_RESUME_GROW)
-            snprintf(grow, sizeof grow, "%s %s >= recorded extends it; ", r->name, r->metavar);
-        if (r->resume != CLI_RESUME_FREE || strcmp(r->name, "--resume") == 0)
-            continue;
-        if (last[0])
-            used += (size_t)snprintf(free_list + used, sizeof free_list - used, "%s%s",
-                                     used ? ", " : "", last);
-        snprintf(last, sizeof last, "%s", r->name);
-    }
+    for (int t = 0; t < 2; t++)
+        for (const cli_option *r = tables[t]; r->name; r++) {
+            if (r->resume == CLI_RESUME_GROW)
+                snprintf(grow, sizeof grow, "%s %s >= recorded extends it; ", r->name, r->metavar);
+            if (r->resume != CLI_RESUME_FREE || strcmp(r->name, "--resume") == 0)
+                continue;
+            if (last[0] && used < sizeof free_list)
+                used += (size_t)snprintf(free_list + used, sizeof free_list - used, "%s%s",
+                                         used ? ", " : "", last);
+            snprintf(last, sizeof last, "%s", r->name);
+        }
     return cli_usage("train", "%s: %s; a resumed run keeps the settings its checkpoint recorded "
                      "(%s%s and %s may be given)", opt, why, grow, free_list, last);
 }
@@ -418,7 +421,7 @@ int train_resume_check(const train_opts *o, const train_opts *rec)
     for (int i = 0; i < o->ts.n_given; i++) {
         size_t base = 0;
         const char *opt = o->ts.given[i];
-        const cli_option *r = train_option_row(opt, &base);
+        const cli_option *r = option_row(opt, &base);
         int rc = r ? check_one(opt, r, (const char *)o + base, (const char *)rec + base) : 0;
         if (rc)
             return rc;

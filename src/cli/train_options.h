@@ -26,9 +26,6 @@ int train_parse_args(int argc, char **argv, train_opts *o);
  * o owns what --resume or --init loaded even on failure: train_state_opts_free(&o->ts). */
 int train_parse(int argc, char **argv, train_opts *o);
 
-/* The row of train_options or cli_data_options that spelling names (NULL: none); *base is then
- * the offset within train_opts of the struct its field is in. */
-const cli_option *train_option_row(const char *spelling, size_t *base);
 /* 1 when any spelling of r was on the command line that o was parsed from. */
 int train_given(const train_opts *o, const cli_option *r);
 
