@@ -283,7 +283,8 @@ int cmd_train(int argc, char **argv)
 {
     train_opts o;
     /* Agreed: every rank reads --resume's checkpoint or --init's model itself. */
-    int rc = cli_agree(train_parse(argc, argv, &o));
+    int rc = train_parse(argc, argv, &o);
+    rc = cli_agree(rc ? rc : train_state_resolve(&o));
     if (rc) {
         train_state_opts_free(&o.ts);
         return rc == CLI_DONE ? CLI_EXIT_OK : rc;

@@ -3,8 +3,6 @@
 #define _POSIX_C_SOURCE 200809L
 #include "train_options.h"
 
-#include "train_state.h"
-
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
@@ -245,9 +243,7 @@ int train_parse_args(int argc, char **argv, train_opts *o)
 int train_parse(int argc, char **argv, train_opts *o)
 {
     int rc = train_parse_args(argc, argv, o);
-    if (!rc)
-        rc = check_options("train", o);
-    return rc ? rc : train_state_resolve(o);
+    return rc ? rc : check_options("train", o);
 }
 
 /* ---- the settings text: key=value lines, '\\' and newlines escaped ----------------------- */

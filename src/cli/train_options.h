@@ -21,9 +21,8 @@ void train_help_to(FILE *f);
 /* Only the walk over argv (argv[0] = "train") from the defaults into o: 0, CLI_DONE after
  * --help, or CLI_EXIT_USAGE (printed). */
 int train_parse_args(int argc, char **argv, train_opts *o);
-/* Parse argv into o, check the combination and resolve --resume and --init
- * (train_resume.c). 0, CLI_DONE after --help, CLI_EXIT_USAGE or CLI_EXIT_RUNTIME (printed).
- * o owns what --resume or --init loaded even on failure: train_state_opts_free(&o->ts). */
+/* train_parse_args, then the check of the options' combination: 0, CLI_DONE after --help or
+ * CLI_EXIT_USAGE (printed). --resume and --init are resolved after it (train_state_resolve). */
 int train_parse(int argc, char **argv, train_opts *o);
 
 /* 1 when any spelling of r was on the command line that o was parsed from. */
