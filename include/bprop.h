@@ -379,7 +379,10 @@ typedef struct bprop_epoch_stats {
 } bprop_epoch_stats;
 
 /** Called by one thread between steps; return non-zero to stop the epoch early (the epoch then
- * returns BPROP_OK with the steps done so far). It must not touch the model. */
+ * returns BPROP_OK with the steps done so far). It must not touch the model. With several
+ * processes (bprop_trainer_create_comm) the answers are not combined: every rank must return
+ * the same value at the same step, or the ranks fall out of step. To stop from any one rank,
+ * use bprop_trainer_set_cancel, whose flags the trainer combines over the ranks. */
 typedef int (*bprop_progress_fn)(void *user, size_t step, size_t steps, double loss, double acc);
 
 typedef struct bprop_trainer bprop_trainer;
@@ -426,7 +429,9 @@ BPROP_API bprop_status bprop_trainer_create_comm(bprop_model *m, const bprop_tra
  * Let the caller stop a run: the trainer reads *flag between steps, and when it is non-zero
  * finishes the step in progress and returns BPROP_E_CANCELLED from bprop_trainer_epoch, with
  * bprop_trainer_state describing the exact point reached (so a checkpoint taken then resumes
- * bitwise). A signal handler may set the flag. NULL removes it.
+ * bitwise). A signal handler may set the flag. NULL removes it. With several processes the
+ * ranks' flags are combined in each step's collective: a flag raised on any rank stops every
+ * rank after the same step.
  */
 BPROP_API void bprop_trainer_set_cancel(bprop_trainer *t, const volatile sig_atomic_t *flag);
 
@@ -481,8 +486,15 @@ typedef struct bprop_data_desc {
     uint64_t hash; /* bprop_dataset_hash of the set as the trainer saw it (prepared) */
 } bprop_data_desc;
 
-/** 64-bit hash of a data set's sizes, feature bit patterns and labels: the same value on every
- * platform. Not cryptographic: it detects changed data, not forged data. */
+/**
+ * The data hash: 64 bits over a data set's n, dim and classes, the bit pattern of every feature
+ * (row-major, as the float the trainer reads) and every label. Checkpoints record it for each
+ * of their sets (bprop_data_desc.hash), and bprop-mpi compares it across ranks
+ * (bprop_mpi_check_dataset). Equal sets hash equally on every platform; changing any one
+ * feature or label always changes the hash. Not cryptographic: it detects changed data, not
+ * forged data. The algorithm is part of the checkpoint format and fixed (docs/formats-hash.md).
+ * @return 0 for NULL.
+ */
 BPROP_API uint64_t bprop_dataset_hash(const bprop_dataset *d);
 /** n, dim, classes and hash of d; all zero for NULL. */
 BPROP_API bprop_data_desc bprop_data_describe(const bprop_dataset *d);

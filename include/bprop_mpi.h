@@ -49,25 +49,21 @@ BPROP_API bprop_status bprop_mpi_trainer_create(bprop_model *m, const bprop_trai
  */
 BPROP_API bprop_status bprop_mpi_agree(MPI_Comm comm, bprop_status st, bprop_error *err);
 
-/**
- * A 64-bit hash of a dataset's sizes, features (their bytes) and labels: equal sets give equal
- * hashes on every platform with the same float representation; any difference in a byte is
- * caught with probability 1 - 2^-64. Not cryptographic.
- */
+/** bprop_dataset_hash(d), the library's one data hash; kept for programs that call it. */
 BPROP_API uint64_t bprop_mpi_dataset_hash(const bprop_dataset *d);
 
 /**
- * Check that every rank holds the same value as rank 0 (collective: an allgather of one
- * 64-bit value per rank).
+ * Check that every rank holds the same value as rank 0 (collective: rank 0 broadcasts its
+ * value, each rank compares its own, and bprop_mpi_agree combines the outcomes).
  * @param what  names the value in the message ("training data").
  * @return BPROP_E_MISMATCH on every rank when any rank differs; err then reads "rank R: <what>
- *         differs from rank 0's (hash ... against ...)" for the lowest differing rank, plus
- *         " (N of S ranks differ)" when several do. BPROP_E_COMM when the exchange fails.
+ *         differs from rank 0's (hash H, rank 0 has H0)" for the lowest differing rank, plus
+ *         " (N of S ranks failed)" when several do. BPROP_E_COMM when the exchange fails.
  */
 BPROP_API bprop_status bprop_mpi_check_same(MPI_Comm comm, uint64_t value, const char *what,
                                             bprop_error *err);
 
-/** bprop_mpi_check_same of bprop_mpi_dataset_hash(d): every rank holds the same data. */
+/** bprop_mpi_check_same of bprop_dataset_hash(d): every rank holds the same data. */
 BPROP_API bprop_status bprop_mpi_check_dataset(MPI_Comm comm, const bprop_dataset *d,
                                                const char *what, bprop_error *err);
 

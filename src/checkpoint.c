@@ -1,5 +1,5 @@
 /* checkpoint.c: the bprop checkpoint file (a training run's full state: versioned, little-endian,
- * CRC-32 checked, written atomically), and the data hash that ties a checkpoint to its data. */
+ * CRC-32 checked, written atomically). The data hash it records is data_hash.c's. */
 #define _POSIX_C_SOURCE 200809L
 
 #include "atomic_file.h"
@@ -57,6 +57,7 @@
  *      584     4  i32 ranks
  *      588     4  reserved, zero
  *   --- the data (bprop_data_desc: u64 n, dim, classes, hash; all zero for a missing set) ---
+ *           the hash is bprop_dataset_hash of the prepared set (data_hash.c)
  *      592    32  training set
  *      624    32  validation set
  *      656    32  test set
@@ -107,57 +108,6 @@ static void put_bytes(bp_cursor *c, const void *s, size_t n, size_t field)
     memset(c->p + c->pos, 0, field);
     memcpy(c->p + c->pos, s, n);
     c->pos += field;
-}
-
-/* ---- the data hash ---------------------------------------------------------------------- */
-
-/* Four independent lanes over 32-bit words (features by bit pattern, then labels), each step a
- * bijection of the lane, so changing any single word always changes the hash. */
-typedef struct ck_hash {
-    uint64_t lane[4];
-    size_t i;
-} ck_hash;
-
-static uint64_t rotl64(uint64_t x, int k) { return x << k | x >> (64 - k); }
-
-static void hash_word(ck_hash *h, uint32_t w)
-{
-    uint64_t *l = &h->lane[h->i++ & 3];
-    *l = (rotl64(*l, 23) ^ ((uint64_t)w * 0x9E3779B97F4A7C15ull)) * 0xFF51AFD7ED558CCDull;
-}
-
-static uint64_t mix64(uint64_t z)
-{
-    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
-    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
-    return z ^ (z >> 31);
-}
-
-uint64_t bprop_dataset_hash(const bprop_dataset *d)
-{
-    if (!d)
-        return 0;
-    ck_hash h = {{1, 2, 3, 4}, 0};
-    size_t words = d->x ? d->n * d->dim : 0;
-    for (size_t k = 0; k < words; k++) {
-        uint32_t u;
-        memcpy(&u, &d->x[k], sizeof u);
-        hash_word(&h, u);
-    }
-    for (size_t k = 0; d->y && k < d->n; k++)
-        hash_word(&h, (uint32_t)d->y[k]);
-    uint64_t z = mix64((uint64_t)d->n) ^ mix64((uint64_t)d->dim + 1) ^ mix64((uint64_t)d->classes + 2);
-    for (int l = 0; l < 4; l++)
-        z = mix64(z ^ h.lane[l]);
-    return z;
-}
-
-bprop_data_desc bprop_data_describe(const bprop_dataset *d)
-{
-    bprop_data_desc s = {0, 0, 0, 0};
-    if (d)
-        s = (bprop_data_desc){d->n, d->dim, d->classes, bprop_dataset_hash(d)};
-    return s;
 }
 
 /* ---- header encoding -------------------------------------------------------------------- */

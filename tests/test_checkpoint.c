@@ -242,6 +242,22 @@ Test(checkpoint, data_hash_sees_every_value)
     bprop_dataset_free(b);
 }
 
+/* The hash is part of the checkpoint format: these values were computed by the build that wrote
+ * the first checkpoints, so a changed algorithm (which would refuse every existing checkpoint's
+ * data on --resume) fails here. */
+Test(checkpoint, data_hash_known_values)
+{
+    float x[6] = {0.0f, 1.0f, -0.5f, 0.25f, 3.5f, -0.0f};
+    int32_t y[3] = {0, 2, 1};
+    bprop_dataset labelled = {.n = 3, .dim = 2, .classes = 3, .x = x, .y = y};
+    bprop_dataset unlabelled = {.n = 3, .dim = 2, .classes = 0, .x = x, .y = NULL};
+    bprop_dataset one_row = {.n = 1, .dim = 5, .classes = 4, .x = x, .y = y};
+    cr_assert_eq(bprop_dataset_hash(&labelled), 0x78b6537083a92485ull);
+    cr_assert_eq(bprop_dataset_hash(&unlabelled), 0x7a46c00a57c9180aull);
+    cr_assert_eq(bprop_dataset_hash(&one_row), 0x64cba74de24aaec3ull);
+    cr_assert_eq(bprop_dataset_hash(NULL), 0);
+}
+
 /* ---- refused saves leave the old file ----------------------------------------------------- */
 
 Test(checkpoint, refused_saves_keep_the_old_file)

@@ -308,6 +308,18 @@ Test(mpi, a_rank_holds_different_data)
     tu_run r = MPI_RUN(3, "train", "--train", data, "--hidden", "8", "--epochs", "1",
                            "--threads", "1", "--save", model);
     EXPECT_MESSAGE(&r, "bprop: rank 2: training data differs from rank 0's");
+    /* The ranks compare bprop_dataset_hash, the hash checkpoints record. */
+    char *p0 = path_in("t0.csv"), *p2 = path_in("t2.csv"), hashes[96];
+    bprop_dataset *d0 = NULL, *d2 = NULL;
+    cr_assert_eq(bprop_dataset_load(p0, NULL, 1, 0, &d0, NULL), BPROP_OK);
+    cr_assert_eq(bprop_dataset_load(p2, NULL, 1, 0, &d2, NULL), BPROP_OK);
+    snprintf(hashes, sizeof hashes, "(hash %016llx, rank 0 has %016llx)",
+             (unsigned long long)bprop_dataset_hash(d2), (unsigned long long)bprop_dataset_hash(d0));
+    cr_assert(strstr(r.err, hashes), "'%s' missing; stderr:\n%s", hashes, r.err);
+    bprop_dataset_free(d0);
+    bprop_dataset_free(d2);
+    free(p0);
+    free(p2);
     cr_assert(!exists(model), "a failed run wrote the model");
     tu_run_free(&r);
     free(data);

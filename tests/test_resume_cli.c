@@ -442,3 +442,53 @@ Test(resume_cli, init_starts_from_a_saved_model)
     tu_run_free(&info);
     tu_run_free(&nb);
 }
+
+/* tests/data/ckpt-v1 holds a checkpoint written by the build before the option table and the one
+ * data hash (a finished 1-epoch run, --schedule constant, BPROP_ISA=generic) and its data. It must
+ * still resume: to its own parameters when nothing is left to do, and, extended, bitwise to where an
+ * uninterrupted run of this build ends. Generic kernels, so that neither the CPU nor the
+ * optimisation level of the build moves a bit (the other sets contract into FMA differently). */
+Test(resume_cli, a_checkpoint_written_by_an_earlier_build_resumes)
+{
+    static const char *const files[] = {"run.ckpt", "train.csv", "test.csv"};
+    for (size_t i = 0; i < 3; i++) {
+        char *src = tu_path(BPROP_TEST_DATA_DIR "/ckpt-v1", files[i]), *dst = path_in(files[i]);
+        size_t n;
+        char *bytes = tu_read_file(src, &n);
+        tu_write_file(dst, bytes, n);
+        free(bytes);
+        free(src);
+        free(dst);
+    }
+    cr_assert_eq(setenv("BPROP_ISA", "generic", 1), 0);
+    tu_run info = RUN("info", "run.ckpt");
+    expect_ok(&info, "info");
+    cr_assert(strstr(info.out, "options:       hidden=5, standardize=1, val_fraction=0.20000000000000001, "
+                     "train=train.csv, test=test.csv, train_limit=30\n"), "%s", info.out);
+    char *ck_path = path_in("run.ckpt"), *same_path = path_in("same.bpm");
+    bprop_checkpoint *ck = NULL;
+    cr_assert_eq(bprop_checkpoint_load(ck_path, &ck, NULL), BPROP_OK);
+    tu_run same = RUN("train", "--resume", "run.ckpt", "--epochs", "1", "--checkpoint", "same.ckpt",
+                      "--save", "same.bpm", "--quiet");
+    expect_ok(&same, "resume with nothing left to do");
+    bprop_model *m = NULL;
+    cr_assert_eq(bprop_model_load(same_path, &m, NULL), BPROP_OK);
+    cr_assert(tu_same_bits(m->params, ck->model->params, ck->model->layout.total));
+    tu_run resumed = RUN("train", "--resume", "run.ckpt", "--epochs", "2", "--save", "resumed.bpm",
+                         "--quiet");
+    expect_ok(&resumed, "resume");
+    tu_run fresh = RUN("train", "--train", "train.csv", "--test", "test.csv", "--train-limit", "30",
+                       "--val-fraction", "0.2", "--standardize", "--no-bias", "--hidden", "5", "--batch", "8",
+                       "--schedule", "constant", "--lr", "0.05", "--seed", "3", "--threads", "1",
+                       "--epochs", "2", "--save", "fresh.bpm", "--quiet");
+    expect_ok(&fresh, "uninterrupted run");
+    expect_same_params("resumed.bpm", "fresh.bpm");
+    bprop_model_free(m);
+    bprop_checkpoint_free(ck);
+    free(ck_path);
+    free(same_path);
+    tu_run_free(&info);
+    tu_run_free(&same);
+    tu_run_free(&resumed);
+    tu_run_free(&fresh);
+}

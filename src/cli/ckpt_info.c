@@ -1,11 +1,11 @@
 /* ckpt_info.c: `bprop info` for checkpoint files: the run's settings, how far it got, its data
- * and the figures of its finished epochs. */
+ * and the figures of its finished epochs; and the "config" object that model files share. */
 #define _POSIX_C_SOURCE 200809L
 #include "ckpt_info.h"
 
 #include "cli.h"
 #include "json.h"
-#include "train_state.h"
+#include "train_options.h"
 
 #include <math.h>
 #include <stdlib.h>
@@ -19,6 +19,27 @@ static const bprop_data_desc *desc_at(const bprop_checkpoint *ck, int i)
 }
 
 /* ---- JSON ---- */
+
+void info_config_json(json_writer *j, const bprop_train_config *c)
+{
+    json_object_begin(j, "config");
+    json_uint(j, "epochs", c->epochs);
+    json_uint(j, "batch", c->batch);
+    json_float(j, "lr", c->lr);
+    json_float(j, "momentum", c->momentum);
+    json_bool(j, "nesterov", c->nesterov);
+    json_float(j, "weight_decay", c->weight_decay);
+    json_string(j, "schedule", bprop_schedule_name(c->schedule));
+    json_uint(j, "step_epochs", c->step_epochs);
+    json_float(j, "step_gamma", c->step_gamma);
+    json_float(j, "clip", c->clip_norm);
+    json_uint(j, "seed", c->seed);
+    json_bool(j, "shuffle", c->shuffle);
+    json_int(j, "threads", c->threads);
+    json_string(j, "parallel", bprop_parallel_name(c->parallel));
+    json_bool(j, "reproducible", c->reproducible);
+    json_object_end(j);
+}
 
 static int settings_json_one(void *user, const char *key, const char *value)
 {

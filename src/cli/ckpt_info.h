@@ -8,7 +8,7 @@
 /* Describe the checkpoint at path as text or one JSON object: 0, or CLI_EXIT_RUNTIME (printed). */
 int info_checkpoint(const char *path, int json);
 
-/* The "config" object of `info --json`, for models and checkpoints alike (cmd_info.c). */
+/* The "config" object of `info --json`, for checkpoints and (cmd_info.c) models alike. */
 void info_config_json(json_writer *j, const bprop_train_config *c);
 
 #endif /* BPROP_CLI_CKPT_INFO_H */

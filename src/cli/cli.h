@@ -42,6 +42,8 @@ typedef struct cli_range {
 } cli_range;
 
 extern const cli_range CLI_POSITIVE, CLI_NONNEG, CLI_FRACTION, CLI_GAMMA, CLI_ANY_REAL;
+/* 1 when v lies in r. */
+int cli_in_range(double v, const cli_range *r);
 
 void cli_args_init(cli_args *a, const char *cmd, int argc, char **argv);
 /* Advance: CLI_ARG_OPTION (a->opt set), CLI_ARG_POSITIONAL (a->pos set) or CLI_ARG_END. */

@@ -175,7 +175,7 @@ int cli_int(cli_args *a, int min, int max, int *out)
     return rc;
 }
 
-static int in_range(double v, const cli_range *r)
+int cli_in_range(double v, const cli_range *r)
 {
     int lo_ok = r->lo_open ? v > r->lo : v >= r->lo;
     int hi_ok = r->hi_open ? v < r->hi : v <= r->hi;
@@ -189,7 +189,7 @@ static int real_arg(cli_args *a, const cli_range *r, double *out, const char **t
     if (rc)
         return rc;
     double v = 0.0;
-    if (parse_real(*text, &v) || !in_range(v, r))
+    if (parse_real(*text, &v) || !cli_in_range(v, r))
         return cli_usage(a->cmd, "%s: expected %s, got '%s'", a->opt, r->what, *text);
     *out = v;
     return 0;
@@ -211,7 +211,7 @@ int cli_float(cli_args *a, const cli_range *r, float *out)
     /* The library stores these as float: refuse what float cannot hold rather than round to 0 or
      * infinity silently. */
     float f = (float)v;
-    if (!isfinite(f) || (v != 0.0 && fabs(v) < FLT_MIN) || !in_range((double)f, r))
+    if (!isfinite(f) || (v != 0.0 && fabs(v) < FLT_MIN) || !cli_in_range((double)f, r))
         return cli_usage(a->cmd, "%s: '%s' is out of range for a single-precision number", a->opt, text);
     *out = f;
     return 0;

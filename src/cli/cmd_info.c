@@ -44,27 +44,6 @@ static int parse_info(int argc, char **argv, info_opts *o)
     return 0;
 }
 
-void info_config_json(json_writer *j, const bprop_train_config *c)
-{
-    json_object_begin(j, "config");
-    json_uint(j, "epochs", c->epochs);
-    json_uint(j, "batch", c->batch);
-    json_float(j, "lr", c->lr);
-    json_float(j, "momentum", c->momentum);
-    json_bool(j, "nesterov", c->nesterov);
-    json_float(j, "weight_decay", c->weight_decay);
-    json_string(j, "schedule", bprop_schedule_name(c->schedule));
-    json_uint(j, "step_epochs", c->step_epochs);
-    json_float(j, "step_gamma", c->step_gamma);
-    json_float(j, "clip", c->clip_norm);
-    json_uint(j, "seed", c->seed);
-    json_bool(j, "shuffle", c->shuffle);
-    json_int(j, "threads", c->threads);
-    json_string(j, "parallel", bprop_parallel_name(c->parallel));
-    json_bool(j, "reproducible", c->reproducible);
-    json_object_end(j);
-}
-
 /* The description as a C string even if the file's field lacked its terminator. */
 static void data_text(const bprop_provenance *p, char *buf, size_t size)
 {

@@ -1,9 +1,11 @@
-/* cmd_train.c: `bprop train`: options, data preparation, the epoch loop, evaluation and saving. */
+/* cmd_train.c: `bprop train`: data preparation, the epoch loop, evaluation and saving (its options
+ * are train_options.c's). */
 #include "cli.h"
 #include "data.h"
 #include "progress.h"
 #include "runtime.h"
 #include "train.h"
+#include "train_options.h"
 #include "train_report.h"
 #include "train_signal.h"
 #include "train_state.h"
@@ -11,182 +13,6 @@
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
-
-#define MAX_HIDDEN ((size_t)1 << 24)
-#define MAX_EPOCHS ((size_t)1000000)
-#define MAX_BATCH ((size_t)1 << 24)
-#define MAX_THREADS 4096
-
-static void train_help(void)
-{
-    bprop_train_config d;
-    bprop_train_config_default(&d);
-    printf("Usage: bprop train [options]\n"
-           "Train a two-layer ReLU/softmax network with minibatch SGD; print one line per epoch.\n\n"
-           "Model and training options (defaults in brackets):\n"
-           "  --hidden N           hidden units [256]\n"
-           "  --epochs N           passes over the training set [%zu]\n"
-           "  --batch N            samples per step [%zu]\n"
-           "  --lr X               base learning rate [%g]\n"
-           "  --momentum X         momentum in [0, 1) [%g]\n"
-           "  --nesterov, --no-nesterov  Nesterov momentum [%s; off when --momentum 0]\n"
-           "  --weight-decay X     L2 coefficient on W1 and W2 [%g]\n"
-           "  --schedule NAME      constant, step or cosine [%s]\n"
-           "  --step-epochs N      step schedule: epochs between decays [%zu]\n"
-           "  --step-gamma X       step schedule: decay factor in (0, 1] [%g]\n"
-           "  --clip X             clip the global gradient norm to X, 0 disables [%g]\n"
-           "  --seed N             initialisation, shuffling and --val-fraction split [%llu]\n"
-           "  --threads N          OpenMP threads; 0: OMP_NUM_THREADS or all cores [0]\n"
-           "  --parallel MODE      split each step over threads by samples (data), by hidden\n"
-           "                       units (hidden) or as measured best (auto); with\n"
-           "                       --reproducible the parameters are the same for every\n"
-           "                       choice, without it hidden gives one thread's [auto]\n"
-           "  --reproducible       exact fixed-point gradient sums: the same parameters for\n"
-           "                       every thread count (and, with bprop-mpi, every layout of\n"
-           "                       ranks); without it each thread count is deterministic on\n"
-           "                       its own, in float sums [--no-reproducible]\n"
-           "  --val-fraction F     hold out F of the training set (seeded) for per-epoch\n"
-           "                       validation; the test set is then evaluated at the end [0]\n"
-           "  --no-shuffle         keep the training order fixed\n"
-           "  --no-bias            no bias vectors b1, b2\n"
-           "  --standardize        standardise features with training-split statistics\n"
-           "                       (stored in the model, applied to val/test/predict inputs)\n\n"
-           "Output options:\n"
-           "  --save FILE          save the trained model (written atomically)\n"
-           "  --metrics FILE       JSON Lines, one object per epoch, written during the run\n"
-           "                       to FILE.tmp.XXXXXX beside FILE (flushed every epoch, so\n"
-           "                       tail -f works) and renamed to FILE only when the whole run\n"
-           "                       succeeds, after --save. A failed run leaves FILE as it was\n"
-           "                       and keeps the temporary file, naming it on stderr\n"
-           "  --quiet              print only the final accuracy line (and errors)\n"
-           "  Both targets are checked before training (not a directory, directory writable).\n\n",
-           d.epochs, d.batch, (double)d.lr, (double)d.momentum, d.nesterov ? "on" : "off",
-           (double)d.weight_decay, bprop_schedule_name(d.schedule), d.step_epochs,
-           (double)d.step_gamma, (double)d.clip_norm, (unsigned long long)d.seed);
-    train_state_help(stdout);
-    cli_data_help(stdout, CLI_DATA_TRAIN | CLI_DATA_TEST | CLI_DATA_CLASSES);
-    printf("\nA progress bar (loss, samples/s, ETA) is drawn on stderr when it is a terminal.\n"
-           "Examples:\n"
-           "  bprop train --epochs 10 --save fashion.bpm --metrics fashion.jsonl\n"
-           "  bprop train --train train.csv --test test.csv --standardize --hidden 64 --epochs 5\n"
-           "Exit status: 0 success, 1 runtime error (including divergence: nothing is saved),\n"
-           "2 bad command line, 130/143/138 stopped by SIGINT/SIGTERM/SIGUSR1 (checkpoint\n"
-           "written; under mpirun send SIGUSR1 to mpirun: see docs/clusters.md).\n");
-}
-
-static int flag_set(cli_args *a, int *field, int value)
-{
-    *field = value;
-    return cli_flag(a);
-}
-
-static int schedule_option(cli_args *a, bprop_schedule *out)
-{
-    const char *s = NULL;
-    int rc = cli_value(a, &s);
-    if (rc)
-        return rc;
-    if (bprop_schedule_parse(s, out) != BPROP_OK)
-        return cli_usage(a->cmd, "%s: expected constant, step or cosine, got '%s'", a->opt, s);
-    return 0;
-}
-
-static int parallel_option(cli_args *a, bprop_parallel *out)
-{
-    const char *s = NULL;
-    int rc = cli_value(a, &s);
-    if (rc)
-        return rc;
-    if (bprop_parallel_parse(s, out) != BPROP_OK)
-        return cli_usage(a->cmd, "%s: expected auto, data or hidden, got '%s'", a->opt, s);
-    return 0;
-}
-
-static int train_option(cli_args *a, void *opts)
-{
-    train_opts *o = opts;
-    bprop_train_config *c = &o->cfg;
-    train_state_note(&o->ts, a->opt);
-    if (cli_is(a, "--hidden"))
-        return cli_size(a, 1, MAX_HIDDEN, &o->hidden);
-    if (cli_is(a, "--epochs"))
-        return cli_size(a, 1, MAX_EPOCHS, &c->epochs);
-    if (cli_is(a, "--batch"))
-        return cli_size(a, 1, MAX_BATCH, &c->batch);
-    if (cli_is(a, "--lr"))
-        return cli_float(a, &CLI_POSITIVE, &c->lr);
-    if (cli_is(a, "--momentum"))
-        return cli_float(a, &CLI_FRACTION, &c->momentum);
-    if (cli_is(a, "--nesterov") || cli_is(a, "--no-nesterov")) {
-        o->nesterov_given = 1;
-        return flag_set(a, &c->nesterov, cli_is(a, "--nesterov"));
-    }
-    if (cli_is(a, "--weight-decay"))
-        return cli_float(a, &CLI_NONNEG, &c->weight_decay);
-    if (cli_is(a, "--schedule"))
-        return schedule_option(a, &c->schedule);
-    if (cli_is(a, "--step-epochs"))
-        return cli_size(a, 1, MAX_EPOCHS, &c->step_epochs);
-    if (cli_is(a, "--step-gamma"))
-        return cli_float(a, &CLI_GAMMA, &c->step_gamma);
-    if (cli_is(a, "--clip"))
-        return cli_float(a, &CLI_NONNEG, &c->clip_norm);
-    if (cli_is(a, "--seed"))
-        return cli_u64(a, &c->seed);
-    if (cli_is(a, "--threads"))
-        return cli_int(a, 0, MAX_THREADS, &c->threads);
-    if (cli_is(a, "--parallel"))
-        return parallel_option(a, &c->parallel);
-    if (cli_is(a, "--reproducible") || cli_is(a, "--no-reproducible"))
-        return flag_set(a, &c->reproducible, cli_is(a, "--reproducible"));
-    if (cli_is(a, "--val-fraction"))
-        return cli_real(a, &CLI_FRACTION, &o->val_fraction);
-    if (cli_is(a, "--no-shuffle"))
-        return flag_set(a, &c->shuffle, 0);
-    if (cli_is(a, "--no-bias"))
-        return flag_set(a, &o->bias, 0);
-    if (cli_is(a, "--standardize") || cli_is(a, "--standardise"))
-        return flag_set(a, &o->standardize, 1);
-    if (cli_is(a, "--quiet"))
-        return flag_set(a, &o->quiet, 1);
-    if (cli_is(a, "--save"))
-        return cli_value(a, &o->save);
-    if (cli_is(a, "--metrics"))
-        return cli_value(a, &o->metrics);
-    int rc = train_state_option(a, &o->ts);
-    return rc != CLI_NOMATCH ? rc : cli_data_option(a, &o->data);
-}
-
-/* Settings that only make sense together; the library's own check names the field. */
-static int check_options(const char *cmd, train_opts *o)
-{
-    if (o->cfg.momentum == 0.0f && !o->nesterov_given)
-        o->cfg.nesterov = 0;
-    if (o->cfg.momentum == 0.0f && o->cfg.nesterov)
-        return cli_usage(cmd, "--nesterov: needs --momentum > 0");
-    bprop_error err = {0};
-    if (bprop_train_config_check(&o->cfg, &err) != BPROP_OK)
-        return cli_usage(cmd, "%s", err.message[0] ? err.message : "invalid training settings");
-    if ((o->save && !o->save[0]) || (o->metrics && !o->metrics[0]))
-        return cli_usage(cmd, "%s: empty file name", o->save && !o->save[0] ? "--save" : "--metrics");
-    if (o->save && o->metrics && strcmp(o->save, o->metrics) == 0)
-        return cli_usage(cmd, "--save and --metrics name the same file '%s'", o->save);
-    return 0;
-}
-
-static int parse_train(int argc, char **argv, train_opts *o)
-{
-    memset(o, 0, sizeof *o);
-    bprop_train_config_default(&o->cfg);
-    o->hidden = 256;
-    o->bias = 1;
-    o->data.allowed = CLI_DATA_TRAIN | CLI_DATA_TEST | CLI_DATA_CLASSES;
-    cli_command c = {"train", train_help, train_option, o, NULL};
-    int rc = cli_parse(&c, argc, argv);
-    if (!rc)
-        rc = check_options("train", o);
-    return rc ? rc : train_state_resolve(o);
-}
 
 static void train_run_free(train_run *r)
 {
@@ -457,7 +283,8 @@ int cmd_train(int argc, char **argv)
 {
     train_opts o;
     /* Agreed: every rank reads --resume's checkpoint or --init's model itself. */
-    int rc = cli_agree(parse_train(argc, argv, &o));
+    int rc = train_parse(argc, argv, &o);
+    rc = cli_agree(rc ? rc : train_state_resolve(&o));
     if (rc) {
         train_state_opts_free(&o.ts);
         return rc == CLI_DONE ? CLI_EXIT_OK : rc;

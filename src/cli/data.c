@@ -1,4 +1,5 @@
-/* data.c: parsing of the shared data options, locating IDX files and loading the splits. */
+/* data.c: the shared data options (one table row each), locating IDX files and loading the
+ * splits. */
 #define _POSIX_C_SOURCE 200809L
 #include "data.h"
 
@@ -14,47 +15,58 @@
 static const char *const idx_names[4] = {"train-images-idx3-ubyte", "train-labels-idx1-ubyte",
                                          "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"};
 
+#define DATA_FIELD(member, type) CLI_FIELD(cli_data_opts, member, type)
+
+const cli_option cli_data_options[] = {
+    {.name = "--data", .kind = CLI_OPT_STRING, .field = DATA_FIELD(dir, const char *), .metavar = "DIR",
+     .help = "the standard IDX files of DIR (train-images-idx3-ubyte,\n"
+             "train-labels-idx1-ubyte, t10k-images-idx3-ubyte,\n"
+             "t10k-labels-idx1-ubyte; each plain or .gz)",
+     .key = "data"},
+    {.name = "--train", .kind = CLI_OPT_STRING, .field = DATA_FIELD(train, const char *), .metavar = "FILE",
+     .help = "training set: CSV (label, then features) or IDX images", .key = "train",
+     .group = CLI_DATA_TRAIN},
+    {.name = "--train-labels", .kind = CLI_OPT_STRING, .field = DATA_FIELD(train_labels, const char *),
+     .metavar = "FILE", .help = "IDX labels of the IDX images given with --train", .key = "train_labels",
+     .group = CLI_DATA_TRAIN},
+    {.name = "--train-limit", .kind = CLI_OPT_SIZE, .field = DATA_FIELD(train_limit, size_t), .min = 1,
+     .max = SIZE_MAX, .metavar = "N", .help = "use only the first N training samples", .key = "train_limit",
+     .group = CLI_DATA_TRAIN},
+    {.name = "--test", .kind = CLI_OPT_STRING, .field = DATA_FIELD(test, const char *), .metavar = "FILE",
+     .help = "test set: CSV (label, then features) or IDX images", .key = "test", .group = CLI_DATA_TEST},
+    {.name = "--test-labels", .kind = CLI_OPT_STRING, .field = DATA_FIELD(test_labels, const char *),
+     .metavar = "FILE", .help = "IDX labels of the IDX images given with --test", .key = "test_labels",
+     .group = CLI_DATA_TEST},
+    {.name = "--test-limit", .kind = CLI_OPT_SIZE, .field = DATA_FIELD(test_limit, size_t), .min = 1,
+     .max = SIZE_MAX, .metavar = "N", .help = "use only the first N test samples", .key = "test_limit",
+     .group = CLI_DATA_TEST},
+    {.name = "--classes", .kind = CLI_OPT_SIZE, .field = DATA_FIELD(classes, size_t), .min = 0,
+     .max = (size_t)1 << 20, .metavar = "N",
+     .help = "number of classes (default 0: one more than the largest label)", .key = "classes",
+     .group = CLI_DATA_CLASSES},
+    {.name = NULL},
+};
+
+/* --data belongs to every command that reads data; the others to those that admit their group. */
+static int admitted(const cli_option *r, unsigned allowed) { return !r->group || (r->group & allowed); }
+
 void cli_data_help(FILE *f, unsigned allowed)
 {
-    fputs("Data options:\n"
-          "  --data DIR           the standard IDX files of DIR (train-images-idx3-ubyte,\n"
-          "                       train-labels-idx1-ubyte, t10k-images-idx3-ubyte,\n"
-          "                       t10k-labels-idx1-ubyte; each plain or .gz)\n", f);
-    if (allowed & CLI_DATA_TRAIN)
-        fputs("  --train FILE         training set: CSV (label, then features) or IDX images\n"
-              "  --train-labels FILE  IDX labels of the IDX images given with --train\n"
-              "  --train-limit N      use only the first N training samples\n", f);
-    if (allowed & CLI_DATA_TEST)
-        fputs("  --test FILE          test set: CSV (label, then features) or IDX images\n"
-              "  --test-labels FILE   IDX labels of the IDX images given with --test\n"
-              "  --test-limit N       use only the first N test samples\n", f);
-    if (allowed & CLI_DATA_CLASSES)
-        fputs("  --classes N          number of classes (default 0: one more than the largest label)\n", f);
+    fputs("Data options:\n", f);
+    for (const cli_option *r = cli_data_options; r->name; r++)
+        if (admitted(r, allowed))
+            cli_option_help(f, r, NULL);
     fputs("  Without any data option: " BPROP_DEFAULT_DATA_DIR "\n"
           "  (Debian: apt-get install dataset-fashion-mnist). Files may be gzip-compressed.\n", f);
 }
 
 int cli_data_option(cli_args *a, cli_data_opts *o)
 {
-    unsigned tr = o->allowed & CLI_DATA_TRAIN, te = o->allowed & CLI_DATA_TEST;
     o->cmd = a->cmd;
-    if (cli_is(a, "--data"))
-        return cli_value(a, &o->dir);
-    if (tr && cli_is(a, "--train"))
-        return cli_value(a, &o->train);
-    if (tr && cli_is(a, "--train-labels"))
-        return cli_value(a, &o->train_labels);
-    if (tr && cli_is(a, "--train-limit"))
-        return cli_size(a, 1, SIZE_MAX, &o->train_limit);
-    if (te && cli_is(a, "--test"))
-        return cli_value(a, &o->test);
-    if (te && cli_is(a, "--test-labels"))
-        return cli_value(a, &o->test_labels);
-    if (te && cli_is(a, "--test-limit"))
-        return cli_size(a, 1, SIZE_MAX, &o->test_limit);
-    if ((o->allowed & CLI_DATA_CLASSES) && cli_is(a, "--classes"))
-        return cli_size(a, 0, 1u << 20, &o->classes);
-    return CLI_NOMATCH;
+    const cli_option *r = cli_option_find(cli_data_options, a->opt);
+    if (!r || !admitted(r, o->allowed))
+        return CLI_NOMATCH;
+    return cli_option_parse(r, a, o);
 }
 
 int cli_data_given(const cli_data_opts *o)

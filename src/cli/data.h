@@ -3,6 +3,7 @@
 #define BPROP_CLI_DATA_H
 
 #include "cli.h"
+#include "cli_option.h"
 
 #define CLI_PATH_MAX 4096
 
@@ -31,6 +32,10 @@ typedef struct cli_data_paths {
     cli_split_paths train, test;
     char desc[256]; /* "fashion-mnist (/usr/share/...)", "train=a.csv test=b.csv" */
 } cli_data_paths;
+
+/* The data options, one row each (fields in cli_data_opts, group: the CLI_DATA_* bit that admits
+ * the option; --data has none: every command that reads data takes it); a NULL name ends it. */
+extern const cli_option cli_data_options[];
 
 /* Print the usage lines of the options in `allowed`, for --help texts. */
 void cli_data_help(FILE *f, unsigned allowed);

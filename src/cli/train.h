@@ -1,5 +1,5 @@
-/* train.h: what `bprop train` parses and owns during a run, shared by cmd_train.c and the
- * checkpoint/resume code in train_state.c. */
+/* train.h: what `bprop train` parses (its fields are named by train_options.c's table) and owns
+ * during a run, shared by cmd_train.c and the checkpoint/resume code in train_state.c. */
 #ifndef BPROP_CLI_TRAIN_H
 #define BPROP_CLI_TRAIN_H
 
@@ -24,7 +24,7 @@ typedef struct train_state_opts {
 typedef struct train_opts {
     bprop_train_config cfg;
     size_t hidden;
-    int bias, standardize, quiet, nesterov_given;
+    int bias, standardize, quiet;
     double val_fraction;
     const char *save, *metrics;
     cli_data_opts data;

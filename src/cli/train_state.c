@@ -9,6 +9,7 @@
 #include "train_state.h"
 
 #include "runtime.h"
+#include "train_options.h"
 #include "train_signal.h"
 
 #include <math.h>
@@ -160,28 +161,34 @@ int train_state_attach(train_run *r)
 
 /* ---- every rank starts from the same point ----------------------------------------------- */
 
-/* A running 64-bit hash, word by word (mixed as in bprop_mpi.c's dataset hash: for a fixed
- * word, a bijection of the state, so one differing word always changes the result). */
-static uint64_t mix(uint64_t h, uint64_t w)
+/* Words hashed with the library's data hash: bytes as the features of a one-feature view,
+ * copied (so any array can be hashed without aliasing it as floats) one chunk at a time. */
+typedef struct word_hash {
+    uint64_t acc;
+    float chunk[1024];
+} word_hash;
+
+static void fold(word_hash *w, uint64_t value)
 {
-    h ^= w * 0x9e3779b97f4a7c15ull;
-    h = (h << 27) | (h >> 37);
-    return h * 0xbf58476d1ce4e5b9ull + 0x94d049bb133111ebull;
+    float pair[4];
+    memcpy(pair, &w->acc, sizeof w->acc);
+    memcpy(pair + 2, &value, sizeof value);
+    bprop_dataset view = {.n = 4, .dim = 1, .x = pair};
+    w->acc = bprop_dataset_hash(&view);
 }
 
-static uint64_t mix_bytes(uint64_t h, const void *data, size_t n)
+static void hash_bytes(word_hash *w, const void *data, size_t n)
 {
     const unsigned char *p = data;
-    size_t i = 0;
-    for (; i + 8 <= n; i += 8) {
-        uint64_t w;
-        memcpy(&w, p + i, 8);
-        h = mix(h, w);
+    for (size_t done = 0; done < n;) {
+        size_t k = n - done < sizeof w->chunk ? n - done : sizeof w->chunk;
+        memset(w->chunk, 0, sizeof w->chunk);
+        memcpy(w->chunk, p + done, k);
+        bprop_dataset view = {.n = (k + sizeof(float) - 1) / sizeof(float), .dim = 1, .x = w->chunk};
+        fold(w, bprop_dataset_hash(&view));
+        done += k;
     }
-    uint64_t tail = 0;
-    if (n > i)
-        memcpy(&tail, p + i, n - i);
-    return mix(mix(h, tail), n); /* the length closes it */
+    fold(w, n); /* the length closes each array */
 }
 
 /* The model and the trainer state the run starts from: what a resumed checkpoint or an --init
@@ -191,18 +198,20 @@ static uint64_t start_hash(const train_run *r)
     const bprop_model *m = r->model;
     bprop_trainer_state s;
     bprop_trainer_get_state(r->trainer, &s);
-    uint64_t h = mix(mix(0x6270726f70737461ull, s.epoch), s.step); /* "bpropsta" */
-    h = mix_bytes(h, s.rng, sizeof s.rng);
-    h = mix_bytes(h, m->params, m->layout.total * sizeof *m->params);
+    word_hash w = {.acc = 0};
+    const uint64_t position[2] = {s.epoch, s.step};
+    hash_bytes(&w, position, sizeof position);
+    hash_bytes(&w, s.rng, sizeof s.rng);
+    hash_bytes(&w, m->params, m->layout.total * sizeof *m->params);
     if (m->std_mean) {
-        h = mix_bytes(h, m->std_mean, m->inputs * sizeof *m->std_mean);
-        h = mix_bytes(h, m->std_scale, m->inputs * sizeof *m->std_scale);
+        hash_bytes(&w, m->std_mean, m->inputs * sizeof *m->std_mean);
+        hash_bytes(&w, m->std_scale, m->inputs * sizeof *m->std_scale);
     }
     if (s.velocity)
-        h = mix_bytes(h, s.velocity, s.params * sizeof *s.velocity);
+        hash_bytes(&w, s.velocity, s.params * sizeof *s.velocity);
     if (s.perm)
-        h = mix_bytes(h, s.perm, s.n_train * sizeof *s.perm);
-    return h;
+        hash_bytes(&w, s.perm, s.n_train * sizeof *s.perm);
+    return w.acc;
 }
 
 int train_state_check_same(const train_run *r)

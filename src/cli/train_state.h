@@ -5,26 +5,14 @@
 
 #include "train.h"
 
-/* ---- options (train_resume.c) ---- */
+/* ---- --resume and --init (train_resume.c) ---- */
 
-/* Usage lines of --checkpoint, --checkpoint-every, --resume, --init. */
-void train_state_help(FILE *f);
-/* Record that the option was named on the command line (for --resume's checks). */
-void train_state_note(train_state_opts *s, const char *opt);
-/* Consume one of our options: 0, CLI_EXIT_USAGE (printed) or CLI_NOMATCH. */
-int train_state_option(cli_args *a, train_state_opts *s);
 /* After parsing: with --resume, load the checkpoint, refuse options that would change its run
- * and replace o's settings with the recorded ones; with --init, load the model and take shape,
- * biases and standardisation from it. 0, CLI_EXIT_USAGE or CLI_EXIT_RUNTIME (printed). */
+ * and replace o's settings with the recorded ones (train_options.c's rules); with --init, load
+ * the model and take shape, biases and standardisation from it. 0, CLI_EXIT_USAGE or
+ * CLI_EXIT_RUNTIME (printed). */
 int train_state_resolve(train_opts *o);
 void train_state_opts_free(train_state_opts *s);
-/* The settings of o that the library's config does not hold, as key=value lines (escaped);
- * the caller frees it. NULL when out of memory. */
-char *train_settings_text(const train_opts *o);
-/* Walk such text (modified in place: lines split, escapes undone): fn gets each key and value
- * (NULL for a line without '='); the first non-zero return stops the walk and is returned. */
-int train_settings_each(char *text, int (*fn)(void *user, const char *key, const char *value),
-                        void *user);
 
 /* ---- the run (train_state.c) ---- */
 
