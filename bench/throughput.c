@@ -13,8 +13,8 @@
 #define MAX_LIST 64
 #define MAX_MODES 3 /* auto, data, hidden */
 
-/* The same columns as bench/torch_throughput.py writes (docs/performance-method.md explains
- * them); the peer's columns stay empty in bprop's rows. */
+/* The same columns as bench/torch_throughput.py writes (docs/performance.md, "CSV columns",
+ * explains them); the peer's columns stay empty in bprop's rows. */
 static const char *const COLUMNS =
     "impl,threads,batch,hidden,samples_per_s,gflops,peak_gflops,peak_fraction,speedup,"
     "efficiency,reduce_share,test_acc,parallel,standardize,exec_share,exec_gflops,"

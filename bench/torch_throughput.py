@@ -13,9 +13,9 @@ import numpy as np
 import torch
 from torch import nn
 
-# The same columns as bench/throughput writes (docs/performance-method.md explains them). PyTorch
-# computes every dense FMA, so its executed share is 1; it has no split, and bprop's kernel set
-# is the one --kernel-set names.
+# The same columns as bench/throughput writes (docs/performance.md, "CSV columns", explains
+# them). PyTorch computes every dense FMA, so its executed share is 1; it has no split, and
+# bprop's kernel set is the one --kernel-set names.
 COLUMNS = ("impl,threads,batch,hidden,samples_per_s,gflops,peak_gflops,peak_fraction,"
            "speedup,efficiency,reduce_share,test_acc,parallel,standardize,exec_share,exec_gflops,"
            "exec_fraction,cpu,cpu_isa,kernel_set,peer_blas,peer_blas_file,peer_blas_version,"
@@ -137,7 +137,7 @@ def load_split(data_dir, prefix):
 
 def load_bprop_model(path):
     """W1 (inputs, hidden), b1, W2 (hidden, classes), b2 and the standardisation (mean, scale), or
-    None, from a bprop model file (format version 1, README "File formats"): little-endian
+    None, from a bprop model file (format version 1, docs/formats.md, "Model files"): little-endian
     header, then the flat float32 parameter block, then the statistics when it has them."""
     with open(path, "rb") as f:
         blob = f.read()

@@ -163,7 +163,7 @@ typedef struct bprop_train_config {
     int reproducible;        /* 1: the same parameters for every thread count and process layout
                                 (blocks of samples combined in exact fixed point); 0 (default):
                                 each layout deterministic on its own, float sums, faster with
-                                several threads at batch 128 (README "Determinism") */
+                                several threads at batch 128 (docs/parallel.md, "Determinism") */
 } bprop_train_config;
 
 /** Fill c with the defaults: 10 epochs, batch 128, lr 0.1, Nesterov momentum 0.9, no decay,
@@ -534,7 +534,7 @@ typedef struct bprop_checkpoint {
 } bprop_checkpoint;
 
 /**
- * Write ck to path (format: see README "Checkpoint files"): versioned, little-endian, CRC-32
+ * Write ck to path (format: docs/formats.md, "Checkpoint files"): versioned, little-endian, CRC-32
  * checked, written to a temporary file beside path and renamed over it, so path always holds
  * either its old contents or the whole new checkpoint.
  * @param on_temp  NULL, or told the temporary file's name (see bprop_tempfile_fn)

@@ -7,7 +7,7 @@
 #   -o DIR   output directory (default: out)
 #   anything else goes to fd_scaling (--hidden, --threads, --budget, --coords, --batch, --data).
 # Writes DIR/fd_scaling.csv (rows), DIR/fd_fits.csv (fitted exponents), DIR/fd_scaling.log (the
-# program's stderr), DIR/fd_table.md (a Markdown table for the README) and, through
+# program's stderr), DIR/fd_table.md (a Markdown table for docs/performance.md) and, through
 # scripts/fd_plot.gp, DIR/fd_time.png and DIR/fd_speedup.png (SVG when pngcairo is missing).
 set -euo pipefail
 

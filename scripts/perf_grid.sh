@@ -13,7 +13,7 @@ inputs (the images as they are) and dense ones (--standardize), in an order that
 from round to round. Every row goes to DIR/rounds.csv (first column: the round);
 scripts/perf_tables.py turns it into DIR/tables.md: bprop/PyTorch, auto against the faster of
 data and hidden, T threads against 1, and % of peak by the dense count and on the executed
-FMAs, each the median of per-round ratios (docs/performance-method.md).
+FMAs, each the median of per-round ratios (docs/performance.md, "Method").
   --build-dir DIR       build directory (default $repo/build-release; see thread_sweep.sh)
   --no-build            use the build directory as it is
   --out-dir DIR         where rounds.csv, tables.md and log.txt go (default $repo/out/perf_grid)

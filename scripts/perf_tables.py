@@ -4,7 +4,7 @@
 Reads rows in bench/throughput's format, with a leading `round` column (a sweep's _rounds.csv,
 perf_grid.sh's rounds.csv) or without one (each file is then one round). Every ratio is formed
 within a round, between runs measured close in time, and the table gives the median over the
-rounds (docs/performance-method.md). Standard library only: any python3 runs it.
+rounds (docs/performance.md, "Method"). Standard library only: any python3 runs it.
 """
 
 import argparse

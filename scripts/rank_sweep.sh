@@ -13,7 +13,7 @@ Builds bprop and bprop-mpi (Release) if needed. For every layout R x T it times
 baseline), each with --reproducible and --no-reproducible, and writes one CSV row per run:
 samples/s (training samples over the epoch's seconds, best of the epochs after the first),
 efficiency against the baseline, the cost of the reproducible mode, and the bytes each step
-exchanges (computed from the parameter count P; see the README's cluster section).
+exchanges (computed from the parameter count P; see docs/clusters.md, "Communication per step").
   --build-dir DIR    build directory (default $repo/build-release; configured as Release
                      with tests off when it has no CMakeCache.txt)
   --no-build         use the build directory as it is

@@ -2,7 +2,7 @@
 # test.sh: the test command. Builds with warnings as errors and runs the suite through ctest;
 # then builds once with AddressSanitizer + UndefinedBehaviorSanitizer and runs that suite once per
 # kernel set this CPU can execute (BPROP_ISA=generic, avx2, avx512), since the library, CLI and
-# tests all run whichever set the dispatcher picks. (test_kernels also runs every available set
+# tests all run the set that BPROP_ISA and the CPU choose. (test_kernels also runs every available set
 # directly in each run.)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -28,7 +28,7 @@ run_suite "warnings-as-errors" build-test -DCMAKE_BUILD_TYPE=Release
 echo "== source structure"
 /usr/bin/python3 scripts/check_structure.py --build build-test --src src --max-lines 60 --strict
 
-# The kernel sets this CPU runs, as the dispatcher sees them (cpu flags: avx2+fma, avx512f).
+# The kernel sets this CPU runs, as src/kernels/choose.c sees them (cpu flags: avx2+fma, avx512f).
 isas=(generic)
 if grep -qw avx2 /proc/cpuinfo && grep -qw fma /proc/cpuinfo; then
   isas+=(avx2)

@@ -7,7 +7,7 @@
 void bprop_train_config_default(bprop_train_config *c)
 {
     /* Nesterov momentum with a cosine schedule reaches ~89% on Fashion-MNIST (784-256-10) in
-     * 10 epochs at batch 128; see README "Measured results". */
+     * 10 epochs at batch 128; see docs/performance.md, "Accuracy". */
     *c = (bprop_train_config){
         .epochs = 10,
         .batch = 128,

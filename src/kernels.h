@@ -4,8 +4,8 @@
  * kernels_avx512.c), everything else once (the zero-input lists, the scratch layout, softmax,
  * the choice of a set). A set is one table, bp_kernels: its tile sizes as data and its entry
  * points. A scratch records the table it was allocated for, and the block functions below call
- * through that pointer, so a scratch always runs with its own set; a workspace (engine.c)
- * chooses its table when it is created. docs/kernels-layout.md has the map. */
+ * through that pointer, so a scratch always runs with its own set; an engine (engine.c)
+ * chooses its table when it is created. docs/kernels.md has the map. */
 #ifndef BPROP_KERNELS_H
 #define BPROP_KERNELS_H
 
@@ -118,7 +118,7 @@ typedef struct bp_scratch {
  * AVX2 or AVX-512 set has. Both build the same lists. */
 enum { BP_LISTS_BASE = 0, BP_LISTS_AVX2 = 1 };
 
-/* One kernel set: its tile sizes and its vector code, chosen once per workspace (bp_kernels_choose)
+/* One kernel set: its tile sizes and its vector code, chosen once per engine (bp_kernels_choose)
  * and reached through each scratch's k. The tile sizes are the constants the set's vector code
  * was compiled with (kernels_body.h says what each means); the code compiled once reads them
  * here to size the scratch and to cut the lists into the same tiles. */

@@ -122,7 +122,7 @@ static bp_split choose_split(const bp_stepper *s, const bp_rank_part *r, int nt)
     if (s->cfg.parallel != BPROP_PARALLEL_AUTO)
         return s->cfg.parallel == BPROP_PARALLEL_HIDDEN ? BP_SPLIT_HIDDEN : BP_SPLIT_DATA;
     /* Auto: the data split leaves threads idle when the rank holds fewer blocks than threads;
-     * otherwise it measured as fast or faster (README "Measured results"). */
+     * otherwise it measured as fast or faster (docs/parallel.md, "1. Forward and backward"). */
     return r->b1 - r->b0 < (size_t)nt ? BP_SPLIT_HIDDEN : BP_SPLIT_DATA;
 }
 

@@ -1,5 +1,5 @@
-/* trainer.c: the parallel SGD step (thread-local gradients, fixed-order reduction fused with the
- * update) and the epoch loop around it. */
+/* trainer.c: the trainer: the epoch loop around the parallel step (step.c), the learning-rate
+ * schedule, cancellation and the trainer state. */
 #include "step.h"
 
 #include <math.h>
