@@ -492,7 +492,8 @@ typedef struct bprop_data_desc {
  * of their sets (bprop_data_desc.hash), and bprop-mpi compares it across ranks
  * (bprop_mpi_check_dataset). Equal sets hash equally on every platform; changing any one
  * feature or label always changes the hash. Not cryptographic: it detects changed data, not
- * forged data. The algorithm is part of the checkpoint format and fixed (docs/formats-hash.md).
+ * forged data. The algorithm is part of the checkpoint format and fixed (docs/formats.md, "The
+ * data hash").
  * @return 0 for NULL.
  */
 BPROP_API uint64_t bprop_dataset_hash(const bprop_dataset *d);

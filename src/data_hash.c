@@ -1,6 +1,7 @@
 /* data_hash.c: bprop_dataset_hash, the one data hash (checkpoints record it, bprop-mpi compares it
  * across ranks), and bprop_data_describe. Its values are stored in checkpoint files: the
- * algorithm below is part of the file format (docs/formats-hash.md) and must not change. */
+ * algorithm below is part of the file format (docs/formats.md, "The data hash") and must not
+ * change. */
 #include "internal.h"
 
 #include <string.h>
