@@ -15,6 +15,9 @@
 
 #include "bprop.h"
 
+/* Load NumPy's C API table (numpy_api.c); -1 with a Python exception set on failure. */
+int bp_py_import_numpy(void);
+
 /* A network and, while it trains, its trainer. The trainer borrows the model, so both live and
  * die together here. `busy` is set while the GIL is released around a call that uses the model
  * (training, prediction, evaluation), so a second Python thread cannot use it at the same time. */

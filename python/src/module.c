@@ -1,5 +1,4 @@
 /* module.c: the bprop._core module: model files, IDX data, the seeded split and the Net type. */
-#define BPROP_CORE_MODULE
 #include "core.h"
 
 /* load(path) -> Net: any .bpm file (bprop train, bprop-mpi, Net.save). */
@@ -112,7 +111,8 @@ static struct PyModuleDef mod_def = {
 
 PyMODINIT_FUNC PyInit__core(void)
 {
-    import_array();
+    if (bp_py_import_numpy() < 0)
+        return NULL;
     if (PyType_Ready(&bp_net_type) < 0)
         return NULL;
     PyObject *m = PyModule_Create(&mod_def);
