@@ -5,6 +5,7 @@
 #include "atomic_file.h"
 #include "crc_file.h"
 #include "le_cursor.h"
+#include "rows.h"
 
 #include <errno.h>
 #include <math.h>
@@ -14,6 +15,9 @@
 #include <sys/stat.h>
 #include <time.h>
 #include <zlib.h>
+
+/* Floats of a byte row converted at a time while hashing. */
+#define BP_HASH_ROW 1024
 
 /*
  * Checkpoint file format, version 1. The model file's conventions: every integer and float is
@@ -133,17 +137,46 @@ static uint64_t mix64(uint64_t z)
     return z ^ (z >> 31);
 }
 
+/* The bit patterns of the features as training reads them: byte features hash as the floats
+ * they stand for, so a set hashes the same whichever way it is stored. */
+static void hash_features(ck_hash *h, const bprop_dataset *d)
+{
+    if (d->x) {
+        for (size_t k = 0; k < d->n * d->dim; k++) {
+            uint32_t u;
+            memcpy(&u, &d->x[k], sizeof u);
+            hash_word(h, u);
+        }
+        return;
+    }
+    if (!d->x8)
+        return;
+    float row[BP_HASH_ROW];
+    const bp_src src = bp_src_dataset(d);
+    for (size_t i = 0; i < d->n; i++)
+        for (size_t k0 = 0; k0 < d->dim; k0 += BP_HASH_ROW) {
+            /* Long rows in pieces: convert a whole row into a fixed buffer only when it fits. */
+            size_t nk = d->dim - k0 < BP_HASH_ROW ? d->dim - k0 : BP_HASH_ROW;
+            bp_src part = src;
+            part.x8 = src.x8 + i * d->dim + k0;
+            part.mean = src.mean ? src.mean + k0 : NULL;
+            part.scale = src.scale ? src.scale + k0 : NULL;
+            part.D = nk;
+            bp_src_convert(&part, 0, row);
+            for (size_t k = 0; k < nk; k++) {
+                uint32_t u;
+                memcpy(&u, &row[k], sizeof u);
+                hash_word(h, u);
+            }
+        }
+}
+
 uint64_t bprop_dataset_hash(const bprop_dataset *d)
 {
     if (!d)
         return 0;
     ck_hash h = {{1, 2, 3, 4}, 0};
-    size_t words = d->x ? d->n * d->dim : 0;
-    for (size_t k = 0; k < words; k++) {
-        uint32_t u;
-        memcpy(&u, &d->x[k], sizeof u);
-        hash_word(&h, u);
-    }
+    hash_features(&h, d);
     for (size_t k = 0; d->y && k < d->n; k++)
         hash_word(&h, (uint32_t)d->y[k]);
     uint64_t z = mix64((uint64_t)d->n) ^ mix64((uint64_t)d->dim + 1) ^ mix64((uint64_t)d->classes + 2);

@@ -44,6 +44,7 @@ static void work_free(bp_work *w)
     bp_free(w->pred);
     bp_free(w->y);
     bp_free(w->rows);
+    bp_free(w->xbuf);
     bp_free(w->w2t);
     bp_free(w->gw2t);
     bp_free(w->confusion);
@@ -59,10 +60,12 @@ static int work_alloc(bp_work *w, size_t D, size_t H, size_t C)
     w->pred = bp_alloc(BP_BLOCK, sizeof(int32_t));
     w->y = bp_alloc(BP_BLOCK, sizeof(int32_t));
     w->rows = bp_alloc(BP_BLOCK, sizeof(float *));
+    w->xstride = bp_src_stride(D);
+    w->xbuf = bp_alloc((size_t)BP_BLOCK * w->xstride, sizeof(float));
     w->w2t = bp_alloc(C * H, sizeof(float));
     w->gw2t = bp_alloc(C * H, sizeof(float));
     w->confusion = bp_alloc(C * C, sizeof(uint64_t));
-    return w->h && w->logits && w->pred && w->y && w->rows && w->w2t && w->gw2t && w->confusion;
+    return w->h && w->logits && w->pred && w->y && w->rows && w->xbuf && w->w2t && w->gw2t && w->confusion;
 }
 
 void bp_engine_free(bp_engine *e)
@@ -153,12 +156,12 @@ static void fold_w2(const float *gw2t, float *gw2, size_t H, size_t C)
             gw2[j * C + c] = gw2t[c * H + j];
 }
 
-void bp_thread_pass(const bprop_model *m, bp_work *w, const float *w1p, float *grad, const float *X,
+void bp_thread_pass(const bprop_model *m, bp_work *w, const float *w1p, float *grad, const bp_src *X,
                     const int32_t *Y, const size_t *idx, size_t lo, size_t hi, double *loss,
                     size_t *correct, bp_w1_update *upd)
 {
     const bprop_layout *L = &m->layout;
-    const size_t D = m->inputs, H = m->hidden, C = m->classes;
+    const size_t H = m->hidden, C = m->classes;
     bp_net net = bp_work_net(m, w, w1p);
     bp_grads g = {.w1 = grad + L->offset[BPROP_W1],
                   .b1 = m->has_bias ? grad + L->offset[BPROP_B1] : NULL,
@@ -173,7 +176,7 @@ void bp_thread_pass(const bprop_model *m, bp_work *w, const float *w1p, float *g
         size_t nb = hi - s0 < BP_BLOCK ? hi - s0 : BP_BLOCK;
         for (size_t r = 0; r < nb; r++) {
             size_t i = idx ? idx[s0 + r] : s0 + r;
-            w->rows[r] = X + i * D;
+            w->rows[r] = bp_src_row(X, i, w->xbuf + r * w->xstride);
             w->y[r] = Y[i];
         }
         bp_forward_block(&net, w->rows, nb, w->h, w->logits, &w->scratch);

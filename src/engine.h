@@ -5,6 +5,7 @@
 #include "fixed.h"
 #include "internal.h"
 #include "kernels.h"
+#include "rows.h"
 
 /* One thread's scratch for a block of samples; every array is its own cache-aligned allocation,
  * so two threads never write to the same cache line. */
@@ -14,6 +15,8 @@ typedef struct bp_work {
     int32_t *pred;      /* (BP_BLOCK) arg-max classes */
     int32_t *y;         /* (BP_BLOCK) labels of the block */
     const float **rows; /* (BP_BLOCK) pointers to the block's input rows */
+    float *xbuf;        /* (BP_BLOCK, xstride) byte rows of the block converted to floats */
+    size_t xstride;     /* bp_src_stride(D) */
     float *w2t;         /* (C, H) W2 transposed, refreshed at the start of each pass */
     float *gw2t;        /* (C, H) dW2 sums, transposed */
     uint64_t *confusion; /* (C, C) evaluation counts [true][predicted] */
@@ -71,7 +74,7 @@ bp_net bp_work_net(const bprop_model *m, bp_work *w, const float *w1p);
  * summed loss and the correct count to *loss and *correct. w1p: as for bp_work_net. upd: NULL,
  * or W1's update applied in the last block's backward pass instead of the W1 gradient written
  * to grad, unless the loss is not finite (upd->applied says). */
-void bp_thread_pass(const bprop_model *m, bp_work *w, const float *w1p, float *grad, const float *X,
+void bp_thread_pass(const bprop_model *m, bp_work *w, const float *w1p, float *grad, const bp_src *X,
                     const int32_t *Y, const size_t *idx, size_t lo, size_t hi, double *loss,
                     size_t *correct, bp_w1_update *upd);
 

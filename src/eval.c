@@ -26,14 +26,14 @@ static bprop_status check_labels(const bprop_model *m, const int32_t *y, size_t 
 /* Forward over samples [lo, hi) of x in blocks; per block, fn consumes the logits. */
 typedef void (*logits_fn)(void *ctx, size_t first, size_t nb, float *logits, bp_work *w);
 
-static void forward_range(const bprop_model *m, bp_work *w, const float *w1p, const float *x,
+static void forward_range(const bprop_model *m, bp_work *w, const float *w1p, const bp_src *x,
                           size_t lo, size_t hi, logits_fn fn, void *ctx)
 {
     bp_net net = bp_work_net(m, w, w1p);
     for (size_t s0 = lo; s0 < hi; s0 += BP_BLOCK) {
         size_t nb = hi - s0 < BP_BLOCK ? hi - s0 : BP_BLOCK;
         for (size_t r = 0; r < nb; r++)
-            w->rows[r] = x + (s0 + r) * m->inputs;
+            w->rows[r] = bp_src_row(x, s0 + r, w->xbuf + r * w->xstride);
         bp_forward_block(&net, w->rows, nb, w->h, w->logits, &w->scratch);
         fn(ctx, s0, nb, w->logits, w);
     }
@@ -79,7 +79,7 @@ bprop_status bprop_evaluate(const bprop_model *m, const bprop_dataset *d, int th
     bprop_status st = check_call(m, threads, err);
     if (st != BPROP_OK)
         return st;
-    if (!d || !d->x || !d->y || !out)
+    if (!d || !bp_dataset_has_features(d) || !d->y || !out)
         return bp_fail(err, BPROP_E_ARG, "evaluation needs labelled data and an output");
     if (d->dim != m->inputs)
         return bp_fail(err, BPROP_E_MISMATCH, "data has %zu features per sample, the model expects %zu",
@@ -91,6 +91,7 @@ bprop_status bprop_evaluate(const bprop_model *m, const bprop_dataset *d, int th
     bp_engine *e = bp_cache_get_engine(m, nt, &owned);
     if (!e)
         return bp_fail(err, BPROP_E_NOMEM, "cannot allocate evaluation buffers");
+    const bp_src src = bp_src_dataset(d);
     eval_ctx ctx[nt];
     for (int t = 0; t < nt; t++)
         ctx[t] = (eval_ctx){.m = m, .y = d->y, .confusion = confusion ? e->work[t].confusion : NULL};
@@ -103,7 +104,7 @@ bprop_status bprop_evaluate(const bprop_model *m, const bprop_dataset *d, int th
         if (ctx[t].confusion)
             memset(ctx[t].confusion, 0, C * C * sizeof(uint64_t));
         if (hi > lo)
-            forward_range(m, &e->work[t], w1p, d->x, lo, hi, eval_block, &ctx[t]);
+            forward_range(m, &e->work[t], w1p, &src, lo, hi, eval_block, &ctx[t]);
     }
     /* Combine in thread order so the result does not depend on scheduling. */
     double loss = 0.0;
@@ -149,6 +150,7 @@ bprop_status bprop_predict(const bprop_model *m, const float *x, size_t n, int t
     if (!e)
         return bp_fail(err, BPROP_E_NOMEM, "cannot allocate prediction buffers");
     predict_ctx ctx = {.C = m->classes, .probs = probs};
+    const bp_src src = bp_src_floats(x, m->inputs);
 #pragma omp parallel num_threads(nt)
     {
         int t = omp_get_thread_num(), nth = omp_get_num_threads();
@@ -156,7 +158,7 @@ bprop_status bprop_predict(const bprop_model *m, const float *x, size_t n, int t
         bp_share(n, nth, t, &lo, &hi);
         const float *w1p = packed_w1(e, m, n, t, nth);
         if (hi > lo)
-            forward_range(m, &e->work[t], w1p, x, lo, hi, predict_block, &ctx);
+            forward_range(m, &e->work[t], w1p, &src, lo, hi, predict_block, &ctx);
     }
     bp_cache_put_engine(m, e, owned);
     return BPROP_OK;
@@ -191,8 +193,9 @@ bprop_status bprop_loss_grad(const bprop_model *m, const float *x, const int32_t
         return bp_fail(err, BPROP_E_NOMEM, "cannot allocate gradient buffers for %d threads", nt);
     /* One training step over all n samples as a single batch, with the gradient as output
      * instead of an update: the same blocks, kernels and exact sums as training. */
-    bp_stepper_prepare(s, x, n, 0);
-    bp_step_io io = {.b = {.X = x, .Y = y, .nb = n}, .grad_out = grad};
+    const bp_src src = bp_src_floats(x, m->inputs);
+    bp_stepper_prepare(s, &src, n, 0);
+    bp_step_io io = {.b = {.X = src, .Y = y, .nb = n}, .grad_out = grad};
 #pragma omp parallel num_threads(nt)
     bp_step(s, omp_get_thread_num(), omp_get_num_threads(), &io);
     int diverged = s->diverged;

@@ -76,12 +76,12 @@ static double max_abs(const float *p, size_t n)
     return m;
 }
 
-void bp_stepper_prepare(bp_stepper *s, const float *X, size_t n, int same_data)
+void bp_stepper_prepare(bp_stepper *s, const bp_src *X, size_t n, int same_data)
 {
     /* A pass over the whole data: once per training set, not once per epoch. */
-    if (!same_data || X != s->bounds_of || n != s->bounds_n) {
-        bp_data_bounds(X, n, s->m->inputs, &s->xinf, &s->x1);
-        s->bounds_of = X;
+    if (!same_data || bp_src_id(X) != s->bounds_of || n != s->bounds_n) {
+        bp_src_bounds(X, n, s->e->work[0].xbuf, &s->xinf, &s->x1);
+        s->bounds_of = bp_src_id(X);
         s->bounds_n = n;
     }
     /* The slots carry the parameters' magnitudes from one step's update to the next step's
@@ -132,7 +132,7 @@ static void data_block(bp_stepper *s, int tid, const float *w1p, const bp_batch 
     const bprop_model *m = s->m;
     float *g = s->e->grad[tid];
     bp_slot *slot = &s->e->slot[tid];
-    bp_thread_pass(m, &s->e->work[tid], w1p, g, b->X, b->Y, b->idx, b->idx ? lo : b->first + lo,
+    bp_thread_pass(m, &s->e->work[tid], w1p, g, &b->X, b->Y, b->idx, b->idx ? lo : b->first + lo,
                    b->idx ? hi : b->first + hi, &slot->loss, &slot->correct, upd);
     if (fused)
         return; /* the update rounds the float sums itself */
@@ -167,7 +167,7 @@ static void float_pass(bp_stepper *s, int tid, int nt, const float *w1p, const b
     if (t1 > t0) {
         bp_slot *slot = &s->e->slot[tid];
         size_t a = lo + t0, z = lo + t1;
-        bp_thread_pass(s->m, &s->e->work[tid], w1p, s->e->grad[tid], b->X, b->Y, b->idx,
+        bp_thread_pass(s->m, &s->e->work[tid], w1p, s->e->grad[tid], &b->X, b->Y, b->idx,
                        b->idx ? a : b->first + a, b->idx ? z : b->first + z, &slot->loss, &slot->correct,
                        upd);
     }
@@ -210,14 +210,14 @@ static void hidden_forward(bp_stepper *s, int tid, const bp_net *v, size_t q0, c
                            size_t lo, size_t hi)
 {
     const bprop_model *m = s->m;
-    const size_t D = m->inputs, C = m->classes, nr = hi - lo, W = v->H;
+    const size_t C = m->classes, nr = hi - lo, W = v->H;
     const size_t nq = (W + BP_HBLOCK - 1) / BP_HBLOCK;
     bp_work *w = &s->e->work[tid];
     float *h = s->hbuf + s->batch * (q0 * BP_HBLOCK); /* (batch, W) this slice's rows */
     for (size_t s0 = lo; s0 < hi; s0 += BP_BLOCK) {
         size_t nbk = hi - s0 < BP_BLOCK ? hi - s0 : BP_BLOCK;
         for (size_t r = 0; r < nbk; r++)
-            w->rows[r] = b->X + sample_at(b, s0 + r) * D;
+            w->rows[r] = bp_src_row(&b->X, sample_at(b, s0 + r), w->xbuf + r * w->xstride);
         float *hs = h + (s0 - lo) * W;
         bp_forward_hidden(v, w->rows, nbk, hs, &w->scratch);
         bp_logits_partial(v, nbk, hs, w->scratch.part);
@@ -261,7 +261,7 @@ static void hidden_backward(bp_stepper *s, int tid, const bp_net *v, size_t j0, 
 {
     const bprop_model *m = s->m;
     const bprop_layout *L = &m->layout;
-    const size_t D = m->inputs, H = m->hidden, C = m->classes, nr = hi - lo, W = j1 - j0;
+    const size_t H = m->hidden, C = m->classes, nr = hi - lo, W = j1 - j0;
     const size_t nhb = (H + BP_HBLOCK - 1) / BP_HBLOCK;
     bp_work *w = &s->e->work[tid];
     bp_slot *slot = &s->e->slot[tid];
@@ -286,7 +286,12 @@ static void hidden_backward(bp_stepper *s, int tid, const bp_net *v, size_t j0, 
     for (size_t s0 = lo; s0 < hi; s0 += BP_BLOCK) {
         size_t nbk = hi - s0 < BP_BLOCK ? hi - s0 : BP_BLOCK;
         for (size_t r = 0; r < nbk; r++)
-            w->rows[r] = b->X + sample_at(b, s0 + r) * D;
+            w->rows[r] = bp_src_row(&b->X, sample_at(b, s0 + r), w->xbuf + r * w->xstride);
+        /* Byte rows are converted into the buffer hidden_forward's blocks used, so the same row
+         * pointers no longer mean the same samples: the zero-input bitmaps the kernels keep for
+         * the next backward call (by pointer) would describe another block. */
+        if (!b->X.x)
+            w->scratch.nz_n = 0;
         /* Exact: each block's float sums from zero, then into int64. Float sums: one chain per
          * entry over every block, as one thread's pass forms it. */
         const int fresh = !float_sums || s0 == lo;

@@ -7,7 +7,7 @@
 
 /* The samples of one step: sample r of the batch is idx[r] (or first + r without idx). */
 typedef struct bp_batch {
-    const float *X;     /* (n, D) */
+    bp_src X;           /* (n, D) rows: floats, or bytes converted as gathered */
     const int32_t *Y;   /* (n) */
     const size_t *idx;  /* (nb) or NULL */
     size_t first, nb;
@@ -35,7 +35,7 @@ typedef struct bp_stepper {
     int32_t **labels;        /* [threads] (batch) */
     int32_t **pred;          /* [threads] (batch) */
     double xinf, x1;         /* data bounds of the training set (fixed.h) */
-    const float *bounds_of;  /* the data they were computed from, and its sample count */
+    const void *bounds_of;   /* the data they were computed from (bp_src_id), and its sample count */
     size_t bounds_n;
     /* Written by thread 0 between barriers, read by all. */
     bp_scales sc;
@@ -69,7 +69,7 @@ void bp_stepper_free(bp_stepper *s);
 /* Data bounds and the parameters' magnitudes: call before the first step on data X (n, D) and
  * whenever the parameters were changed from outside the steps. same_data != 0 promises that X
  * still holds what it held at the last call with this X and n (the bounds are then kept). */
-void bp_stepper_prepare(bp_stepper *s, const float *X, size_t n, int same_data);
+void bp_stepper_prepare(bp_stepper *s, const bp_src *X, size_t n, int same_data);
 
 /* One step, called by every thread tid of a team of nt <= s->threads inside one parallel
  * region; returns after a closing barrier, so the caller may read s and the slots. */

@@ -77,8 +77,10 @@ static int load_input(const predict_opts *o, const bprop_model *m, bprop_dataset
     }
     /* Labels (if any) are ignored, so standardise directly rather than through prepare_data,
      * which would also reject labels outside the model's classes. */
-    if (m->std_mean)
-        bprop_dataset_standardize(d, m->std_mean, m->std_scale);
+    if (m->std_mean && bprop_dataset_standardize(d, m->std_mean, m->std_scale) != BPROP_OK) {
+        bprop_dataset_free(d);
+        return cli_fail("%s: out of memory standardising the input", o->input);
+    }
     *out = d;
     return 0;
 }
@@ -101,8 +103,13 @@ static int write_predictions(const predict_opts *o, const bprop_model *m, const 
 {
     size_t chunk = d->n < PREDICT_CHUNK ? d->n : PREDICT_CHUNK;
     float *probs = malloc(chunk * m->classes * sizeof *probs); /* (chunk, classes) */
-    if (!probs)
+    /* (chunk, dim) byte features of a chunk as floats; float32 input is read in place */
+    float *rows = d->x ? NULL : malloc(chunk * d->dim * sizeof *rows);
+    if (!probs || (!d->x && !rows)) {
+        free(probs);
+        free(rows);
         return cli_fail("out of memory for %zu x %zu probabilities", chunk, m->classes);
+    }
     fputs("index,predicted", f);
     for (size_t c = 0; c < m->classes; c++)
         fprintf(f, ",p%zu", c);
@@ -111,13 +118,17 @@ static int write_predictions(const predict_opts *o, const bprop_model *m, const 
     for (size_t first = 0; first < d->n && !rc; first += chunk) {
         size_t n = d->n - first < chunk ? d->n - first : chunk;
         bprop_error err = {0};
-        bprop_status st = bprop_predict(m, d->x + first * d->dim, n, o->threads, probs, &err);
+        for (size_t i = 0; rows && i < n; i++)
+            bprop_dataset_row(d, first + i, rows + i * d->dim);
+        const float *x = rows ? rows : d->x + first * d->dim;
+        bprop_status st = bprop_predict(m, x, n, o->threads, probs, &err);
         if (st != BPROP_OK)
             rc = cli_fail_path(o->input, &err, st);
         else
             write_rows(f, probs, first, n, m->classes);
     }
     free(probs);
+    free(rows);
     if (!rc && (fflush(f) != 0 || ferror(f)))
         rc = cli_fail("%s: write error: %s", o->output ? o->output : "standard output", strerror(errno));
     return rc;

@@ -188,6 +188,12 @@ uint64_t bprop_mpi_dataset_hash(const bprop_dataset *d)
     h = mix(mix(mix(mix(h, d->n), d->dim), d->classes), d->y != NULL);
     if (d->x)
         h = mix_bytes(h, d->x, d->n * d->dim * sizeof *d->x);
+    if (d->x8) /* byte features, and the standardisation applied to them */
+        h = mix_bytes(h, d->x8, d->n * d->dim);
+    if (d->x8_mean) {
+        h = mix_bytes(h, d->x8_mean, d->dim * sizeof *d->x8_mean);
+        h = mix_bytes(h, d->x8_scale, d->dim * sizeof *d->x8_scale);
+    }
     if (d->y)
         h = mix_bytes(h, d->y, d->n * sizeof *d->y);
     /* splitmix64's finaliser: every input bit reaches every output bit. */
