@@ -63,8 +63,9 @@ static int load_input(const predict_opts *o, const bprop_model *m, bprop_dataset
 {
     bprop_error err = {0};
     bprop_dataset *d = NULL;
-    /* IDX images carry no label column to skip, so --labelled is meaningless there. */
-    int labelled = o->labelled && cli_data_kind(o->input) != CLI_KIND_IDX;
+    /* IDX and .npy images carry no label column to skip, so --labelled is meaningless there. */
+    const int kind = cli_data_kind(o->input);
+    int labelled = o->labelled && kind != CLI_KIND_IDX && kind != CLI_KIND_NPY;
     bprop_status st = bprop_dataset_load(o->input, NULL, labelled, 0, &d, &err);
     if (st != BPROP_OK)
         return cli_fail_path(o->input, &err, st);

@@ -21,12 +21,14 @@ void cli_data_help(FILE *f, unsigned allowed)
           "                       train-labels-idx1-ubyte, t10k-images-idx3-ubyte,\n"
           "                       t10k-labels-idx1-ubyte; each plain or .gz)\n", f);
     if (allowed & CLI_DATA_TRAIN)
-        fputs("  --train FILE         training set: CSV (label, then features) or IDX images\n"
-              "  --train-labels FILE  IDX labels of the IDX images given with --train\n"
+        fputs("  --train FILE         training set: CSV (label, then features), IDX images or\n"
+              "                       .npy images (uint8 or float32, (N, D) or (N, rows, cols))\n"
+              "  --train-labels FILE  labels of IDX or .npy images given with --train (IDX, or\n"
+              "                       .npy integers of shape (N,))\n"
               "  --train-limit N      use only the first N training samples\n", f);
     if (allowed & CLI_DATA_TEST)
-        fputs("  --test FILE          test set: CSV (label, then features) or IDX images\n"
-              "  --test-labels FILE   IDX labels of the IDX images given with --test\n"
+        fputs("  --test FILE          test set: CSV (label, then features), IDX or .npy images\n"
+              "  --test-labels FILE   labels of IDX or .npy images given with --test\n"
               "  --test-limit N       use only the first N test samples\n", f);
     if (allowed & CLI_DATA_CLASSES)
         fputs("  --classes N          number of classes (default 0: one more than the largest label)\n", f);
@@ -72,6 +74,8 @@ int cli_data_kind(const char *path)
     gzclose(f);
     if (got >= 2 && head[0] == 0 && head[1] == 0)
         return CLI_KIND_IDX;
+    if (got >= 6 && memcmp(head, "\x93NUMPY", 6) == 0)
+        return CLI_KIND_NPY;
     if (got <= 0 || memchr(head, 0, (size_t)got))
         return CLI_KIND_UNKNOWN;
     return CLI_KIND_TEXT;
@@ -85,11 +89,12 @@ static int check_labels_option(const cli_data_opts *o, const char *flag, const c
     if (!labels)
         return 0;
     if (!file)
-        return cli_usage(o->cmd, "%s: only for IDX images given with %s FILE (--data DIR finds "
-                                 "its own label files)", flag, file_flag);
+        return cli_usage(o->cmd, "%s: only for IDX or .npy images given with %s FILE (--data DIR "
+                                 "finds its own label files)", flag, file_flag);
     if (cli_data_kind(file) == CLI_KIND_TEXT)
-        return cli_usage(o->cmd, "%s: only for IDX images given with %s; '%s' is CSV, which holds "
-                                 "its labels in its first column", flag, file_flag, file);
+        return cli_usage(o->cmd, "%s: only for IDX or .npy images given with %s; '%s' is CSV, "
+                                 "which holds its labels in its first column", flag, file_flag,
+                         file);
     return 0;
 }
 
@@ -208,8 +213,8 @@ int cli_load_split(const cli_split_paths *s, size_t classes, bprop_dataset **out
     bprop_status st = bprop_dataset_load(s->images, labels, 1, classes, &d, &err);
     if (st != BPROP_OK && !labels && strstr(err.message, "label") && !strstr(err.message, "line "))
         return cli_fail("%s (pass %s FILE)", err.message, s->labels_flag);
-    if (st != BPROP_OK)
-        return cli_fail_path(s->images, &err, st);
+    if (st != BPROP_OK) /* the message names whichever file is at fault */
+        return cli_fail_path(labels && strstr(err.message, labels) ? labels : s->images, &err, st);
     if (!d->y) {
         bprop_dataset_free(d);
         return cli_fail("%s: IDX images without labels: pass %s FILE", s->images, s->labels_flag);

@@ -40,9 +40,9 @@ int cli_data_option(cli_args *a, cli_data_opts *o);
 int cli_data_given(const cli_data_opts *o);
 
 /* What a data file holds, judged by its first bytes (after gunzip), as the library's loader does:
- * IDX (two zero bytes), text (no NUL byte in the first 4 KiB: CSV), or unknown (unreadable,
- * empty or binary: the loader will say what is wrong). */
-enum { CLI_KIND_UNKNOWN = 0, CLI_KIND_IDX, CLI_KIND_TEXT };
+ * IDX (two zero bytes), .npy (the NumPy magic), text (no NUL byte in the first 4 KiB: CSV), or
+ * unknown (unreadable, empty or binary: the loader will say what is wrong). */
+enum { CLI_KIND_UNKNOWN = 0, CLI_KIND_IDX, CLI_KIND_TEXT, CLI_KIND_NPY };
 int cli_data_kind(const char *path);
 
 enum { CLI_NEED_TRAIN = 1, CLI_NEED_TEST = 2, CLI_WANT_TEST = 4 /* test split if there is one */ };
