@@ -66,6 +66,7 @@ static int load_input(const predict_opts *o, const bprop_model *m, bprop_dataset
     /* IDX and .npy images carry no label column to skip, so --labelled is meaningless there. */
     const int kind = cli_data_kind(o->input);
     int labelled = o->labelled && kind != CLI_KIND_IDX && kind != CLI_KIND_NPY;
+    cli_bus_guard_add(o->input);
     bprop_status st = bprop_dataset_load(o->input, NULL, labelled, 0, &d, &err);
     if (st != BPROP_OK)
         return cli_fail_path(o->input, &err, st);

@@ -210,6 +210,7 @@ int cli_load_split(const cli_split_paths *s, size_t classes, bprop_dataset **out
     bprop_error err = {0};
     bprop_dataset *d = NULL;
     const char *labels = s->labels[0] ? s->labels : NULL;
+    cli_bus_guard_add(s->images);
     bprop_status st = bprop_dataset_load(s->images, labels, 1, classes, &d, &err);
     if (st != BPROP_OK && !labels && strstr(err.message, "label") && !strstr(err.message, "line "))
         return cli_fail("%s (pass %s FILE)", err.message, s->labels_flag);

@@ -61,4 +61,10 @@ int cli_load_split(const cli_split_paths *s, size_t classes, bprop_dataset **out
  * labels 0..2. */
 void cli_warn_missing_classes(const char *path, const bprop_dataset *d);
 
+/* Before reading a data file that may stay memory-mapped (uncompressed IDX or .npy): make a
+ * SIGBUS (the file cut short or rewritten while mapped) print one line naming the mapped files
+ * and exit with status 1 instead of dying of the signal. gzip files are skipped (never mapped).
+ * Main thread only, before training starts (bus_guard.c). */
+void cli_bus_guard_add(const char *path);
+
 #endif /* BPROP_CLI_DATA_H */
