@@ -411,3 +411,75 @@ Test(npy_data, bad_arrays_get_one_line_naming_the_file)
     for (size_t k = 0; k < 9; k++)
         free(paths[k]);
 }
+
+/* ---- the CLI ------------------------------------------------------------------------------- */
+
+/* `bprop ARGS...` (NULL-terminated) with its output in g_dir; the exit status. */
+static int run_cli(const char *const *args, char **err_text)
+{
+    const char *argv[32] = {BPROP_CLI_PATH};
+    size_t n = 1;
+    for (; args[n - 1]; n++) {
+        cr_assert_lt(n, 31);
+        argv[n] = args[n - 1];
+    }
+    argv[n] = NULL;
+    char *out = tu_path(g_dir, "out.txt"), *err = tu_path(g_dir, "err.txt");
+    const tu_spawn_opts o = {.out = out, .err = err, .omp_threads = "2"};
+    tu_run r = tu_finish(tu_spawn(argv, &o), &o);
+    int status = r.status;
+    *err_text = strdup(r.err);
+    tu_run_free(&r);
+    free(out), free(err);
+    return status;
+}
+
+#define CLI(err, ...) run_cli((const char *const[]){__VA_ARGS__, NULL}, err)
+
+static bprop_model *load_model(const char *path)
+{
+    bprop_model *m = NULL;
+    bprop_error e = {0};
+    cr_assert_eq(bprop_model_load(path, &m, &e), BPROP_OK, "%s", e.message);
+    return m;
+}
+
+/* `bprop train` from .npy files (uint8 images, int64 labels) saves the model it saves from the
+ * IDX files of the same data; .npy labels are accepted for .npy images only. */
+Test(npy_data, cli_trains_the_same_model_from_npy_and_idx)
+{
+    unsigned char px[N * D], labels[N];
+    make_pixels(px, labels);
+    int64_t y64[N];
+    for (size_t i = 0; i < N; i++)
+        y64[i] = labels[i];
+    const uint32_t idims[] = {N, 7, 10}, ldims[] = {N};
+    char *img = write_idx("img.idx", 0x803, idims, 3, px, sizeof px);
+    char *lab = write_idx("lab.idx", 0x801, ldims, 1, labels, N);
+    char *x8 = write_npy("x8.npy", "|u1", "(300, 7, 10)", 0, px, sizeof px);
+    char *yl = write_npy("y.npy", "<i8", "(300,)", 0, y64, sizeof y64);
+    char *m_idx = tu_path(g_dir, "idx.bprop"), *m_npy = tu_path(g_dir, "npy.bprop");
+    char *err = NULL;
+    const char *common[] = {"--epochs", "2", "--hidden", "32", "--batch", "50", "--standardize"};
+    cr_assert_eq(CLI(&err, "train", "--train", img, "--train-labels", lab, common[0], common[1],
+                     common[2], common[3], common[4], common[5], common[6], "--quiet", "--save",
+                     m_idx), 0, "%s", err);
+    free(err);
+    cr_assert_eq(CLI(&err, "train", "--train", x8, "--train-labels", yl, common[0], common[1],
+                     common[2], common[3], common[4], common[5], common[6], "--quiet", "--save",
+                     m_npy), 0, "%s", err);
+    free(err);
+    bprop_model *a = load_model(m_idx), *b = load_model(m_npy);
+    cr_assert_eq(a->layout.total, b->layout.total);
+    cr_assert(tu_same_bits(a->params, b->params, a->layout.total));
+    cr_assert(tu_same_bits(a->std_mean, b->std_mean, D));
+    bprop_model_free(a), bprop_model_free(b);
+    cr_assert_eq(CLI(&err, "train", "--train", x8, "--epochs", "1"), 1);
+    cr_assert(strstr(err, "x8.npy") && strstr(err, "--train-labels"), "%s", err);
+    free(err);
+    cr_assert_eq(CLI(&err, "train", "--train", img, "--train-labels", yl, "--epochs", "1"), 1);
+    cr_assert(strstr(err, "y.npy") && strstr(err, "bad magic"), "%s", err);
+    cr_assert_eq(strchr(err, '\n'), err + strlen(err) - 1, "one line: %s", err);
+    free(err);
+    free(img), free(lab), free(x8), free(yl), free(m_idx), free(m_npy);
+}

@@ -1,4 +1,4 @@
-/* cmd_predict.c: `bprop predict`: class probabilities of a saved model for CSV or IDX inputs. */
+/* cmd_predict.c: `bprop predict`: class probabilities of a saved model for CSV, IDX or .npy inputs. */
 #include "cli.h"
 #include "data.h"
 
@@ -20,7 +20,8 @@ static void predict_help(void)
            "Print class probabilities for every input as CSV: a header\n"
            "\"index,predicted,p0,p1,...\", then one row per input (probabilities as %%.6g).\n\n"
            "Options:\n"
-           "  --input FILE         CSV of features (one sample per line) or IDX images; gzip ok\n"
+           "  --input FILE         CSV of features (one sample per line), IDX images or .npy\n"
+           "                       images (uint8 or float32); gzip ok\n"
            "  --labelled           the CSV's first column is a label: ignore it (no effect on\n"
            "                       IDX images, which never hold labels)\n"
            "  --output FILE        write the CSV to FILE (atomically) instead of stdout\n"
