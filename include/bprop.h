@@ -93,7 +93,8 @@ BPROP_API void bprop_dataset_free(bprop_dataset *d);
 /**
  * Load IDX images (magic 0x0803, any number of dimensions after the count) and, when
  * labels_path is not NULL, IDX labels (magic 0x0801). Plain or gzip-compressed, detected from
- * the content. Pixels are scaled to [0, 1].
+ * the content. Pixels stay bytes (x8, x NULL), read as b / 255.0f, in [0, 1]; a plain file is
+ * memory-mapped, a gzip one decompressed once (docs/data.md).
  * @param classes  0: infer as max label + 1; otherwise every label must be < classes.
  */
 BPROP_API bprop_status bprop_dataset_load_idx(const char *images_path, const char *labels_path,

@@ -78,19 +78,15 @@ static bprop_status alloc_bytes_like(const bprop_dataset *d, size_t n, bprop_dat
                                      uint8_t **bytes, bprop_error *err)
 {
     *out = NULL;
-    bprop_dataset *o = calloc(1, sizeof *o);
     uint8_t *buf = malloc(n * d->dim); /* n * dim <= d->n * d->dim: no overflow */
-    if (o)
-        o->storage = bp_storage_heap(buf, n * d->dim);
-    if (!o || !buf || !o->storage) {
-        if (!o)
-            free(buf);
-        free(o);
+    bp_storage *st = buf ? bp_storage_heap(buf, n * d->dim) : NULL; /* frees buf on failure */
+    bprop_dataset *o = st ? calloc(1, sizeof *o) : NULL;
+    if (!o) {
+        bp_storage_free(st);
         return bp_fail(err, BPROP_E_NOMEM, "out of memory for %zu samples x %zu byte features", n,
                        d->dim);
     }
-    *o = (bprop_dataset){.n = n, .dim = d->dim, .classes = d->classes, .x8 = buf,
-                         .storage = o->storage};
+    *o = (bprop_dataset){.n = n, .dim = d->dim, .classes = d->classes, .x8 = buf, .storage = st};
     int ok = 1;
     if (d->y)
         ok = (o->y = bp_alloc(n, sizeof(int32_t))) != NULL;

@@ -24,7 +24,6 @@ bprop_status bp_storage_map(const char *path, int writable, bp_storage **out, bp
     if (fd < 0)
         return bp_fail(err, BPROP_E_IO, "%s: cannot open: %s", path, strerror(errno));
     struct stat st;
-    bprop_status s = BPROP_OK;
     if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode) || st.st_size <= 0 || starts_gzip(fd) ||
         (uint64_t)st.st_size > SIZE_MAX) {
         close(fd); /* read through zlib instead */
@@ -47,7 +46,7 @@ bprop_status bp_storage_map(const char *path, int writable, bp_storage **out, bp
     }
     *m = (bp_storage){addr, len, 1};
     *out = m;
-    return s;
+    return BPROP_OK;
 }
 
 bp_storage *bp_storage_heap(void *buf, size_t len)
