@@ -11,6 +11,8 @@
  * the number of dimensions. */
 #define IDX_UBYTE 0x08u
 #define IDX_MAX_DIMS 255u
+/* The first four bytes of a NumPy .npy file ("\x93NUM"), read as an IDX magic. */
+#define IDX_NPY_START 0x934e554du
 /* First buffer size for a file body; it doubles as data arrives. */
 #define IDX_FIRST_CHUNK ((size_t)1 << 20)
 
@@ -47,6 +49,8 @@ static bprop_status bad_magic(const bp_reader *r, uint32_t found, int images, bp
         hint = "; this looks like an IDX label file";
     else if (!images && (found >> 8) == IDX_UBYTE && (found & 0xFFu) >= 2)
         hint = "; this looks like an IDX image file";
+    else if (found == IDX_NPY_START)
+        hint = "; this looks like a .npy file (images and labels must both be IDX or both .npy)";
     return bp_fail(err, BPROP_E_FORMAT,
                    "%s: bad magic 0x%08x: expected 0x%08x (IDX unsigned-byte %s)%s", r->path,
                    (unsigned)found, images ? IDX_IMAGES_MAGIC : IDX_LABELS_MAGIC,
