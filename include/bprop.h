@@ -64,7 +64,8 @@ BPROP_API const char *bprop_strerror(bprop_status status);
 /* Data sets: n samples of dim features with integer labels. Features are stored either as
  * float32 (x) or as bytes (x8: IDX images, uint8 .npy arrays), which the library turns into the
  * floats b / 255.0f, standardised when x8_mean is set, as it reads each row. A zero-initialised
- * set with x, y and the sizes filled in is a float32 set, as before bytes existed (docs/data.md). */
+ * set with x, y and the sizes filled in is a float32 set, as before bytes existed
+ * (docs/data.md). */
 
 typedef struct bprop_dataset {
     size_t n;       /* samples */

@@ -65,7 +65,8 @@ static int work_alloc(bp_work *w, size_t D, size_t H, size_t C)
     w->w2t = bp_alloc(C * H, sizeof(float));
     w->gw2t = bp_alloc(C * H, sizeof(float));
     w->confusion = bp_alloc(C * C, sizeof(uint64_t));
-    return w->h && w->logits && w->pred && w->y && w->rows && w->xbuf && w->w2t && w->gw2t && w->confusion;
+    return w->h && w->logits && w->pred && w->y && w->rows && w->xbuf && w->w2t && w->gw2t &&
+           w->confusion;
 }
 
 void bp_engine_free(bp_engine *e)
@@ -156,9 +157,9 @@ static void fold_w2(const float *gw2t, float *gw2, size_t H, size_t C)
             gw2[j * C + c] = gw2t[c * H + j];
 }
 
-void bp_thread_pass(const bprop_model *m, bp_work *w, const float *w1p, float *grad, const bp_src *X,
-                    const int32_t *Y, const size_t *idx, size_t lo, size_t hi, double *loss,
-                    size_t *correct, bp_w1_update *upd)
+void bp_thread_pass(const bprop_model *m, bp_work *w, const float *w1p, float *grad,
+                    const bp_src *X, const int32_t *Y, const size_t *idx, size_t lo, size_t hi,
+                    double *loss, size_t *correct, bp_w1_update *upd)
 {
     const bprop_layout *L = &m->layout;
     const size_t H = m->hidden, C = m->classes;

@@ -74,9 +74,9 @@ bp_net bp_work_net(const bprop_model *m, bp_work *w, const float *w1p);
  * summed loss and the correct count to *loss and *correct. w1p: as for bp_work_net. upd: NULL,
  * or W1's update applied in the last block's backward pass instead of the W1 gradient written
  * to grad, unless the loss is not finite (upd->applied says). */
-void bp_thread_pass(const bprop_model *m, bp_work *w, const float *w1p, float *grad, const bp_src *X,
-                    const int32_t *Y, const size_t *idx, size_t lo, size_t hi, double *loss,
-                    size_t *correct, bp_w1_update *upd);
+void bp_thread_pass(const bprop_model *m, bp_work *w, const float *w1p, float *grad,
+                    const bp_src *X, const int32_t *Y, const size_t *idx, size_t lo, size_t hi,
+                    double *loss, size_t *correct, bp_w1_update *upd);
 
 /* out[i] = sum over u < na, in that order, of grads[active[u]][a + i] for i < n: the
  * fixed-order reduction that makes results independent of scheduling. out may be the first

@@ -79,13 +79,15 @@ static bprop_status parse_preamble(npy_mem *f, bprop_error *err)
                        b[6], b[7]);
     size_t start = b[6] == 1 ? NPY_PREAMBLE_V1 : NPY_PREAMBLE_V1 + 2;
     if (f->size < start)
-        return bp_fail(err, BPROP_E_FORMAT, "%s: truncated: %zu bytes, the NPY %u.0 preamble needs %zu",
-                       f->path, f->size, b[6], start);
+        return bp_fail(err, BPROP_E_FORMAT,
+                       "%s: truncated: %zu bytes, the NPY %u.0 preamble needs %zu", f->path,
+                       f->size, b[6], start);
     size_t len = b[8] | (size_t)b[9] << 8;
     if (b[6] != 1)
         len |= (size_t)b[10] << 16 | (size_t)b[11] << 24;
     if (len > BP_NPY_MAX_HEADER)
-        return bp_fail(err, BPROP_E_FORMAT, "%s: header of %zu bytes is longer than %d (not written by NumPy?)",
+        return bp_fail(err, BPROP_E_FORMAT,
+                       "%s: header of %zu bytes is longer than %d (not written by NumPy?)",
                        f->path, len, BP_NPY_MAX_HEADER);
     if (len > f->size - start)
         return bp_fail(err, BPROP_E_FORMAT,
@@ -184,8 +186,8 @@ static bprop_status images_dataset(npy_mem *f, int labelled, bprop_dataset **out
         char shape[96];
         bp_npy_shape_text(f->h.shape, f->h.ndim, shape, sizeof shape);
         return bp_fail(err, BPROP_E_FORMAT,
-                       "%s: shape %s: images need (N, D) or (N, rows, cols) (this looks like labels)",
-                       f->path, shape);
+                       "%s: shape %s: images need (N, D) or (N, rows, cols) (this looks like "
+                       "labels)", f->path, shape);
     }
     const size_t n = f->h.shape[0], dim = f->count / n;
     unsigned char *data = (unsigned char *)f->st->addr + f->data_at;
@@ -201,7 +203,8 @@ static bprop_status images_dataset(npy_mem *f, int labelled, bprop_dataset **out
         f->st = NULL;
     } else {
         if (!(x = bp_alloc(f->count, sizeof(float))))
-            return bp_fail(err, BPROP_E_NOMEM, "%s: out of memory for %zu floats", f->path, f->count);
+            return bp_fail(err, BPROP_E_NOMEM, "%s: out of memory for %zu floats", f->path,
+                           f->count);
         memcpy(x, data, f->count * sizeof(float));
     }
     bprop_status s = check_finite(f, x, dim, err);
@@ -234,8 +237,8 @@ static bprop_status load_labels(const char *path, const char *images_path, size_
     static const size_t sizes[] = {1, 1, 1, 4, 8};
     npy_mem f;
     bprop_status s = npy_open(&f, path, 0, names, sizes,
-                              "labels must be integers '|u1', '<i4' or '<i8' (numpy: y.astype('<i8'))",
-                              err);
+                              "labels must be integers '|u1', '<i4' or '<i8' "
+                              "(numpy: y.astype('<i8'))", err);
     if (s == BPROP_OK && f.h.ndim != 1)
         s = bp_fail(err, BPROP_E_FORMAT, "%s: labels must have shape (N,), not %zu dimensions",
                     path, f.h.ndim);
@@ -247,15 +250,17 @@ static bprop_status load_labels(const char *path, const char *images_path, size_
         int64_t v = label_at(&f, i);
         size_t at = f.data_at + i * f.item;
         if (v < 0)
-            s = bp_fail(err, BPROP_E_LABEL, "%s: record %zu (byte offset %zu): label %lld is negative",
-                        path, i, at, (long long)v);
+            s = bp_fail(err, BPROP_E_LABEL,
+                        "%s: record %zu (byte offset %zu): label %lld is negative", path, i, at,
+                        (long long)v);
         else if (classes != 0 && (uint64_t)v >= classes)
             s = bp_fail(err, BPROP_E_LABEL,
-                        "%s: record %zu (byte offset %zu): label %lld is not below classes %zu", path,
-                        i, at, (long long)v, classes);
+                        "%s: record %zu (byte offset %zu): label %lld is not below classes %zu",
+                        path, i, at, (long long)v, classes);
         else if (v >= INT32_MAX)
-            s = bp_fail(err, BPROP_E_LABEL, "%s: record %zu (byte offset %zu): label %lld is too large",
-                        path, i, at, (long long)v);
+            s = bp_fail(err, BPROP_E_LABEL,
+                        "%s: record %zu (byte offset %zu): label %lld is too large", path, i, at,
+                        (long long)v);
         if (s != BPROP_OK)
             break;
         d->y[i] = (int32_t)v;

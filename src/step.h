@@ -35,7 +35,7 @@ typedef struct bp_stepper {
     int32_t **labels;        /* [threads] (batch) */
     int32_t **pred;          /* [threads] (batch) */
     double xinf, x1;         /* data bounds of the training set (fixed.h) */
-    const void *bounds_of;   /* the data they were computed from (bp_src_id), and its sample count */
+    const void *bounds_of;   /* the data they were computed from (bp_src_id), and its size */
     size_t bounds_n;
     /* Written by thread 0 between barriers, read by all. */
     bp_scales sc;

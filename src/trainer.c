@@ -203,7 +203,8 @@ static int run_steps(bprop_trainer *t, const bprop_dataset *d, epoch_ctx *x, int
         *team = nt;
         while (t->step < steps && !stop) {
             const size_t start = t->step * B, nb = n - start < B ? n - start : B;
-            bp_step_io io = {.b = {.X = bp_src_dataset(d), .Y = d->y, .idx = t->perm + start, .nb = nb},
+            bp_step_io io = {.b = {.X = bp_src_dataset(d), .Y = d->y, .idx = t->perm + start,
+                                   .nb = nb},
                              .lr = (float)lr_at(t, epoch, t->step),
                              .cancel = t->cancel,
                              .after_pass = after_pass, .ctx = x};

@@ -1,4 +1,5 @@
-/* cmd_predict.c: `bprop predict`: class probabilities of a saved model for CSV, IDX or .npy inputs. */
+/* cmd_predict.c: `bprop predict`: class probabilities of a saved model for CSV, IDX or .npy
+ * inputs. */
 #include "cli.h"
 #include "data.h"
 
