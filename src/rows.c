@@ -3,26 +3,48 @@
 
 #include "fixed.h"
 
-/* Built by the compiler with the same float division as a run-time (float)b / 255.0f (IEEE
- * single precision, round to nearest): test_data checks every entry against that. */
-#define BYTE1(b) ((float)(b) / 255.0f)
-#define BYTE4(b) BYTE1(b), BYTE1((b) + 1), BYTE1((b) + 2), BYTE1((b) + 3)
-#define BYTE16(b) BYTE4(b), BYTE4((b) + 4), BYTE4((b) + 8), BYTE4((b) + 12)
-#define BYTE64(b) BYTE16(b), BYTE16((b) + 16), BYTE16((b) + 32), BYTE16((b) + 48)
-const float bp_byte_value[256] = {BYTE64(0), BYTE64(64), BYTE64(128), BYTE64(192)};
+/* One row: v = (float)b / 255.0f, then (v - mean[k]) * scale[k] when mean is given. The
+ * division is IEEE single precision, correctly rounded at every vector width, so each variant
+ * below gives the same bits; it vectorises where a 256-entry table lookup would not (a row
+ * costs about a quarter of the table's time with AVX2). The standardisation is the expression of
+ * bprop_dataset_standardize: a subtraction, then a product (nothing to contract into an FMA). */
+#define CONVERT_ROW(b, mean, scale, out, D)                                                        \
+    do {                                                                                           \
+        if (mean) {                                                                                \
+            for (size_t k = 0; k < (D); k++)                                                       \
+                (out)[k] = ((float)(b)[k] / 255.0f - (mean)[k]) * (scale)[k];                      \
+        } else {                                                                                   \
+            for (size_t k = 0; k < (D); k++)                                                       \
+                (out)[k] = (float)(b)[k] / 255.0f;                                                 \
+        }                                                                                          \
+    } while (0)
+
+void bp_convert_row_generic(const uint8_t *restrict b, const float *restrict mean,
+                            const float *restrict scale, float *restrict out, size_t D)
+{
+    CONVERT_ROW(b, mean, scale, out, D);
+}
+
+#if defined(__x86_64__) || defined(__i386__)
+__attribute__((target("avx2"))) void bp_convert_row_avx2(const uint8_t *restrict b,
+                                                         const float *restrict mean,
+                                                         const float *restrict scale,
+                                                         float *restrict out, size_t D)
+{
+    CONVERT_ROW(b, mean, scale, out, D);
+}
+#endif
 
 void bp_src_convert(const bp_src *s, size_t i, float *out)
 {
     const uint8_t *b = s->x8 + i * s->D; /* (D) */
-    const size_t D = s->D;
-    if (s->mean) {
-        const float *mean = s->mean, *scale = s->scale;
-        for (size_t k = 0; k < D; k++)
-            out[k] = (bp_byte_value[b[k]] - mean[k]) * scale[k];
-    } else {
-        for (size_t k = 0; k < D; k++)
-            out[k] = bp_byte_value[b[k]];
+#if defined(__x86_64__) || defined(__i386__)
+    if (__builtin_cpu_supports("avx2")) {
+        bp_convert_row_avx2(b, s->mean, s->scale, out, s->D);
+        return;
     }
+#endif
+    bp_convert_row_generic(b, s->mean, s->scale, out, s->D);
 }
 
 size_t bp_src_stride(size_t D)

@@ -2,6 +2,7 @@
  * for on every kernel set; mapped files refused when cut short; .npy training input. */
 #define _POSIX_C_SOURCE 200809L
 #include "kernels.h"
+#include "rows.h"
 #include "testutil.h"
 
 #include <criterion/criterion.h>
@@ -214,6 +215,32 @@ Test(bytes, every_byte_is_its_float_over_255)
     cr_assert_null(bprop_dataset_row(d, 1, row));
     bprop_dataset_free(d);
     free(img);
+}
+
+/* Both conversion variants (the widest the CPU runs is used) give the bits of the scalar
+ * expression, with and without standardisation. */
+Test(bytes, conversion_variants_agree_bit_for_bit)
+{
+    uint8_t b[256];
+    float mean[256], scale[256], want[256], want_std[256], got[256];
+    volatile float den = 255.0f;
+    for (int v = 0; v < 256; v++) {
+        b[v] = (uint8_t)(255 - v);
+        mean[v] = (float)v / 300.0f - 0.1f;
+        scale[v] = 1.0f / ((float)v + 0.5f);
+        want[v] = (float)b[v] / den;
+        want_std[v] = (want[v] - mean[v]) * scale[v];
+    }
+    bp_convert_row_generic(b, NULL, NULL, got, 256);
+    cr_assert(tu_same_bits(got, want, 256));
+    bp_convert_row_generic(b, mean, scale, got, 256);
+    cr_assert(tu_same_bits(got, want_std, 256));
+    if (!__builtin_cpu_supports("avx2"))
+        cr_skip_test("no AVX2 on this CPU");
+    bp_convert_row_avx2(b + 1, NULL, NULL, got, 255); /* an odd length: the vector tail */
+    cr_assert(tu_same_bits(got, want + 1, 255));
+    bp_convert_row_avx2(b, mean, scale, got, 256);
+    cr_assert(tu_same_bits(got, want_std, 256));
 }
 
 Test(bytes, subset_split_and_to_float_match_float_storage)
