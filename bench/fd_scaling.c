@@ -374,8 +374,10 @@ static bprop_dataset *load_batch(const options *o)
     snprintf(lab, sizeof lab, "%s/train-labels-idx1-ubyte.gz", o->data);
     bprop_dataset *d = NULL;
     bprop_error err;
-    if (bprop_dataset_load_idx(img, lab, 0, &d, &err) != BPROP_OK) {
+    if (bprop_dataset_load_idx(img, lab, 0, &d, &err) != BPROP_OK ||
+        bprop_dataset_to_float(d, &err) != BPROP_OK) { /* float rows for bprop_loss_grad */
         fprintf(stderr, "fd_scaling: %s\n", err.message);
+        bprop_dataset_free(d);
         return NULL;
     }
     if (d->n < o->batch) {

@@ -50,7 +50,8 @@ int main(int argc, char **argv)
     if (bprop_isa_check(&err) != BPROP_OK ||
         bprop_dataset_load_idx("/usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz",
                                "/usr/share/datasets/fashion-mnist/train-labels-idx1-ubyte.gz", 10, &d,
-                               &err) != BPROP_OK) {
+                               &err) != BPROP_OK ||
+        bprop_dataset_to_float(d, &err) != BPROP_OK) { /* the kernels read float rows */
         fprintf(stderr, "kernel_rate: %s\n", err.message);
         return 1;
     }

@@ -61,14 +61,25 @@ typedef struct bprop_error {
 BPROP_API const char *bprop_strerror(bprop_status status);
 
 /* ------------------------------------------------------------------------------------------ */
-/* Data sets: n samples of dim float features with integer labels. */
+/* Data sets: n samples of dim features with integer labels. Features are stored either as
+ * float32 (x) or as bytes (x8: IDX images, uint8 .npy arrays), which the library turns into the
+ * floats b / 255.0f, standardised when x8_mean is set, as it reads each row. A zero-initialised
+ * set with x, y and the sizes filled in is a float32 set, as before bytes existed
+ * (docs/data.md). */
 
 typedef struct bprop_dataset {
     size_t n;       /* samples */
     size_t dim;     /* features per sample */
     size_t classes; /* labels lie in [0, classes); 0 when the set has no labels */
-    float *x;       /* (n, dim) row-major, owned, 64-byte aligned */
+    float *x;       /* (n, dim) row-major float32 features, owned; NULL when the set holds bytes
+                       (x8). 64-byte aligned when allocated; a mapped .npy file's data start */
     int32_t *y;     /* (n) owned; NULL for unlabelled data (predict input) */
+    const uint8_t *x8; /* (n, dim) row-major bytes when x is NULL, owned through storage: feature k
+                          of a sample is b / 255.0f, then (that - x8_mean[k]) * x8_scale[k] */
+    float *x8_mean;    /* (dim) owned: standardisation of the byte features; NULL: none */
+    float *x8_scale;   /* (dim) owned, set with x8_mean */
+    struct bp_storage *storage; /* private: the file mapping or buffer behind x8 (or x); NULL:
+                                   x is the library's own allocation (or the caller's) */
 } bprop_dataset;
 
 /**
@@ -83,11 +94,23 @@ BPROP_API void bprop_dataset_free(bprop_dataset *d);
 /**
  * Load IDX images (magic 0x0803, any number of dimensions after the count) and, when
  * labels_path is not NULL, IDX labels (magic 0x0801). Plain or gzip-compressed, detected from
- * the content. Pixels are scaled to [0, 1].
+ * the content. Pixels stay bytes (x8, x NULL), read as b / 255.0f, in [0, 1]; a plain file is
+ * memory-mapped, a gzip one decompressed once (docs/data.md).
  * @param classes  0: infer as max label + 1; otherwise every label must be < classes.
  */
 BPROP_API bprop_status bprop_dataset_load_idx(const char *images_path, const char *labels_path,
                                     size_t classes, bprop_dataset **out, bprop_error *err);
+
+/**
+ * Load NumPy .npy arrays: images C-order '|u1' (uint8, kept as bytes, read as b / 255.0f like
+ * IDX pixels) or '<f4' (float32, used as they are) of shape (N, D) or (N, d1, d2, ...) (each
+ * sample flattened); labels, when labels_path is not NULL, integers '|u1', '<i4' or '<i8' of
+ * shape (N,). Uncompressed files are memory-mapped, not copied (docs/data.md).
+ * @param classes  as for bprop_dataset_load_idx.
+ */
+BPROP_API bprop_status bprop_dataset_load_npy(const char *images_path, const char *labels_path,
+                                              size_t classes, bprop_dataset **out,
+                                              bprop_error *err);
 
 /**
  * Load CSV (plain or gzip): when labelled, the integer label is the first field and the features
@@ -99,8 +122,9 @@ BPROP_API bprop_status bprop_dataset_load_csv(const char *path, int labelled, si
                                     bprop_dataset **out, bprop_error *err);
 
 /**
- * Load a data file of either format: IDX when the (decompressed) content starts with an IDX
- * image magic, CSV otherwise. labels_path is used for IDX only (CSV carries its labels).
+ * Load a data file of any format: IDX when the (decompressed) content starts with an IDX
+ * image magic, .npy when it starts with the NumPy magic, CSV otherwise. labels_path is used for
+ * IDX and .npy only (CSV carries its labels).
  */
 BPROP_API bprop_status bprop_dataset_load(const char *path, const char *labels_path, int labelled,
                                 size_t classes, bprop_dataset **out, bprop_error *err);
@@ -124,8 +148,26 @@ BPROP_API bprop_status bprop_dataset_subset(const bprop_dataset *d, size_t first
  */
 BPROP_API bprop_status bprop_dataset_feature_stats(const bprop_dataset *d, float *mean, float *scale);
 
-/** Apply (x - mean) * scale to every sample of d in place. */
-BPROP_API void bprop_dataset_standardize(bprop_dataset *d, const float *mean, const float *scale);
+/**
+ * Apply (x - mean) * scale to every sample of d: in place for float32 features; for bytes the
+ * statistics are copied into d and applied as rows are read. Bytes that are already
+ * standardised are first turned into float32 features (n * dim * 4 bytes).
+ * @return BPROP_E_NOMEM when that copy cannot be made (d unchanged), BPROP_E_ARG for NULL.
+ */
+BPROP_API bprop_status bprop_dataset_standardize(bprop_dataset *d, const float *mean,
+                                                 const float *scale);
+
+/**
+ * The features of sample i as float32, as training sees them: a pointer into d->x, or buf
+ * (dim floats, caller-owned) filled from the bytes. NULL when i >= n.
+ */
+BPROP_API const float *bprop_dataset_row(const bprop_dataset *d, size_t i, float *buf);
+
+/**
+ * Turn byte features into float32 features (d->x allocated and filled with bprop_dataset_row's
+ * values, the bytes released); a no-op for a float32 set. For callers that need d->x.
+ */
+BPROP_API bprop_status bprop_dataset_to_float(bprop_dataset *d, bprop_error *err);
 
 /* ------------------------------------------------------------------------------------------ */
 /* Training settings. */

@@ -15,6 +15,7 @@
 #include <time.h>
 #include <zlib.h>
 
+
 /*
  * Checkpoint file format, version 1. The model file's conventions: every integer and float is
  * little-endian, floats are IEEE-754 binary32/binary64 stored by their bit pattern (round trips

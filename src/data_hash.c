@@ -3,6 +3,7 @@
  * algorithm below is part of the file format (docs/formats.md, "The data hash") and must not
  * change. */
 #include "internal.h"
+#include "rows.h"
 
 #include <string.h>
 
@@ -30,15 +31,41 @@ static uint64_t mix64(uint64_t z)
     return z ^ (z >> 31);
 }
 
-/* The sample storage is read here and in feature_bits only. */
-static size_t feature_count(const bprop_dataset *d) { return d->x ? d->n * d->dim : 0; }
+/* Features converted per piece of a byte row: a fixed buffer, whatever the row's length. */
+#define HASH_PIECE 1024
 
-/* Bit pattern of feature k (row-major) as the float the trainer reads. */
-static uint32_t feature_bits(const bprop_dataset *d, size_t k)
+static void hash_floats(lanes *h, const float *x, size_t n)
 {
-    uint32_t u;
-    memcpy(&u, &d->x[k], sizeof u);
-    return u;
+    for (size_t k = 0; k < n; k++) {
+        uint32_t u;
+        memcpy(&u, &x[k], sizeof u);
+        hash_word(h, u);
+    }
+}
+
+/* The bit patterns of the features as the trainer reads them, row-major: byte features hash as
+ * the floats they stand for (standardised when the set is), so a set hashes the same whichever
+ * way it is stored. */
+static void hash_features(lanes *h, const bprop_dataset *d)
+{
+    if (d->x) {
+        hash_floats(h, d->x, d->n * d->dim);
+        return;
+    }
+    if (!d->x8)
+        return;
+    float piece[HASH_PIECE];
+    const bp_src src = bp_src_dataset(d);
+    for (size_t i = 0; i < d->n; i++)
+        for (size_t k0 = 0; k0 < d->dim; k0 += HASH_PIECE) {
+            bp_src part = src;
+            part.D = d->dim - k0 < HASH_PIECE ? d->dim - k0 : HASH_PIECE;
+            part.x8 = src.x8 + i * d->dim + k0;
+            part.mean = src.mean ? src.mean + k0 : NULL;
+            part.scale = src.scale ? src.scale + k0 : NULL;
+            bp_src_convert(&part, 0, piece);
+            hash_floats(h, piece, part.D);
+        }
 }
 
 uint64_t bprop_dataset_hash(const bprop_dataset *d)
@@ -46,9 +73,7 @@ uint64_t bprop_dataset_hash(const bprop_dataset *d)
     if (!d)
         return 0;
     lanes h = {{1, 2, 3, 4}, 0};
-    const size_t words = feature_count(d);
-    for (size_t k = 0; k < words; k++)
-        hash_word(&h, feature_bits(d, k));
+    hash_features(&h, d);
     for (size_t k = 0; d->y && k < d->n; k++)
         hash_word(&h, (uint32_t)d->y[k]);
     uint64_t z = mix64((uint64_t)d->n) ^ mix64((uint64_t)d->dim + 1) ^ mix64((uint64_t)d->classes + 2);

@@ -1,4 +1,4 @@
-/* data_load.c: bprop_dataset_load, which tells IDX from CSV by the file's content. */
+/* data_load.c: bprop_dataset_load, which tells IDX, .npy and CSV apart by the file's content. */
 #include "internal.h"
 #include "reader.h"
 
@@ -48,6 +48,12 @@ bprop_status bprop_dataset_load(const char *path, const char *labels_path, int l
             return bp_fail(err, BPROP_E_ARG,
                            "%s: IDX images carry no labels: a labels file is needed", path);
         return bprop_dataset_load_idx(path, labels_path, classes, out, err);
+    }
+    if (got >= 6 && memcmp(head, "\x93NUMPY", 6) == 0) {
+        if (labelled && !labels_path)
+            return bp_fail(err, BPROP_E_ARG,
+                           "%s: .npy images carry no labels: a labels file is needed", path);
+        return bprop_dataset_load_npy(path, labels_path, classes, out, err);
     }
     /* Binary data that is not IDX (a damaged magic, another format) would only get the CSV
      * parser's complaint about a NUL byte; say that it is neither format. */

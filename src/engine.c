@@ -32,6 +32,7 @@ static void work_free(bp_work *w)
     bp_free(w->pred);
     bp_free(w->y);
     bp_free(w->rows);
+    bp_free(w->xbuf);
     bp_free(w->w2t);
     bp_free(w->gw2t);
     bp_free(w->confusion);
@@ -47,10 +48,13 @@ static int work_alloc(bp_work *w, const bp_kernels *k, size_t D, size_t H, size_
     w->pred = bp_alloc(BP_BLOCK, sizeof(int32_t));
     w->y = bp_alloc(BP_BLOCK, sizeof(int32_t));
     w->rows = bp_alloc(BP_BLOCK, sizeof(float *));
+    w->xstride = bp_src_stride(D);
+    w->xbuf = bp_alloc((size_t)BP_BLOCK * w->xstride, sizeof(float));
     w->w2t = bp_alloc(C * H, sizeof(float));
     w->gw2t = bp_alloc(C * H, sizeof(float));
     w->confusion = bp_alloc(C * C, sizeof(uint64_t));
-    return w->h && w->logits && w->pred && w->y && w->rows && w->w2t && w->gw2t && w->confusion;
+    return w->h && w->logits && w->pred && w->y && w->rows && w->xbuf && w->w2t && w->gw2t &&
+           w->confusion;
 }
 
 void bp_engine_free(bp_engine *e)
@@ -142,10 +146,10 @@ static void fold_w2(const float *gw2t, float *gw2, size_t H, size_t C)
             gw2[j * C + c] = gw2t[c * H + j];
 }
 
-void bp_gather_rows(bp_work *w, const bp_batch *b, size_t s0, size_t nb, size_t D)
+void bp_gather_rows(bp_work *w, const bp_batch *b, size_t s0, size_t nb)
 {
     for (size_t r = 0; r < nb; r++)
-        w->rows[r] = b->X + bp_sample_at(b, s0 + r) * D;
+        w->rows[r] = bp_src_row(&b->X, bp_sample_at(b, s0 + r), w->xbuf + r * w->xstride);
 }
 
 void bp_thread_pass(const bp_pass *p, const bp_batch *b, size_t lo, size_t hi)
@@ -166,7 +170,7 @@ void bp_thread_pass(const bp_pass *p, const bp_batch *b, size_t lo, size_t hi)
     }
     for (size_t s0 = lo; s0 < hi; s0 += BP_BLOCK) {
         size_t nb = hi - s0 < BP_BLOCK ? hi - s0 : BP_BLOCK;
-        bp_gather_rows(w, b, s0, nb, m->inputs);
+        bp_gather_rows(w, b, s0, nb);
         for (size_t r = 0; r < nb; r++)
             w->y[r] = b->Y[bp_sample_at(b, s0 + r)];
         bp_forward_block(&net, w->rows, nb, w->h, w->logits, &w->scratch);

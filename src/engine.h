@@ -5,6 +5,7 @@
 #include "fixed.h"
 #include "internal.h"
 #include "kernels.h"
+#include "rows.h"
 
 /* One thread's scratch for a block of samples; every array is its own cache-aligned allocation,
  * so two threads never write to the same cache line. */
@@ -14,6 +15,8 @@ typedef struct bp_work {
     int32_t *pred;      /* (BP_BLOCK) arg-max classes */
     int32_t *y;         /* (BP_BLOCK) labels of the block */
     const float **rows; /* (BP_BLOCK) pointers to the block's input rows */
+    float *xbuf;        /* (BP_BLOCK, xstride) byte rows of the block converted to floats */
+    size_t xstride;     /* bp_src_stride(D) */
     float *w2t;         /* (C, H) W2 transposed, refreshed at the start of each pass */
     float *gw2t;        /* (C, H) dW2 sums, transposed */
     uint64_t *confusion; /* (C, C) evaluation counts [true][predicted] */
@@ -49,7 +52,7 @@ typedef struct bp_engine {
 /* The samples of one batch: sample r is idx[r] (or first + r without idx), its input row
  * X + sample * D and its label Y[sample]. */
 typedef struct bp_batch {
-    const float *X;     /* (n, D) the whole data set */
+    bp_src X;           /* (n, D) the whole data set: floats, or bytes converted as gathered */
     const int32_t *Y;   /* (n) or NULL (prediction) */
     const size_t *idx;  /* (nb) or NULL */
     size_t first, nb;
@@ -82,7 +85,7 @@ bp_net bp_work_net(const bprop_model *m, bp_work *w, const float *w1p);
 
 /* The input rows of samples [s0, s0 + nb) of batch b (nb <= BP_BLOCK) into w->rows: the one
  * place where a block of a data set becomes the kernels' row pointers. */
-void bp_gather_rows(bp_work *w, const bp_batch *b, size_t s0, size_t nb, size_t D);
+void bp_gather_rows(bp_work *w, const bp_batch *b, size_t s0, size_t nb);
 
 /* One thread's forward and backward pass: where it reads the model and writes its results. */
 typedef struct bp_pass {

@@ -33,7 +33,7 @@ typedef void (*logits_fn)(void *ctx, size_t first, size_t nb, float *logits, bp_
 typedef struct forward_job {
     const bprop_model *m;
     bp_engine *e;      /* buffers for the team */
-    const float *x;    /* (n, D) */
+    bp_src x;          /* (n, D) rows: floats, or bytes converted as gathered */
     size_t n;
     logits_fn fn;
 } forward_job;
@@ -62,7 +62,7 @@ static void forward_share(const forward_job *j, int t, int nth, void *ctx)
     const bp_batch all = {.X = j->x, .nb = j->n};
     for (size_t s0 = lo; s0 < hi; s0 += BP_BLOCK) {
         size_t nb = hi - s0 < BP_BLOCK ? hi - s0 : BP_BLOCK;
-        bp_gather_rows(w, &all, s0, nb, j->m->inputs);
+        bp_gather_rows(w, &all, s0, nb);
         bp_forward_block(&net, w->rows, nb, w->h, w->logits, &w->scratch);
         j->fn(ctx, s0, nb, w->logits, w);
     }
@@ -99,7 +99,7 @@ static void evaluate(const bprop_model *m, bp_engine *e, const bprop_dataset *d,
     eval_ctx ctx[nt];
     for (int t = 0; t < nt; t++)
         ctx[t] = (eval_ctx){.m = m, .y = d->y, .confusion = confusion ? e->work[t].confusion : NULL};
-    const forward_job job = {.m = m, .e = e, .x = d->x, .n = d->n, .fn = eval_block};
+    const forward_job job = {.m = m, .e = e, .x = bp_src_dataset(d), .n = d->n, .fn = eval_block};
 #pragma omp parallel num_threads(nt)
     {
         int t = omp_get_thread_num();
@@ -128,7 +128,7 @@ bprop_status bprop_evaluate_ws(bprop_workspace *ws, const bprop_model *m, const 
     bprop_status st = check_call(ws, m, threads, err);
     if (st != BPROP_OK)
         return st;
-    if (!d || !d->x || !d->y || !out)
+    if (!d || !bp_dataset_has_features(d) || !d->y || !out)
         return bp_fail(err, BPROP_E_ARG, "evaluation needs labelled data and an output");
     if (d->dim != m->inputs)
         return bp_fail(err, BPROP_E_MISMATCH, "data has %zu features per sample, the model expects %zu",
@@ -176,7 +176,7 @@ bprop_status bprop_predict_ws(bprop_workspace *ws, const bprop_model *m, const f
         return bp_fail(err, BPROP_E_NOMEM, "cannot allocate prediction buffers");
     }
     predict_ctx ctx = {.C = m->classes, .probs = probs};
-    const forward_job job = {.m = m, .e = e, .x = x, .n = n, .fn = predict_block};
+    const forward_job job = {.m = m, .e = e, .x = bp_src_floats(x, m->inputs), .n = n, .fn = predict_block};
 #pragma omp parallel num_threads(nt)
     forward_share(&job, omp_get_thread_num(), omp_get_num_threads(), &ctx);
     bp_workspace_release(ws);
@@ -220,8 +220,9 @@ bprop_status bprop_loss_grad_ws(bprop_workspace *ws, const bprop_model *m, const
     }
     /* One training step over all n samples as a single batch, with the gradient as output
      * instead of an update: the same blocks, kernels and exact sums as training. */
-    bp_stepper_prepare(s, x, n, 0);
-    bp_step_io io = {.b = {.X = x, .Y = y, .nb = n}, .grad_out = grad};
+    const bp_src src = bp_src_floats(x, m->inputs);
+    bp_stepper_prepare(s, &src, n, 0);
+    bp_step_io io = {.b = {.X = src, .Y = y, .nb = n}, .grad_out = grad};
 #pragma omp parallel num_threads(nt)
     bp_step(s, omp_get_thread_num(), omp_get_num_threads(), &io);
     int diverged = s->diverged;

@@ -11,6 +11,8 @@
  * the number of dimensions. */
 #define IDX_UBYTE 0x08u
 #define IDX_MAX_DIMS 255u
+/* The first four bytes of a NumPy .npy file ("\x93NUM"), read as an IDX magic. */
+#define IDX_NPY_START 0x934e554du
 /* First buffer size for a file body; it doubles as data arrives. */
 #define IDX_FIRST_CHUNK ((size_t)1 << 20)
 
@@ -47,6 +49,8 @@ static bprop_status bad_magic(const bp_reader *r, uint32_t found, int images, bp
         hint = "; this looks like an IDX label file";
     else if (!images && (found >> 8) == IDX_UBYTE && (found & 0xFFu) >= 2)
         hint = "; this looks like an IDX image file";
+    else if (found == IDX_NPY_START)
+        hint = "; this looks like a .npy file (images and labels must both be IDX or both .npy)";
     return bp_fail(err, BPROP_E_FORMAT,
                    "%s: bad magic 0x%08x: expected 0x%08x (IDX unsigned-byte %s)%s", r->path,
                    (unsigned)found, images ? IDX_IMAGES_MAGIC : IDX_LABELS_MAGIC,
@@ -131,36 +135,55 @@ static bprop_status read_body(bp_reader *r, size_t want, const char *what, unsig
     return BPROP_OK;
 }
 
-/* Read images_path into a new unlabelled-or-labelled dataset with pixels scaled to [0, 1]. */
+/* The pixel bytes of a mapped file: a view of the mapping, which must hold exactly want more
+ * bytes (the messages read_body gives for the same faults). */
+static bprop_status view_body(bp_reader *r, size_t want, const unsigned char **p, bprop_error *err)
+{
+    size_t got;
+    bp_reader_view(r, want, p, &got);
+    if (got < want)
+        return bp_fail(err, BPROP_E_FORMAT, "%s: expected %zu bytes of pixel data, found %zu",
+                       r->path, want, got);
+    if (bp_reader_left(r))
+        return bp_fail(err, BPROP_E_FORMAT,
+                       "%s: unexpected data at byte offset %zu, after the %zu bytes of pixel data",
+                       r->path, r->offset, want);
+    return BPROP_OK;
+}
+
+/* Read images_path into a new unlabelled-or-labelled dataset of byte features (read as
+ * v / 255.0f): an uncompressed file stays mapped, a compressed one is decompressed once. */
 static bprop_status load_images(const char *path, int labelled, bprop_dataset **out,
                                 bprop_error *err)
 {
     bp_reader r;
-    bprop_status s = bp_reader_open(&r, path, err);
+    bprop_status s = bp_reader_open_mapped(&r, path, err);
     idx_header h;
-    size_t bytes = 0, float_bytes;
-    unsigned char *pixels = NULL; /* (count, record_bytes) */
+    size_t bytes = 0;
+    const unsigned char *pixels = NULL; /* (count, record_bytes) */
+    unsigned char *owned = NULL;
     if (s == BPROP_OK)
         s = read_header(&r, 1, &h, err);
-    if (s == BPROP_OK && (bp_mul_overflows(h.count, h.record_bytes, &bytes) ||
-                          bp_mul_overflows(bytes, sizeof(float), &float_bytes)))
+    if (s == BPROP_OK && bp_mul_overflows(h.count, h.record_bytes, &bytes))
         s = bp_fail(err, BPROP_E_SIZE, "%s: %zu images of %zu pixels are too many", path, h.count,
                     h.record_bytes);
-    if (s == BPROP_OK)
-        s = read_body(&r, bytes, "pixel data", &pixels, err);
+    if (s == BPROP_OK && r.map)
+        s = view_body(&r, bytes, &pixels, err);
+    else if (s == BPROP_OK)
+        s = read_body(&r, bytes, "pixel data", &owned, err);
+    bp_storage *st = NULL;
+    if (s == BPROP_OK && r.map) {
+        st = r.map; /* the dataset owns the mapping from here */
+        r.map = NULL;
+    } else if (s == BPROP_OK) {
+        pixels = owned;
+        st = bp_storage_heap(owned, bytes); /* frees owned when it fails */
+        if (!st)
+            s = bp_fail(err, BPROP_E_NOMEM, "%s: out of memory", path);
+    }
     bp_reader_close(&r);
     if (s == BPROP_OK)
-        s = bprop_dataset_alloc(h.count, h.record_bytes, 0, labelled, out, err);
-    if (s == BPROP_OK) {
-        /* A table makes every pixel exactly v / 255.0f, the value a reader would expect. */
-        float scaled[256];
-        for (int v = 0; v < 256; v++)
-            scaled[v] = (float)v / 255.0f;
-        float *x = (*out)->x;
-        for (size_t i = 0; i < bytes; i++)
-            x[i] = scaled[pixels[i]];
-    }
-    free(pixels);
+        s = bp_dataset_wrap(h.count, h.record_bytes, labelled, st, NULL, pixels, path, out, err);
     return s;
 }
 

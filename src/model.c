@@ -163,7 +163,8 @@ bprop_status bprop_model_prepare_data(const bprop_model *m, bprop_dataset *d, bp
                 return bp_fail(err, BPROP_E_LABEL, "sample %zu: label %d outside the model's classes 0..%zu",
                                i, (int)d->y[i], m->classes - 1);
     }
-    if (m->std_mean)
-        bprop_dataset_standardize(d, m->std_mean, m->std_scale);
+    if (m->std_mean && bprop_dataset_standardize(d, m->std_mean, m->std_scale) != BPROP_OK)
+        return bp_fail(err, BPROP_E_NOMEM, "out of memory standardising %zu samples x %zu features",
+                       d->n, d->dim);
     return BPROP_OK;
 }

@@ -12,6 +12,7 @@
 bprop_status bp_reader_open(bp_reader *r, const char *path, bprop_error *err)
 {
     r->gz = NULL;
+    r->map = NULL;
     r->path = path;
     r->offset = 0;
     errno = 0;
@@ -22,6 +23,32 @@ bprop_status bp_reader_open(bp_reader *r, const char *path, bprop_error *err)
     gzbuffer(r->gz, BP_GZ_BUFFER);
     return BPROP_OK;
 }
+
+bprop_status bp_reader_open_mapped(bp_reader *r, const char *path, bprop_error *err)
+{
+    r->gz = NULL;
+    r->map = NULL;
+    r->path = path;
+    r->offset = 0;
+    bprop_status s = bp_storage_map(path, 0, &r->map, err);
+    if (s != BPROP_OK || r->map)
+        return s;
+    return bp_reader_open(r, path, err); /* compressed, empty or not a regular file */
+}
+
+void bp_reader_view(bp_reader *r, size_t n, const unsigned char **p, size_t *got)
+{
+    *p = NULL;
+    *got = 0;
+    if (!r->map)
+        return;
+    size_t left = bp_reader_left(r);
+    *got = n < left ? n : left;
+    *p = (const unsigned char *)r->map->addr + r->offset;
+    r->offset += *got;
+}
+
+size_t bp_reader_left(const bp_reader *r) { return r->map ? r->map->len - r->offset : 0; }
 
 /* Turn zlib's error state into a status and a message naming where the data went wrong: a
  * stream that stops early (Z_BUF_ERROR) is cut off; one whose trailer does not match what was
@@ -65,6 +92,13 @@ static bprop_status reader_failure(const bp_reader *r, int saved_errno, bprop_er
 bprop_status bp_reader_read(bp_reader *r, void *buf, size_t n, size_t *got, bprop_error *err)
 {
     *got = 0;
+    if (r->map) {
+        const unsigned char *p;
+        bp_reader_view(r, n, &p, got);
+        if (*got)
+            memcpy(buf, p, *got);
+        return BPROP_OK;
+    }
     while (*got < n) {
         size_t left = n - *got;
         unsigned piece = left > BP_READ_PIECE ? BP_READ_PIECE : (unsigned)left;
@@ -91,4 +125,6 @@ void bp_reader_close(bp_reader *r)
     if (r->gz)
         gzclose(r->gz);
     r->gz = NULL;
+    bp_storage_free(r->map);
+    r->map = NULL;
 }

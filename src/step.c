@@ -82,12 +82,12 @@ static double max_abs(const float *p, size_t n)
     return m;
 }
 
-void bp_stepper_prepare(bp_stepper *s, const float *X, size_t n, int same_data)
+void bp_stepper_prepare(bp_stepper *s, const bp_src *X, size_t n, int same_data)
 {
     /* A pass over the whole data: once per training set, not once per epoch. */
-    if (!same_data || X != s->bounds_of || n != s->bounds_n) {
-        bp_data_bounds(X, n, s->m->inputs, &s->xinf, &s->x1);
-        s->bounds_of = X;
+    if (!same_data || bp_src_id(X) != s->bounds_of || n != s->bounds_n) {
+        bp_src_bounds(X, n, s->e->work[0].xbuf, &s->xinf, &s->x1);
+        s->bounds_of = bp_src_id(X);
         s->bounds_n = n;
     }
     /* The slots carry the parameters' magnitudes from one step's update to the next step's

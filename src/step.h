@@ -92,7 +92,7 @@ typedef struct bp_stepper {
     int32_t **labels;        /* [threads] (batch) */
     int32_t **pred;          /* [threads] (batch) */
     double xinf, x1;         /* data bounds of the training set (fixed.h) */
-    const float *bounds_of;  /* the data they were computed from, and its sample count */
+    const void *bounds_of;   /* the data they were computed from (bp_src_id), and its size */
     size_t bounds_n;
     /* Written by thread 0 between barriers, read by all. */
     bp_step_plan plan;       /* the last step's plan; plan.active has `threads` entries */
@@ -126,7 +126,7 @@ void bp_stepper_free(bp_stepper *s);
 /* Data bounds and the parameters' magnitudes: call before the first step on data X (n, D) and
  * whenever the parameters were changed from outside the steps. same_data != 0 promises that X
  * still holds what it held at the last call with this X and n (the bounds are then kept). */
-void bp_stepper_prepare(bp_stepper *s, const float *X, size_t n, int same_data);
+void bp_stepper_prepare(bp_stepper *s, const bp_src *X, size_t n, int same_data);
 
 /* The plan of a step of nb samples on nt threads (see bp_step_plan); fills p->active, which
  * must have room for nt entries. */

@@ -106,7 +106,7 @@ static void hidden_forward(const hidden_job *j)
     float *h = s->hbuf + s->batch * (q0 * BP_HBLOCK); /* (batch, W) this slice's rows */
     for (size_t s0 = j->lo; s0 < j->hi; s0 += BP_BLOCK) {
         size_t nbk = j->hi - s0 < BP_BLOCK ? j->hi - s0 : BP_BLOCK;
-        bp_gather_rows(w, j->b, s0, nbk, s->m->inputs);
+        bp_gather_rows(w, j->b, s0, nbk);
         float *hs = h + (s0 - j->lo) * W;
         bp_forward_hidden(&j->v, w->rows, nbk, hs, &w->scratch);
         bp_logits_partial(&j->v, nbk, hs, &w->scratch);
@@ -196,7 +196,12 @@ static void hidden_backward(const hidden_job *j, bp_w1_update *upd)
     bp_w1_update *last_upd = upd && isfinite(loss) ? upd : NULL;
     for (size_t s0 = j->lo; s0 < j->hi; s0 += BP_BLOCK) {
         size_t nbk = j->hi - s0 < BP_BLOCK ? j->hi - s0 : BP_BLOCK;
-        bp_gather_rows(w, j->b, s0, nbk, m->inputs);
+        bp_gather_rows(w, j->b, s0, nbk);
+        /* Byte rows are converted into the buffer the forward's blocks used, so the same row
+         * pointers no longer mean the same samples: the zero-input bitmaps the kernels keep
+         * for the next backward call (by pointer) would describe another block. */
+        if (!j->b->X.x)
+            w->scratch.nz_n = 0;
         const int sums_from_zero = exact || s0 == j->lo;
         if (sums_from_zero)
             zero_slice_sums(&g, H, C, W);

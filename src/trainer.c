@@ -223,7 +223,8 @@ static int run_steps(bprop_trainer *t, const bprop_dataset *d, epoch_ctx *x, int
         *team = nt;
         while (t->step < steps && !stop) {
             const size_t start = t->step * B, nb = n - start < B ? n - start : B;
-            bp_step_io io = {.b = {.X = d->x, .Y = d->y, .idx = t->perm + start, .nb = nb},
+            bp_step_io io = {.b = {.X = bp_src_dataset(d), .Y = d->y, .idx = t->perm + start,
+                                   .nb = nb},
                              .lr = (float)lr_at(t, epoch, t->step),
                              .cancel = t->cancel,
                              .after_pass = after_pass, .ctx = x};
@@ -245,7 +246,7 @@ static int run_steps(bprop_trainer *t, const bprop_dataset *d, epoch_ctx *x, int
 
 static bprop_status check_data(const bprop_trainer *t, const bprop_dataset *d, bprop_error *err)
 {
-    if (!d || !d->x)
+    if (!d || !bp_dataset_has_features(d))
         return bp_fail(err, BPROP_E_ARG, "training data is NULL");
     if (!d->y)
         return bp_fail(err, BPROP_E_ARG, "training data has no labels");
@@ -279,7 +280,8 @@ bprop_status bprop_trainer_epoch(bprop_trainer *t, const bprop_dataset *train,
         t->loss = t->reduce_seconds = t->seconds = 0.0;
         memset(t->norm2_sum, 0, sizeof t->norm2_sum);
     }
-    bp_stepper_prepare(t->s, train->x, train->n, 1);
+    const bp_src src = bp_src_dataset(train);
+    bp_stepper_prepare(t->s, &src, train->n, 1);
     epoch_ctx x = {.t = t, .progress = progress, .user = user, .steps = t->steps_per_epoch};
     int team = 0, cancelled = 0;
     double t0 = omp_get_wtime();

@@ -17,12 +17,14 @@ static PyObject *mod_load(PyObject *mod, PyObject *arg)
     return bp_net_wrap(m);
 }
 
-/* Hand a dataset the library made over to Python as (X, y) arrays (copies), then free it. */
+/* Hand a dataset the library made over to Python as (X float32, y) arrays (copies), then free it. */
 static PyObject *dataset_arrays(bprop_dataset *d)
 {
-    if (!d->x) { /* a data set stored otherwise than as float32 features */
+    bprop_error err = {0};
+    bprop_status st = bprop_dataset_to_float(d, &err); /* IDX pixels come as bytes: the same floats */
+    if (st != BPROP_OK) {
         bprop_dataset_free(d);
-        return PyErr_Format(PyExc_RuntimeError, "the library returned a data set without float32 features");
+        return bp_raise(&err, st);
     }
     PyObject *r = Py_BuildValue("(NN)", bp_x_array(d), bp_y_array(d));
     bprop_dataset_free(d);

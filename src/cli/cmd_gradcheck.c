@@ -213,6 +213,12 @@ static int load_batch(gradcheck_opts *o, size_t classes, gradcheck_job *job)
     int rc = cli_data_resolve(&o->data, CLI_NEED_TRAIN, &paths);
     if (!rc)
         rc = cli_load_split(&paths.train, classes, &job->batch);
+    if (!rc) { /* the checks read float32 features (bprop_gradcheck takes a float array) */
+        bprop_error err = {0};
+        bprop_status st = bprop_dataset_to_float(job->batch, &err);
+        if (st != BPROP_OK)
+            rc = cli_fail_err(&err, st);
+    }
     if (!rc) {
         cli_format_trunc(job->desc, sizeof job->desc, "the first %zu samples of %s", job->batch->n,
                  paths.train.images);

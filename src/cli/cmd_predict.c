@@ -1,4 +1,5 @@
-/* cmd_predict.c: `bprop predict`: class probabilities of a saved model for CSV or IDX inputs. */
+/* cmd_predict.c: `bprop predict`: class probabilities of a saved model for CSV, IDX or .npy
+ * inputs. */
 #include "cli.h"
 #include "data.h"
 
@@ -20,7 +21,8 @@ static void predict_help(void)
            "Print class probabilities for every input as CSV: a header\n"
            "\"index,predicted,p0,p1,...\", then one row per input (probabilities as %%.6g).\n\n"
            "Options:\n"
-           "  --input FILE         CSV of features (one sample per line) or IDX images; gzip ok\n"
+           "  --input FILE         CSV of features (one sample per line), IDX images or .npy\n"
+           "                       images (uint8 or float32); gzip ok\n"
            "  --labelled           the CSV's first column is a label: ignore it (no effect on\n"
            "                       IDX images, which never hold labels)\n"
            "  --output FILE        write the CSV to FILE (atomically) instead of stdout\n"
@@ -63,8 +65,10 @@ static int load_input(const predict_opts *o, const bprop_model *m, bprop_dataset
 {
     bprop_error err = {0};
     bprop_dataset *d = NULL;
-    /* IDX images carry no label column to skip, so --labelled is meaningless there. */
-    int labelled = o->labelled && cli_data_kind(o->input) != CLI_KIND_IDX;
+    /* IDX and .npy images carry no label column to skip, so --labelled is meaningless there. */
+    const int kind = cli_data_kind(o->input);
+    int labelled = o->labelled && kind != CLI_KIND_IDX && kind != CLI_KIND_NPY;
+    cli_bus_guard_add(o->input);
     bprop_status st = bprop_dataset_load(o->input, NULL, labelled, 0, &d, &err);
     if (st != BPROP_OK)
         return cli_fail_path(o->input, &err, st);
@@ -77,8 +81,10 @@ static int load_input(const predict_opts *o, const bprop_model *m, bprop_dataset
     }
     /* Labels (if any) are ignored, so standardise directly rather than through prepare_data,
      * which would also reject labels outside the model's classes. */
-    if (m->std_mean)
-        bprop_dataset_standardize(d, m->std_mean, m->std_scale);
+    if (m->std_mean && bprop_dataset_standardize(d, m->std_mean, m->std_scale) != BPROP_OK) {
+        bprop_dataset_free(d);
+        return cli_fail("%s: out of memory standardising the input", o->input);
+    }
     *out = d;
     return 0;
 }
@@ -101,8 +107,13 @@ static int write_predictions(const predict_opts *o, const bprop_model *m, const 
 {
     size_t chunk = d->n < PREDICT_CHUNK ? d->n : PREDICT_CHUNK;
     float *probs = malloc(chunk * m->classes * sizeof *probs); /* (chunk, classes) */
-    if (!probs)
+    /* (chunk, dim) byte features of a chunk as floats; float32 input is read in place */
+    float *rows = d->x ? NULL : malloc(chunk * d->dim * sizeof *rows);
+    if (!probs || (!d->x && !rows)) {
+        free(probs);
+        free(rows);
         return cli_fail("out of memory for %zu x %zu probabilities", chunk, m->classes);
+    }
     fputs("index,predicted", f);
     for (size_t c = 0; c < m->classes; c++)
         fprintf(f, ",p%zu", c);
@@ -111,13 +122,17 @@ static int write_predictions(const predict_opts *o, const bprop_model *m, const 
     for (size_t first = 0; first < d->n && !rc; first += chunk) {
         size_t n = d->n - first < chunk ? d->n - first : chunk;
         bprop_error err = {0};
-        bprop_status st = bprop_predict(m, d->x + first * d->dim, n, o->threads, probs, &err);
+        for (size_t i = 0; rows && i < n; i++)
+            bprop_dataset_row(d, first + i, rows + i * d->dim);
+        const float *x = rows ? rows : d->x + first * d->dim;
+        bprop_status st = bprop_predict(m, x, n, o->threads, probs, &err);
         if (st != BPROP_OK)
             rc = cli_fail_path(o->input, &err, st);
         else
             write_rows(f, probs, first, n, m->classes);
     }
     free(probs);
+    free(rows);
     if (!rc && (fflush(f) != 0 || ferror(f)))
         rc = cli_fail("%s: write error: %s", o->output ? o->output : "standard output", strerror(errno));
     return rc;

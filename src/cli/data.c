@@ -24,18 +24,21 @@ const cli_option cli_data_options[] = {
              "t10k-labels-idx1-ubyte; each plain or .gz)",
      .key = "data"},
     {.name = "--train", .kind = CLI_OPT_STRING, .field = DATA_FIELD(train, const char *), .metavar = "FILE",
-     .help = "training set: CSV (label, then features) or IDX images", .key = "train",
+     .help = "training set: CSV (label, then features), IDX images or\n"
+             ".npy images (uint8 or float32, (N, D) or (N, rows, cols))", .key = "train",
      .group = CLI_DATA_TRAIN},
     {.name = "--train-labels", .kind = CLI_OPT_STRING, .field = DATA_FIELD(train_labels, const char *),
-     .metavar = "FILE", .help = "IDX labels of the IDX images given with --train", .key = "train_labels",
+     .metavar = "FILE",
+     .help = "labels of IDX or .npy images given with --train (IDX, or\n"
+             ".npy integers of shape (N,))", .key = "train_labels",
      .group = CLI_DATA_TRAIN},
     {.name = "--train-limit", .kind = CLI_OPT_SIZE, .field = DATA_FIELD(train_limit, size_t), .min = 1,
      .max = SIZE_MAX, .metavar = "N", .help = "use only the first N training samples", .key = "train_limit",
      .group = CLI_DATA_TRAIN},
     {.name = "--test", .kind = CLI_OPT_STRING, .field = DATA_FIELD(test, const char *), .metavar = "FILE",
-     .help = "test set: CSV (label, then features) or IDX images", .key = "test", .group = CLI_DATA_TEST},
+     .help = "test set: CSV (label, then features), IDX or .npy images", .key = "test", .group = CLI_DATA_TEST},
     {.name = "--test-labels", .kind = CLI_OPT_STRING, .field = DATA_FIELD(test_labels, const char *),
-     .metavar = "FILE", .help = "IDX labels of the IDX images given with --test", .key = "test_labels",
+     .metavar = "FILE", .help = "labels of IDX or .npy images given with --test", .key = "test_labels",
      .group = CLI_DATA_TEST},
     {.name = "--test-limit", .kind = CLI_OPT_SIZE, .field = DATA_FIELD(test_limit, size_t), .min = 1,
      .max = SIZE_MAX, .metavar = "N", .help = "use only the first N test samples", .key = "test_limit",
@@ -84,6 +87,8 @@ int cli_data_kind(const char *path)
     gzclose(f);
     if (got >= 2 && head[0] == 0 && head[1] == 0)
         return CLI_KIND_IDX;
+    if (got >= 6 && memcmp(head, "\x93NUMPY", 6) == 0)
+        return CLI_KIND_NPY;
     if (got <= 0 || memchr(head, 0, (size_t)got))
         return CLI_KIND_UNKNOWN;
     return CLI_KIND_TEXT;
@@ -97,11 +102,12 @@ static int check_labels_option(const cli_data_opts *o, const char *flag, const c
     if (!labels)
         return 0;
     if (!file)
-        return cli_usage(o->cmd, "%s: only for IDX images given with %s FILE (--data DIR finds "
-                                 "its own label files)", flag, file_flag);
+        return cli_usage(o->cmd, "%s: only for IDX or .npy images given with %s FILE (--data DIR "
+                                 "finds its own label files)", flag, file_flag);
     if (cli_data_kind(file) == CLI_KIND_TEXT)
-        return cli_usage(o->cmd, "%s: only for IDX images given with %s; '%s' is CSV, which holds "
-                                 "its labels in its first column", flag, file_flag, file);
+        return cli_usage(o->cmd, "%s: only for IDX or .npy images given with %s; '%s' is CSV, "
+                                 "which holds its labels in its first column", flag, file_flag,
+                         file);
     return 0;
 }
 
@@ -217,11 +223,12 @@ int cli_load_split(const cli_split_paths *s, size_t classes, bprop_dataset **out
     bprop_error err = {0};
     bprop_dataset *d = NULL;
     const char *labels = s->labels[0] ? s->labels : NULL;
+    cli_bus_guard_add(s->images);
     bprop_status st = bprop_dataset_load(s->images, labels, 1, classes, &d, &err);
     if (st != BPROP_OK && !labels && strstr(err.message, "label") && !strstr(err.message, "line "))
         return cli_fail("%s (pass %s FILE)", err.message, s->labels_flag);
-    if (st != BPROP_OK)
-        return cli_fail_path(s->images, &err, st);
+    if (st != BPROP_OK) /* the message names whichever file is at fault */
+        return cli_fail_path(labels && strstr(err.message, labels) ? labels : s->images, &err, st);
     if (!d->y) {
         bprop_dataset_free(d);
         return cli_fail("%s: IDX images without labels: pass %s FILE", s->images, s->labels_flag);

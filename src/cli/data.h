@@ -45,9 +45,9 @@ int cli_data_option(cli_args *a, cli_data_opts *o);
 int cli_data_given(const cli_data_opts *o);
 
 /* What a data file holds, judged by its first bytes (after gunzip), as the library's loader does:
- * IDX (two zero bytes), text (no NUL byte in the first 4 KiB: CSV), or unknown (unreadable,
- * empty or binary: the loader will say what is wrong). */
-enum { CLI_KIND_UNKNOWN = 0, CLI_KIND_IDX, CLI_KIND_TEXT };
+ * IDX (two zero bytes), .npy (the NumPy magic), text (no NUL byte in the first 4 KiB: CSV), or
+ * unknown (unreadable, empty or binary: the loader will say what is wrong). */
+enum { CLI_KIND_UNKNOWN = 0, CLI_KIND_IDX, CLI_KIND_TEXT, CLI_KIND_NPY };
 int cli_data_kind(const char *path);
 
 enum { CLI_NEED_TRAIN = 1, CLI_NEED_TEST = 2, CLI_WANT_TEST = 4 /* test split if there is one */ };
@@ -65,5 +65,11 @@ int cli_load_split(const cli_split_paths *s, size_t classes, bprop_dataset **out
  * path) when some classes below it never occur in d's labels, e.g. one stray label of 9 among
  * labels 0..2. */
 void cli_warn_missing_classes(const char *path, const bprop_dataset *d);
+
+/* Before reading a data file that may stay memory-mapped (uncompressed IDX or .npy): make a
+ * SIGBUS (the file cut short or rewritten while mapped) print one line naming the mapped files
+ * and exit with status 1 instead of dying of the signal. gzip files are skipped (never mapped).
+ * Main thread only, before training starts (bus_guard.c). */
+void cli_bus_guard_add(const char *path);
 
 #endif /* BPROP_CLI_DATA_H */

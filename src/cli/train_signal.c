@@ -1,10 +1,11 @@
 /* train_signal.c: SIGINT/SIGTERM/SIGUSR1 during `bprop train`: the first asks the trainer to
  * stop after its current step, a second aborts at once, removing any file half-written.
  *
- * A signal handler can reach nothing but static storage, so this file holds the program's only
- * mutable globals. Everything the handler touches is async-signal-safe: lock-free atomics,
- * unlink() and _exit(). The handler may run on any thread (OpenMP workers included), hence C11
- * atomics rather than plain sig_atomic_t for what the main thread and the handler exchange. */
+ * A signal handler can reach nothing but static storage, so this file (and bus_guard.c, for
+ * SIGBUS) holds the program's only mutable globals. Everything the handler touches is
+ * async-signal-safe: lock-free atomics, unlink() and _exit(). The handler may run on any thread
+ * (OpenMP workers included), hence C11 atomics rather than plain sig_atomic_t for what the main
+ * thread and the handler exchange. */
 #define _POSIX_C_SOURCE 200809L
 #include "train_signal.h"
 

@@ -36,9 +36,18 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     for (size_t i = 0; lp && i < d->n; i++)
         if (d->y[i] < 0 || (size_t)d->y[i] >= d->classes)
             abort();
-    for (size_t i = 0; i < d->n * d->dim; i++)
-        if (!(d->x[i] >= 0.0f && d->x[i] <= 1.0f))
+    /* Pixels stay bytes (mapped, or decompressed once) and read as b / 255.0f. */
+    if (d->x || !d->x8)
+        abort();
+    float *row = malloc(d->dim * sizeof *row);
+    for (size_t i = 0; row && i < d->n; i++) {
+        if (bprop_dataset_row(d, i, row) != row)
             abort();
+        for (size_t k = 0; k < d->dim; k++)
+            if (row[k] != (float)d->x8[i * d->dim + k] / 255.0f)
+                abort();
+    }
+    free(row);
     bprop_dataset_free(d);
     return 0;
 }

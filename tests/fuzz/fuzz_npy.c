@@ -1,5 +1,10 @@
-/* fuzz_npy.c: libFuzzer target for the NumPy .npy reader. An array that reads must write and
- * read back bitwise. Input: the file. */
+/* fuzz_npy.c: libFuzzer target for the NumPy .npy readers. Two kinds of input:
+ * - starting with byte 0x93 (the .npy magic): one file for the float array reader (an array that
+ *   reads must write and read back bitwise), also read as an unlabelled training set;
+ * - any other first byte: a training set, like fuzz_idx: byte 0 flags (bit 0 gzip images, bit 1
+ *   gzip labels, bit 2 no labels file, bit 3 classes 10 instead of inferred), bytes 1-2 the
+ *   images length n (little-endian), then n bytes of the images .npy and the rest the labels
+ *   .npy. Plain files are memory-mapped, gzip ones decompressed. */
 #include "fuzz_util.h"
 #include "npy.h"
 
@@ -22,12 +27,66 @@ static void check_round_trip(const bp_npy *a)
     bp_npy_free(&b);
 }
 
+/* A set that loads: sizes, labels in range, every feature finite, bytes read as b / 255. */
+static void check_dataset(const bprop_dataset *d, int labelled)
+{
+    if (!d || !d->n || !d->dim || (labelled != (d->y != NULL)) || (!d->x == !d->x8))
+        abort();
+    for (size_t i = 0; labelled && i < d->n; i++)
+        if (d->y[i] < 0 || (size_t)d->y[i] >= d->classes)
+            abort();
+    float *row = malloc(d->dim * sizeof *row);
+    for (size_t i = 0; row && i < d->n; i++) {
+        const float *r = bprop_dataset_row(d, i, row);
+        for (size_t k = 0; k < d->dim; k++)
+            if (!isfinite(r[k]) || (d->x8 && r[k] != (float)d->x8[i * d->dim + k] / 255.0f))
+                abort();
+    }
+    free(row);
+}
+
+static void load_set(const char *images, const char *labels, size_t classes)
+{
+    bprop_dataset *d = NULL;
+    bprop_error err = {0};
+    bprop_status st = bprop_dataset_load_npy(images, labels, classes, &d, &err);
+    if (st != BPROP_OK) {
+        /* The message names whichever of the two files is at fault. */
+        fz_check_error(st, &err, labels && strstr(err.message, labels) ? labels : images);
+        if (d)
+            abort();
+        return;
+    }
+    check_dataset(d, labels != NULL);
+    bprop_dataset_free(d);
+}
+
+static int dataset_input(const uint8_t *data, size_t size)
+{
+    if (size < 3)
+        return 0;
+    unsigned flags = data[0];
+    size_t n = (size_t)data[1] | (size_t)data[2] << 8;
+    data += 3;
+    size -= 3;
+    if (n > size)
+        n = size;
+    const char *images = fz_file(2, "images.npy"), *labels = fz_file(3, "labels.npy");
+    fz_write(images, data, n, flags & 1);
+    fz_write(labels, data + n, size - n, flags & 2);
+    load_set(images, (flags & 4) ? NULL : labels, (flags & 8) ? 10 : 0);
+    return 0;
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
+    if (size == 0 || data[0] != 0x93)
+        return dataset_input(data, size);
     const char *path = fz_file(0, "array.npy");
     fz_write(path, data, size, 0);
     bp_npy a;
     bprop_error err = {0};
+    load_set(path, NULL, 0);
     bprop_status st = bp_npy_read(path, &a, &err);
     if (st != BPROP_OK) {
         fz_check_error(st, &err, path);

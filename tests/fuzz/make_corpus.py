@@ -164,6 +164,34 @@ def npy_corpus():
     put("npy", "version4", npy(std % "(1,)", f4(1), (4, 0)))
     put("npy", "header_cut", npy(std % "(1,)", f4(1))[:40])
     put("npy", "bad_magic", b"\x93NUMPZ" + npy(std % "(1,)", f4(1))[6:])
+    npy_data_corpus()
+
+
+def npy_set(flags, images, labels):
+    return bytes([flags]) + struct.pack("<H", len(images)) + images + labels
+
+
+def npy_data_corpus():
+    """Training sets: a flag byte (not 0x93), the images length, images .npy, labels .npy."""
+    hdr = "{'descr': '%s', 'fortran_order': False, 'shape': %s, }"
+    u8 = npy(hdr % ("|u1", "(3, 2, 2)"), bytes([0, 255, 7, 128, 1, 2, 3, 4, 9, 0, 0, 200]))
+    f4s = npy(hdr % ("<f4", "(3, 4)"), f4(0, 1, 0.5, 2, -1, 0, 0, 3, 1e-3, 0, 0, 0))
+    lab8 = npy(hdr % ("<i8", "(3,)"), struct.pack("<3q", 2, 0, 1))
+    lab4 = npy(hdr % ("<i4", "(3,)"), struct.pack("<3i", 1, 9, 0))
+    labu = npy(hdr % ("|u1", "(3,)"), bytes([0, 1, 1]))
+    put("npy", "set_u8_i8", npy_set(0, u8, lab8))
+    put("npy", "set_f4_u1_classes10", npy_set(8, f4s, labu))
+    put("npy", "set_u8_i4_gz", npy_set(3, gz(u8), gz(lab4)))
+    put("npy", "set_no_labels", npy_set(4, f4s, b""))
+    put("npy", "set_count_mismatch", npy_set(0, u8, npy(hdr % ("|u1", "(2,)"), bytes([0, 1]))))
+    put("npy", "set_negative_label", npy_set(0, u8, npy(hdr % ("<i4", "(3,)"), struct.pack("<3i", 1, -1, 0))))
+    put("npy", "set_label_over_10", npy_set(8, u8, lab4))
+    put("npy", "set_labels_2d", npy_set(0, u8, npy(hdr % ("|u1", "(3, 1)"), bytes([0, 1, 1]))))
+    put("npy", "set_images_1d", npy_set(4, npy(hdr % ("|u1", "(4,)"), bytes(4)), b""))
+    put("npy", "set_f4_nan", npy_set(4, npy(hdr % ("<f4", "(1, 2)"), f4(1, float("nan"))), b""))
+    put("npy", "set_f8_images", npy_set(4, npy(hdr % ("<f8", "(1, 1)"), struct.pack("<d", 1)), b""))
+    put("npy", "set_pixels_short", npy_set(4, u8[:-3], b""))
+    put("npy", "set_unaligned_f4", npy_set(4, npy(hdr % ("<f4", "(1, 2)"), f4(1, 2), pad=False), b""))
 
 
 def main():
