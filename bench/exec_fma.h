@@ -53,6 +53,7 @@ typedef struct exec_counter {
     float *gw1, *gb1, *gw2t, *gb2;    /* the gradients' shapes, written and ignored */
     float *h, *dl;                    /* (BP_BLOCK, wmax), (BP_BLOCK, C) */
     const float **rows;               /* (BP_BLOCK) the block's rows */
+    float *xbuf;                      /* (BP_BLOCK, D) byte rows of a block as floats */
     bp_scratch sc;
     int have_sc;
     size_t view_w[EXEC_MAX_VIEWS];    /* view widths seen in this epoch ... */
@@ -66,7 +67,7 @@ static inline void exec_counter_free(exec_counter *ec)
         bp_scratch_free(&ec->sc);
     free(ec->w1), free(ec->b1), free(ec->w2t), free(ec->b2);
     free(ec->gw1), free(ec->gb1), free(ec->gw2t), free(ec->gb2);
-    free(ec->h), free(ec->dl), free(ec->rows);
+    free(ec->h), free(ec->dl), free(ec->rows), free(ec->xbuf);
     memset(ec, 0, sizeof *ec);
 }
 
@@ -145,9 +146,10 @@ static inline int exec_counter_init(exec_counter *ec, const bp_kernels *k, size_
     ec->gw2t = calloc(C * w, sizeof(float)), ec->gb2 = calloc(C, sizeof(float));
     ec->h = calloc(BP_BLOCK * w, sizeof(float)), ec->dl = calloc(BP_BLOCK * C, sizeof(float));
     ec->rows = calloc(BP_BLOCK, sizeof *ec->rows);
+    ec->xbuf = calloc(BP_BLOCK * D, sizeof(float));
     float *x = calloc(BP_BLOCK * D, sizeof(float));
     int ok = D >= BP_BLOCK && ec->w1 && ec->b1 && ec->w2t && ec->b2 && ec->gw1 && ec->gb1 &&
-             ec->gw2t && ec->gb2 && ec->h && ec->dl && ec->rows && x;
+             ec->gw2t && ec->gb2 && ec->h && ec->dl && ec->rows && ec->xbuf && x;
     if (ok) { /* scratch_free also frees what a failed scratch_alloc left */
         ec->have_sc = 1;
         ok = bp_scratch_alloc(&ec->sc, ec->k, D, w, C);
@@ -187,7 +189,7 @@ static inline double exec_range(exec_counter *ec, const bprop_dataset *d, size_t
     for (size_t s0 = a; s0 < b; s0 += BP_BLOCK) {
         const size_t nb = b - s0 < BP_BLOCK ? b - s0 : BP_BLOCK;
         for (size_t r = 0; r < nb; r++)
-            ec->rows[r] = d->x + (s0 + r) * d->dim;
+            ec->rows[r] = bprop_dataset_row(d, s0 + r, ec->xbuf + r * d->dim); /* bytes: as floats */
         fma += exec_block_per_unit(ec, nb, exec_count_width(ec, nb, w)) * (double)w;
     }
     return fma;
