@@ -175,6 +175,20 @@ static void zero_slice_sums(const bp_grads *g, size_t H, size_t C, size_t W)
         memset(g->b2, 0, C * sizeof(float));
 }
 
+/* The input rows of the backward's block [s0, s0 + nbk). A single block is still where the
+ * forward's gather left it (w->rows, and byte rows converted in w->xbuf), with the zero-input
+ * bitmaps the kernels keep for it: nothing to do. Several blocks are gathered again; byte rows
+ * are then converted into the buffer the forward's blocks used, so the same row pointers no
+ * longer mean the same samples and the kept bitmaps (by pointer) would describe another block. */
+static void backward_rows(const hidden_job *j, bp_work *w, size_t s0, size_t nbk)
+{
+    if (j->hi - j->lo <= BP_BLOCK)
+        return;
+    bp_gather_rows(w, j->b, s0, nbk);
+    if (!j->b->X.x)
+        w->scratch.nz_n = 0;
+}
+
 /* Backward of the slice, block by block. Exact sums: each block's float sums from zero, then
  * into int64 (unless the update rounds them). Float sums: one chain per entry over every block,
  * as one thread's pass forms it. Thread 0 owns db2. */
@@ -196,12 +210,7 @@ static void hidden_backward(const hidden_job *j, bp_w1_update *upd)
     bp_w1_update *last_upd = upd && isfinite(loss) ? upd : NULL;
     for (size_t s0 = j->lo; s0 < j->hi; s0 += BP_BLOCK) {
         size_t nbk = j->hi - s0 < BP_BLOCK ? j->hi - s0 : BP_BLOCK;
-        bp_gather_rows(w, j->b, s0, nbk);
-        /* Byte rows are converted into the buffer the forward's blocks used, so the same row
-         * pointers no longer mean the same samples: the zero-input bitmaps the kernels keep
-         * for the next backward call (by pointer) would describe another block. */
-        if (!j->b->X.x)
-            w->scratch.nz_n = 0;
+        backward_rows(j, w, s0, nbk);
         const int sums_from_zero = exact || s0 == j->lo;
         if (sums_from_zero)
             zero_slice_sums(&g, H, C, W);
