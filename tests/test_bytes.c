@@ -47,23 +47,12 @@ static void make_pixels(unsigned char *px, unsigned char *labels)
     }
 }
 
-static void put_be32(unsigned char *p, uint32_t v)
-{
-    p[0] = (unsigned char)(v >> 24), p[1] = (unsigned char)(v >> 16);
-    p[2] = (unsigned char)(v >> 8), p[3] = (unsigned char)v;
-}
-
 /* An IDX file: magic, dims, payload (plen bytes, which may disagree with dims). */
 static char *write_idx(const char *name, uint32_t magic, const uint32_t *dims, unsigned nd,
                        const unsigned char *payload, size_t plen)
 {
-    size_t len = 4 + 4 * (size_t)nd + plen;
-    unsigned char *buf = malloc(len);
-    cr_assert_not_null(buf);
-    put_be32(buf, magic);
-    for (unsigned k = 0; k < nd; k++)
-        put_be32(buf + 4 + 4 * k, dims[k]);
-    memcpy(buf + 4 + 4 * nd, payload, plen);
+    size_t len;
+    unsigned char *buf = tu_idx_bytes(magic, dims, nd, payload, plen, &len);
     char *path = tu_path(g_dir, name);
     tu_write_file(path, buf, len);
     free(buf);

@@ -66,26 +66,12 @@ static void write_gz(const char *path, const void *data, size_t n)
     cr_assert_eq(gzclose(g), Z_OK);
 }
 
-static void put_be32(unsigned char *p, uint32_t v)
-{
-    p[0] = (unsigned char)(v >> 24);
-    p[1] = (unsigned char)(v >> 16);
-    p[2] = (unsigned char)(v >> 8);
-    p[3] = (unsigned char)v;
-}
-
 /* Write an IDX file: magic, nd big-endian dimensions, then the payload; gzip when gz. */
 static void write_idx(const char *path, int gz, uint32_t magic, const uint32_t *dims, unsigned nd,
                       const unsigned char *payload, size_t plen)
 {
-    size_t len = 4 + 4 * (size_t)nd + plen;
-    unsigned char *buf = malloc(len);
-    cr_assert_not_null(buf);
-    put_be32(buf, magic);
-    for (unsigned k = 0; k < nd; k++)
-        put_be32(buf + 4 + 4 * k, dims[k]);
-    if (plen)
-        memcpy(buf + 4 + 4 * nd, payload, plen);
+    size_t len;
+    unsigned char *buf = tu_idx_bytes(magic, dims, nd, payload, plen, &len);
     if (gz)
         write_gz(path, buf, len);
     else

@@ -118,6 +118,26 @@ void tu_put_le(unsigned char *p, uint64_t v, int bytes)
         p[i] = (unsigned char)(v >> (8 * i));
 }
 
+static void put_be32(unsigned char *p, uint32_t v)
+{
+    for (int i = 0; i < 4; i++)
+        p[i] = (unsigned char)(v >> (24 - 8 * i));
+}
+
+unsigned char *tu_idx_bytes(uint32_t magic, const uint32_t *dims, unsigned nd,
+                            const unsigned char *payload, size_t plen, size_t *len)
+{
+    *len = 4 + 4 * (size_t)nd + plen;
+    unsigned char *buf = malloc(*len);
+    cr_assert_not_null(buf);
+    put_be32(buf, magic);
+    for (unsigned k = 0; k < nd; k++)
+        put_be32(buf + 4 + 4 * k, dims[k]);
+    if (plen)
+        memcpy(buf + 4 + 4 * nd, payload, plen);
+    return buf;
+}
+
 uint64_t tu_get_le(const unsigned char *p, int bytes)
 {
     uint64_t v = 0;

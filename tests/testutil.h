@@ -30,6 +30,11 @@ int tu_same_bits(const float *a, const float *b, size_t n);
 void tu_put_le(unsigned char *p, uint64_t v, int bytes);
 uint64_t tu_get_le(const unsigned char *p, int bytes);
 
+/* An IDX file's bytes in a caller-freed buffer of *len bytes: magic, the nd dimensions
+ * (big-endian 32-bit), then plen payload bytes (which may disagree with the dimensions). */
+unsigned char *tu_idx_bytes(uint32_t magic, const uint32_t *dims, unsigned nd,
+                            const unsigned char *payload, size_t plen, size_t *len);
+
 /* The whole file, NUL-terminated (binary files too), in a caller-freed buffer; *len, when not
  * NULL, gets its size. Fails the test when the file cannot be opened. */
 char *tu_read_file(const char *path, size_t *len);

@@ -8,17 +8,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
-    if (size < 3)
+    const char *images, *labels;
+    const int flags = fz_image_label_files(data, size, 0, "images", "labels", &images, &labels);
+    if (flags < 0)
         return 0;
-    unsigned flags = data[0];
-    size_t n = (size_t)data[1] | (size_t)data[2] << 8;
-    data += 3;
-    size -= 3;
-    if (n > size)
-        n = size;
-    const char *images = fz_file(0, "images"), *labels = fz_file(1, "labels");
-    fz_write(images, data, n, flags & 1);
-    fz_write(labels, data + n, size - n, flags & 2);
     const char *lp = (flags & 4) ? NULL : labels;
     size_t classes = (flags & 8) ? 10 : 0;
     bprop_dataset *d = NULL;

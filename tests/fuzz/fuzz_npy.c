@@ -63,17 +63,11 @@ static void load_set(const char *images, const char *labels, size_t classes)
 
 static int dataset_input(const uint8_t *data, size_t size)
 {
-    if (size < 3)
+    const char *images, *labels;
+    const int flags =
+        fz_image_label_files(data, size, 2, "images.npy", "labels.npy", &images, &labels);
+    if (flags < 0)
         return 0;
-    unsigned flags = data[0];
-    size_t n = (size_t)data[1] | (size_t)data[2] << 8;
-    data += 3;
-    size -= 3;
-    if (n > size)
-        n = size;
-    const char *images = fz_file(2, "images.npy"), *labels = fz_file(3, "labels.npy");
-    fz_write(images, data, n, flags & 1);
-    fz_write(labels, data + n, size - n, flags & 2);
     load_set(images, (flags & 4) ? NULL : labels, (flags & 8) ? 10 : 0);
     return 0;
 }

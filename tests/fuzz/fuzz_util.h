@@ -60,6 +60,27 @@ static void fz_write(const char *path, const uint8_t *data, size_t n, int gz)
     }
 }
 
+/* An images-and-labels input, as the data-set targets take it: byte 0 flags (bit 0 gzip images,
+ * bit 1 gzip labels, bit 2 no labels file, bit 3 classes 10 instead of inferred), bytes 1-2 the
+ * images' length n (little-endian), then n bytes of images and the rest labels, written to
+ * scratch files ia and ia + 1. Returns the flags, or -1 for an input too short to split. */
+static inline int fz_image_label_files(const uint8_t *data, size_t size, int ia, const char *iname,
+                                       const char *lname, const char **images, const char **labels)
+{
+    if (size < 3)
+        return -1;
+    unsigned flags = data[0];
+    size_t n = (size_t)data[1] | (size_t)data[2] << 8;
+    data += 3;
+    size -= 3;
+    if (n > size)
+        n = size;
+    *images = fz_file(ia, iname), *labels = fz_file(ia + 1, lname);
+    fz_write(*images, data, n, flags & 1);
+    fz_write(*labels, data + n, size - n, flags & 2);
+    return (int)flags;
+}
+
 /* The library's contract for a refused input: a status that is not OK and one line that names
  * the file. A violation is a bug, so it aborts (libFuzzer then saves the input). */
 static void fz_check_error(bprop_status st, const bprop_error *err, const char *path)
