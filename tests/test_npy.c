@@ -459,15 +459,7 @@ Test(npy, missing_directory_and_bad_command_lines)
 
 static void write_csv(const char *path, const bprop_dataset *d, size_t n, int labelled)
 {
-    FILE *f = fopen(path, "w");
-    cr_assert_not_null(f);
-    for (size_t i = 0; i < n; i++) {
-        if (labelled)
-            fprintf(f, "%d,", (int)d->y[i]);
-        for (size_t k = 0; k < d->dim; k++)
-            fprintf(f, "%.6g%s", (double)d->x[i * d->dim + k], k + 1 < d->dim ? "," : "\n");
-    }
-    cr_assert_eq(fclose(f), 0);
+    tu_write_csv(path, d, n, labelled);
 }
 
 /* A python3 that has numpy (Debian's first: a python3 earlier in PATH may lack it), or NULL. */

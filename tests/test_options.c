@@ -271,15 +271,7 @@ static char *g_dir;
 static void write_csv(const char *name, const bprop_dataset *d)
 {
     char *p = tu_path(g_dir, name);
-    FILE *f = fopen(p, "w");
-    cr_assert_not_null(f);
-    for (size_t i = 0; i < d->n; i++) {
-        fprintf(f, "%d", (int)d->y[i]);
-        for (size_t k = 0; k < d->dim; k++)
-            fprintf(f, ",%.6g", (double)d->x[i * d->dim + k]);
-        fputc('\n', f);
-    }
-    cr_assert_eq(fclose(f), 0);
+    tu_write_csv(p, d, d->n, 1);
     free(p);
 }
 

@@ -93,14 +93,7 @@ static void expect_fail(tu_run *r, int status, const char *text)
 static void write_csv(const char *name, const bprop_dataset *d)
 {
     char *p = path_in(name);
-    FILE *f = fopen(p, "w");
-    cr_assert_not_null(f);
-    for (size_t i = 0; i < d->n; i++) {
-        fprintf(f, "%d,", (int)d->y[i]);
-        for (size_t k = 0; k < d->dim; k++)
-            fprintf(f, "%.6g%s", (double)d->x[i * d->dim + k], k + 1 < d->dim ? "," : "\n");
-    }
-    cr_assert_eq(fclose(f), 0);
+    tu_write_csv(p, d, d->n, 1);
     free(p);
 }
 

@@ -118,6 +118,19 @@ void tu_put_le(unsigned char *p, uint64_t v, int bytes)
         p[i] = (unsigned char)(v >> (8 * i));
 }
 
+void tu_write_csv(const char *path, const bprop_dataset *d, size_t n, int labelled)
+{
+    FILE *f = fopen(path, "w");
+    cr_assert_not_null(f, "cannot write %s", path);
+    for (size_t i = 0; i < n; i++) {
+        if (labelled)
+            fprintf(f, "%d,", (int)d->y[i]);
+        for (size_t k = 0; k < d->dim; k++)
+            fprintf(f, "%.6g%s", (double)d->x[i * d->dim + k], k + 1 < d->dim ? "," : "\n");
+    }
+    cr_assert_eq(fclose(f), 0);
+}
+
 static void put_be32(unsigned char *p, uint32_t v)
 {
     for (int i = 0; i < 4; i++)

@@ -26,6 +26,10 @@ int tu_have_fashion(void);
 /* Bitwise equality of two float arrays. */
 int tu_same_bits(const float *a, const float *b, size_t n);
 
+/* The first n samples of d (float features) as CSV at path: with labelled, the label first;
+ * values as "%.6g". */
+void tu_write_csv(const char *path, const bprop_dataset *d, size_t n, int labelled);
+
 /* The low `bytes` bytes of v at p, little-endian; and the value of `bytes` such bytes. */
 void tu_put_le(unsigned char *p, uint64_t v, int bytes);
 uint64_t tu_get_le(const unsigned char *p, int bytes);
