@@ -35,7 +35,6 @@ static const cli_runtime capturing = {.rank = 0, .size = 1, .message = capture};
 static void capture_messages(void)
 {
     g_messages[0] = '\0';
-    cli_runtime_set(&capturing);
 }
 
 TestSuite(options, .init = capture_messages);
@@ -73,7 +72,7 @@ static const char *value_for(const cli_option *r, int other, char *buf, size_t n
 static int parse_one(const char *spelling, const char *value, train_opts *o)
 {
     char *argv[] = {"train", (char *)spelling, (char *)value, NULL};
-    return train_parse_args(value ? 3 : 2, argv, o);
+    return train_parse_args(&capturing, value ? 3 : 2, argv, o);
 }
 
 static void show(const cli_option *r, int t, const train_opts *o, char *buf, size_t n)
@@ -179,7 +178,7 @@ Test(options, every_row_round_trips_through_the_settings_text)
             char *text = train_settings_text(&o);
             cr_assert_not_null(text);
             train_opts_default(&back);
-            cr_assert_eq(train_settings_apply(text, &back, "t.ckpt"), 0, "%s", g_messages);
+            cr_assert_eq(train_settings_apply(&capturing, text, &back, "t.ckpt"), 0, "%s", g_messages);
             show(r, t, &back, b, sizeof b);
             cr_assert_str_eq(a, b, "%s: through the settings text", r->name);
             free(text);
@@ -203,7 +202,7 @@ Test(options, settings_text_of_an_earlier_build_applies)
                   "init=i.bpm\nsave=we\\\\ird\\nname.bpm\nmetrics=m.jsonl\ncheckpoint_every=2\n";
     train_opts o;
     train_opts_default(&o);
-    cr_assert_eq(train_settings_apply(text, &o, "old.ckpt"), 0, "%s", g_messages);
+    cr_assert_eq(train_settings_apply(&capturing, text, &o, "old.ckpt"), 0, "%s", g_messages);
     cr_assert(o.hidden == 7 && o.bias == 0 && o.standardize == 1 && o.val_fraction == 0.2);
     cr_assert_str_eq(o.data.dir, "/d");
     cr_assert_str_eq(o.data.train, "train.csv");
@@ -214,10 +213,10 @@ Test(options, settings_text_of_an_earlier_build_applies)
     cr_assert_str_eq(o.metrics, "m.jsonl");
     cr_assert_eq(o.ts.every, 2);
     char bad[] = "hidden=7\nwidth=3\n";
-    cr_assert_eq(train_settings_apply(bad, &o, "old.ckpt"), CLI_EXIT_RUNTIME);
+    cr_assert_eq(train_settings_apply(&capturing, bad, &o, "old.ckpt"), CLI_EXIT_RUNTIME);
     cr_assert(strstr(g_messages, "old.ckpt: settings: bad or unknown entry 'width=3'"), "%s", g_messages);
     char bad_flag[] = "bias=2\n";
-    cr_assert_eq(train_settings_apply(bad_flag, &o, "old.ckpt"), CLI_EXIT_RUNTIME);
+    cr_assert_eq(train_settings_apply(&capturing, bad_flag, &o, "old.ckpt"), CLI_EXIT_RUNTIME);
 }
 
 /* ---- --resume's rules ------------------------------------------------------------------------ */
@@ -234,7 +233,7 @@ Test(options, resume_texts_name_every_option_a_resumed_run_takes)
     train_opts o, rec;
     train_opts_default(&rec);
     cr_assert_eq(parse_one("--lr", "0.5", &o), 0);
-    cr_assert_eq(train_resume_check(&o, &rec), CLI_EXIT_USAGE);
+    cr_assert_eq(train_resume_check(&capturing, &o, &rec), CLI_EXIT_USAGE);
     cr_assert(strstr(g_messages, "--lr: 0.5 differs from the checkpoint's 0.100000001"), "%s", g_messages);
     size_t taken = 0;
     for (const cli_option *r = train_options; r->name; r++) {
@@ -256,7 +255,7 @@ Test(options, overlay_takes_only_what_a_resumed_run_may_change)
     train_opts o, rec;
     train_opts_default(&rec);
     char *argv[] = {"train", "--threads", "3", "--epochs", "20", "--lr", "0.5", "--save", "s.bpm", NULL};
-    cr_assert_eq(train_parse_args(9, argv, &o), 0);
+    cr_assert_eq(train_parse_args(&capturing, 9, argv, &o), 0);
     train_resume_overlay(&rec, &o);
     cr_assert_eq(rec.cfg.threads, 3);
     cr_assert_eq(rec.cfg.epochs, 20);

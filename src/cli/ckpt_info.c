@@ -213,17 +213,17 @@ static void print_text(const char *path, const bprop_checkpoint *ck, char *setti
     print_records(ck);
 }
 
-int info_checkpoint(const char *path, int json)
+int info_checkpoint(const cli_runtime *rt, const char *path, int json)
 {
     bprop_checkpoint *ck = NULL;
     bprop_error err = {0};
     bprop_status st = bprop_checkpoint_load(path, &ck, &err);
     if (st != BPROP_OK)
-        return cli_fail_path(path, &err, st);
+        return cli_fail_path(rt, path, &err, st);
     char *settings = strdup(ck->settings ? ck->settings : "");
     if (!settings) {
         bprop_checkpoint_free(ck);
-        return cli_fail("out of memory");
+        return cli_fail(rt, "out of memory");
     }
     if (json)
         print_json(path, ck, settings);

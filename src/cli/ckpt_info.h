@@ -3,10 +3,11 @@
 #define BPROP_CLI_CKPT_INFO_H
 
 #include "bprop.h"
+#include "cli.h"
 #include "json.h"
 
 /* Describe the checkpoint at path as text or one JSON object: 0, or CLI_EXIT_RUNTIME (printed). */
-int info_checkpoint(const char *path, int json);
+int info_checkpoint(const cli_runtime *rt, const char *path, int json);
 
 /* The "config" object of `info --json`, for checkpoints and (cmd_info.c) models alike. */
 void info_config_json(json_writer *j, const bprop_train_config *c);

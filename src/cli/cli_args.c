@@ -15,9 +15,8 @@ const cli_range CLI_FRACTION = {0.0, 1.0, 0, 1, "a number in [0, 1)"};
 const cli_range CLI_GAMMA = {0.0, 1.0, 1, 0, "a number in (0, 1]"};
 const cli_range CLI_ANY_REAL = {-INFINITY, INFINITY, 1, 1, "a finite number"};
 
-int cli_usage(const char *cmd, const char *fmt, ...)
+int cli_usage(const cli_runtime *rt, const char *cmd, const char *fmt, ...)
 {
-    const cli_runtime *rt = cli_runtime_get();
     va_list ap;
     va_start(ap, fmt);
     if (rt->message) {
@@ -37,13 +36,14 @@ int cli_usage(const char *cmd, const char *fmt, ...)
 int cli_unknown(const cli_args *a)
 {
     if (a->pos)
-        return cli_usage(a->cmd, "unexpected argument '%s'", a->pos);
-    return cli_usage(a->cmd, "%s: unknown option", a->opt);
+        return cli_usage(a->rt, a->cmd, "unexpected argument '%s'", a->pos);
+    return cli_usage(a->rt, a->cmd, "%s: unknown option", a->opt);
 }
 
-void cli_args_init(cli_args *a, const char *cmd, int argc, char **argv)
+void cli_args_init(cli_args *a, const cli_runtime *rt, const char *cmd, int argc, char **argv)
 {
     memset(a, 0, sizeof *a);
+    a->rt = rt;
     a->cmd = cmd;
     a->argc = argc;
     a->argv = argv;
@@ -92,7 +92,7 @@ int cli_is_help(const cli_args *a) { return cli_is(a, "--help") || cli_is(a, "-h
 int cli_flag(cli_args *a)
 {
     if (a->inline_val)
-        return cli_usage(a->cmd, "%s: takes no value, got '%s'", a->opt, a->inline_val);
+        return cli_usage(a->rt, a->cmd, "%s: takes no value, got '%s'", a->opt, a->inline_val);
     return 0;
 }
 
@@ -104,7 +104,7 @@ int cli_value(cli_args *a, const char **out)
     }
     /* A following "--option" is almost surely a forgotten value, not a file named like that. */
     if (a->next >= a->argc || strncmp(a->argv[a->next], "--", 2) == 0)
-        return cli_usage(a->cmd, "%s: missing value", a->opt);
+        return cli_usage(a->rt, a->cmd, "%s: missing value", a->opt);
     *out = a->argv[a->next++];
     return 0;
 }
@@ -144,7 +144,7 @@ int cli_u64(cli_args *a, uint64_t *out)
     if (rc)
         return rc;
     if (parse_u64(s, out))
-        return cli_usage(a->cmd, "%s: expected an integer in [0, %llu], got '%s'", a->opt,
+        return cli_usage(a->rt, a->cmd, "%s: expected an integer in [0, %llu], got '%s'", a->opt,
                          (unsigned long long)UINT64_MAX, s);
     return 0;
 }
@@ -158,10 +158,11 @@ int cli_size(cli_args *a, size_t min, size_t max, size_t *out)
     uint64_t v = 0;
     int bad = parse_u64(s, &v);
     if (bad || (min == 1 && v == 0))
-        return cli_usage(a->cmd, "%s: expected a %s integer, got '%s'", a->opt,
+        return cli_usage(a->rt, a->cmd, "%s: expected a %s integer, got '%s'", a->opt,
                          min >= 1 ? "positive" : "non-negative", s);
     if (v < min || v > max)
-        return cli_usage(a->cmd, "%s: expected an integer in [%zu, %zu], got '%s'", a->opt, min, max, s);
+        return cli_usage(a->rt, a->cmd, "%s: expected an integer in [%zu, %zu], got '%s'", a->opt, min, max,
+                         s);
     *out = (size_t)v;
     return 0;
 }
@@ -190,7 +191,7 @@ static int real_arg(cli_args *a, const cli_range *r, double *out, const char **t
         return rc;
     double v = 0.0;
     if (parse_real(*text, &v) || !cli_in_range(v, r))
-        return cli_usage(a->cmd, "%s: expected %s, got '%s'", a->opt, r->what, *text);
+        return cli_usage(a->rt, a->cmd, "%s: expected %s, got '%s'", a->opt, r->what, *text);
     *out = v;
     return 0;
 }
@@ -212,15 +213,16 @@ int cli_float(cli_args *a, const cli_range *r, float *out)
      * infinity silently. */
     float f = (float)v;
     if (!isfinite(f) || (v != 0.0 && fabs(v) < FLT_MIN) || !cli_in_range((double)f, r))
-        return cli_usage(a->cmd, "%s: '%s' is out of range for a single-precision number", a->opt, text);
+        return cli_usage(a->rt, a->cmd, "%s: '%s' is out of range for a single-precision number", a->opt,
+                         text);
     *out = f;
     return 0;
 }
 
-int cli_parse(const cli_command *c, int argc, char **argv)
+int cli_parse(const cli_runtime *rt, const cli_command *c, int argc, char **argv)
 {
     cli_args a;
-    cli_args_init(&a, c->name, argc, argv);
+    cli_args_init(&a, rt, c->name, argc, argv);
     for (int kind; (kind = cli_args_next(&a)) != CLI_ARG_END;) {
         if (kind == CLI_ARG_OPTION && cli_is_help(&a)) {
             c->help();

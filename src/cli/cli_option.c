@@ -38,7 +38,7 @@ static int schedule_arg(cli_args *a, bprop_schedule *out)
     const char *s = NULL;
     int rc = cli_value(a, &s);
     if (!rc && bprop_schedule_parse(s, out) != BPROP_OK)
-        rc = cli_usage(a->cmd, "%s: expected constant, step or cosine, got '%s'", a->opt, s);
+        rc = cli_usage(a->rt, a->cmd, "%s: expected constant, step or cosine, got '%s'", a->opt, s);
     return rc;
 }
 
@@ -47,7 +47,7 @@ static int parallel_arg(cli_args *a, bprop_parallel *out)
     const char *s = NULL;
     int rc = cli_value(a, &s);
     if (!rc && bprop_parallel_parse(s, out) != BPROP_OK)
-        rc = cli_usage(a->cmd, "%s: expected auto, data or hidden, got '%s'", a->opt, s);
+        rc = cli_usage(a->rt, a->cmd, "%s: expected auto, data or hidden, got '%s'", a->opt, s);
     return rc;
 }
 
@@ -75,7 +75,7 @@ int cli_option_parse(const cli_option *r, cli_args *a, void *base)
     case CLI_OPT_PARALLEL:
         return parallel_arg(a, p);
     }
-    return cli_usage(a->cmd, "%s: unknown option kind", a->opt);
+    return cli_usage(a->rt, a->cmd, "%s: unknown option kind", a->opt);
 }
 
 /* The value as text: exact (as many digits as the type holds, for messages and the settings

@@ -10,9 +10,8 @@
 #include <time.h>
 #include <unistd.h>
 
-int cli_fail(const char *fmt, ...)
+int cli_fail(const cli_runtime *rt, const char *fmt, ...)
 {
-    const cli_runtime *rt = cli_runtime_get();
     va_list ap;
     va_start(ap, fmt);
     if (rt->message) {
@@ -28,26 +27,26 @@ int cli_fail(const char *fmt, ...)
     return CLI_EXIT_RUNTIME;
 }
 
-int cli_fail_err(const bprop_error *err, bprop_status st)
+int cli_fail_err(const cli_runtime *rt, const bprop_error *err, bprop_status st)
 {
     if (err && err->message[0])
-        return cli_fail("%s", err->message);
-    return cli_fail("%s", bprop_strerror(st));
+        return cli_fail(rt, "%s", err->message);
+    return cli_fail(rt, "%s", bprop_strerror(st));
 }
 
-int cli_fail_path(const char *path, const bprop_error *err, bprop_status st)
+int cli_fail_path(const cli_runtime *rt, const char *path, const bprop_error *err, bprop_status st)
 {
     const char *msg = (err && err->message[0]) ? err->message : bprop_strerror(st);
     if (!strstr(msg, path))
-        return cli_fail("%s: %s", path, msg);
-    return cli_fail("%s", msg);
+        return cli_fail(rt, "%s: %s", path, msg);
+    return cli_fail(rt, "%s", msg);
 }
 
-int cli_load_model(const char *path, bprop_model **out)
+int cli_load_model(const cli_runtime *rt, const char *path, bprop_model **out)
 {
     bprop_error err = {0};
     bprop_status st = bprop_model_load(path, out, &err);
-    return st == BPROP_OK ? 0 : cli_fail_path(path, &err, st);
+    return st == BPROP_OK ? 0 : cli_fail_path(rt, path, &err, st);
 }
 
 static char *concat(const char *a, const char *b)
@@ -81,24 +80,25 @@ static void atomic_release(cli_atomic *w)
     memset(w, 0, sizeof *w);
 }
 
-int cli_atomic_open(cli_atomic *w, const char *path)
+int cli_atomic_open(const cli_runtime *rt, cli_atomic *w, const char *path)
 {
     memset(w, 0, sizeof *w);
+    w->rt = rt;
     w->path = concat(path, "");
     w->tmp = concat(path, ".tmp.XXXXXX");
     if (!w->path || !w->tmp) {
         atomic_release(w);
-        return cli_fail("%s: out of memory", path);
+        return cli_fail(rt, "%s: out of memory", path);
     }
     mode_t mode = replacement_mode(path);
     int fd = mkstemp(w->tmp);
     if (fd < 0) {
-        int rc = cli_fail("%s: cannot create a temporary file beside it: %s", path, strerror(errno));
+        int rc = cli_fail(rt, "%s: cannot create a temporary file beside it: %s", path, strerror(errno));
         atomic_release(w);
         return rc;
     }
     if (fchmod(fd, mode) != 0 || !(w->f = fdopen(fd, "wb"))) {
-        int rc = cli_fail("%s: cannot create: %s", w->tmp, strerror(errno));
+        int rc = cli_fail(rt, "%s: cannot create: %s", w->tmp, strerror(errno));
         close(fd);
         remove(w->tmp);
         atomic_release(w);
@@ -145,7 +145,7 @@ int cli_atomic_commit(cli_atomic *w)
     }
     int rc = 0;
     if (bad) {
-        rc = cli_fail("%s: cannot write: %s", w->path, strerror(saved));
+        rc = cli_fail(w->rt, "%s: cannot write: %s", w->path, strerror(saved));
         drop_temp(w, has_data);
     }
     atomic_release(w);
@@ -165,13 +165,13 @@ int cli_dir_writable(const char *path)
     return ok;
 }
 
-int cli_check_output(const char *flag, const char *path)
+int cli_check_output(const cli_runtime *rt, const char *flag, const char *path)
 {
     struct stat st;
     if (stat(path, &st) == 0 && S_ISDIR(st.st_mode))
-        return cli_fail("%s: '%s' is a directory", flag, path);
+        return cli_fail(rt, "%s: '%s' is a directory", flag, path);
     if (!cli_dir_writable(path))
-        return cli_fail("%s: cannot create '%s': its directory is missing or not writable", flag, path);
+        return cli_fail(rt, "%s: cannot create '%s': its directory is missing or not writable", flag, path);
     return 0;
 }
 

@@ -36,16 +36,16 @@ static int eval_option(cli_args *a, void *opts)
     return cli_data_option(a, &o->data);
 }
 
-static int parse_eval(int argc, char **argv, eval_opts *o)
+static int parse_eval(const cli_runtime *rt, int argc, char **argv, eval_opts *o)
 {
     memset(o, 0, sizeof *o);
     o->data.allowed = CLI_DATA_TEST;
     cli_command c = {"eval", eval_help, eval_option, o, &o->model};
-    int rc = cli_parse(&c, argc, argv);
+    int rc = cli_parse(rt, &c, argc, argv);
     if (rc)
         return rc;
     if (!o->model)
-        return cli_usage("eval", "missing MODEL (a file saved by 'bprop train --save')");
+        return cli_usage(rt, "eval", "missing MODEL (a file saved by 'bprop train --save')");
     return 0;
 }
 
@@ -107,21 +107,22 @@ static void print_json(const eval_opts *o, const char *desc, const bprop_eval *e
     putchar('\n');
 }
 
-static int run_eval(const eval_opts *o, bprop_model *m, bprop_dataset *d, const char *path,
+static int run_eval(const cli_runtime *rt, const eval_opts *o, bprop_model *m, bprop_dataset *d,
+                    const char *path,
                     const char *desc)
 {
     bprop_error err = {0};
     bprop_status st = bprop_model_prepare_data(m, d, &err);
     if (st != BPROP_OK)
-        return cli_fail_path(path, &err, st);
+        return cli_fail_path(rt, path, &err, st);
     uint64_t *conf = calloc(m->classes * m->classes, sizeof *conf);
     if (!conf)
-        return cli_fail("out of memory for a %zu-class confusion matrix", m->classes);
+        return cli_fail(rt, "out of memory for a %zu-class confusion matrix", m->classes);
     bprop_eval e;
     st = bprop_evaluate(m, d, o->threads, &e, conf, &err);
     if (st != BPROP_OK) {
         free(conf);
-        return cli_fail_path(path, &err, st);
+        return cli_fail_path(rt, path, &err, st);
     }
     if (o->json) {
         print_json(o, desc, &e, conf, m->classes);
@@ -139,22 +140,22 @@ static int run_eval(const eval_opts *o, bprop_model *m, bprop_dataset *d, const 
     return 0;
 }
 
-int cmd_eval(int argc, char **argv)
+int cmd_eval(const cli_runtime *rt, int argc, char **argv)
 {
     eval_opts o;
-    int rc = parse_eval(argc, argv, &o);
+    int rc = parse_eval(rt, argc, argv, &o);
     if (rc)
         return rc == CLI_DONE ? CLI_EXIT_OK : rc;
     bprop_model *m = NULL;
     bprop_dataset *d = NULL;
     cli_data_paths paths;
-    rc = cli_load_model(o.model, &m);
+    rc = cli_load_model(rt, o.model, &m);
     if (!rc)
-        rc = cli_data_resolve(&o.data, CLI_NEED_TEST, &paths);
+        rc = cli_data_resolve(rt, &o.data, CLI_NEED_TEST, &paths);
     if (!rc)
-        rc = cli_load_split(&paths.test, m->classes, &d);
+        rc = cli_load_split(rt, &paths.test, m->classes, &d);
     if (!rc)
-        rc = run_eval(&o, m, d, paths.test.images, paths.desc);
+        rc = run_eval(rt, &o, m, d, paths.test.images, paths.desc);
     bprop_dataset_free(d);
     bprop_model_free(m);
     return rc;

@@ -29,11 +29,11 @@ static int export_option(cli_args *a, void *opts)
 }
 
 /* Two positional arguments, which cli_parse (one slot) cannot take: MODEL, then DIR. */
-static int parse_export(int argc, char **argv, export_opts *o)
+static int parse_export(const cli_runtime *rt, int argc, char **argv, export_opts *o)
 {
     memset(o, 0, sizeof *o);
     cli_args a;
-    cli_args_init(&a, "export", argc, argv);
+    cli_args_init(&a, rt, "export", argc, argv);
     for (int kind; (kind = cli_args_next(&a)) != CLI_ARG_END;) {
         if (kind == CLI_ARG_OPTION && cli_is_help(&a)) {
             export_help();
@@ -46,20 +46,20 @@ static int parse_export(int argc, char **argv, export_opts *o)
             return rc == CLI_NOMATCH ? cli_unknown(&a) : rc;
     }
     if (!o->model)
-        return cli_usage("export", "missing MODEL (a file saved by 'bprop train --save')");
+        return cli_usage(rt, "export", "missing MODEL (a file saved by 'bprop train --save')");
     if (!o->dir || !o->dir[0])
-        return cli_usage("export", "missing DIR (where the .npy files go)");
+        return cli_usage(rt, "export", "missing DIR (where the .npy files go)");
     return 0;
 }
 
-int cmd_export(int argc, char **argv)
+int cmd_export(const cli_runtime *rt, int argc, char **argv)
 {
     export_opts o;
-    int rc = parse_export(argc, argv, &o);
+    int rc = parse_export(rt, argc, argv, &o);
     if (rc)
         return rc == CLI_DONE ? CLI_EXIT_OK : rc;
     bprop_model *m = NULL;
-    rc = cli_load_model(o.model, &m);
+    rc = cli_load_model(rt, o.model, &m);
     if (rc)
         return rc;
     bprop_error err = {0};
@@ -73,5 +73,5 @@ int cmd_export(int argc, char **argv)
         printf("\n");
     }
     bprop_model_free(m);
-    return st == BPROP_OK ? 0 : cli_fail_path(o.dir, &err, st);
+    return st == BPROP_OK ? 0 : cli_fail_path(rt, o.dir, &err, st);
 }

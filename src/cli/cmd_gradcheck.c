@@ -77,7 +77,7 @@ static int method_option(cli_args *a, gradcheck_opts *o)
     else if (strcmp(s, "forward") == 0)
         o->method = BPROP_FD_FORWARD;
     else
-        return cli_usage(a->cmd, "%s: expected central or forward, got '%s'", a->opt, s);
+        return cli_usage(a->rt, a->cmd, "%s: expected central or forward, got '%s'", a->opt, s);
     return 0;
 }
 
@@ -92,7 +92,7 @@ static int tensor_option(cli_args *a, bprop_tensor *out)
             *out = (bprop_tensor)t;
             return 0;
         }
-    return cli_usage(a->cmd, "%s: expected W1, b1, W2 or b2, got '%s'", a->opt, s);
+    return cli_usage(a->rt, a->cmd, "%s: expected W1, b1, W2 or b2, got '%s'", a->opt, s);
 }
 
 static int shape_option(cli_args *a, gradcheck_opts *o)
@@ -148,21 +148,21 @@ static int gradcheck_option(cli_args *a, void *opts)
     return cli_data_option(a, &o->data);
 }
 
-static int check_combinations(gradcheck_opts *o)
+static int check_combinations(const cli_runtime *rt, gradcheck_opts *o)
 {
     if (o->model && o->shape_given)
-        return cli_usage("gradcheck", "--hidden, --inputs, --classes and --no-bias describe a random "
-                                      "model: not used with --model");
+        return cli_usage(rt, "gradcheck", "--hidden, --inputs, --classes and --no-bias describe a random "
+                                          "model: not used with --model");
     if (o->generated && cli_data_given(&o->data))
-        return cli_usage("gradcheck", "--generated: not used with --data, --train or --test");
+        return cli_usage(rt, "gradcheck", "--generated: not used with --data, --train or --test");
     if (o->inputs && !o->generated)
-        return cli_usage("gradcheck", "--inputs: only with --generated (data sets fix the width)");
+        return cli_usage(rt, "gradcheck", "--inputs: only with --generated (data sets fix the width)");
     if (!o->step_given)
         o->step = o->method == BPROP_FD_CENTRAL ? 1e-4 : 1e-7;
     return 0;
 }
 
-static int parse_gradcheck(int argc, char **argv, gradcheck_opts *o)
+static int parse_gradcheck(const cli_runtime *rt, int argc, char **argv, gradcheck_opts *o)
 {
     memset(o, 0, sizeof *o);
     o->hidden = 64;
@@ -174,10 +174,10 @@ static int parse_gradcheck(int argc, char **argv, gradcheck_opts *o)
     o->plant_delta = 0.01;
     o->data.allowed = CLI_DATA_TRAIN;
     cli_command c = {"gradcheck", gradcheck_help, gradcheck_option, o, NULL};
-    int rc = cli_parse(&c, argc, argv);
+    int rc = cli_parse(rt, &c, argc, argv);
     if (rc)
         return rc;
-    return check_combinations(o);
+    return check_combinations(rt, o);
 }
 
 /* splitmix64: a seeded stream for the synthetic batch, independent of library internals. */
@@ -189,12 +189,13 @@ static uint64_t mix_next(uint64_t *s)
     return z ^ (z >> 31);
 }
 
-static int generate_batch(const gradcheck_opts *o, size_t dim, size_t classes, gradcheck_job *job)
+static int generate_batch(const cli_runtime *rt, const gradcheck_opts *o, size_t dim, size_t classes,
+                          gradcheck_job *job)
 {
     bprop_error err = {0};
     bprop_status st = bprop_dataset_alloc(o->batch, dim, classes, 1, &job->batch, &err);
     if (st != BPROP_OK)
-        return cli_fail_err(&err, st);
+        return cli_fail_err(rt, &err, st);
     uint64_t s = o->seed;
     bprop_dataset *d = job->batch;
     for (size_t i = 0; i < d->n * d->dim; i++)
@@ -206,18 +207,18 @@ static int generate_batch(const gradcheck_opts *o, size_t dim, size_t classes, g
     return 0;
 }
 
-static int load_batch(gradcheck_opts *o, size_t classes, gradcheck_job *job)
+static int load_batch(const cli_runtime *rt, gradcheck_opts *o, size_t classes, gradcheck_job *job)
 {
     cli_data_paths paths;
     o->data.train_limit = o->batch;
-    int rc = cli_data_resolve(&o->data, CLI_NEED_TRAIN, &paths);
+    int rc = cli_data_resolve(rt, &o->data, CLI_NEED_TRAIN, &paths);
     if (!rc)
-        rc = cli_load_split(&paths.train, classes, &job->batch);
+        rc = cli_load_split(rt, &paths.train, classes, &job->batch);
     if (!rc) { /* the checks read float32 features (bprop_gradcheck takes a float array) */
         bprop_error err = {0};
         bprop_status st = bprop_dataset_to_float(job->batch, &err);
         if (st != BPROP_OK)
-            rc = cli_fail_err(&err, st);
+            rc = cli_fail_err(rt, &err, st);
     }
     if (!rc) {
         cli_format_trunc(job->desc, sizeof job->desc, "the first %zu samples of %s", job->batch->n,
@@ -227,7 +228,7 @@ static int load_batch(gradcheck_opts *o, size_t classes, gradcheck_job *job)
     return rc;
 }
 
-static int get_batch(gradcheck_opts *o, gradcheck_job *job)
+static int get_batch(const cli_runtime *rt, gradcheck_opts *o, gradcheck_job *job)
 {
     if (!o->generated && !cli_data_given(&o->data) && !cli_default_data_present()) {
         fprintf(stderr, "bprop gradcheck: no data given and the default data set is not installed: "
@@ -236,40 +237,40 @@ static int get_batch(gradcheck_opts *o, gradcheck_job *job)
     }
     const bprop_model *m = job->model;
     if (o->generated)
-        return generate_batch(o, m ? m->inputs : o->inputs ? o->inputs : 784,
+        return generate_batch(rt, o, m ? m->inputs : o->inputs ? o->inputs : 784,
                               m ? m->classes : o->classes ? o->classes : 10, job);
-    return load_batch(o, m ? m->classes : o->classes, job);
+    return load_batch(rt, o, m ? m->classes : o->classes, job);
 }
 
-static int get_model(const gradcheck_opts *o, gradcheck_job *job)
+static int get_model(const cli_runtime *rt, const gradcheck_opts *o, gradcheck_job *job)
 {
     bprop_error err = {0};
     bprop_status st;
     if (o->model) {
         /* The model must exist before the batch (it fixes the width); its data is prepared after. */
-        return cli_load_model(o->model, &job->model);
+        return cli_load_model(rt, o->model, &job->model);
     }
     const bprop_dataset *d = job->batch;
     size_t classes = o->classes ? o->classes : d->classes;
     st = bprop_model_create(d->dim, o->hidden, classes, o->bias, o->seed, &job->model, &err);
-    return st == BPROP_OK ? 0 : cli_fail_err(&err, st);
+    return st == BPROP_OK ? 0 : cli_fail_err(rt, &err, st);
 }
 
-static int plant_error(const gradcheck_opts *o, gradcheck_job *job)
+static int plant_error(const cli_runtime *rt, const gradcheck_opts *o, gradcheck_job *job)
 {
     const bprop_model *m = job->model;
     size_t count = m->layout.count[o->plant_tensor];
     if (o->plant_index >= count)
-        return cli_usage("gradcheck", "--plant: index %zu outside %s, which has %zu entries",
+        return cli_usage(rt, "gradcheck", "--plant: index %zu outside %s, which has %zu entries",
                          o->plant_index, bprop_tensor_name(o->plant_tensor), count);
     job->grad = malloc(m->layout.total * sizeof *job->grad);
     if (!job->grad)
-        return cli_fail("out of memory for %zu gradient entries", m->layout.total);
+        return cli_fail(rt, "out of memory for %zu gradient entries", m->layout.total);
     bprop_error err = {0};
     const bprop_dataset *d = job->batch;
     bprop_status st = bprop_loss_grad(m, d->x, d->y, d->n, o->threads, NULL, job->grad, &err);
     if (st != BPROP_OK)
-        return cli_fail_err(&err, st);
+        return cli_fail_err(rt, &err, st);
     job->grad[m->layout.offset[o->plant_tensor] + o->plant_index] += (float)o->plant_delta;
     return 0;
 }
@@ -339,22 +340,22 @@ static int report(const gradcheck_opts *o, const gradcheck_job *job, const bprop
     return failed ? CLI_EXIT_GRADCHECK : CLI_EXIT_OK;
 }
 
-static int run_check(gradcheck_opts *o, gradcheck_job *job)
+static int run_check(const cli_runtime *rt, gradcheck_opts *o, gradcheck_job *job)
 {
     bprop_error err = {0};
     /* A saved model fixes the batch's width; a random model takes the batch's. */
-    int rc = o->model ? get_model(o, job) : 0;
+    int rc = o->model ? get_model(rt, o, job) : 0;
     if (!rc)
-        rc = get_batch(o, job);
+        rc = get_batch(rt, o, job);
     if (!rc && !o->model)
-        rc = get_model(o, job);
+        rc = get_model(rt, o, job);
     bprop_status st = BPROP_OK;
     if (!rc && o->model && !o->generated)
         st = bprop_model_prepare_data(job->model, job->batch, &err);
     if (st != BPROP_OK)
-        return cli_fail_path(job->path, &err, st);
+        return cli_fail_path(rt, job->path, &err, st);
     if (!rc && o->plant)
-        rc = plant_error(o, job);
+        rc = plant_error(rt, o, job);
     if (rc)
         return rc;
     bprop_gradcheck_config c;
@@ -371,19 +372,19 @@ static int run_check(gradcheck_opts *o, gradcheck_job *job)
     const bprop_dataset *d = job->batch;
     st = bprop_gradcheck(job->model, d->x, d->y, d->n, &c, job->grad, &r, &err);
     if (st != BPROP_OK)
-        return cli_fail_err(&err, st);
+        return cli_fail_err(rt, &err, st);
     return report(o, job, &r);
 }
 
-int cmd_gradcheck(int argc, char **argv)
+int cmd_gradcheck(const cli_runtime *rt, int argc, char **argv)
 {
     gradcheck_opts o;
-    int rc = parse_gradcheck(argc, argv, &o);
+    int rc = parse_gradcheck(rt, argc, argv, &o);
     if (rc)
         return rc == CLI_DONE ? CLI_EXIT_OK : rc;
     gradcheck_job job;
     memset(&job, 0, sizeof job);
-    rc = run_check(&o, &job);
+    rc = run_check(rt, &o, &job);
     free(job.grad);
     bprop_dataset_free(job.batch);
     bprop_model_free(job.model);

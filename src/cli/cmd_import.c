@@ -33,17 +33,17 @@ static int import_option(cli_args *a, void *opts)
     return CLI_NOMATCH;
 }
 
-static int parse_import(int argc, char **argv, import_opts *o)
+static int parse_import(const cli_runtime *rt, int argc, char **argv, import_opts *o)
 {
     memset(o, 0, sizeof *o);
     cli_command c = {"import", import_help, import_option, o, &o->dir};
-    int rc = cli_parse(&c, argc, argv);
+    int rc = cli_parse(rt, &c, argc, argv);
     if (rc)
         return rc;
     if (!o->dir || !o->dir[0])
-        return cli_usage("import", "missing DIR (a directory of .npy files from 'bprop export')");
+        return cli_usage(rt, "import", "missing DIR (a directory of .npy files from 'bprop export')");
     if (!o->save || !o->save[0])
-        return cli_usage("import", "missing --save MODEL");
+        return cli_usage(rt, "import", "missing --save MODEL");
     return 0;
 }
 
@@ -59,13 +59,13 @@ static void note_rounded(unsigned rounded)
     fputc('\n', stderr);
 }
 
-int cmd_import(int argc, char **argv)
+int cmd_import(const cli_runtime *rt, int argc, char **argv)
 {
     import_opts o;
-    int rc = parse_import(argc, argv, &o);
+    int rc = parse_import(rt, argc, argv, &o);
     if (rc)
         return rc == CLI_DONE ? CLI_EXIT_OK : rc;
-    rc = cli_check_output("--save", o.save);
+    rc = cli_check_output(rt, "--save", o.save);
     if (rc)
         return rc;
     bprop_model *m = NULL;
@@ -73,12 +73,12 @@ int cmd_import(int argc, char **argv)
     unsigned rounded = 0;
     bprop_status st = bprop_model_import_npy(o.dir, &m, &rounded, &err);
     if (st != BPROP_OK)
-        return cli_fail_path(o.dir, &err, st);
+        return cli_fail_path(rt, o.dir, &err, st);
     note_rounded(rounded);
     st = bprop_model_save(m, o.save, &err);
     if (st == BPROP_OK)
         printf("imported %s (%zu-%zu-%zu%s%s) into %s\n", o.dir, m->inputs, m->hidden, m->classes,
                m->has_bias ? "" : ", no biases", m->std_mean ? ", standardised" : "", o.save);
     bprop_model_free(m);
-    return st == BPROP_OK ? 0 : cli_fail_err(&err, st);
+    return st == BPROP_OK ? 0 : cli_fail_err(rt, &err, st);
 }

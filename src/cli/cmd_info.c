@@ -32,15 +32,15 @@ static int info_option(cli_args *a, void *opts)
     return cli_flag(a);
 }
 
-static int parse_info(int argc, char **argv, info_opts *o)
+static int parse_info(const cli_runtime *rt, int argc, char **argv, info_opts *o)
 {
     memset(o, 0, sizeof *o);
     cli_command c = {"info", info_help, info_option, o, &o->model};
-    int rc = cli_parse(&c, argc, argv);
+    int rc = cli_parse(rt, &c, argc, argv);
     if (rc)
         return rc;
     if (!o->model)
-        return cli_usage("info", "missing MODEL (a file saved by 'bprop train --save')");
+        return cli_usage(rt, "info", "missing MODEL (a file saved by 'bprop train --save')");
     return 0;
 }
 
@@ -123,16 +123,16 @@ static void print_text(const info_opts *o, const bprop_model *m)
     printf("created:       %s\nsaved:         %s\n", created, saved);
 }
 
-int cmd_info(int argc, char **argv)
+int cmd_info(const cli_runtime *rt, int argc, char **argv)
 {
     info_opts o;
-    int rc = parse_info(argc, argv, &o);
+    int rc = parse_info(rt, argc, argv, &o);
     if (rc)
         return rc == CLI_DONE ? CLI_EXIT_OK : rc;
     if (bprop_is_checkpoint(o.model))
-        return info_checkpoint(o.model, o.json);
+        return info_checkpoint(rt, o.model, o.json);
     bprop_model *m = NULL;
-    rc = cli_load_model(o.model, &m);
+    rc = cli_load_model(rt, o.model, &m);
     if (rc)
         return rc;
     if (o.json)

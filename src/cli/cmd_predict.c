@@ -47,21 +47,21 @@ static int predict_option(cli_args *a, void *opts)
     return CLI_NOMATCH;
 }
 
-static int parse_predict(int argc, char **argv, predict_opts *o)
+static int parse_predict(const cli_runtime *rt, int argc, char **argv, predict_opts *o)
 {
     memset(o, 0, sizeof *o);
     cli_command c = {"predict", predict_help, predict_option, o, &o->model};
-    int rc = cli_parse(&c, argc, argv);
+    int rc = cli_parse(rt, &c, argc, argv);
     if (rc)
         return rc;
     if (!o->model)
-        return cli_usage("predict", "missing MODEL (a file saved by 'bprop train --save')");
+        return cli_usage(rt, "predict", "missing MODEL (a file saved by 'bprop train --save')");
     if (!o->input)
-        return cli_usage("predict", "missing --input FILE");
+        return cli_usage(rt, "predict", "missing --input FILE");
     return 0;
 }
 
-static int load_input(const predict_opts *o, const bprop_model *m, bprop_dataset **out)
+static int load_input(const cli_runtime *rt, const predict_opts *o, const bprop_model *m, bprop_dataset **out)
 {
     bprop_error err = {0};
     bprop_dataset *d = NULL;
@@ -71,9 +71,9 @@ static int load_input(const predict_opts *o, const bprop_model *m, bprop_dataset
     cli_bus_guard_add(o->input);
     bprop_status st = bprop_dataset_load(o->input, NULL, labelled, 0, &d, &err);
     if (st != BPROP_OK)
-        return cli_fail_path(o->input, &err, st);
+        return cli_fail_path(rt, o->input, &err, st);
     if (d->dim != m->inputs) {
-        int rc = cli_fail("%s: %zu features per sample, the model %s expects %zu%s", o->input, d->dim,
+        int rc = cli_fail(rt, "%s: %zu features per sample, the model %s expects %zu%s", o->input, d->dim,
                           o->model, m->inputs,
                           (!o->labelled && d->dim == m->inputs + 1) ? " (labelled CSV? use --labelled)" : "");
         bprop_dataset_free(d);
@@ -83,7 +83,7 @@ static int load_input(const predict_opts *o, const bprop_model *m, bprop_dataset
      * which would also reject labels outside the model's classes. */
     if (m->std_mean && bprop_dataset_standardize(d, m->std_mean, m->std_scale) != BPROP_OK) {
         bprop_dataset_free(d);
-        return cli_fail("%s: out of memory standardising the input", o->input);
+        return cli_fail(rt, "%s: out of memory standardising the input", o->input);
     }
     *out = d;
     return 0;
@@ -103,7 +103,8 @@ static void write_rows(FILE *f, const float *probs, size_t first, size_t n, size
     }
 }
 
-static int write_predictions(const predict_opts *o, const bprop_model *m, const bprop_dataset *d, FILE *f)
+static int write_predictions(const cli_runtime *rt, const predict_opts *o, const bprop_model *m,
+                             const bprop_dataset *d, FILE *f)
 {
     size_t chunk = d->n < PREDICT_CHUNK ? d->n : PREDICT_CHUNK;
     float *probs = malloc(chunk * m->classes * sizeof *probs); /* (chunk, classes) */
@@ -112,7 +113,7 @@ static int write_predictions(const predict_opts *o, const bprop_model *m, const 
     if (!probs || (!d->x && !rows)) {
         free(probs);
         free(rows);
-        return cli_fail("out of memory for %zu x %zu probabilities", chunk, m->classes);
+        return cli_fail(rt, "out of memory for %zu x %zu probabilities", chunk, m->classes);
     }
     fputs("index,predicted", f);
     for (size_t c = 0; c < m->classes; c++)
@@ -127,26 +128,26 @@ static int write_predictions(const predict_opts *o, const bprop_model *m, const 
         const float *x = rows ? rows : d->x + first * d->dim;
         bprop_status st = bprop_predict(m, x, n, o->threads, probs, &err);
         if (st != BPROP_OK)
-            rc = cli_fail_path(o->input, &err, st);
+            rc = cli_fail_path(rt, o->input, &err, st);
         else
             write_rows(f, probs, first, n, m->classes);
     }
     free(probs);
     free(rows);
     if (!rc && (fflush(f) != 0 || ferror(f)))
-        rc = cli_fail("%s: write error: %s", o->output ? o->output : "standard output", strerror(errno));
+        rc = cli_fail(rt, "%s: write error: %s", o->output ? o->output : "standard output", strerror(errno));
     return rc;
 }
 
-static int emit(const predict_opts *o, const bprop_model *m, const bprop_dataset *d)
+static int emit(const cli_runtime *rt, const predict_opts *o, const bprop_model *m, const bprop_dataset *d)
 {
     if (!o->output)
-        return write_predictions(o, m, d, stdout);
+        return write_predictions(rt, o, m, d, stdout);
     cli_atomic w;
-    int rc = cli_atomic_open(&w, o->output);
+    int rc = cli_atomic_open(rt, &w, o->output);
     if (rc)
         return rc;
-    rc = write_predictions(o, m, d, w.f);
+    rc = write_predictions(rt, o, m, d, w.f);
     if (rc) {
         cli_atomic_abort(&w);
         return rc;
@@ -154,19 +155,19 @@ static int emit(const predict_opts *o, const bprop_model *m, const bprop_dataset
     return cli_atomic_commit(&w);
 }
 
-int cmd_predict(int argc, char **argv)
+int cmd_predict(const cli_runtime *rt, int argc, char **argv)
 {
     predict_opts o;
-    int rc = parse_predict(argc, argv, &o);
+    int rc = parse_predict(rt, argc, argv, &o);
     if (rc)
         return rc == CLI_DONE ? CLI_EXIT_OK : rc;
     bprop_model *m = NULL;
     bprop_dataset *d = NULL;
-    rc = cli_load_model(o.model, &m);
+    rc = cli_load_model(rt, o.model, &m);
     if (!rc)
-        rc = load_input(&o, m, &d);
+        rc = load_input(rt, &o, m, &d);
     if (!rc)
-        rc = emit(&o, m, d);
+        rc = emit(rt, &o, m, d);
     bprop_dataset_free(d);
     bprop_model_free(m);
     return rc;

@@ -28,28 +28,28 @@ static void train_run_free(train_run *r)
 static int load_data(train_run *r)
 {
     const train_opts *o = r->o;
-    int rc = cli_data_resolve(&o->data, CLI_NEED_TRAIN | CLI_WANT_TEST, &r->paths);
+    int rc = cli_data_resolve(r->rt, &o->data, CLI_NEED_TRAIN | CLI_WANT_TEST, &r->paths);
     bprop_dataset *full = NULL;
     if (!rc)
-        rc = cli_load_split(&r->paths.train, o->data.classes, &full);
+        rc = cli_load_split(r->rt, &r->paths.train, o->data.classes, &full);
     if (rc)
         return rc;
     if (!o->data.classes)
         cli_warn_missing_classes(r->paths.train.images, full);
     size_t classes = o->data.classes ? o->data.classes : full->classes;
-    if (r->paths.test.images[0] && cli_root()) /* only rank 0 evaluates */
-        rc = cli_load_split(&r->paths.test, classes, &r->test);
+    if (r->paths.test.images[0] && cli_root(r->rt)) /* only rank 0 evaluates */
+        rc = cli_load_split(r->rt, &r->paths.test, classes, &r->test);
     if (!rc && o->val_fraction > 0.0) {
         bprop_error err = {0};
         bprop_status st = bprop_dataset_split(full, o->val_fraction, o->cfg.seed, &r->train, &r->val, &err);
         if (st != BPROP_OK)
-            rc = cli_fail_err(&err, st);
+            rc = cli_fail_err(r->rt, &err, st);
         bprop_dataset_free(full);
     } else {
         r->train = full;
     }
     if (!rc && r->val && r->train->n == 0)
-        rc = cli_fail("--val-fraction %g leaves no training samples", o->val_fraction);
+        rc = cli_fail(r->rt, "--val-fraction %g leaves no training samples", o->val_fraction);
     return rc;
 }
 
@@ -64,7 +64,7 @@ static int set_standardization(train_run *r)
     free(mean);
     free(scale);
     if (st != BPROP_OK)
-        return cli_fail("cannot standardise the training data: %s", bprop_strerror(st));
+        return cli_fail(r->rt, "cannot standardise the training data: %s", bprop_strerror(st));
     return 0;
 }
 
@@ -78,7 +78,7 @@ static int prepare(train_run *r)
             continue;
         bprop_status st = bprop_model_prepare_data(r->model, sets[i], &err);
         if (st != BPROP_OK)
-            return cli_fail_path(paths[i], &err, st);
+            return cli_fail_path(r->rt, paths[i], &err, st);
     }
     return 0;
 }
@@ -91,7 +91,7 @@ static int new_model(train_run *r)
     bprop_status st = bprop_model_create(r->train->dim, o->hidden, classes, o->bias, o->cfg.seed,
                                          &r->model, &err);
     if (st != BPROP_OK)
-        return cli_fail_err(&err, st);
+        return cli_fail_err(r->rt, &err, st);
     return o->standardize ? set_standardization(r) : 0;
 }
 
@@ -113,11 +113,11 @@ static int build_model(train_run *r)
 /* One trainer per process; with several, each takes its share of every batch. */
 static int create_trainer(train_run *r)
 {
-    const cli_runtime *rt = cli_runtime_get();
+    const cli_runtime *rt = r->rt;
     bprop_error err = {0};
     bprop_status st = bprop_trainer_create_comm(r->model, &r->o->cfg, r->train->n, rt->comm,
                                                 &r->trainer, &err);
-    return st == BPROP_OK ? train_state_attach(r) : cli_fail_err(&err, st); /* records the ranks */
+    return st == BPROP_OK ? train_state_attach(r) : cli_fail_err(rt, &err, st); /* records the ranks */
 }
 
 static void print_plan(const train_run *r)
@@ -132,7 +132,7 @@ static void print_plan(const train_run *r)
         printf(", %zu validation", r->val->n);
     if (r->test)
         printf(", %zu test", r->test->n);
-    int ranks = cli_runtime_get()->size;
+    int ranks = r->rt->size;
     printf("\n%zu epochs, batch %zu, lr %g (%s), momentum %g%s, weight decay %g, ", c->epochs,
            c->batch, (double)c->lr, bprop_schedule_name(c->schedule), (double)c->momentum,
            c->nesterov ? " (Nesterov)" : "", (double)c->weight_decay);
@@ -149,7 +149,7 @@ static int evaluate(const train_run *r, const bprop_dataset *d, const char *path
 {
     bprop_error err = {0};
     bprop_status st = bprop_evaluate(r->model, d, r->o->cfg.threads, out, NULL, &err);
-    return st == BPROP_OK ? 0 : cli_fail_path(path, &err, st);
+    return st == BPROP_OK ? 0 : cli_fail_path(r->rt, path, &err, st);
 }
 
 /* Held-out evaluation after an epoch: the val split every epoch when there is one (then the test
@@ -158,7 +158,7 @@ static int evaluate_epoch(train_run *r, int last)
 {
     int rc = 0;
     r->have_val_eval = r->have_test_eval = 0;
-    if (!cli_root()) /* rank 0 reports; the model is the same on every rank */
+    if (!cli_root(r->rt)) /* rank 0 reports; the model is the same on every rank */
         return 0;
     if (r->val) {
         rc = evaluate(r, r->val, r->paths.train.images, &r->val_eval);
@@ -177,10 +177,10 @@ static int run_epoch(train_run *r, size_t epoch)
 {
     bprop_epoch_stats st = {0};
     cli_progress_epoch(&r->progress, epoch);
-    int rc = cli_agree(train_state_epoch(r, &st));
+    int rc = cli_agree(r->rt, train_state_epoch(r, &st));
     cli_progress_clear(&r->progress);
     if (!rc)
-        rc = cli_agree(evaluate_epoch(r, epoch == r->o->cfg.epochs));
+        rc = cli_agree(r->rt, evaluate_epoch(r, epoch == r->o->cfg.epochs));
     if (rc)
         return rc;
     epoch_report rep = {
@@ -194,7 +194,7 @@ static int run_epoch(train_run *r, size_t epoch)
     };
     if (!r->o->quiet)
         train_print_row(stdout, &rep);
-    rc = cli_agree(metrics_append(&r->log, &rep));
+    rc = cli_agree(r->rt, metrics_append(r->rt, &r->log, &rep));
     return rc ? rc : train_state_epoch_done(r, &rep);
 }
 
@@ -216,13 +216,13 @@ static void finish(train_run *r)
 }
 
 /* Fail now rather than after minutes of training. */
-static int check_outputs(const train_opts *o)
+static int check_outputs(const cli_runtime *rt, const train_opts *o)
 {
-    int rc = o->save ? cli_check_output("--save", o->save) : 0;
+    int rc = o->save ? cli_check_output(rt, "--save", o->save) : 0;
     if (!rc && o->metrics)
-        rc = cli_check_output("--metrics", o->metrics);
-    if (!rc && o->ts.checkpoint && cli_root()) /* rank 0 writes the checkpoints */
-        rc = cli_check_output("--checkpoint", o->ts.checkpoint);
+        rc = cli_check_output(rt, "--metrics", o->metrics);
+    if (!rc && o->ts.checkpoint && cli_root(rt)) /* rank 0 writes the checkpoints */
+        rc = cli_check_output(rt, "--checkpoint", o->ts.checkpoint);
     return rc;
 }
 
@@ -242,24 +242,24 @@ static int run_training(train_run *r)
     const train_opts *o = r->o;
     /* With several processes every step that can fail on some of them is followed by an
      * agreement (cli_agree), so that all stop together; in one process it changes nothing. */
-    int rc = check_outputs(o);
+    int rc = check_outputs(r->rt, o);
     if (!rc)
-        rc = train_signal_install(); /* on every rank: the trainer combines their flags */
-    rc = cli_agree(rc);
+        rc = train_signal_install(r->rt); /* on every rank: the trainer combines their flags */
+    rc = cli_agree(r->rt, rc);
     if (!rc)
-        rc = cli_agree(load_data(r));
+        rc = cli_agree(r->rt, load_data(r));
     if (!rc)
-        rc = cli_agree(build_model(r));
+        rc = cli_agree(r->rt, build_model(r));
     if (!rc)
-        rc = cli_same_data(r->train, "training data");
+        rc = cli_same_data(r->rt, r->train, "training data");
     if (!rc)
-        rc = cli_agree(create_trainer(r));
+        rc = cli_agree(r->rt, create_trainer(r));
     if (!rc)
         rc = train_state_check_same(r);
     if (!rc)
-        rc = cli_agree(metrics_open(&r->log, o->metrics));
+        rc = cli_agree(r->rt, metrics_open(r->rt, &r->log, o->metrics));
     if (!rc)
-        rc = cli_agree(train_state_replay_metrics(r));
+        rc = cli_agree(r->rt, train_state_replay_metrics(r));
     if (rc)
         return rc;
     cli_progress_init(&r->progress, stderr, !o->quiet, o->cfg.epochs, o->cfg.batch);
@@ -268,33 +268,34 @@ static int run_training(train_run *r)
     for (size_t e = r->state.first_epoch; e <= o->cfg.epochs && !rc; e++) {
         rc = train_state_poll(r);
         if (!rc)
-            rc = cli_agree(run_epoch(r, e));
+            rc = cli_agree(r->rt, run_epoch(r, e));
     }
     if (rc)
         return rc; /* a diverged, failed or stopped run is never saved */
     finish(r);
-    rc = cli_agree(save_model(r));
+    rc = cli_agree(r->rt, save_model(r));
     if (!rc)
-        rc = cli_agree(metrics_commit(&r->log));
+        rc = cli_agree(r->rt, metrics_commit(&r->log));
     return rc ? rc : train_state_finish(r);
 }
 
-int cmd_train(int argc, char **argv)
+int cmd_train(const cli_runtime *rt, int argc, char **argv)
 {
     train_opts o;
     /* Agreed: every rank reads --resume's checkpoint or --init's model itself. */
-    int rc = train_parse(argc, argv, &o);
-    rc = cli_agree(rc ? rc : train_state_resolve(&o));
+    int rc = train_parse(rt, argc, argv, &o);
+    rc = cli_agree(rt, rc ? rc : train_state_resolve(rt, &o));
     if (rc) {
         train_state_opts_free(&o.ts);
         return rc == CLI_DONE ? CLI_EXIT_OK : rc;
     }
-    if (!cli_root()) { /* rank 0 alone prints and writes files */
+    if (!cli_root(rt)) { /* rank 0 alone prints and writes files */
         o.save = o.metrics = NULL;
         o.quiet = 1;
     }
     train_run r;
     memset(&r, 0, sizeof r);
+    r.rt = rt;
     r.o = &o;
     rc = run_training(&r);
     train_run_free(&r);

@@ -96,33 +96,33 @@ int cli_data_kind(const char *path)
 
 /* A labels option only makes sense with IDX images named by its file option: CSV holds its
  * labels and --data finds its own label files, so silently ignoring it would mislead. */
-static int check_labels_option(const cli_data_opts *o, const char *flag, const char *labels,
-                               const char *file_flag, const char *file)
+static int check_labels_option(const cli_runtime *rt, const cli_data_opts *o, const char *flag,
+                               const char *labels, const char *file_flag, const char *file)
 {
     if (!labels)
         return 0;
     if (!file)
-        return cli_usage(o->cmd, "%s: only for IDX or .npy images given with %s FILE (--data DIR "
-                                 "finds its own label files)", flag, file_flag);
+        return cli_usage(rt, o->cmd, "%s: only for IDX or .npy images given with %s FILE (--data DIR "
+                                     "finds its own label files)", flag, file_flag);
     if (cli_data_kind(file) == CLI_KIND_TEXT)
-        return cli_usage(o->cmd, "%s: only for IDX or .npy images given with %s; '%s' is CSV, "
-                                 "which holds its labels in its first column", flag, file_flag,
+        return cli_usage(rt, o->cmd, "%s: only for IDX or .npy images given with %s; '%s' is CSV, "
+                                     "which holds its labels in its first column", flag, file_flag,
                          file);
     return 0;
 }
 
 /* dir/name or dir/name.gz, whichever exists. */
-static int find_idx(const char *dir, const char *name, char *out)
+static int find_idx(const cli_runtime *rt, const char *dir, const char *name, char *out)
 {
     int n = snprintf(out, CLI_PATH_MAX, "%s/%s", dir, name);
     if (n < 0 || n >= CLI_PATH_MAX - 3)
-        return cli_fail("%s: path too long", dir);
+        return cli_fail(rt, "%s: path too long", dir);
     if (access(out, R_OK) == 0)
         return 0;
     strcat(out, ".gz");
     if (access(out, R_OK) == 0)
         return 0;
-    return cli_fail("%s: neither %s nor %s.gz is readable there", dir, name, name);
+    return cli_fail(rt, "%s: neither %s nor %s.gz is readable there", dir, name, name);
 }
 
 int cli_default_data_present(void)
@@ -139,27 +139,28 @@ int cli_default_data_present(void)
     return 1;
 }
 
-static int copy_path(char *dst, const char *src)
+static int copy_path(const cli_runtime *rt, char *dst, const char *src)
 {
     if (strlen(src) >= CLI_PATH_MAX)
-        return cli_fail("%.64s...: path too long", src);
+        return cli_fail(rt, "%.64s...: path too long", src);
     strcpy(dst, src);
     return 0;
 }
 
 /* One split from an explicit file (and labels), or from the IDX pair in dir. */
-static int resolve_split(const char *file, const char *labels, const char *dir, int idx_first,
+static int resolve_split(const cli_runtime *rt, const char *file, const char *labels, const char *dir,
+                         int idx_first,
                          cli_split_paths *s)
 {
     int rc = 0;
     if (file) {
-        rc = copy_path(s->images, file);
+        rc = copy_path(rt, s->images, file);
         if (!rc && labels)
-            rc = copy_path(s->labels, labels);
+            rc = copy_path(rt, s->labels, labels);
     } else if (dir) {
-        rc = find_idx(dir, idx_names[idx_first], s->images);
+        rc = find_idx(rt, dir, idx_names[idx_first], s->images);
         if (!rc)
-            rc = find_idx(dir, idx_names[idx_first + 1], s->labels);
+            rc = find_idx(rt, dir, idx_names[idx_first + 1], s->labels);
     }
     return rc;
 }
@@ -183,42 +184,42 @@ static void describe(const cli_data_opts *o, const char *dir, cli_data_paths *p)
                      tr && te ? " " : "", te ? "test=" : "", te ? te : "", limits);
 }
 
-int cli_data_resolve(const cli_data_opts *o, unsigned need, cli_data_paths *p)
+int cli_data_resolve(const cli_runtime *rt, const cli_data_opts *o, unsigned need, cli_data_paths *p)
 {
     memset(p, 0, sizeof *p);
     p->train.labels_flag = "--train-labels";
     p->test.labels_flag = "--test-labels";
     p->train.limit = o->train_limit;
     p->test.limit = o->test_limit;
-    int rc = check_labels_option(o, "--train-labels", o->train_labels, "--train", o->train);
+    int rc = check_labels_option(rt, o, "--train-labels", o->train_labels, "--train", o->train);
     if (!rc)
-        rc = check_labels_option(o, "--test-labels", o->test_labels, "--test", o->test);
+        rc = check_labels_option(rt, o, "--test-labels", o->test_labels, "--test", o->test);
     if (rc)
         return rc;
     const char *dir = o->dir;
     if (!cli_data_given(o)) {
         if (!cli_default_data_present())
-            return cli_fail("no data given and Fashion-MNIST is not installed in %s; install it "
-                            "(apt-get install dataset-fashion-mnist) or pass --data DIR or %s FILE",
+            return cli_fail(rt, "no data given and Fashion-MNIST is not installed in %s; install it "
+                                "(apt-get install dataset-fashion-mnist) or pass --data DIR or %s FILE",
                             BPROP_DEFAULT_DATA_DIR, (need & CLI_NEED_TRAIN) ? "--train" : "--test");
         dir = BPROP_DEFAULT_DATA_DIR;
     }
     if (need & CLI_NEED_TRAIN)
-        rc = resolve_split(o->train, o->train_labels, dir, 0, &p->train);
+        rc = resolve_split(rt, o->train, o->train_labels, dir, 0, &p->train);
     /* The test split is optional for training: with only --train there is none. */
     if (!rc && (need & (CLI_NEED_TEST | CLI_WANT_TEST)))
-        rc = resolve_split(o->test, o->test_labels, dir, 2, &p->test);
+        rc = resolve_split(rt, o->test, o->test_labels, dir, 2, &p->test);
     if (rc)
         return rc;
     if ((need & CLI_NEED_TRAIN) && !p->train.images[0])
-        return cli_fail("no training data: pass --train FILE or --data DIR");
+        return cli_fail(rt, "no training data: pass --train FILE or --data DIR");
     if ((need & CLI_NEED_TEST) && !p->test.images[0])
-        return cli_fail("no test data: pass --test FILE or --data DIR");
+        return cli_fail(rt, "no test data: pass --test FILE or --data DIR");
     describe(o, dir ? dir : "", p);
     return 0;
 }
 
-int cli_load_split(const cli_split_paths *s, size_t classes, bprop_dataset **out)
+int cli_load_split(const cli_runtime *rt, const cli_split_paths *s, size_t classes, bprop_dataset **out)
 {
     bprop_error err = {0};
     bprop_dataset *d = NULL;
@@ -226,19 +227,19 @@ int cli_load_split(const cli_split_paths *s, size_t classes, bprop_dataset **out
     cli_bus_guard_add(s->images);
     bprop_status st = bprop_dataset_load(s->images, labels, 1, classes, &d, &err);
     if (st != BPROP_OK && !labels && strstr(err.message, "label") && !strstr(err.message, "line "))
-        return cli_fail("%s (pass %s FILE)", err.message, s->labels_flag);
+        return cli_fail(rt, "%s (pass %s FILE)", err.message, s->labels_flag);
     if (st != BPROP_OK) /* the message names whichever file is at fault */
-        return cli_fail_path(labels && strstr(err.message, labels) ? labels : s->images, &err, st);
+        return cli_fail_path(rt, labels && strstr(err.message, labels) ? labels : s->images, &err, st);
     if (!d->y) {
         bprop_dataset_free(d);
-        return cli_fail("%s: IDX images without labels: pass %s FILE", s->images, s->labels_flag);
+        return cli_fail(rt, "%s: IDX images without labels: pass %s FILE", s->images, s->labels_flag);
     }
     if (s->limit && s->limit < d->n) {
         bprop_dataset *sub = NULL;
         st = bprop_dataset_subset(d, 0, s->limit, &sub, &err);
         bprop_dataset_free(d);
         if (st != BPROP_OK)
-            return cli_fail_err(&err, st);
+            return cli_fail_err(rt, &err, st);
         d = sub;
     }
     *out = d;

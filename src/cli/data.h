@@ -54,12 +54,12 @@ enum { CLI_NEED_TRAIN = 1, CLI_NEED_TEST = 2, CLI_WANT_TEST = 4 /* test split if
 /* Find the files: --train/--test win over --data, which wins over the default Fashion-MNIST
  * directory (used only when no data option is given). 0, CLI_EXIT_USAGE (--train-labels or
  * --test-labels without an IDX --train/--test file) or CLI_EXIT_RUNTIME (printed). */
-int cli_data_resolve(const cli_data_opts *o, unsigned need, cli_data_paths *p);
+int cli_data_resolve(const cli_runtime *rt, const cli_data_opts *o, unsigned need, cli_data_paths *p);
 /* 1 when the default data directory holds all four files. */
 int cli_default_data_present(void);
 
 /* Load one split (labelled), keep its first `limit` samples. 0, or CLI_EXIT_RUNTIME (printed). */
-int cli_load_split(const cli_split_paths *s, size_t classes, bprop_dataset **out);
+int cli_load_split(const cli_runtime *rt, const cli_split_paths *s, size_t classes, bprop_dataset **out);
 
 /* Without --classes the class count is the largest label + 1: warn on stderr (one line naming
  * path) when some classes below it never occur in d's labels, e.g. one stray label of 9 among

@@ -1,12 +1,13 @@
 /* main.c: the `bprop` program's entry point: dispatch to a command, top-level help and version. */
 #include "cli.h"
+#include "runtime.h"
 
 #include <errno.h>
 #include <string.h>
 
 typedef struct command {
     const char *name;
-    int (*run)(int argc, char **argv);
+    int (*run)(const cli_runtime *rt, int argc, char **argv);
     const char *summary;
 } command;
 
@@ -41,7 +42,7 @@ static const command *find_command(const char *name)
     return NULL;
 }
 
-static int dispatch(int argc, char **argv)
+static int dispatch(const cli_runtime *rt, int argc, char **argv)
 {
     if (argc < 2) {
         usage(stderr);
@@ -68,7 +69,7 @@ static int dispatch(int argc, char **argv)
         }
         char flag[] = "--help";
         char *help_argv[] = {argv[2], flag, NULL};
-        return c->run(2, help_argv);
+        return c->run(rt, 2, help_argv);
     }
     const command *c = find_command(name);
     if (!c) {
@@ -82,7 +83,7 @@ static int dispatch(int argc, char **argv)
         fprintf(stderr, "bprop: %s\n", err.message);
         return CLI_EXIT_RUNTIME;
     }
-    return c->run(argc - 1, argv + 1);
+    return c->run(rt, argc - 1, argv + 1);
 }
 
 /* Output that never arrived (a full disk, a closed pipe) makes a run fail, even when the command
@@ -98,12 +99,12 @@ static int check_stdout(void)
     return CLI_EXIT_RUNTIME;
 }
 
-int cli_main(int argc, char **argv)
+int cli_main(const cli_runtime *rt, int argc, char **argv)
 {
-    int rc = dispatch(argc, argv);
+    int rc = dispatch(rt, argc, argv);
     return rc == CLI_EXIT_OK ? check_stdout() : rc;
 }
 
 #ifndef BPROP_CLI_NO_MAIN /* bprop-mpi has its own main around cli_main */
-int main(int argc, char **argv) { return cli_main(argc, argv); }
+int main(int argc, char **argv) { return cli_main(&cli_single_process, argc, argv); }
 #endif

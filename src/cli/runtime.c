@@ -1,27 +1,23 @@
-/* runtime.c: the installed cli_runtime (a single process unless bprop-mpi installs its own). */
+/* runtime.c: the hooks of the runtime a command runs in (a single process unless bprop-mpi
+ * passes its own). */
 #include "runtime.h"
 
 #include <stddef.h>
 
-static const cli_runtime single_process = {.rank = 0, .size = 1};
-static const cli_runtime *installed = &single_process;
+const cli_runtime cli_single_process = {.rank = 0, .size = 1};
 
-const cli_runtime *cli_runtime_get(void) { return installed; }
+int cli_root(const cli_runtime *rt) { return rt->rank == 0; }
 
-void cli_runtime_set(const cli_runtime *rt) { installed = rt ? rt : &single_process; }
+int cli_agree(const cli_runtime *rt, int rc) { return rt->agree ? rt->agree(rt->ctx, rc) : rc; }
 
-int cli_root(void) { return installed->rank == 0; }
-
-int cli_agree(int rc) { return installed->agree ? installed->agree(installed->ctx, rc) : rc; }
-
-int cli_same_data(const bprop_dataset *d, const char *what)
+int cli_same_data(const cli_runtime *rt, const bprop_dataset *d, const char *what)
 {
-    return installed->same_data ? installed->same_data(installed->ctx, d, what) : 0;
+    return rt->same_data ? rt->same_data(rt->ctx, d, what) : 0;
 }
 
-int cli_max(int value) { return installed->max ? installed->max(installed->ctx, value) : value; }
+int cli_max(const cli_runtime *rt, int value) { return rt->max ? rt->max(rt->ctx, value) : value; }
 
-int cli_same_value(uint64_t value, const char *what)
+int cli_same_value(const cli_runtime *rt, uint64_t value, const char *what)
 {
-    return installed->same_value ? installed->same_value(installed->ctx, value, what) : 0;
+    return rt->same_value ? rt->same_value(rt->ctx, value, what) : 0;
 }

@@ -1,13 +1,14 @@
 /* runtime.h: the processes running a command: one (bprop) or several MPI ranks (bprop-mpi,
- * which installs its hooks here), so commands stay free of MPI. */
+ * whose main passes its hooks in), so commands stay free of MPI. */
 #ifndef BPROP_CLI_RUNTIME_H
 #define BPROP_CLI_RUNTIME_H
 
 #include "bprop.h"
+#include "cli.h"
 
 #include <stdint.h>
 
-typedef struct cli_runtime {
+struct cli_runtime {
     int rank, size;         /* this process and how many run the command: 0 and 1 in bprop */
     const bprop_comm *comm; /* for the trainer; NULL in bprop */
     void *ctx;              /* passed to the hooks */
@@ -27,23 +28,21 @@ typedef struct cli_runtime {
     /* Collective: 0 when value (a hash) is rank 0's; else CLI_EXIT_RUNTIME on every rank, rank
      * 0 having printed "rank N: <what> differs from rank 0's ...". NULL: 0. */
     int (*same_value)(void *ctx, uint64_t value, const char *what);
-} cli_runtime;
+};
 
-/* The runtime commands run in: the one installed, else a single process. */
-const cli_runtime *cli_runtime_get(void);
-/* Install rt (borrowed; it must outlive every command) before any command runs: the CLI's one
- * piece of process-wide state, set once by the program's main. */
-void cli_runtime_set(const cli_runtime *rt);
+/* A single process (bprop's runtime): rank 0 of 1, no hooks. The program's main passes a
+ * runtime to cli_main, which hands it to every command; nothing in the CLI keeps one. */
+extern const cli_runtime cli_single_process;
 
 /* 1 on the process that prints results and writes output files (rank 0). */
-int cli_root(void);
+int cli_root(const cli_runtime *rt);
 /* The runtime's agree hook: rc unchanged in a single process. */
-int cli_agree(int rc);
+int cli_agree(const cli_runtime *rt, int rc);
 /* The runtime's same_data hook: 0 in a single process. */
-int cli_same_data(const bprop_dataset *d, const char *what);
+int cli_same_data(const cli_runtime *rt, const bprop_dataset *d, const char *what);
 /* The runtime's max hook: value in a single process. */
-int cli_max(int value);
+int cli_max(const cli_runtime *rt, int value);
 /* The runtime's same_value hook: 0 in a single process. */
-int cli_same_value(uint64_t value, const char *what);
+int cli_same_value(const cli_runtime *rt, uint64_t value, const char *what);
 
 #endif /* BPROP_CLI_RUNTIME_H */

@@ -44,6 +44,7 @@ typedef struct train_state {
 
 /* Everything one run owns; train_run_free releases it all. */
 typedef struct train_run {
+    const cli_runtime *rt; /* the processes running the command (runtime.h) */
     train_opts *o; /* not const: the run takes the model --resume or --init loaded */
     cli_data_paths paths;
     bprop_dataset *train, *val, *test;

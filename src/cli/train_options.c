@@ -216,34 +216,34 @@ static int train_option(cli_args *a, void *opts)
 }
 
 /* Settings that only make sense together; the library's own check names the field. */
-static int check_options(const char *cmd, train_opts *o)
+static int check_options(const cli_runtime *rt, const char *cmd, train_opts *o)
 {
     const cli_option *nesterov = cli_option_find(train_options, "--nesterov");
     if (o->cfg.momentum == 0.0f && !train_given(o, nesterov))
         o->cfg.nesterov = 0;
     if (o->cfg.momentum == 0.0f && o->cfg.nesterov)
-        return cli_usage(cmd, "--nesterov: needs --momentum > 0");
+        return cli_usage(rt, cmd, "--nesterov: needs --momentum > 0");
     bprop_error err = {0};
     if (bprop_train_config_check(&o->cfg, &err) != BPROP_OK)
-        return cli_usage(cmd, "%s", err.message[0] ? err.message : "invalid training settings");
+        return cli_usage(rt, cmd, "%s", err.message[0] ? err.message : "invalid training settings");
     if ((o->save && !o->save[0]) || (o->metrics && !o->metrics[0]))
-        return cli_usage(cmd, "%s: empty file name", o->save && !o->save[0] ? "--save" : "--metrics");
+        return cli_usage(rt, cmd, "%s: empty file name", o->save && !o->save[0] ? "--save" : "--metrics");
     if (o->save && o->metrics && strcmp(o->save, o->metrics) == 0)
-        return cli_usage(cmd, "--save and --metrics name the same file '%s'", o->save);
+        return cli_usage(rt, cmd, "--save and --metrics name the same file '%s'", o->save);
     return 0;
 }
 
-int train_parse_args(int argc, char **argv, train_opts *o)
+int train_parse_args(const cli_runtime *rt, int argc, char **argv, train_opts *o)
 {
     train_opts_default(o);
     cli_command c = {"train", train_help, train_option, o, NULL};
-    return cli_parse(&c, argc, argv);
+    return cli_parse(rt, &c, argc, argv);
 }
 
-int train_parse(int argc, char **argv, train_opts *o)
+int train_parse(const cli_runtime *rt, int argc, char **argv, train_opts *o)
 {
-    int rc = train_parse_args(argc, argv, o);
-    return rc ? rc : check_options("train", o);
+    int rc = train_parse_args(rt, argc, argv, o);
+    return rc ? rc : check_options(rt, "train", o);
 }
 
 /* ---- the settings text: key=value lines, '\\' and newlines escaped ----------------------- */
@@ -341,6 +341,7 @@ int train_settings_each(char *text, int (*fn)(void *user, const char *key, const
 }
 
 typedef struct apply_ctx {
+    const cli_runtime *rt;
     train_opts *o;
     const char *path;
 } apply_ctx;
@@ -354,13 +355,13 @@ static int apply_one(void *user, const char *key, const char *value)
             if (r->key && strcmp(r->key, key) == 0 &&
                 cli_option_apply(r, (char *)x->o + table_base[t], value) == 0)
                 return 0;
-    return cli_fail("%s: settings: bad or unknown entry '%s%s%s'", x->path, key, value ? "=" : "",
+    return cli_fail(x->rt, "%s: settings: bad or unknown entry '%s%s%s'", x->path, key, value ? "=" : "",
                     value ? value : "");
 }
 
-int train_settings_apply(char *text, train_opts *o, const char *path)
+int train_settings_apply(const cli_runtime *rt, char *text, train_opts *o, const char *path)
 {
-    apply_ctx x = {o, path};
+    apply_ctx x = {rt, o, path};
     return train_settings_each(text, apply_one, &x);
 }
 
@@ -368,7 +369,7 @@ int train_settings_apply(char *text, train_opts *o, const char *path)
 
 /* Refuse opt beside --resume, saying why and which options a resumed run takes: the rows with
  * CLI_RESUME_GROW and CLI_RESUME_FREE (but --resume itself), in table order. */
-static int refuse(const char *opt, const char *why)
+static int refuse(const cli_runtime *rt, const char *opt, const char *why)
 {
     char grow[128] = "", free_list[512] = "", last[64] = "";
     size_t used = 0;
@@ -383,18 +384,19 @@ static int refuse(const char *opt, const char *why)
                                          used ? ", " : "", last);
             snprintf(last, sizeof last, "%s", r->name);
         }
-    return cli_usage("train", "%s: %s; a resumed run keeps the settings its checkpoint recorded "
-                     "(%s%s and %s may be given)", opt, why, grow, free_list, last);
+    return cli_usage(rt, "train", "%s: %s; a resumed run keeps the settings its checkpoint recorded "
+                         "(%s%s and %s may be given)", opt, why, grow, free_list, last);
 }
 
 /* The check of one option given beside --resume; 0 when it is taken. */
-static int check_one(const char *opt, const cli_option *r, const void *now, const void *was)
+static int check_one(const cli_runtime *rt, const char *opt, const cli_option *r, const void *now,
+                     const void *was)
 {
     char a[CLI_PATH_MAX + 32], b[CLI_PATH_MAX + 32], why[2 * sizeof a + 64];
     if (r->resume == CLI_RESUME_FREE)
         return 0;
     if (r->resume == CLI_RESUME_NEVER)
-        return refuse(opt, "cannot be combined with --resume");
+        return refuse(rt, opt, "cannot be combined with --resume");
     if (r->resume == CLI_RESUME_GROW) {
         const size_t n = *(const size_t *)((const char *)now + r->field);
         const size_t w = *(const size_t *)((const char *)was + r->field);
@@ -402,23 +404,23 @@ static int check_one(const char *opt, const cli_option *r, const void *now, cons
             return 0;
         snprintf(why, sizeof why, "%zu is fewer than the %zu %s the run was recorded with (a run "
                  "cannot be shortened)", n, w, r->noun);
-        return refuse(opt, why);
+        return refuse(rt, opt, why);
     }
     cli_option_show(r, now, a, sizeof a);
     cli_option_show(r, was, b, sizeof b);
     if (strcmp(a, b) == 0)
         return 0;
     snprintf(why, sizeof why, "%s differs from the checkpoint's %s", a, b);
-    return refuse(opt, why);
+    return refuse(rt, opt, why);
 }
 
-int train_resume_check(const train_opts *o, const train_opts *rec)
+int train_resume_check(const cli_runtime *rt, const train_opts *o, const train_opts *rec)
 {
     for (int i = 0; i < o->ts.n_given; i++) {
         size_t base = 0;
         const char *opt = o->ts.given[i];
         const cli_option *r = option_row(opt, &base);
-        int rc = r ? check_one(opt, r, (const char *)o + base, (const char *)rec + base) : 0;
+        int rc = r ? check_one(rt, opt, r, (const char *)o + base, (const char *)rec + base) : 0;
         if (rc)
             return rc;
     }

@@ -20,10 +20,10 @@ void train_opts_default(train_opts *o);
 void train_help_to(FILE *f);
 /* Only the walk over argv (argv[0] = "train") from the defaults into o: 0, CLI_DONE after
  * --help, or CLI_EXIT_USAGE (printed). */
-int train_parse_args(int argc, char **argv, train_opts *o);
+int train_parse_args(const cli_runtime *rt, int argc, char **argv, train_opts *o);
 /* train_parse_args, then the check of the options' combination: 0, CLI_DONE after --help or
  * CLI_EXIT_USAGE (printed). --resume and --init are resolved after it (train_state_resolve). */
-int train_parse(int argc, char **argv, train_opts *o);
+int train_parse(const cli_runtime *rt, int argc, char **argv, train_opts *o);
 
 /* 1 when any spelling of r was on the command line that o was parsed from. */
 int train_given(const train_opts *o, const cli_option *r);
@@ -37,11 +37,11 @@ int train_settings_each(char *text, int (*fn)(void *user, const char *key, const
                         void *user);
 /* Set o's fields from such text (o's strings then point into text). 0, or CLI_EXIT_RUNTIME
  * with "path: settings: bad or unknown entry ..." printed. */
-int train_settings_apply(char *text, train_opts *o, const char *path);
+int train_settings_apply(const cli_runtime *rt, char *text, train_opts *o, const char *path);
 
 /* --resume: every option given in o must be one the resumed run takes, or repeat the value rec
  * (the recorded run) holds. 0, or CLI_EXIT_USAGE (printed). */
-int train_resume_check(const train_opts *o, const train_opts *rec);
+int train_resume_check(const cli_runtime *rt, const train_opts *o, const train_opts *rec);
 /* Into rec, the values of the options given in o that a resumed run takes. */
 void train_resume_overlay(train_opts *rec, const train_opts *o);
 

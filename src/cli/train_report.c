@@ -67,27 +67,27 @@ static void write_line(FILE *f, const epoch_report *r)
     fputc('\n', f);
 }
 
-int metrics_open(metrics_log *m, const char *path)
+int metrics_open(const cli_runtime *rt, metrics_log *m, const char *path)
 {
     memset(m, 0, sizeof *m);
     m->path = path;
     if (!path)
         return 0;
-    int rc = cli_atomic_open(&m->out, path);
+    int rc = cli_atomic_open(rt, &m->out, path);
     if (rc)
         m->path = NULL;
     m->out.partial = "metrics";
     return rc;
 }
 
-int metrics_append(metrics_log *m, const epoch_report *r)
+int metrics_append(const cli_runtime *rt, metrics_log *m, const epoch_report *r)
 {
     if (!m->path)
         return 0;
     write_line(m->out.f, r);
     /* Flushed every epoch so that the temporary file can be followed (tail -f) during the run. */
     if (fflush(m->out.f) != 0 || ferror(m->out.f))
-        return cli_fail("%s: cannot write: %s", m->out.tmp, strerror(errno));
+        return cli_fail(rt, "%s: cannot write: %s", m->out.tmp, strerror(errno));
     return 0;
 }
 

@@ -28,8 +28,9 @@ typedef struct metrics_log {
     cli_atomic out;   /* open from metrics_open to metrics_commit */
 } metrics_log;
 
-int metrics_open(metrics_log *m, const char *path); /* 0, or CLI_EXIT_RUNTIME (printed) */
-int metrics_append(metrics_log *m, const epoch_report *r); /* 0, or CLI_EXIT_RUNTIME (printed) */
+/* Each: 0, or CLI_EXIT_RUNTIME (printed) on rt. */
+int metrics_open(const cli_runtime *rt, metrics_log *m, const char *path);
+int metrics_append(const cli_runtime *rt, metrics_log *m, const epoch_report *r);
 /* The run succeeded: rename the log over FILE. 0, or CLI_EXIT_RUNTIME (printed). */
 int metrics_commit(metrics_log *m);
 /* Keep an uncommitted log's temporary file (when it holds any epoch) and release everything. */

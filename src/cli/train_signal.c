@@ -55,7 +55,7 @@ static void on_signal(int sig)
     abort_now(sig);
 }
 
-int train_signal_install(void)
+int train_signal_install(const cli_runtime *rt)
 {
     struct sigaction sa;
     memset(&sa, 0, sizeof sa);
@@ -66,7 +66,7 @@ int train_signal_install(void)
      * it turns into SIGTERM followed by SIGKILL), and Slurm's --signal sends it by default. */
     if (sigaction(SIGINT, &sa, NULL) != 0 || sigaction(SIGTERM, &sa, NULL) != 0 ||
         sigaction(SIGUSR1, &sa, NULL) != 0)
-        return cli_fail("cannot install signal handlers: %s", strerror(errno));
+        return cli_fail(rt, "cannot install signal handlers: %s", strerror(errno));
     return 0;
 }
 

@@ -4,11 +4,12 @@
 #define BPROP_CLI_TRAIN_SIGNAL_H
 
 #include "bprop.h"
+#include "cli.h"
 
 #include <signal.h>
 
 /* Install the handlers (sigaction, SA_RESTART). 0, or CLI_EXIT_RUNTIME (printed). */
-int train_signal_install(void);
+int train_signal_install(const cli_runtime *rt);
 /* The flag to give bprop_trainer_set_cancel: set by the first signal, or by train_signal_stop. */
 const volatile sig_atomic_t *train_signal_flag(void);
 /* Ask the trainer to stop after the current step (for a periodic checkpoint); no signal. */

@@ -23,7 +23,7 @@ static const char *signal_name(int sig)
 }
 
 /* Collective: the signal some rank received (the largest number when several did), 0 if none. */
-static int agreed_signal(void) { return cli_max(train_signal_received()); }
+static int agreed_signal(const cli_runtime *rt) { return cli_max(rt, train_signal_received()); }
 
 int train_state_take_model(train_run *r, bprop_model **out)
 {
@@ -54,11 +54,11 @@ int train_state_check_fit(const train_run *r)
         if (!d)
             continue;
         if (d->dim != m->inputs)
-            return cli_fail("--init %s: the model takes %zu features, %s has %zu", s->init, m->inputs,
+            return cli_fail(r->rt, "--init %s: the model takes %zu features, %s has %zu", s->init, m->inputs,
                             paths[i], d->dim);
         for (size_t k = 0; k < d->n; k++)
             if ((size_t)d->y[k] >= m->classes)
-                return cli_fail("--init %s: the model has %zu classes, %s has label %d (sample %zu)",
+                return cli_fail(r->rt, "--init %s: the model has %zu classes, %s has label %d (sample %zu)",
                                 s->init, m->classes, paths[i], (int)d->y[k], k);
     }
     return 0;
@@ -66,13 +66,13 @@ int train_state_check_fit(const train_run *r)
 
 /* ---- data description: a resumed run must see the data its checkpoint saw ---------------- */
 
-static int same_data(const char *what, const char *path, const bprop_data_desc *now,
+static int same_data(const cli_runtime *rt, const char *what, const char *path, const bprop_data_desc *now,
                      const bprop_data_desc *was, const char *ck_path)
 {
     if (now->n == was->n && now->dim == was->dim && now->classes == was->classes && now->hash == was->hash)
         return 0;
-    return cli_fail("--resume %s: the %s data changed since the checkpoint (%s: now %llu samples, %llu "
-                    "features, %llu classes, hash %016llx; recorded %llu, %llu, %llu, hash %016llx)",
+    return cli_fail(rt, "--resume %s: the %s data changed since the checkpoint (%s: now %llu samples, %llu "
+                        "features, %llu classes, hash %016llx; recorded %llu, %llu, %llu, hash %016llx)",
                     ck_path, what, path[0] ? path : "(none)", (unsigned long long)now->n,
                     (unsigned long long)now->dim, (unsigned long long)now->classes,
                     (unsigned long long)now->hash, (unsigned long long)was->n,
@@ -90,11 +90,11 @@ static int describe_data(train_run *r)
     if (!ck)
         return 0;
     const char *p = r->o->ts.resume;
-    int rc = same_data("training", r->paths.train.images, &ts->train, &ck->train, p);
+    int rc = same_data(r->rt, "training", r->paths.train.images, &ts->train, &ck->train, p);
     if (!rc)
-        rc = same_data("validation", r->paths.train.images, &ts->val, &ck->val, p);
-    if (!rc && cli_root()) /* the only rank that loads the test set */
-        rc = same_data("test", r->paths.test.images, &ts->test, &ck->test, p);
+        rc = same_data(r->rt, "validation", r->paths.train.images, &ts->val, &ck->val, p);
+    if (!rc && cli_root(r->rt)) /* the only rank that loads the test set */
+        rc = same_data(r->rt, "test", r->paths.test.images, &ts->test, &ck->test, p);
     return rc;
 }
 
@@ -107,7 +107,7 @@ static void choose_paths(train_run *r)
     const train_opts *o = r->o;
     train_state *ts = &r->state;
     ts->path = o->ts.checkpoint ? o->ts.checkpoint : o->ts.resume;
-    if (!cli_root())
+    if (!cli_root(r->rt))
         ts->fallback[0] = '\0';
     else if (o->save)
         cli_format_trunc(ts->fallback, sizeof ts->fallback, "%s.ckpt", o->save);
@@ -126,10 +126,10 @@ static int restore(train_run *r)
     bprop_error err = {0};
     bprop_status st = bprop_trainer_set_state(r->trainer, &ck->state, &err);
     if (st != BPROP_OK)
-        return cli_fail("--resume %s: %s", r->o->ts.resume, err.message);
+        return cli_fail(r->rt, "--resume %s: %s", r->o->ts.resume, err.message);
     ts->records = ck->n_records ? malloc(ck->n_records * sizeof *ts->records) : NULL;
     if (ck->n_records && !ts->records)
-        return cli_fail("out of memory");
+        return cli_fail(r->rt, "out of memory");
     if (ck->n_records)
         memcpy(ts->records, ck->records, ck->n_records * sizeof *ts->records);
     ts->n_records = ts->cap = ck->n_records;
@@ -216,11 +216,11 @@ static uint64_t start_hash(const train_run *r)
 
 int train_state_check_same(const train_run *r)
 {
-    if (cli_runtime_get()->size < 2)
+    if (r->rt->size < 2)
         return 0;
     const char *what = r->o->ts.resume ? "the state read from the --resume checkpoint"
                        : r->o->ts.init ? "the --init model" : "the initial model";
-    return cli_same_value(start_hash(r), what);
+    return cli_same_value(r->rt, start_hash(r), what);
 }
 
 /* ---- writing checkpoints ----------------------------------------------------------------- */
@@ -230,7 +230,7 @@ static int write_checkpoint(train_run *r, const char *path)
     const train_state *ts = &r->state;
     char *settings = train_settings_text(r->o);
     if (!settings)
-        return cli_fail("%s: out of memory", path);
+        return cli_fail(r->rt, "%s: out of memory", path);
     bprop_checkpoint ck = {
         .model = r->model, .config = r->o->cfg, .steps_per_epoch = ts->steps_per_epoch,
         .train = ts->train, .val = ts->val, .test = ts->test,
@@ -241,13 +241,13 @@ static int write_checkpoint(train_run *r, const char *path)
     bprop_status st = bprop_checkpoint_save(&ck, path, train_signal_tempfile, NULL, &err);
     train_signal_write_end();
     free(settings);
-    return st == BPROP_OK ? 0 : cli_fail_err(&err, st);
+    return st == BPROP_OK ? 0 : cli_fail_err(r->rt, &err, st);
 }
 
 /* Collective: rank 0 writes the checkpoint, every rank learns whether it worked. */
 static int checkpoint(train_run *r, const char *path)
 {
-    return cli_agree(cli_root() ? write_checkpoint(r, path) : 0);
+    return cli_agree(r->rt, cli_root(r->rt) ? write_checkpoint(r, path) : 0);
 }
 
 /* Collective, with sig agreed: a signal stopped the run. The checkpoint goes to --checkpoint (or
@@ -257,10 +257,10 @@ static int interrupted(train_run *r, int sig, int written)
     const char *path = r->state.path ? r->state.path : r->state.fallback;
     if (!written && checkpoint(r, path))
         return CLI_EXIT_RUNTIME;
-    if (!cli_root())
+    if (!cli_root(r->rt))
         return 128 + sig;
     fflush(stdout);
-    if (cli_runtime_get()->size > 1)
+    if (r->rt->size > 1)
         fprintf(stderr, "bprop: stopped by %s: checkpoint written to %s (continue with: bprop-mpi "
                 "train --resume %s, under any number of ranks, or bprop train --resume %s)\n",
                 signal_name(sig), path, path, path);
@@ -306,33 +306,33 @@ int train_state_epoch(train_run *r, bprop_epoch_stats *st)
             return 0;
         }
         if (s != BPROP_E_CANCELLED)
-            return cli_fail_err(&err, s);
+            return cli_fail_err(r->rt, &err, s);
         cli_progress_clear(&r->progress);
         /* The trainer's own count is the truth (a stop may come before the first step). */
         bprop_trainer_state now;
         bprop_trainer_get_state(r->trainer, &now);
         ts->step_in_epoch = now.step;
         ts->global_step = now.epoch * ts->steps_per_epoch + now.step;
-        int sig = agreed_signal();
+        int sig = agreed_signal(r->rt);
         if (sig)
             return interrupted(r, sig, 0);
         int rc = checkpoint(r, ts->path);
         if (rc)
             return rc;
         train_signal_resume();
-        sig = agreed_signal();
+        sig = agreed_signal(r->rt);
         if (sig)
             return interrupted(r, sig, 1);
     }
 }
 
-static int keep_record(train_state *ts, const epoch_report *rep)
+static int keep_record(const cli_runtime *rt, train_state *ts, const epoch_report *rep)
 {
     if (ts->n_records == ts->cap) {
         size_t cap = ts->cap ? 2 * ts->cap : 16;
         bprop_epoch_record *p = realloc(ts->records, cap * sizeof *p);
         if (!p)
-            return cli_fail("out of memory");
+            return cli_fail(rt, "out of memory");
         ts->records = p;
         ts->cap = cap;
     }
@@ -351,7 +351,7 @@ static int keep_record(train_state *ts, const epoch_report *rep)
 
 int train_state_epoch_done(train_run *r, const epoch_report *rep)
 {
-    int rc = cli_agree(keep_record(&r->state, rep));
+    int rc = cli_agree(r->rt, keep_record(r->rt, &r->state, rep));
     int written = 0;
     if (!rc && r->state.path) {
         rc = checkpoint(r, r->state.path);
@@ -359,13 +359,13 @@ int train_state_epoch_done(train_run *r, const epoch_report *rep)
     }
     if (rc)
         return rc;
-    int sig = agreed_signal();
+    int sig = agreed_signal(r->rt);
     return sig ? interrupted(r, sig, written) : 0;
 }
 
 int train_state_poll(train_run *r)
 {
-    int sig = agreed_signal();
+    int sig = agreed_signal(r->rt);
     return sig ? interrupted(r, sig, 0) : 0;
 }
 
@@ -385,7 +385,7 @@ int train_state_replay_metrics(train_run *r)
             .st = &st, .val = isnan(e->val_loss) ? NULL : &val, .test = isnan(e->test_loss) ? NULL : &test,
             .has_val = r->val != NULL, .threads = e->threads, .batch = r->o->cfg.batch,
             .hidden = r->o->hidden};
-        int rc = metrics_append(&r->log, &rep);
+        int rc = metrics_append(r->rt, &r->log, &rep);
         if (rc)
             return rc;
     }
@@ -398,16 +398,16 @@ int train_state_save_model(train_run *r, const char *path)
     train_signal_write_begin();
     bprop_status st = bprop_model_save_notify(r->model, path, train_signal_tempfile, NULL, &err);
     train_signal_write_end();
-    return st == BPROP_OK ? 0 : cli_fail_err(&err, st);
+    return st == BPROP_OK ? 0 : cli_fail_err(r->rt, &err, st);
 }
 
 int train_state_finish(train_run *r)
 {
     (void)r;
-    int sig = agreed_signal();
+    int sig = agreed_signal(r->rt);
     if (!sig)
         return 0;
-    if (cli_root())
+    if (cli_root(r->rt))
         fprintf(stderr, "bprop: %s arrived after the last epoch; the run finished and its files "
                 "are complete\n", signal_name(sig));
     return 128 + sig;

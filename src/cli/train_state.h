@@ -11,7 +11,7 @@
  * and replace o's settings with the recorded ones (train_options.c's rules); with --init, load
  * the model and take shape, biases and standardisation from it. 0, CLI_EXIT_USAGE or
  * CLI_EXIT_RUNTIME (printed). */
-int train_state_resolve(train_opts *o);
+int train_state_resolve(const cli_runtime *rt, train_opts *o);
 void train_state_opts_free(train_state_opts *s);
 
 /* ---- the run (train_state.c) ---- */

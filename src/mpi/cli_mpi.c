@@ -141,37 +141,34 @@ static int share_status(MPI_Comm comm, int rank, int rc)
 
 /* Layout-independent results need one kernel set on every rank: ranks on different CPUs
  * would pick different ones (and round differently), unless BPROP_ISA names one for all. */
-static int same_kernels(mpi_cli *m)
+static int same_kernels(const cli_runtime *rt, mpi_cli *m)
 {
     char root[32], mine[32];
     snprintf(mine, sizeof mine, "%s", bprop_isa());
     memcpy(root, mine, sizeof root);
     if (MPI_Bcast(root, (int)sizeof root, MPI_CHAR, 0, m->mpi) != MPI_SUCCESS)
-        return cli_agree(cli_fail("MPI_Bcast failed"));
+        return cli_agree(rt, cli_fail(rt, "MPI_Bcast failed"));
     bprop_error err = {0};
     int rc = 0;
     if (bprop_isa_check(&err) != BPROP_OK)
-        rc = cli_fail("%s", err.message);
+        rc = cli_fail(rt, "%s", err.message);
     else if (strcmp(root, mine) != 0)
-        rc = cli_fail("kernel set '%s' differs from rank 0's '%s' (CPUs of different kinds): set "
-                      "BPROP_ISA to one that every rank supports, e.g. BPROP_ISA=%s", mine, root,
+        rc = cli_fail(rt, "kernel set '%s' differs from rank 0's '%s' (CPUs of different kinds): set "
+                          "BPROP_ISA to one that every rank supports, e.g. BPROP_ISA=%s", mine, root,
                       strcmp(root, "generic") == 0 || strcmp(mine, "generic") == 0 ? "generic" : "avx2");
-    return cli_agree(rc);
+    return cli_agree(rt, rc);
 }
 
 /* Train on every rank; any other command on rank 0 alone, as in bprop. */
-static int run(mpi_cli *m, int argc, char **argv)
+static int run(const cli_runtime *rt, mpi_cli *m, int argc, char **argv)
 {
     if (argc >= 2 && strcmp(argv[1], "train") == 0) {
-        int rc = same_kernels(m);
-        return rc ? rc : cli_agree(cli_main(argc, argv)); /* one exit status everywhere */
+        int rc = same_kernels(rt, m);
+        return rc ? rc : cli_agree(rt, cli_main(rt, argc, argv)); /* one exit status everywhere */
     }
     int rc = 0;
     if (m->comm.rank == 0) {
-        const cli_runtime *rt = cli_runtime_get();
-        cli_runtime_set(NULL); /* a single process: messages straight to stderr */
-        rc = cli_main(argc, argv);
-        cli_runtime_set(rt);
+        rc = cli_main(&cli_single_process, argc, argv); /* messages straight to stderr */
     }
     return share_status(m->mpi, m->comm.rank, rc);
 }
@@ -214,19 +211,17 @@ int main(int argc, char **argv)
         rt.max = on_max;
         rt.same_value = on_same_value;
     }
-    cli_runtime_set(&rt);
     /* Only rank 0 prints results; the others' diagnostics reach it through the agreements. */
     if (m.comm.rank != 0 && !freopen("/dev/null", "w", stdout))
         rc = CLI_EXIT_RUNTIME;
     char **args = substitute_rank(argc, argv, m.comm.rank);
     if (!args && !rc)
-        rc = cli_fail("out of memory");
+        rc = cli_fail(&rt, "out of memory");
     /* Every rank takes part in run() whatever happened here, so none waits for another. */
-    rc = cli_agree(rc);
+    rc = cli_agree(&rt, rc);
     if (!rc)
-        rc = run(&m, argc, args);
+        rc = run(&rt, &m, argc, args);
     free_args(argc, args);
-    cli_runtime_set(NULL);
     bprop_mpi_comm_free(&m.comm);
     MPI_Finalize();
     return rc;
