@@ -221,7 +221,7 @@ bprop_status bprop_loss_grad_ws(bprop_workspace *ws, const bprop_model *m, const
     /* One training step over all n samples as a single batch, with the gradient as output
      * instead of an update: the same blocks, kernels and exact sums as training. */
     const bp_src src = bp_src_floats(x, m->inputs);
-    bp_stepper_prepare(s, &src, n, 0);
+    bp_stepper_prepare(s, &src, n);
     bp_step_io io = {.b = {.X = src, .Y = y, .nb = n}, .grad_out = grad};
 #pragma omp parallel num_threads(nt)
     bp_step(s, omp_get_thread_num(), omp_get_num_threads(), &io);

@@ -57,7 +57,4 @@ size_t bp_src_stride(size_t D);
  * floats they stand for; buf: D floats of scratch for one converted row. */
 void bp_src_bounds(const bp_src *s, size_t n, float *buf, double *xinf, double *x1);
 
-/* Identity of the data behind s (its first byte), for "is this still the same data". */
-static inline const void *bp_src_id(const bp_src *s) { return s->x ? (const void *)s->x : s->x8; }
-
 #endif /* BPROP_ROWS_H */

@@ -82,14 +82,13 @@ static double max_abs(const float *p, size_t n)
     return m;
 }
 
-void bp_stepper_prepare(bp_stepper *s, const bp_src *X, size_t n, int same_data)
+void bp_stepper_prepare(bp_stepper *s, const bp_src *X, size_t n)
 {
-    /* A pass over the whole data: once per training set, not once per epoch. */
-    if (!same_data || bp_src_id(X) != s->bounds_of || n != s->bounds_n) {
-        bp_src_bounds(X, n, s->e->work[0].xbuf, &s->xinf, &s->x1);
-        s->bounds_of = bp_src_id(X);
-        s->bounds_n = n;
-    }
+    /* Every call: the caller may have rewritten X in place since the last one, or X may be new
+     * data at the old address (nothing cheaper than this pass would tell), and stale bounds
+     * give other scales (other bits, or a false divergence). One read of the data, small beside
+     * the epoch or gradient that follows. */
+    bp_src_bounds(X, n, s->e->work[0].xbuf, &s->xinf, &s->x1);
     /* The slots carry the parameters' magnitudes from one step's update to the next step's
      * scales; seed them from the whole model. */
     for (int t = 0; t < s->threads; t++) {

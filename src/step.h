@@ -91,9 +91,7 @@ typedef struct bp_stepper {
     float **logits;          /* [threads] (batch, C) every thread's copy of the logits */
     int32_t **labels;        /* [threads] (batch) */
     int32_t **pred;          /* [threads] (batch) */
-    double xinf, x1;         /* data bounds of the training set (fixed.h) */
-    const void *bounds_of;   /* the data they were computed from (bp_src_id), and its size */
-    size_t bounds_n;
+    double xinf, x1;         /* data bounds of the data of the last bp_stepper_prepare (fixed.h) */
     /* Written by thread 0 between barriers, read by all. */
     bp_step_plan plan;       /* the last step's plan; plan.active has `threads` entries */
     double wmax[BPROP_TENSORS]; /* the parameters' largest magnitudes when the step began */
@@ -123,10 +121,10 @@ typedef struct bp_step_io {
 bprop_status bp_stepper_create(const bp_stepper_spec *spec, bp_stepper **out);
 void bp_stepper_free(bp_stepper *s);
 
-/* Data bounds and the parameters' magnitudes: call before the first step on data X (n, D) and
- * whenever the parameters were changed from outside the steps. same_data != 0 promises that X
- * still holds what it held at the last call with this X and n (the bounds are then kept). */
-void bp_stepper_prepare(bp_stepper *s, const bp_src *X, size_t n, int same_data);
+/* Data bounds (a pass over X) and the parameters' magnitudes: call before the first step on
+ * data X (n, D), whenever X may have changed, and whenever the parameters were changed from
+ * outside the steps. */
+void bp_stepper_prepare(bp_stepper *s, const bp_src *X, size_t n);
 
 /* The plan of a step of nb samples on nt threads (see bp_step_plan); fills p->active, which
  * must have room for nt entries. */

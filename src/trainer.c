@@ -281,7 +281,7 @@ bprop_status bprop_trainer_epoch(bprop_trainer *t, const bprop_dataset *train,
         memset(t->norm2_sum, 0, sizeof t->norm2_sum);
     }
     const bp_src src = bp_src_dataset(train);
-    bp_stepper_prepare(t->s, &src, train->n, 1);
+    bp_stepper_prepare(t->s, &src, train->n);
     epoch_ctx x = {.t = t, .progress = progress, .user = user, .steps = t->steps_per_epoch};
     int team = 0, cancelled = 0;
     double t0 = omp_get_wtime();

@@ -326,20 +326,28 @@ Test(layout, float_hidden_split_trains_the_bits_of_one_thread)
     bprop_dataset_free(d);
 }
 
+/* A 10-24-3 model (seed 5) and its trainer for d: threads, batch, reproducible as given. */
+static bprop_trainer *small_trainer(const bprop_dataset *d, int threads, size_t batch, int reproducible,
+                                    bprop_model **m)
+{
+    cr_assert_eq(bprop_model_create(10, 24, 3, 1, 5, m, NULL), BPROP_OK);
+    bprop_train_config c;
+    bprop_train_config_default(&c);
+    c.threads = threads;
+    c.batch = batch;
+    c.reproducible = reproducible;
+    bprop_trainer *t;
+    cr_assert_eq(bprop_trainer_create(*m, &c, d->n, &t, NULL), BPROP_OK);
+    return t;
+}
+
 Test(layout, float_sums_stay_deterministic_per_thread_count)
 {
     bprop_dataset *d = tu_blobs(301, 10, 3, 2);
     bprop_model *a = NULL, *b = NULL;
     for (int k = 0; k < 2; k++) {
         bprop_model *m;
-        cr_assert_eq(bprop_model_create(10, 24, 3, 1, 5, &m, NULL), BPROP_OK);
-        bprop_train_config c;
-        bprop_train_config_default(&c);
-        c.threads = 3;
-        c.batch = 32;
-        c.reproducible = 0;
-        bprop_trainer *t;
-        cr_assert_eq(bprop_trainer_create(m, &c, d->n, &t, NULL), BPROP_OK);
+        bprop_trainer *t = small_trainer(d, 3, 32, 0, &m);
         cr_assert_eq(bprop_trainer_epoch(t, d, NULL, NULL, NULL, NULL), BPROP_OK);
         bprop_trainer_free(t);
         *(k ? &b : &a) = m;
@@ -418,4 +426,38 @@ Test(limit, batch_at_the_limit_trains_the_same_bits_on_1_and_3_threads)
     free(params[0]);
     free(params[1]);
     bprop_dataset_free(d);
+}
+
+/* ---- the data bounds follow the data ------------------------------------------------------- */
+
+/* Two --reproducible epochs on data the caller rewrote in place between them (as a Python
+ * partial_fit with a new batch array at the old address would), against the same two epochs on
+ * two separate arrays: the fixed-point scales come from the data each epoch sees, so the bits
+ * are the same. (Bounds kept from before the rewrite made the exact sums of the wider data
+ * leave their range: a divergence that fresh data does not have.) */
+Test(bounds, data_changed_in_place_trains_as_fresh_data)
+{
+    bprop_dataset *d = tu_blobs(301, 10, 3, 2);     /* rewritten in place */
+    bprop_dataset *first = tu_blobs(301, 10, 3, 2); /* the fresh arrays: the data of epoch 1 */
+    bprop_dataset *second = tu_blobs(301, 10, 3, 2); /* and of epoch 2 */
+    for (size_t i = 0; i < second->n * second->dim; i++)
+        second->x[i] *= 4096.0f; /* bounds 4096 times wider */
+    bprop_model *m[2];
+    for (int k = 0; k < 2; k++) {
+        bprop_trainer *t = small_trainer(d, 2, 200, 1, &m[k]); /* several blocks a batch */
+        cr_assert_eq(bprop_trainer_epoch(t, k ? first : d, NULL, NULL, NULL, NULL), BPROP_OK);
+        if (!k)
+            memcpy(d->x, second->x, d->n * d->dim * sizeof *d->x);
+        bprop_error err;
+        cr_assert_eq(bprop_trainer_epoch(t, k ? second : d, NULL, NULL, NULL, &err), BPROP_OK,
+                     "%s data: %s", k ? "fresh" : "rewritten", err.message);
+        bprop_trainer_free(t);
+    }
+    cr_assert(tu_same_bits(m[0]->params, m[1]->params, m[0]->layout.total),
+              "the second epoch kept the bounds of the data as it was before the rewrite");
+    bprop_model_free(m[0]);
+    bprop_model_free(m[1]);
+    bprop_dataset_free(d);
+    bprop_dataset_free(first);
+    bprop_dataset_free(second);
 }
