@@ -72,6 +72,16 @@ bprop_status bp_dataset_wrap(size_t n, size_t dim, int labelled, bp_storage *st,
     return BPROP_OK;
 }
 
+bprop_status bp_dataset_hand_over(bprop_status s, bprop_dataset *d, bprop_dataset **out)
+{
+    if (s != BPROP_OK) {
+        bprop_dataset_free(d);
+        return s;
+    }
+    *out = d;
+    return BPROP_OK;
+}
+
 /* A dataset of n samples like d (sizes, labels allocated when d has them) whose byte features
  * are a fresh n x dim buffer (*bytes) carrying d's standardisation. */
 static bprop_status alloc_bytes_like(const bprop_dataset *d, size_t n, bprop_dataset **out,

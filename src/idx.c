@@ -233,10 +233,5 @@ bprop_status bprop_dataset_load_idx(const char *images_path, const char *labels_
     bprop_status s = load_images(images_path, labels_path != NULL, &d, err);
     if (s == BPROP_OK && labels_path)
         s = load_labels(labels_path, images_path, classes, d, err);
-    if (s != BPROP_OK) {
-        bprop_dataset_free(d);
-        return s;
-    }
-    *out = d;
-    return BPROP_OK;
+    return bp_dataset_hand_over(s, d, out);
 }

@@ -292,10 +292,5 @@ bprop_status bprop_dataset_load_npy(const char *images_path, const char *labels_
     npy_close(&f);
     if (s == BPROP_OK && labels_path)
         s = load_labels(labels_path, images_path, classes, d, err);
-    if (s != BPROP_OK) {
-        bprop_dataset_free(d);
-        return s;
-    }
-    *out = d;
-    return BPROP_OK;
+    return bp_dataset_hand_over(s, d, out);
 }

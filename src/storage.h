@@ -35,4 +35,7 @@ bprop_status bp_dataset_wrap(size_t n, size_t dim, int labelled, bp_storage *st,
                              const uint8_t *x8, const char *path, bprop_dataset **out,
                              bprop_error *err);
 
+/* A loader's last step: d to *out when s is BPROP_OK, else d freed (NULL is allowed); returns s. */
+bprop_status bp_dataset_hand_over(bprop_status s, bprop_dataset *d, bprop_dataset **out);
+
 #endif /* BPROP_STORAGE_H */

@@ -20,6 +20,16 @@ static const bprop_data_desc *desc_at(const bprop_checkpoint *ck, int i)
 
 /* ---- JSON ---- */
 
+void info_shape_json(json_writer *j, const bprop_model *m)
+{
+    json_uint(j, "inputs", m->inputs);
+    json_uint(j, "hidden", m->hidden);
+    json_uint(j, "classes", m->classes);
+    json_uint(j, "parameters", m->layout.total);
+    json_bool(j, "bias", m->has_bias);
+    json_bool(j, "standardized", m->std_mean != NULL);
+}
+
 void info_config_json(json_writer *j, const bprop_train_config *c)
 {
     json_object_begin(j, "config");
@@ -84,12 +94,7 @@ static void print_json(const char *path, const bprop_checkpoint *ck, char *setti
     json_uint(&j, "step", ck->state.step);
     json_uint(&j, "steps_per_epoch", ck->steps_per_epoch);
     json_bool(&j, "finished", ck->state.epoch >= ck->config.epochs && ck->state.step == 0);
-    json_uint(&j, "inputs", m->inputs);
-    json_uint(&j, "hidden", m->hidden);
-    json_uint(&j, "classes", m->classes);
-    json_uint(&j, "parameters", m->layout.total);
-    json_bool(&j, "bias", m->has_bias);
-    json_bool(&j, "standardized", m->std_mean != NULL);
+    info_shape_json(&j, m);
     info_config_json(&j, &ck->config);
     json_object_begin(&j, "settings");
     train_settings_each(settings, settings_json_one, &j);

@@ -62,12 +62,7 @@ static void print_json(const info_opts *o, const bprop_model *m)
     json_init(&j, stdout);
     json_object_begin(&j, NULL);
     json_string(&j, "model", o->model);
-    json_uint(&j, "inputs", m->inputs);
-    json_uint(&j, "hidden", m->hidden);
-    json_uint(&j, "classes", m->classes);
-    json_uint(&j, "parameters", m->layout.total);
-    json_bool(&j, "bias", m->has_bias);
-    json_bool(&j, "standardized", m->std_mean != NULL);
+    info_shape_json(&j, m);
     json_uint(&j, "epochs_done", p->epochs_done);
     json_uint(&j, "samples_seen", p->samples_seen);
     json_int(&j, "threads", p->threads);
