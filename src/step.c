@@ -84,11 +84,16 @@ static double max_abs(const float *p, size_t n)
 
 void bp_stepper_prepare(bp_stepper *s, const bp_src *X, size_t n)
 {
-    /* Every call: the caller may have rewritten X in place since the last one, or X may be new
-     * data at the old address (nothing cheaper than this pass would tell), and stale bounds
-     * give other scales (other bits, or a false divergence). One read of the data, small beside
-     * the epoch or gradient that follows. */
-    bp_src_bounds(X, n, s->e->work[0].xbuf, &s->xinf, &s->x1);
+    /* The bounds size the fixed-point scales of exact sums, which --reproducible and several
+     * ranks use. They are read at every call: the caller may have rewritten X in place since the
+     * last one, or X may be new data at the old address (nothing cheaper than this pass would
+     * tell), and stale bounds give other scales (other bits, or a false divergence). Float sums
+     * on one process never convert to fixed point, so they skip this read of the whole data:
+     * their scales then only flag parameters that are no longer finite (bad_scales). */
+    if (s->cfg.reproducible || (s->comm && s->comm->size > 1))
+        bp_src_bounds(X, n, s->e->work[0].xbuf, &s->xinf, &s->x1);
+    else
+        s->xinf = s->x1 = 0.0;
     /* The slots carry the parameters' magnitudes from one step's update to the next step's
      * scales; seed them from the whole model. */
     for (int t = 0; t < s->threads; t++) {
