@@ -46,32 +46,68 @@ def med(d):
     return statistics.median(d.values()) if d else None
 
 
-def fit(cells, pred):
+def split_ratio(splits):
+    """Median over rounds of data / hidden time (both ran in one process each round)."""
+    q = [td / splits["hidden"][r] for r, td in splits.get("data", {}).items()
+         if r in splits.get("hidden", {})]
+    return statistics.median(q) if q else None
+
+
+def fit(cells, pred, ratio_weight):
+    """Positive weights minimising the squared log errors of every measured time, plus
+    ratio_weight times those of every point's data/hidden ratio (what auto decides by)."""
     import numpy as np
-    from scipy.optimize import nnls
-    a, names = [], []
+    from scipy.optimize import least_squares
+    rows, times, pairs = [], [], []
     for key, splits in cells.items():
         for split, rounds in splits.items():
-            if split not in pred.get(key, {}):
-                continue  # a split that does not apply ran as the data split
-            t = med(rounds)
-            a.append([float(pred[key][split][k]) / t for k in TERMS])
-            names.append((key, split))
-    a = np.array(a)
+            if split in pred.get(key, {}):  # a split that does not apply ran as the data split
+                rows.append([float(pred[key][split][k]) for k in TERMS])
+                times.append(med(rounds))
+        if "hidden" in pred.get(key, {}):
+            pairs.append(([float(pred[key]["data"][k]) for k in TERMS],
+                          [float(pred[key]["hidden"][k]) for k in TERMS], split_ratio(splits),
+                          key, splits))
+    a, t = np.array(rows), np.array(times)
     used = [j for j in range(len(TERMS)) if a[:, j].any()]
-    w, _ = nnls(a[:, used], np.ones(len(a)))
+    pd = np.array([[p[0][j] for j in used] for p in pairs])
+    ph = np.array([[p[1][j] for j in used] for p in pairs])
+    q = np.array([p[2] for p in pairs])
+
+    def residuals(lw):
+        w = np.exp(lw)
+        r1 = np.log(a[:, used] @ w / t)
+        r2 = ratio_weight * np.log((pd @ w) / (ph @ w) / q)
+        return np.concatenate([r1, r2])
+
+    x0 = np.log(np.full(len(used), 1e-10))
+    sol = least_squares(residuals, x0, bounds=(-40.0, -5.0), max_nfev=20000)
     weights = dict.fromkeys(TERMS, 0.0)
-    for j, v in zip(used, w):
+    for j, v in zip(used, np.exp(sol.x)):
         weights[TERMS[j]] = v
-    res = a[:, used] @ w
-    print("fitted weights (seconds per unit):")
+    res = residuals(sol.x)[:len(t)]
+    print(f"fitted weights (seconds per unit; ratio weight {ratio_weight}):")
     for k in TERMS:
         v = weights[k]
         print(f"  {k:8s} {v:.4g}" + (f"   (1 / {1 / v:.4g})" if v > 0 else ""))
-    print(f"relative error: median |pred/meas - 1| = {np.median(abs(res - 1)):.3f}, "
-          f"max {max(abs(res - 1)):.3f}")
-    worst = sorted(zip(abs(res - 1), res, names), key=lambda x: -x[0])[:10]
-    print("largest: " + "; ".join(f"{k[0]}x{k[1]}x{k[2]} {s} {r:.2f}" for _, r, (k, s) in worst))
+    print(f"time error: median |pred/meas - 1| = {np.median(abs(np.exp(res) - 1)):.3f}, "
+          f"max {max(abs(np.exp(res) - 1)):.3f}")
+    w = np.exp(sol.x)
+    out = []
+    for (d, h, _, key, splits), sd, sh in zip(pairs, pd @ w, ph @ w):
+        choice = "hidden" if sh < sd else "data"
+        out.append(f"{key[0]}x{key[1]}x{key[2]} {choice} {auto_over_best(splits, choice, True):.3f}")
+    print("with these weights, auto/best: " + "; ".join(out))
+
+
+def auto_over_best(splits, chosen, hidden_applies):
+    """Median over rounds of the chosen split's time over the faster one's in that round."""
+    ratios = []
+    for r, td in splits.get("data", {}).items():
+        th = splits.get("hidden", {}).get(r) if hidden_applies else None
+        best = min(td, th) if th is not None else td
+        ratios.append((th if chosen == "hidden" else td) / best)
+    return statistics.median(ratios)
 
 
 def tables(cells, pred):
@@ -85,12 +121,7 @@ def tables(cells, pred):
         d, hd = med(splits.get("data", {})), med(splits.get("hidden", {}))
         if "hidden" not in p:
             hd = None  # the hidden split does not apply: it ran as the data split
-        ratios = []
-        for r, td in splits.get("data", {}).items():
-            th = splits.get("hidden", {}).get(r) if hd is not None else None
-            best = min(td, th) if th is not None else td
-            ratios.append((th if chosen == "hidden" else td) / best)
-        q = statistics.median(ratios)
+        q = auto_over_best(splits, chosen, hd is not None)
         if q > 1.05:
             misses.append((key, q))
         ph = p.get("hidden")
@@ -103,11 +134,29 @@ def tables(cells, pred):
           (", ".join(f"{k[0]}x{k[1]}x{k[2]} ({q:.3f})" for k, q in misses) or "no point"))
 
 
+def predictions(build, threads, batches, hiddens):
+    """The model alone at other thread counts: predicted µs per step of each split and auto's
+    choice (the memory-bound terms assume the team shares one memory bandwidth, as here)."""
+    pred = model(build, threads, batches, hiddens)
+    print("| threads | batch | hidden | model data µs | model hidden µs | auto |")
+    print("|---|---|---|---|---|---|")
+    for key in sorted(pred, key=lambda k: (k[0], k[1], k[2])):
+        p = pred[key]
+        chosen = next(s for s in p if p[s]["chosen"] == "1")
+        ph = f"{float(p['hidden']['seconds']) * 1e6:.0f}" if "hidden" in p else "-"
+        print(f"| {key[0]} | {key[1]} | {key[2]} | {float(p['data']['seconds']) * 1e6:.0f} | "
+              f"{ph} | {chosen} |")
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("csv", help="rows of scripts/split_grid.sh")
     ap.add_argument("--build", default="build", help="build directory with bench/cost_model")
     ap.add_argument("--fit", action="store_true", help="fit the weights of the model's terms")
+    ap.add_argument("--ratio-weight", type=float, default=0.5,
+                    help="weight of the data/hidden ratios against the times in the fit")
+    ap.add_argument("--predict", metavar="THREADS",
+                    help="also print the model's predictions at these thread counts (e.g. 4,8,16)")
     args = ap.parse_args()
     cells = measured(args.csv)
     if not cells:
@@ -116,9 +165,13 @@ def main():
     pred = model(args.build, sorted({k[0] for k in keys}), sorted({k[1] for k in keys}),
                  sorted({k[2] for k in keys}))
     if args.fit:
-        fit(cells, pred)
+        fit(cells, pred, args.ratio_weight)
         print()
     tables(cells, pred)
+    if args.predict:
+        print()
+        predictions(args.build, [int(t) for t in args.predict.split(",")],
+                    sorted({k[1] for k in keys}), sorted({k[2] for k in keys}))
 
 
 if __name__ == "__main__":

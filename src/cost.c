@@ -24,21 +24,25 @@
 static const double L2_BYTES = 1024.0 * 1024.0;      /* per core (Zen 5: 1 MiB) */
 static const double L3_BYTES = 32.0 * 1024.0 * 1024.0; /* shared by the cores of the team */
 
-/* Seconds per byte and per event, shared by every kernel set (fitted, avx512 set). */
-static const double SEC_PER_L2_BYTE = 1.0 / 107e9;
-static const double SEC_PER_L3_BYTE = 1.0 / 45e9;
-static const double SEC_PER_MEM_BYTE = 1.0 / 34e9;  /* the whole team's bandwidth */
-static const double SEC_PER_NET_BYTE = 1.0 / 4e9;   /* an allreduce between processes (assumed) */
-static const double SEC_PER_BARRIER = 5.4e-6;
-static const double SEC_PER_STEP = 7.9e-6;
+/* Seconds per byte and per event, shared by every kernel set: fitted to the avx512 grid
+ * (scripts/cost_fit.py --fit, ratio weight 0.5; docs/performance.md, "The cost model"). The
+ * rates are effective ones (write-allocation, prefetch and overlap with the FMAs included), lower
+ * than the hardware's peak bandwidths. */
+static const double SEC_PER_L2_BYTE = 1.0 / 46e9;  /* a core's own L2 */
+static const double SEC_PER_L3_BYTE = 1.0 / 41e9;  /* a core's share of the L3 */
+static const double SEC_PER_MEM_BYTE = 1.0 / 23e9; /* the whole team's memory bandwidth */
+static const double SEC_PER_NET_BYTE = 1.0 / 4e9;  /* an allreduce between processes: assumed,
+                                                       not measured (shared-memory MPI) */
+static const double SEC_PER_BARRIER = 2.4e-6;      /* an OpenMP barrier of 2 threads */
+static const double SEC_PER_STEP = 2.9e-6;         /* plan, scales, loss and stop checks */
 
-/* A kernel set's speed: seconds per executed FMA (both layers: the counts of the two layers are
- * in a fixed ratio for every split, so one weight is all the measurements can tell apart) and per
- * input value gathered,
- * and the share of layer-1 FMAs it executes on image-like inputs (zero inputs skipped: the
- * shares the executed-FMA counter gives on Fashion-MNIST at 256 units, docs/performance.md,
- * "Dense FLOPs and executed FMAs"). Inputs without zeros (standardised) execute every FMA, which
- * the model does not see: it assumes the documented share for every data set. */
+/* A kernel set's speed: seconds per executed FMA (both layers: their counts are in a fixed
+ * ratio for every split, so one weight is all the measurements can tell apart) and per input
+ * value gathered, converted and listed, and the share of layer-1 FMAs it executes on image-like
+ * inputs (zero inputs skipped: the shares the executed-FMA counter gives on Fashion-MNIST at 256
+ * units, docs/performance.md, "Dense FLOPs and executed FMAs"). Inputs without zeros
+ * (standardised) execute every FMA, which the model does not see: it assumes these shares for
+ * every data set. */
 typedef struct kernel_speed {
     const char *name;
     double sec_per_fma, sec_per_row_value;
@@ -46,12 +50,13 @@ typedef struct kernel_speed {
 } kernel_speed;
 
 static const kernel_speed KERNEL_SPEEDS[] = {
-    /* avx512: fitted. */
-    {"avx512", 1.0 / 44e9, 0.34e-9, 0.68},
-    /* avx2: half the vector width of avx512 (assumed, not fitted). */
-    {"avx2", 2.0 / 44e9, 0.34e-9, 0.65},
-    /* generic: a quarter of avx512 (assumed, not fitted); also any unknown set. */
-    {"generic", 4.0 / 44e9, 0.5e-9, 0.63},
+    /* avx512: fitted on the grid (Zen 5, 2 cores). */
+    {"avx512", 1.0 / 50.8e9, 0.39e-9, 0.68},
+    /* avx2 and generic: not fitted; their FMAs cost 1.45 and 4.8 times avx512's, the ratios of
+     * one-thread kernel rates at 256 units, batch 512 (118k and 37k samples/s on an AVX2 EPYC,
+     * docs/performance.md "Kernel rate on AVX2", against 166k for avx512 on this grid). */
+    {"avx2", 1.45 / 50.8e9, 0.39e-9, 0.65},
+    {"generic", 4.8 / 50.8e9, 0.6e-9, 0.63}, /* also any set the table does not name */
 };
 
 static const kernel_speed *speed_of(const char *name)
@@ -98,30 +103,36 @@ static view common_view(const bp_cost_shape *s)
 }
 
 /* bytes moved in total by par threads over arrays whose per-thread part is own bytes and whose
- * union is all bytes: in L2 when each part fits a core's L2, else L3 when the union fits it, else
- * memory (whose bandwidth the threads share, so memory counts the total). */
+ * union is all bytes: in L2 when each part fits a core's L2, else in L3 as far as the union fits
+ * it (the share L3 / all of a larger union), the rest from memory (whose bandwidth the threads
+ * share, so memory counts the total). */
 static void traffic(double t[BP_COST_TERMS], double bytes, double par, double own, double all)
 {
-    if (own <= L2_BYTES)
+    if (own <= L2_BYTES) {
         t[BP_COST_L2] += bytes / par;
-    else if (all <= L3_BYTES)
-        t[BP_COST_L3] += bytes / par;
-    else
-        t[BP_COST_MEM] += bytes;
+        return;
+    }
+    const double in_l3 = all <= L3_BYTES ? 1.0 : L3_BYTES / all;
+    t[BP_COST_L3] += in_l3 * bytes / par;
+    t[BP_COST_MEM] += (1.0 - in_l3) * bytes;
 }
 
-/* What every split does per thread: its FMAs and input values, and its reads of W1 by the
- * forward (the first block's from wherever the last update left W1, the next from the thread's
- * cache when its view fits). */
-static void pass_terms(const bp_cost_shape *s, const view *v, double row_passes, double t[])
+/* What every split does per thread: its FMAs and input values, its reads of W1 by the forward
+ * (the first block's from wherever the last update left W1, the next from the thread's cache
+ * when its view fits) and the sums of dW1 over its blocks. */
+static void pass_terms(const bp_cost_shape *s, const view *v, double row_passes, double all,
+                       double t[])
 {
     const double share = speed_of(s->kernels)->layer1_share;
     t[BP_COST_FMA] += 2.0 * v->rows * v->D * v->width * share + 3.0 * v->rows * v->width * v->C;
     t[BP_COST_ROWS] += row_passes * v->rows * v->D;
-    const double w1 = 4.0 * v->D * v->width, w1_all = 4.0 * v->D * v->H;
-    traffic(t, v->nt * w1, v->nt, w1_all / v->nt, w1_all);
-    if (v->blocks > 1.0)
-        traffic(t, v->nt * (v->blocks - 1.0) * w1, v->nt, w1, w1_all);
+    const double w1 = 4.0 * v->D * v->width;
+    traffic(t, v->nt * w1, v->nt, all / v->nt, all);
+    if (v->blocks > 1.0) {
+        traffic(t, v->nt * (v->blocks - 1.0) * w1, v->nt, w1, all);
+        /* each block after the first adds its dW1 to the thread's sums: a read and a write */
+        traffic(t, v->nt * (v->blocks - 1.0) * 2.0 * w1, v->nt, 2.0 * w1, all);
+    }
     t[BP_COST_STEP] += 1.0;
 }
 
@@ -135,14 +146,14 @@ static void data_terms(const bp_cost_shape *s, double t[])
                       : ceil_div(n, nt);
     v.width = v.H;
     v.blocks = ceil_div(v.rows, BP_BLOCK_SAMPLES);
-    pass_terms(s, &v, 1.0, t);
     const double model = 3.0 * P4; /* parameters, momentum, packed W1 */
-    if (nt == 1.0 && !s->exact && s->ranks <= 1) {
-        traffic(t, 5.0 * P4, 1.0, model, model); /* W1 and momentum updated in the pass */
-        return;
-    }
     const double acc = s->exact ? 2.0 * P4 : P4; /* a thread's sums: int64 or float */
     const double all = model + nt * acc;
+    pass_terms(s, &v, 1.0, all, t);
+    if (nt == 1.0 && !s->exact && s->ranks <= 1) {
+        traffic(t, 5.0 * P4, 1.0, all, all); /* W1 and momentum updated in the pass */
+        return;
+    }
     if (s->exact) /* every block's float sums into the int64 array */
         traffic(t, nt * v.blocks * (P4 + 2.0 * acc), nt, P4 + acc, all);
     traffic(t, nt * acc, nt, acc, all);             /* the pass writes its sums */
@@ -167,16 +178,17 @@ static void hidden_terms(const bp_cost_shape *s, double t[])
     v.rows = n;
     v.width = fmin(v.H, ceil_div(nhb, nt) * BP_UNIT_BLOCK);
     v.blocks = ceil_div(n, BP_BLOCK_SAMPLES);
-    pass_terms(s, &v, v.blocks > 1.0 ? 2.0 : 1.0, t);
     const double P4 = 4.0 * v.P, model = 3.0 * P4, slice = 4.0 * v.D * v.width;
+    const int exact = s->exact || s->ranks > 1;
+    const double all = model + (exact ? 3.0 : 1.0) * P4; /* and the float (and int64) sums */
+    pass_terms(s, &v, v.blocks > 1.0 ? 2.0 : 1.0, all, t);
     traffic(t, nt * 2.0 * 4.0 * n * v.width, nt, 8.0 * n * v.width, 8.0 * n * v.H); /* h */
     if (nt > 1.0)
         t[BP_COST_BARRIER] += 5.0;
-    if (!s->exact && s->ranks <= 1) {
-        traffic(t, 5.0 * P4, nt, model / nt, model); /* W1 and momentum updated in the pass */
+    if (!exact) {
+        traffic(t, 5.0 * P4, nt, all / nt, all); /* W1 and momentum updated in the pass */
         return;
     }
-    const double all = model + 2.0 * P4;
     traffic(t, nt * v.blocks * 5.0 * slice, nt, 3.0 * slice, all); /* sums into int64 */
     traffic(t, 2.0 * P4 + 4.0 * P4, nt, model / nt, all);        /* the update */
     if (s->ranks > 1)
