@@ -1,5 +1,6 @@
 /* cost.c: the cost model of one step (counts of FMAs, bytes by cache level, barriers) and the split it predicts fastest. */
 #include "cost.h"
+#include "kernels.h"
 
 #include <math.h>
 #include <string.h>
@@ -15,9 +16,6 @@
  */
 
 /* ---- the machine ---------------------------------------------------------------------------- */
-
-#define BP_BLOCK_SAMPLES 64.0 /* samples per block (BP_BLOCK): the unit of a thread's share */
-#define BP_UNIT_BLOCK 64.0    /* hidden units per block (BP_HBLOCK): the unit of a slice */
 
 /* Cache sizes the traffic is placed by: a thread's working set within its private L2 moves at L2
  * speed, the team's within the shared L3 at L3 speed, anything larger at memory speed. */
@@ -142,10 +140,10 @@ static void data_terms(const bp_cost_shape *s, double t[])
 {
     view v = common_view(s);
     const double n = (double)s->samples, P4 = 4.0 * v.P, nt = v.nt;
-    v.rows = s->exact ? fmin(n, ceil_div(ceil_div(n, BP_BLOCK_SAMPLES), nt) * BP_BLOCK_SAMPLES)
+    v.rows = s->exact ? fmin(n, ceil_div(ceil_div(n, (double)BP_BLOCK), nt) * (double)BP_BLOCK)
                       : ceil_div(n, nt);
     v.width = v.H;
-    v.blocks = ceil_div(v.rows, BP_BLOCK_SAMPLES);
+    v.blocks = ceil_div(v.rows, (double)BP_BLOCK);
     const double model = 3.0 * P4; /* parameters, momentum, packed W1 */
     const double acc = s->exact ? 2.0 * P4 : P4; /* a thread's sums: int64 or float */
     const double all = model + nt * acc;
@@ -174,10 +172,10 @@ static void data_terms(const bp_cost_shape *s, double t[])
 static void hidden_terms(const bp_cost_shape *s, double t[])
 {
     view v = common_view(s);
-    const double n = (double)s->samples, nt = v.nt, nhb = ceil_div(v.H, BP_UNIT_BLOCK);
+    const double n = (double)s->samples, nt = v.nt, nhb = ceil_div(v.H, (double)BP_HBLOCK);
     v.rows = n;
-    v.width = fmin(v.H, ceil_div(nhb, nt) * BP_UNIT_BLOCK);
-    v.blocks = ceil_div(n, BP_BLOCK_SAMPLES);
+    v.width = fmin(v.H, ceil_div(nhb, nt) * (double)BP_HBLOCK);
+    v.blocks = ceil_div(n, (double)BP_BLOCK);
     const double P4 = 4.0 * v.P, model = 3.0 * P4, slice = 4.0 * v.D * v.width;
     const int exact = s->exact || s->ranks > 1;
     const double all = model + (exact ? 3.0 : 1.0) * P4; /* and the float (and int64) sums */
@@ -200,7 +198,7 @@ int bp_cost_applies(const bp_cost_shape *s, bp_split split)
     if (split == BP_SPLIT_DATA)
         return 1;
     if (split == BP_SPLIT_HIDDEN)
-        return s->threads >= 2 && (s->hidden + 63) / 64 >= (size_t)s->threads;
+        return s->threads >= 2 && (s->hidden + BP_HBLOCK - 1) / BP_HBLOCK >= (size_t)s->threads;
     return 0;
 }
 
