@@ -42,15 +42,18 @@ def model(build, threads, batches, hiddens, kernels="avx512"):
     return rows
 
 
+STAT = statistics.median  # --mean: statistics.mean
+
+
 def med(d):
-    return statistics.median(d.values()) if d else None
+    return STAT(list(d.values())) if d else None
 
 
 def split_ratio(splits):
     """Median over rounds of data / hidden time (both ran in one process each round)."""
     q = [td / splits["hidden"][r] for r, td in splits.get("data", {}).items()
          if r in splits.get("hidden", {})]
-    return statistics.median(q) if q else None
+    return STAT(q) if q else None
 
 
 def fit(cells, pred, ratio_weight):
@@ -74,8 +77,19 @@ def fit(cells, pred, ratio_weight):
     ph = np.array([[p[1][j] for j in used] for p in pairs])
     q = np.array([p[2] for p in pairs])
 
-    def residuals(lw):
+    names = [TERMS[j] for j in used]
+    order = [names.index(k) for k in ("l2", "l3", "mem") if k in names]
+
+    def weights_of(lw):
+        """exp of the parameters; the byte weights as increments, so that a byte never costs
+        less at a farther level (L2 <= L3 <= memory): the model stays monotone in the sizes."""
         w = np.exp(lw)
+        for a, b in zip(order, order[1:]):
+            w[b] = w[a] + w[b]
+        return w
+
+    def residuals(lw):
+        w = weights_of(lw)
         r1 = np.log(a[:, used] @ w / t)
         r2 = ratio_weight * np.log((pd @ w) / (ph @ w) / q)
         return np.concatenate([r1, r2])
@@ -83,7 +97,7 @@ def fit(cells, pred, ratio_weight):
     x0 = np.log(np.full(len(used), 1e-10))
     sol = least_squares(residuals, x0, bounds=(-40.0, -5.0), max_nfev=20000)
     weights = dict.fromkeys(TERMS, 0.0)
-    for j, v in zip(used, np.exp(sol.x)):
+    for j, v in zip(used, weights_of(sol.x)):
         weights[TERMS[j]] = v
     res = residuals(sol.x)[:len(t)]
     print(f"fitted weights (seconds per unit; ratio weight {ratio_weight}):")
@@ -92,7 +106,7 @@ def fit(cells, pred, ratio_weight):
         print(f"  {k:8s} {v:.4g}" + (f"   (1 / {1 / v:.4g})" if v > 0 else ""))
     print(f"time error: median |pred/meas - 1| = {np.median(abs(np.exp(res) - 1)):.3f}, "
           f"max {max(abs(np.exp(res) - 1)):.3f}")
-    w = np.exp(sol.x)
+    w = weights_of(sol.x)
     out = []
     for (d, h, _, key, splits), sd, sh in zip(pairs, pd @ w, ph @ w):
         choice = "hidden" if sh < sd else "data"
@@ -157,7 +171,13 @@ def main():
                     help="weight of the data/hidden ratios against the times in the fit")
     ap.add_argument("--predict", metavar="THREADS",
                     help="also print the model's predictions at these thread counts (e.g. 4,8,16)")
+    ap.add_argument("--mean", action="store_true",
+                    help="fit means over rounds instead of medians (every mode of a bimodal split "
+                         "counted at its frequency)")
     args = ap.parse_args()
+    if args.mean:
+        global STAT
+        STAT = statistics.mean
     cells = measured(args.csv)
     if not cells:
         sys.exit("cost_fit: no rows")
