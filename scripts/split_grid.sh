@@ -7,7 +7,7 @@
 #   that neither split is always measured first. Epochs shrink with the hidden width
 #   (30000 samples at 32 units, 16000 at 256, 4096 at 1024, 2048 at 4096) to keep a round near a
 #   minute on a 2-core machine. One thread runs the data split alone: every split is the
-#   data split there. Run each round under `flock -x /work/cpu.lock` and
+#   data split there. Run each round on an otherwise idle machine and
 #   take per-round medians (scripts/cost_fit.py).
 set -euo pipefail
 [ $# -ge 3 ] || { sed -n '3,10p' "$0" >&2; exit 2; }
