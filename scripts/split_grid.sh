@@ -5,12 +5,12 @@
 #   is new). Each point is one process that runs the splits back to back (same memory layout for
 #   both); the order of the splits alternates from point to point and from round to round, so
 #   that neither split is always measured first. Epochs shrink with the hidden width
-#   (30000 samples at 32 units, 16000 at 256, 4096 at 1024, 2048 at 4096) to keep a round near a
-#   minute on a 2-core machine. One thread runs the data split alone: every split is the
+#   (30000 samples at 32 units, 16000 at 256, 4096 at 1024, 2048 at 4096) to keep a round of the
+#   default grid near 20 seconds on a 2-core machine. One thread runs the data split alone: every split is the
 #   data split there. Run each round on an otherwise idle machine and
 #   take per-round medians (scripts/cost_fit.py).
 set -euo pipefail
-[ $# -ge 3 ] || { sed -n '3,10p' "$0" >&2; exit 2; }
+[ $# -ge 3 ] || { sed -n '3,11p' "$0" >&2; exit 2; }
 build=$1 round=$2 out=$3
 shift 3
 threads=1,2 batches=32,128,512 hiddens=32,256,1024,4096 splits=data,hidden
