@@ -6,7 +6,7 @@
 #include <string.h>
 
 static const char *const TERM_NAMES[BP_COST_TERMS] = {"fma", "rows", "l2", "l3",
-                                                      "mem", "net", "barrier", "step"};
+                                                      "mem", "xcore", "net", "barrier", "step"};
 static const char *const SPLIT_NAMES[BP_SPLITS] = {"data", "hidden"};
 
 /* Parses the comma-separated list s into at most max sizes; returns how many. */

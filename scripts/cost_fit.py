@@ -17,17 +17,19 @@ import subprocess
 import sys
 from collections import defaultdict
 
-TERMS = ["fma", "rows", "l2", "l3", "mem", "net", "barrier", "step"]
+TERMS = ["fma", "rows", "l2", "l3", "mem", "xcore", "net", "barrier", "step"]
 
 
-def measured(path):
-    """{(threads, batch, hidden): {split: {round: seconds per step}}}."""
+def measured(paths):
+    """{(threads, batch, hidden): {split: {round: seconds per step}}} over every file (round
+    labels must differ between files)."""
     cells = defaultdict(lambda: defaultdict(dict))
-    with open(path, newline="") as f:
-        for row in csv.DictReader(f):
-            b = int(row["batch"])
-            key = (int(row["threads"]), b, int(row["hidden"]))
-            cells[key][row["parallel"]][row["round"]] = b / float(row["samples_per_s"])
+    for path in paths:
+        with open(path, newline="") as f:
+            for row in csv.DictReader(f):
+                b = int(row["batch"])
+                key = (int(row["threads"]), b, int(row["hidden"]))
+                cells[key][row["parallel"]][row["round"]] = b / float(row["samples_per_s"])
     return cells
 
 
@@ -164,7 +166,7 @@ def predictions(build, threads, batches, hiddens):
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("csv", help="rows of scripts/split_grid.sh")
+    ap.add_argument("csv", nargs="+", help="rows of scripts/split_grid.sh (several files: pooled)")
     ap.add_argument("--build", default="build", help="build directory with bench/cost_model")
     ap.add_argument("--fit", action="store_true", help="fit the weights of the model's terms")
     ap.add_argument("--ratio-weight", type=float, default=0.5,

@@ -32,6 +32,7 @@ enum {
     BP_COST_L2,      /* bytes one thread moves within its own L2 */
     BP_COST_L3,      /* bytes one thread moves from the shared L3 */
     BP_COST_MEM,     /* bytes all threads together move from memory (shared bandwidth) */
+    BP_COST_XCORE,   /* bytes a core reads that another core wrote in the step (all threads) */
     BP_COST_NET,     /* bytes summed over ranks */
     BP_COST_BARRIER, /* team barriers (none on one thread) */
     BP_COST_STEP,    /* one per step: the fixed cost of a step */
