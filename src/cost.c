@@ -25,9 +25,10 @@ static const double L3_BYTES = 32.0 * 1024.0 * 1024.0; /* shared by the cores of
 /* Seconds per byte and per event, shared by every kernel set: fitted to the means over every
  * measured round of the avx512 grid (scripts/cost_fit.py --fit --mean, ratio weight 0.5;
  * docs/performance.md, "The cost model"). The means count the two states the 2-core VM was
- * seen in at their frequency: its two cores sometimes share an L3 and sometimes do not, which
- * makes a line another core wrote cheap in one state and dear in the other; a choice made
- * without timings has to do well in both. The rates are effective ones (write-allocation,
+ * seen in at their frequency: in one the data split's sums over threads (lines another core
+ * wrote) were cheap, in the other they were dear (likely where the host placed the two virtual
+ * cores: sharing an L3 or not; not verified); a choice made without timings has to do well in
+ * both. The rates are effective ones (write-allocation,
  * prefetch and overlap with the FMAs included), lower than the hardware's peak bandwidths. */
 static const double SEC_PER_L2_BYTE = 1.0 / 42.7e9;   /* a core's own L2 */
 static const double SEC_PER_L3_BYTE = 1.0 / 30.4e9;   /* a core's share of the L3 */
