@@ -31,6 +31,7 @@
  */
 
 #include "bprop.h"
+#include "cost.h"
 #include "kernels.h"
 
 #include <stdint.h>
@@ -203,15 +204,19 @@ static inline void exec_share(size_t n, size_t nt, size_t t, size_t *lo, size_t 
 }
 
 /* Whether a step of nb samples on nt threads of one process runs the hidden split: mirrors
- * bp_step_uses_hidden (src/step.c): it needs a 64-unit block (BP_HBLOCK) of hidden units per
- * thread; auto takes it when the batch has fewer 64-sample blocks than threads. */
-static inline int exec_uses_hidden(bprop_parallel p, size_t nb, size_t nt, size_t H)
+ * choose_split (src/step.c): it needs a 64-unit block (BP_HBLOCK) of hidden units per thread;
+ * auto takes the split the cost model (src/cost.h) predicts fastest. */
+static inline int exec_uses_hidden(const exec_counter *ec, bprop_parallel p, size_t nb, size_t nt,
+                                   size_t H, int reproducible)
 {
     if (nt < 2 || (H + BP_HBLOCK - 1) / BP_HBLOCK < nt)
         return 0;
     if (p != BPROP_PARALLEL_AUTO)
         return p == BPROP_PARALLEL_HIDDEN;
-    return (nb + BP_BLOCK - 1) / BP_BLOCK < nt;
+    const bp_cost_shape shape = {.samples = nb, .inputs = ec->D, .hidden = H, .classes = ec->C,
+                                 .has_bias = 1, .threads = (int)nt, .ranks = 1,
+                                 .exact = reproducible, .kernels = ec->k->name};
+    return bp_cost_choose(&shape) == BP_SPLIT_HIDDEN;
 }
 
 /* Layer-1 FMAs of one step over samples [first, first + nb), cut as src/step.c cuts it: the
@@ -222,7 +227,7 @@ static inline double exec_step(exec_counter *ec, const bprop_dataset *d, size_t 
                                size_t nt, size_t H, bprop_parallel p, int reproducible)
 {
     double fma = 0.0;
-    if (exec_uses_hidden(p, nb, nt, H)) {
+    if (exec_uses_hidden(ec, p, nb, nt, H, reproducible)) {
         const size_t nhb = (H + BP_HBLOCK - 1) / BP_HBLOCK;
         for (size_t t = 0; t < nt; t++) {
             size_t q0, q1;

@@ -125,9 +125,15 @@ static bp_split choose_split(const bp_stepper *s, const bp_rank_part *r, int nt)
         return BP_SPLIT_DATA; /* the hidden split needs a block of hidden units per thread */
     if (s->cfg.parallel != BPROP_PARALLEL_AUTO)
         return s->cfg.parallel == BPROP_PARALLEL_HIDDEN ? BP_SPLIT_HIDDEN : BP_SPLIT_DATA;
-    /* Auto: the data split leaves threads idle when the rank holds fewer blocks than threads;
-     * otherwise it measured as fast or faster (docs/parallel.md, "1. Forward and backward"). */
-    return r->b1 - r->b0 < (size_t)nt ? BP_SPLIT_HIDDEN : BP_SPLIT_DATA;
+    /* Auto: the split the cost model predicts fastest for this shape, team, ranks and kernel
+     * set; never a timing, so the same settings always choose the same (docs/parallel.md,
+     * "Choosing the split"). */
+    const bp_cost_shape shape = {.samples = r->hi - r->lo, .inputs = s->m->inputs,
+                                 .hidden = s->m->hidden, .classes = s->m->classes,
+                                 .has_bias = s->m->has_bias, .threads = nt,
+                                 .ranks = s->comm ? s->comm->size : 1,
+                                 .exact = s->cfg.reproducible, .kernels = s->e->k->name};
+    return bp_cost_choose(&shape);
 }
 
 /* The most forward blocks one thread runs in the step. With one, packing W1 into the engine's

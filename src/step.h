@@ -2,15 +2,11 @@
 #ifndef BPROP_STEP_H
 #define BPROP_STEP_H
 
+#include "cost.h"
 #include "engine.h"
 
 #include <signal.h>
 
-/* How a step splits its work over the threads of a team. */
-typedef enum bp_split {
-    BP_SPLIT_DATA,  /* each thread takes samples of the batch, all hidden units */
-    BP_SPLIT_HIDDEN /* each thread takes a slice of hidden units, all samples of the rank */
-} bp_split;
 
 /* This rank's part of a batch: whole blocks [b0, b1) and their samples [lo, hi). */
 typedef struct bp_rank_part {

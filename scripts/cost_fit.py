@@ -1,0 +1,200 @@
+#!/usr/bin/env python3
+"""cost_fit.py: the split grid's measured step times (scripts/split_grid.sh) against the cost model's predictions (bench/cost_model), and a fit of its weights.
+
+Per point and split: the median over rounds of the measured seconds per step (batch /
+samples_per_s). auto/best is the median over rounds of (the measured time of the split the
+model chooses) / (the faster of data and hidden in that round): auto runs the very code of the
+split it chooses, and both splits of a round ran back to back in one process. With --fit, the
+weights of the model's terms are fitted by non-negative least squares on relative error
+(each point's terms divided by its measured time should sum to 1) and printed; they are put into
+src/cost.c by hand. Needs numpy (and scipy for --fit): Debian's /usr/bin/python3.
+"""
+
+import argparse
+import csv
+import statistics
+import subprocess
+import sys
+from collections import defaultdict
+
+TERMS = ["fma", "rows", "l2", "l3", "mem", "xcore", "net", "barrier", "step"]
+
+
+def measured(paths):
+    """{(threads, batch, hidden): {split: {round: seconds per step}}} over every file (round
+    labels must differ between files)."""
+    cells = defaultdict(lambda: defaultdict(dict))
+    for path in paths:
+        with open(path, newline="") as f:
+            for row in csv.DictReader(f):
+                b = int(row["batch"])
+                key = (int(row["threads"]), b, int(row["hidden"]))
+                cells[key][row["parallel"]][row["round"]] = b / float(row["samples_per_s"])
+    return cells
+
+
+def model(build, threads, batches, hiddens, kernels="avx512"):
+    """{(threads, batch, hidden): {split: row of bench/cost_model}}."""
+    out = subprocess.run([f"{build}/bench/cost_model", ",".join(map(str, threads)),
+                          ",".join(map(str, batches)), ",".join(map(str, hiddens)), kernels],
+                         check=True, capture_output=True, text=True).stdout
+    rows = defaultdict(dict)
+    for row in csv.DictReader(out.splitlines()):
+        rows[(int(row["threads"]), int(row["samples"]), int(row["hidden"]))][row["split"]] = row
+    return rows
+
+
+STAT = statistics.median  # --mean: statistics.mean
+
+
+def med(d):
+    return STAT(list(d.values())) if d else None
+
+
+def split_ratio(splits):
+    """Median over rounds of data / hidden time (both ran in one process each round)."""
+    q = [td / splits["hidden"][r] for r, td in splits.get("data", {}).items()
+         if r in splits.get("hidden", {})]
+    return STAT(q) if q else None
+
+
+def fit(cells, pred, ratio_weight):
+    """Positive weights minimising the squared log errors of every measured time, plus
+    ratio_weight times those of every point's data/hidden ratio (what auto decides by)."""
+    import numpy as np
+    from scipy.optimize import least_squares
+    rows, times, pairs = [], [], []
+    for key, splits in cells.items():
+        for split, rounds in splits.items():
+            if split in pred.get(key, {}):  # a split that does not apply ran as the data split
+                rows.append([float(pred[key][split][k]) for k in TERMS])
+                times.append(med(rounds))
+        if "hidden" in pred.get(key, {}):
+            pairs.append(([float(pred[key]["data"][k]) for k in TERMS],
+                          [float(pred[key]["hidden"][k]) for k in TERMS], split_ratio(splits),
+                          key, splits))
+    a, t = np.array(rows), np.array(times)
+    used = [j for j in range(len(TERMS)) if a[:, j].any()]
+    pd = np.array([[p[0][j] for j in used] for p in pairs])
+    ph = np.array([[p[1][j] for j in used] for p in pairs])
+    q = np.array([p[2] for p in pairs])
+
+    names = [TERMS[j] for j in used]
+    order = [names.index(k) for k in ("l2", "l3", "mem") if k in names]
+
+    def weights_of(lw):
+        """exp of the parameters; the byte weights as increments, so that a byte never costs
+        less at a farther level (L2 <= L3 <= memory): the model stays monotone in the sizes."""
+        w = np.exp(lw)
+        for a, b in zip(order, order[1:]):
+            w[b] = w[a] + w[b]
+        return w
+
+    def residuals(lw):
+        w = weights_of(lw)
+        r1 = np.log(a[:, used] @ w / t)
+        r2 = ratio_weight * np.log((pd @ w) / (ph @ w) / q)
+        return np.concatenate([r1, r2])
+
+    x0 = np.log(np.full(len(used), 1e-10))
+    sol = least_squares(residuals, x0, bounds=(-40.0, -5.0), max_nfev=20000)
+    weights = dict.fromkeys(TERMS, 0.0)
+    for j, v in zip(used, weights_of(sol.x)):
+        weights[TERMS[j]] = v
+    res = residuals(sol.x)[:len(t)]
+    print(f"fitted weights (seconds per unit; ratio weight {ratio_weight}):")
+    for k in TERMS:
+        v = weights[k]
+        print(f"  {k:8s} {v:.4g}" + (f"   (1 / {1 / v:.4g})" if v > 0 else ""))
+    print(f"time error: median |pred/meas - 1| = {np.median(abs(np.exp(res) - 1)):.3f}, "
+          f"max {max(abs(np.exp(res) - 1)):.3f}")
+    w = weights_of(sol.x)
+    out = []
+    for (d, h, _, key, splits), sd, sh in zip(pairs, pd @ w, ph @ w):
+        choice = "hidden" if sh < sd else "data"
+        out.append(f"{key[0]}x{key[1]}x{key[2]} {choice} {auto_over_best(splits, choice, True):.3f}")
+    print("with these weights, auto/best: " + "; ".join(out))
+
+
+def auto_over_best(splits, chosen, hidden_applies):
+    """Median over rounds of the chosen split's time over the faster one's in that round."""
+    ratios = []
+    for r, td in splits.get("data", {}).items():
+        th = splits.get("hidden", {}).get(r) if hidden_applies else None
+        best = min(td, th) if th is not None else td
+        ratios.append((th if chosen == "hidden" else td) / best)
+    return statistics.median(ratios)
+
+
+def tables(cells, pred):
+    print("| threads | batch | hidden | data µs | hidden µs | auto | auto/best | model data µs | model hidden µs |")
+    print("|---|---|---|---|---|---|---|---|---|")
+    misses = []
+    for key in sorted(cells):
+        t, b, h = key
+        splits, p = cells[key], pred[key]
+        chosen = next(s for s in p if p[s]["chosen"] == "1")
+        d, hd = med(splits.get("data", {})), med(splits.get("hidden", {}))
+        if "hidden" not in p:
+            hd = None  # the hidden split does not apply: it ran as the data split
+        q = auto_over_best(splits, chosen, hd is not None)
+        if q > 1.05:
+            misses.append((key, q))
+        ph = p.get("hidden")
+        print(f"| {t} | {b} | {h} | {d * 1e6:.0f} | {hd * 1e6 if hd else float('nan'):.0f} | "
+              f"{chosen} | {q:.3f} | {float(p['data']['seconds']) * 1e6:.0f} | "
+              f"{float(ph['seconds']) * 1e6 if ph else float('nan'):.0f} |"
+              .replace("| nan |", "| - |"))
+    print()
+    print("auto more than 5% slower than the faster split at: " +
+          (", ".join(f"{k[0]}x{k[1]}x{k[2]} ({q:.3f})" for k, q in misses) or "no point"))
+
+
+def predictions(build, threads, batches, hiddens):
+    """The model alone at other thread counts: predicted µs per step of each split and auto's
+    choice (the memory-bound terms assume the team shares one memory bandwidth, as here)."""
+    pred = model(build, threads, batches, hiddens)
+    print("| threads | batch | hidden | model data µs | model hidden µs | auto |")
+    print("|---|---|---|---|---|---|")
+    for key in sorted(pred, key=lambda k: (k[0], k[1], k[2])):
+        p = pred[key]
+        chosen = next(s for s in p if p[s]["chosen"] == "1")
+        ph = f"{float(p['hidden']['seconds']) * 1e6:.0f}" if "hidden" in p else "-"
+        print(f"| {key[0]} | {key[1]} | {key[2]} | {float(p['data']['seconds']) * 1e6:.0f} | "
+              f"{ph} | {chosen} |")
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("csv", nargs="+", help="rows of scripts/split_grid.sh (several files: pooled)")
+    ap.add_argument("--build", default="build", help="build directory with bench/cost_model")
+    ap.add_argument("--fit", action="store_true", help="fit the weights of the model's terms")
+    ap.add_argument("--ratio-weight", type=float, default=0.5,
+                    help="weight of the data/hidden ratios against the times in the fit")
+    ap.add_argument("--predict", metavar="THREADS",
+                    help="also print the model's predictions at these thread counts (e.g. 4,8,16)")
+    ap.add_argument("--mean", action="store_true",
+                    help="fit means over rounds instead of medians (every mode of a bimodal split "
+                         "counted at its frequency)")
+    args = ap.parse_args()
+    if args.mean:
+        global STAT
+        STAT = statistics.mean
+    cells = measured(args.csv)
+    if not cells:
+        sys.exit("cost_fit: no rows")
+    keys = list(cells)
+    pred = model(args.build, sorted({k[0] for k in keys}), sorted({k[1] for k in keys}),
+                 sorted({k[2] for k in keys}))
+    if args.fit:
+        fit(cells, pred, args.ratio_weight)
+        print()
+    tables(cells, pred)
+    if args.predict:
+        print()
+        predictions(args.build, [int(t) for t in args.predict.split(",")],
+                    sorted({k[1] for k in keys}), sorted({k[2] for k in keys}))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,253 @@
+/* cost.c: the cost model of one step (counts of FMAs, bytes by cache level, barriers) and the split it predicts fastest. */
+#include "cost.h"
+#include "kernels.h"
+
+#include <math.h>
+#include <string.h>
+
+/*
+ * The model. A step's time is predicted as sum_k terms[k] * weights[k]: terms count what the
+ * slowest thread executes (FMAs, input values) and the bytes the step moves at each level of the
+ * memory hierarchy, weights are the seconds each unit costs. The counts follow the code of each
+ * split (docs/parallel.md, "Choosing the split"); the weights are this file's assumptions about
+ * the machine, fitted to step times measured on a 2-core AMD EPYC (Zen 5) with the avx512 set
+ * (docs/performance.md, "The cost model"). Nothing here reads a clock: the choice is a function
+ * of the shape, the threads, the ranks and the kernel set alone.
+ */
+
+/* ---- the machine ---------------------------------------------------------------------------- */
+
+/* Cache sizes the traffic is placed by: a thread's working set within its private L2 moves at L2
+ * speed, the team's within the shared L3 at L3 speed, anything larger at memory speed. */
+static const double L2_BYTES = 1024.0 * 1024.0;      /* per core (Zen 5: 1 MiB) */
+static const double L3_BYTES = 32.0 * 1024.0 * 1024.0; /* shared by the cores of the team */
+
+/* Seconds per byte and per event, shared by every kernel set: fitted to the means over every
+ * measured round of the avx512 grid (scripts/cost_fit.py --fit --mean, ratio weight 0.5;
+ * docs/performance.md, "The cost model"). The means count the two states the 2-core VM was
+ * seen in at their frequency: in one the data split's sums over threads (lines another core
+ * wrote) were cheap, in the other they were dear (likely where the host placed the two virtual
+ * cores: sharing an L3 or not; not verified); a choice made without timings has to do well in
+ * both. The rates are effective ones (write-allocation,
+ * prefetch and overlap with the FMAs included), lower than the hardware's peak bandwidths. */
+static const double SEC_PER_L2_BYTE = 1.0 / 42.7e9;   /* a core's own L2 */
+static const double SEC_PER_L3_BYTE = 1.0 / 30.4e9;   /* a core's share of the L3 */
+static const double SEC_PER_MEM_BYTE = 1.0 / 26.5e9;  /* the whole team's memory bandwidth */
+static const double SEC_PER_XCORE_BYTE = 1.0 / 12.3e9; /* a line another core wrote */
+static const double SEC_PER_NET_BYTE = 1.0 / 4e9;     /* an allreduce between processes: assumed,
+                                                          not measured (shared-memory MPI) */
+static const double SEC_PER_BARRIER = 3.3e-6;         /* an OpenMP barrier of 2 threads */
+static const double SEC_PER_STEP = 0.0;               /* fitted to nothing: a step's fixed costs
+                                                          (plan, scales, loss) are within the
+                                                          barriers' weight */
+
+/* A kernel set's speed: seconds per executed FMA (both layers: their counts are in a fixed
+ * ratio for every split, so one weight is all the measurements can tell apart) and per input
+ * value gathered, converted and listed, and the share of layer-1 FMAs it executes on image-like
+ * inputs (zero inputs skipped: the shares the executed-FMA counter gives on Fashion-MNIST at 256
+ * units, docs/performance.md, "Dense FLOPs and executed FMAs"). Inputs without zeros
+ * (standardised) execute every FMA, which the model does not see: it assumes these shares for
+ * every data set. */
+typedef struct kernel_speed {
+    const char *name;
+    double sec_per_fma, sec_per_row_value;
+    double layer1_share;
+} kernel_speed;
+
+static const kernel_speed KERNEL_SPEEDS[] = {
+    /* avx512: fitted on the grid (Zen 5, 2 cores). */
+    {"avx512", 1.0 / 48.9e9, 0.41e-9, 0.68},
+    /* avx2 and generic: not fitted; their FMAs cost 1.45 and 4.8 times avx512's, the ratios of
+     * one-thread kernel rates at 256 units, batch 512 (118k and 37k samples/s on an AVX2 EPYC,
+     * docs/performance.md "Kernel rate on AVX2", against 166k for avx512 on this grid). */
+    {"avx2", 1.45 / 48.9e9, 0.41e-9, 0.65},
+    {"generic", 4.8 / 48.9e9, 0.62e-9, 0.63}, /* also any set the table does not name */
+};
+
+static const kernel_speed *speed_of(const char *name)
+{
+    const size_t n = sizeof KERNEL_SPEEDS / sizeof KERNEL_SPEEDS[0];
+    for (size_t i = 0; name && i < n; i++)
+        if (!strcmp(KERNEL_SPEEDS[i].name, name))
+            return &KERNEL_SPEEDS[i];
+    return &KERNEL_SPEEDS[n - 1];
+}
+
+void bp_cost_weights(const bp_cost_shape *s, double w[BP_COST_TERMS])
+{
+    const kernel_speed *k = speed_of(s->kernels);
+    w[BP_COST_FMA] = k->sec_per_fma;
+    w[BP_COST_ROWS] = k->sec_per_row_value;
+    w[BP_COST_L2] = SEC_PER_L2_BYTE;
+    w[BP_COST_L3] = SEC_PER_L3_BYTE;
+    w[BP_COST_MEM] = SEC_PER_MEM_BYTE;
+    w[BP_COST_XCORE] = SEC_PER_XCORE_BYTE;
+    w[BP_COST_NET] = SEC_PER_NET_BYTE;
+    w[BP_COST_BARRIER] = SEC_PER_BARRIER;
+    w[BP_COST_STEP] = SEC_PER_STEP;
+}
+
+/* ---- counting ------------------------------------------------------------------------------- */
+
+/* One thread's view of the step: the samples it runs, the hidden units it owns, its blocks. */
+typedef struct view {
+    double rows, width, blocks;
+    double D, H, C, P, nt;
+} view;
+
+static double ceil_div(double a, double b)
+{
+    return ceil(a / b);
+}
+
+static view common_view(const bp_cost_shape *s)
+{
+    view v = {.D = (double)s->inputs, .H = (double)s->hidden, .C = (double)s->classes,
+              .nt = s->threads > 1 ? s->threads : 1};
+    v.P = v.D * v.H + v.H * v.C + (s->has_bias ? v.H + v.C : 0.0);
+    return v;
+}
+
+/* bytes moved in total by par threads over arrays whose per-thread part is own bytes and whose
+ * union is all bytes: in L2 when each part fits a core's L2, else in L3 as far as the union fits
+ * it (the share L3 / all of a larger union), the rest from memory (whose bandwidth the threads
+ * share, so memory counts the total). */
+static void traffic(double t[BP_COST_TERMS], double bytes, double par, double own, double all)
+{
+    if (own <= L2_BYTES) {
+        t[BP_COST_L2] += bytes / par;
+        return;
+    }
+    const double in_l3 = all <= L3_BYTES ? 1.0 : L3_BYTES / all;
+    t[BP_COST_L3] += in_l3 * bytes / par;
+    t[BP_COST_MEM] += (1.0 - in_l3) * bytes;
+}
+
+/* What every split does per thread: its FMAs and input values, its reads of W1 by the forward
+ * (the first block's from wherever the last update left W1, the next from the thread's cache
+ * when its view fits) and the sums of dW1 over its blocks. */
+static void pass_terms(const bp_cost_shape *s, const view *v, double row_passes, double all,
+                       double t[])
+{
+    const double share = speed_of(s->kernels)->layer1_share;
+    t[BP_COST_FMA] += 2.0 * v->rows * v->D * v->width * share + 3.0 * v->rows * v->width * v->C;
+    t[BP_COST_ROWS] += row_passes * v->rows * v->D;
+    const double w1 = 4.0 * v->D * v->width;
+    traffic(t, v->nt * w1, v->nt, all / v->nt, all);
+    if (v->blocks > 1.0) {
+        traffic(t, v->nt * (v->blocks - 1.0) * w1, v->nt, w1, all);
+        /* each block after the first adds its dW1 to the thread's sums: a read and a write */
+        traffic(t, v->nt * (v->blocks - 1.0) * 2.0 * w1, v->nt, 2.0 * w1, all);
+    }
+    t[BP_COST_STEP] += 1.0;
+}
+
+/* The data split: a share of the samples each, a gradient buffer of the whole model each, summed
+ * over threads, then one update pass (one thread with float sums updates W1 in its pass). */
+static void data_terms(const bp_cost_shape *s, double t[])
+{
+    view v = common_view(s);
+    const double n = (double)s->samples, P4 = 4.0 * v.P, nt = v.nt;
+    v.rows = s->exact ? fmin(n, ceil_div(ceil_div(n, (double)BP_BLOCK), nt) * (double)BP_BLOCK)
+                      : ceil_div(n, nt);
+    v.width = v.H;
+    v.blocks = ceil_div(v.rows, (double)BP_BLOCK);
+    const double model = 3.0 * P4; /* parameters, momentum, packed W1 */
+    const double acc = s->exact ? 2.0 * P4 : P4; /* a thread's sums: int64 or float */
+    const double all = model + nt * acc;
+    pass_terms(s, &v, 1.0, all, t);
+    if (nt == 1.0 && !s->exact && s->ranks <= 1) {
+        traffic(t, 5.0 * P4, 1.0, all, all); /* W1 and momentum updated in the pass */
+        return;
+    }
+    if (s->exact) /* every block's float sums into the int64 array */
+        traffic(t, nt * v.blocks * (P4 + 2.0 * acc), nt, P4 + acc, all);
+    traffic(t, nt * acc, nt, acc, all);             /* the pass writes its sums */
+    traffic(t, (nt + 1.0) * acc, nt, acc, all);    /* the sum over threads */
+    traffic(t, acc + 4.0 * P4, nt, model / nt, all); /* the update */
+    if (nt > 1.0)
+        t[BP_COST_BARRIER] += 4.0;
+    /* the sum over threads reads the other threads' buffers; the forward reads the parts of W1
+     * the other threads updated */
+    t[BP_COST_XCORE] += (nt - 1.0) * (acc + 4.0 * v.D * v.H);
+    if (s->ranks > 1) {
+        t[BP_COST_NET] += 2.0 * P4;
+        if (!s->exact) /* thread 0 widens the float sums to double and back */
+            traffic(t, 6.0 * P4, 1.0, all, all);
+    }
+}
+
+/* The hidden split: every sample on each thread's slice of hidden units, partial logits
+ * exchanged after the forward (one more barrier), each slice updated by its thread: in the pass
+ * with float sums on one process, else after exact sums of every block. */
+static void hidden_terms(const bp_cost_shape *s, double t[])
+{
+    view v = common_view(s);
+    const double n = (double)s->samples, nt = v.nt, nhb = ceil_div(v.H, (double)BP_HBLOCK);
+    v.rows = n;
+    v.width = fmin(v.H, ceil_div(nhb, nt) * (double)BP_HBLOCK);
+    v.blocks = ceil_div(n, (double)BP_BLOCK);
+    const double P4 = 4.0 * v.P, model = 3.0 * P4, slice = 4.0 * v.D * v.width;
+    const int exact = s->exact || s->ranks > 1;
+    const double all = model + (exact ? 3.0 : 1.0) * P4; /* and the float (and int64) sums */
+    pass_terms(s, &v, v.blocks > 1.0 ? 2.0 : 1.0, all, t);
+    traffic(t, nt * 2.0 * 4.0 * n * v.width, nt, 8.0 * n * v.width, 8.0 * n * v.H); /* h */
+    if (nt > 1.0)
+        t[BP_COST_BARRIER] += 5.0;
+    t[BP_COST_XCORE] += (nt - 1.0) * 4.0 * n * nhb * v.C; /* the other slices' partial logits */
+    if (!exact) {
+        traffic(t, 5.0 * P4, nt, all / nt, all); /* W1 and momentum updated in the pass */
+        return;
+    }
+    traffic(t, nt * v.blocks * 5.0 * slice, nt, 3.0 * slice, all); /* sums into int64 */
+    traffic(t, 2.0 * P4 + 4.0 * P4, nt, model / nt, all);        /* the update */
+    if (s->ranks > 1)
+        t[BP_COST_NET] += 2.0 * P4;
+}
+
+int bp_cost_applies(const bp_cost_shape *s, bp_split split)
+{
+    if (split == BP_SPLIT_DATA)
+        return 1;
+    if (split == BP_SPLIT_HIDDEN)
+        return s->threads >= 2 && (s->hidden + BP_HBLOCK - 1) / BP_HBLOCK >= (size_t)s->threads;
+    return 0;
+}
+
+void bp_cost_terms(const bp_cost_shape *s, bp_split split, double t[BP_COST_TERMS])
+{
+    for (int k = 0; k < BP_COST_TERMS; k++)
+        t[k] = 0.0;
+    if (!bp_cost_applies(s, split))
+        return;
+    if (split == BP_SPLIT_HIDDEN)
+        hidden_terms(s, t);
+    else
+        data_terms(s, t);
+}
+
+double bp_cost_seconds(const bp_cost_shape *s, bp_split split)
+{
+    if (!bp_cost_applies(s, split))
+        return HUGE_VAL;
+    double t[BP_COST_TERMS], w[BP_COST_TERMS], sec = 0.0;
+    bp_cost_terms(s, split, t);
+    bp_cost_weights(s, w);
+    for (int k = 0; k < BP_COST_TERMS; k++)
+        sec += t[k] * w[k];
+    return sec;
+}
+
+bp_split bp_cost_choose(const bp_cost_shape *s)
+{
+    bp_split best = BP_SPLIT_DATA;
+    double best_sec = bp_cost_seconds(s, BP_SPLIT_DATA);
+    for (int k = 1; k < BP_SPLITS; k++) {
+        const double sec = bp_cost_seconds(s, (bp_split)k);
+        if (sec < best_sec) {
+            best = (bp_split)k;
+            best_sec = sec;
+        }
+    }
+    return best;
+}

@@ -1,0 +1,107 @@
+/* test_cost.c: the cost model that --parallel auto chooses the split by (src/cost.h): deterministic, monotone, and right where measurements were clear. */
+#include "cost.h"
+
+#include <criterion/criterion.h>
+#include <string.h>
+
+static const char *const SETS[] = {"avx512", "avx2", "generic"};
+
+static bp_cost_shape shape(const char *set, int threads, size_t batch, size_t hidden)
+{
+    return (bp_cost_shape){.samples = batch, .inputs = 784, .hidden = hidden, .classes = 10,
+                           .has_bias = 1, .threads = threads, .ranks = 1, .exact = 0,
+                           .kernels = set};
+}
+
+Test(cost, the_same_shape_gives_the_same_terms_seconds_and_choice)
+{
+    for (size_t k = 0; k < 3; k++)
+        for (int exact = 0; exact <= 1; exact++) {
+            bp_cost_shape s = shape(SETS[k], 2, 100, 300);
+            s.exact = exact;
+            for (int split = 0; split < BP_SPLITS; split++) {
+                double a[BP_COST_TERMS], b[BP_COST_TERMS];
+                bp_cost_terms(&s, (bp_split)split, a);
+                bp_cost_terms(&s, (bp_split)split, b);
+                cr_expect_eq(memcmp(a, b, sizeof a), 0);
+                const double x = bp_cost_seconds(&s, (bp_split)split);
+                const double y = bp_cost_seconds(&s, (bp_split)split);
+                cr_expect_eq(memcmp(&x, &y, sizeof x), 0);
+            }
+            cr_expect_eq(bp_cost_choose(&s), bp_cost_choose(&s));
+        }
+}
+
+/* No count makes a step cheaper; FMAs and bytes cost something; a byte costs no less at a
+ * farther level (the model stays monotone in the sizes). */
+Test(cost, weights_are_ordered_and_not_negative)
+{
+    for (size_t k = 0; k < 3; k++) {
+        const bp_cost_shape s = shape(SETS[k], 2, 128, 256);
+        double w[BP_COST_TERMS];
+        bp_cost_weights(&s, w);
+        for (int j = 0; j < BP_COST_TERMS; j++)
+            cr_expect_geq(w[j], 0.0, "%s weight %d", SETS[k], j);
+        cr_expect_gt(w[BP_COST_FMA], 0.0);
+        cr_expect_gt(w[BP_COST_L2], 0.0);
+        cr_expect_leq(w[BP_COST_L2], w[BP_COST_L3]);
+        cr_expect_leq(w[BP_COST_L3], w[BP_COST_MEM]);
+    }
+}
+
+/* More samples or more hidden units (more FMAs, more bytes) never predict a cheaper step. */
+Test(cost, more_work_is_never_cheaper)
+{
+    const int threads[] = {1, 2, 3, 4, 8, 16};
+    for (size_t k = 0; k < 3; k++)
+        for (size_t t = 0; t < 6; t++)
+            for (int split = 0; split < BP_SPLITS; split++)
+                for (int exact = 0; exact <= 1; exact++)
+                    for (size_t h = 64 * (size_t)threads[t]; h <= 8192; h = h * 3 / 2)
+                        for (size_t b = 1; b <= 2048; b = b * 2 + 1) {
+                            bp_cost_shape s = shape(SETS[k], threads[t], b, h);
+                            s.exact = exact;
+                            bp_cost_shape more_b = s, more_h = s;
+                            more_b.samples = b * 2 + 1;
+                            more_h.hidden = h * 3 / 2;
+                            const double sec = bp_cost_seconds(&s, (bp_split)split);
+                            cr_expect_leq(sec, bp_cost_seconds(&more_b, (bp_split)split),
+                                          "%s %d threads batch %zu hidden %zu split %d exact %d",
+                                          SETS[k], threads[t], b, h, split, exact);
+                            cr_expect_leq(sec, bp_cost_seconds(&more_h, (bp_split)split),
+                                          "%s %d threads batch %zu hidden %zu split %d exact %d",
+                                          SETS[k], threads[t], b, h, split, exact);
+                        }
+}
+
+Test(cost, one_thread_and_too_few_hidden_blocks_take_the_data_split)
+{
+    for (size_t k = 0; k < 3; k++) {
+        bp_cost_shape s = shape(SETS[k], 1, 32, 4096);
+        cr_expect_eq(bp_cost_choose(&s), BP_SPLIT_DATA);
+        cr_expect_not(bp_cost_applies(&s, BP_SPLIT_HIDDEN));
+        s = shape(SETS[k], 2, 32, 64); /* one hidden block for two threads */
+        cr_expect_eq(bp_cost_choose(&s), BP_SPLIT_DATA);
+        s = shape(SETS[k], 4, 32, 192);
+        cr_expect_eq(bp_cost_choose(&s), BP_SPLIT_DATA);
+    }
+}
+
+/* Points of the measured grid (docs/performance.md, "The cost model") where one split was
+ * clearly faster on 2 threads in both states of the machine: hidden at batch 32 from 256 units
+ * and at batch 128 × 1,024 units, data at batch 512 × 256 units. */
+Test(cost, auto_takes_the_split_measured_clearly_faster)
+{
+    const struct {
+        size_t batch, hidden;
+        bp_split want;
+    } clear[] = {
+        {32, 256, BP_SPLIT_HIDDEN}, {32, 1024, BP_SPLIT_HIDDEN}, {32, 4096, BP_SPLIT_HIDDEN},
+        {128, 1024, BP_SPLIT_HIDDEN}, {512, 256, BP_SPLIT_DATA},
+    };
+    for (size_t i = 0; i < sizeof clear / sizeof clear[0]; i++) {
+        const bp_cost_shape s = shape("avx512", 2, clear[i].batch, clear[i].hidden);
+        cr_expect_eq(bp_cost_choose(&s), clear[i].want, "batch %zu hidden %zu", clear[i].batch,
+                     clear[i].hidden);
+    }
+}
