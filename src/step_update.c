@@ -26,6 +26,21 @@ typedef struct grad_src {
     float inv_nb;
 } grad_src;
 
+/* g = the sum of the buffers' run r in their order (bp_sum_buffers' additions), times inv_nb. */
+static void sum_then_scale(const grad_src *q, seg r, float *g)
+{
+    const float *b0 = q->bufs[q->order[0]] + r.p, *b1 = q->bufs[q->order[1]] + r.p;
+    if (q->nsum == 2) { /* the common case in one loop */
+#pragma omp simd
+        for (size_t i = 0; i < r.n; i++)
+            g[i] = (b0[i] + b1[i]) * q->inv_nb;
+        return;
+    }
+    bp_sum_buffers(q->bufs, q->order, q->nsum, r.p, r.n, g);
+    for (size_t i = 0; i < r.n; i++)
+        g[i] *= q->inv_nb;
+}
+
 static void mean_grad(const grad_src *q, seg r, float *g)
 {
     if (q->fused) {
@@ -37,9 +52,7 @@ static void mean_grad(const grad_src *q, seg r, float *g)
     } else if (q->nsum > 1) {
         /* The same additions in the same order as a separate reduction would make, on a block
          * that stays in L1 for the update: no summed buffer written and read back. */
-        bp_sum_buffers(q->bufs, q->order, q->nsum, r.p, r.n, g);
-        for (size_t i = 0; i < r.n; i++)
-            g[i] *= q->inv_nb;
+        sum_then_scale(q, r, g);
     } else {
         const float *src = q->src + r.p;
         for (size_t i = 0; i < r.n; i++)
