@@ -181,6 +181,7 @@ void bp_plan_step(const bp_stepper *s, size_t nb, int nt, bp_step_plan *p)
     p->clip = s->cfg.clip_norm > 0.0f;
     p->output = s->velocity == NULL;
     p->round_in_update = p->exact && !p->ranks && nb <= BP_BLOCK && !p->clip;
+    p->sum_in_update = p->split == BP_SPLIT_DATA && !p->exact && !p->ranks;
     /* Storing dW1 and reading it back in a separate pass is a large share of a small batch's
      * step: where one thread ends up with the whole sum of each W1 entry (one block of exact
      * sums, float sums of one thread, or a hidden slice), it updates W1 in its pass. */
@@ -253,12 +254,13 @@ static void sum_accumulators(bp_stepper *s, const bp_step_plan *p, size_t a, siz
             s->e->k->add_i64(dst + a, s->acc[p->active[i]] + a, b - a);
 }
 
-/* Data split: each thread sums its chunk of the parameters over the threads' buffers: float
- * sums in a fixed order into the first active thread's buffer, or exact sums into acc[0]. */
+/* Data split: each thread sums its chunk of the parameters over the threads' buffers: exact
+ * sums into acc[0], or, before a float sum over ranks, float sums in a fixed order into the
+ * first active thread's buffer. On one process the update adds the float buffers itself. */
 static void combine_threads(bp_stepper *s, const bp_step_plan *p, int tid)
 {
-    if (p->split == BP_SPLIT_HIDDEN)
-        return; /* each thread's slice already holds the whole sum */
+    if (p->split == BP_SPLIT_HIDDEN || p->sum_in_update)
+        return; /* each thread's slice already holds the whole sum, or the update adds them */
     size_t a, z;
     bp_param_chunk(s->m->layout.total, p->nt, tid, &a, &z);
     if (!p->exact && p->n_active > 0 && z > a)

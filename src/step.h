@@ -43,6 +43,9 @@ typedef struct bp_step_plan {
     int round_in_update;  /* exact sums of a single block on one process without clipping: the
                              update rounds the block's float sums itself (bp_fixed_round), with
                              no int64 array */
+    int sum_in_update;    /* float sums of the data split on one process: the update adds the
+                             active threads' buffers itself, block by block in thread order (the
+                             bits of a separate reduction, without its summed buffer) */
     int w1_in_pass;       /* W1 updated in the last block's backward pass (bp_w1_update), when
                              the step's scales are finite */
     int pack_w1;          /* W1 packed once for the step into the engine's w1p: a thread runs

@@ -20,8 +20,26 @@ typedef struct grad_src {
     int fused;           /* a single-block batch: src holds its float sums (see bp_fixed_round) */
     bp_slot *slot;       /* fused: where the largest scaled magnitude goes */
     const float *src;    /* (params) float sums (float path) */
+    float *const *bufs;  /* nsum > 1: the threads' float buffers, summed here instead of src */
+    const int *order;    /* (nsum) which buffers, in the order bp_sum_buffers adds them */
+    int nsum;
     float inv_nb;
 } grad_src;
+
+/* g = the sum of the buffers' run r in their order (bp_sum_buffers' additions), times inv_nb. */
+static void sum_then_scale(const grad_src *q, seg r, float *g)
+{
+    const float *b0 = q->bufs[q->order[0]] + r.p, *b1 = q->bufs[q->order[1]] + r.p;
+    if (q->nsum == 2) { /* the common case in one loop */
+#pragma omp simd
+        for (size_t i = 0; i < r.n; i++)
+            g[i] = (b0[i] + b1[i]) * q->inv_nb;
+        return;
+    }
+    bp_sum_buffers(q->bufs, q->order, q->nsum, r.p, r.n, g);
+    for (size_t i = 0; i < r.n; i++)
+        g[i] *= q->inv_nb;
+}
 
 static void mean_grad(const grad_src *q, seg r, float *g)
 {
@@ -31,6 +49,10 @@ static void mean_grad(const grad_src *q, seg r, float *g)
         q->slot->big = big > q->slot->big ? big : q->slot->big;
     } else if (q->fixed) {
         q->s->e->k->fixed_to_float(q->s->acc[0] + r.p, r.n, q->s->sc.unscale[r.tensor] * (double)q->inv_nb, g);
+    } else if (q->nsum > 1) {
+        /* The same additions in the same order as a separate reduction would make, on a block
+         * that stays in L1 for the update: no summed buffer written and read back. */
+        sum_then_scale(q, r, g);
     } else {
         const float *src = q->src + r.p;
         for (size_t i = 0; i < r.n; i++)
@@ -252,6 +274,11 @@ void bp_step_update(bp_stepper *s, const bp_step_plan *p, int tid, const bp_step
                     .out = io->grad_out,
                     .src = {.s = s, .fixed = p->exact, .fused = p->round_in_update, .slot = slot,
                             .inv_nb = 1.0f / (float)p->nb, .src = float_sums(s, p)}};
+    if (p->sum_in_update) {
+        x.src.bufs = s->e->grad;
+        x.src.order = p->active;
+        x.src.nsum = p->n_active;
+    }
     /* W1 updated in the pass by some thread is not updated again; when every thread updated its
      * part and wrote it packed, the packed W1 stays current for the next step. */
     int w1p_current = p->pack_w1;
