@@ -31,7 +31,6 @@ void bp_stepper_free(bp_stepper *s)
     bp_free(s->gw2t);
     bp_free(s->hbuf);
     bp_free(s->part);
-    bp_free(s->xsh);
     bp_free(s->plan.active);
     bp_engine_free(s->e);
     bp_free(s);
@@ -53,12 +52,6 @@ static int stepper_alloc(bp_stepper *s)
          (s->hbuf = bp_alloc(batch * H, sizeof(float))) && (s->part = bp_alloc(nhb * batch * C, sizeof(float)));
     if (ok && s->comm && !s->cfg.reproducible)
         ok = (s->dsum = bp_alloc(P, sizeof(double))) != NULL;
-    /* A hidden split's shared rows: the rank's part of a batch of up to `threads` blocks (auto
-     * takes the hidden split for fewer blocks than threads); a longer part converts per thread. */
-    if (ok && T > 1 && nhb > 1) {
-        s->xsh_rows = batch < T * BP_BLOCK ? batch : T * BP_BLOCK;
-        ok = (s->xsh = bp_alloc(s->xsh_rows * bp_src_stride(m->inputs), sizeof(float))) != NULL;
-    }
     return ok;
 }
 
@@ -336,7 +329,6 @@ void bp_step(bp_stepper *s, int tid, int nt, const bp_step_io *io)
     if (tid == 0)
         set_scales(s);
     const float *w1p = pack_w1(s, p, tid);
-    bp_step_rows(s, p, tid, &io->b);
 #pragma omp barrier
     reset_slot(slot);
     bp_w1_update *upd = p->w1_in_pass && !s->bad_scales ? &slot->upd : NULL;

@@ -88,10 +88,6 @@ typedef struct bp_stepper {
     float *gw2t;             /* (C, H) shared dW2 transposed, hidden split */
     float *hbuf;             /* (batch * H) hidden split: thread t's slice (batch, width) */
     float *part;             /* (hidden blocks, batch, C) partial logits, hidden split */
-    float *xsh;              /* (xsh_rows, e->work[0].xstride) hidden split on byte rows: the
-                                rank's rows converted once per step, each thread its share
-                                (bp_step_rows), read by every thread; NULL for one thread */
-    size_t xsh_rows;
     float **logits;          /* [threads] (batch, C) every thread's copy of the logits */
     int32_t **labels;        /* [threads] (batch) */
     int32_t **pred;          /* [threads] (batch) */
@@ -141,10 +137,6 @@ void bp_plan_step(const bp_stepper *s, size_t nb, int nt, bp_step_plan *p);
 void bp_step(bp_stepper *s, int tid, int nt, const bp_step_io *io);
 
 /* ---- the phases (step_pass.c, step_update.c), for bp_step ---- */
-
-/* Phase 1 (before the pass's barrier): thread tid's share of the rank's byte rows converted into
- * s->xsh, where a hidden split reads them; nothing for float rows or another split. */
-void bp_step_rows(bp_stepper *s, const bp_step_plan *p, int tid, const bp_batch *b);
 
 /* Phase 2 (pass): thread tid's forward and backward pass as the plan says; w1p: W1 packed, or
  * NULL; upd: NULL, or this thread's W1 update in the pass, set up. */

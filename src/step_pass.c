@@ -62,39 +62,7 @@ typedef struct hidden_job {
     size_t j0, j1, lo, hi;
     bp_net v;
     const bp_batch *b;
-    int shared_rows; /* the rows are in s->xsh (bp_step_rows) */
 } hidden_job;
-
-/* Whether the hidden split of this step reads the rank's rows from s->xsh: byte rows, which every
- * thread would otherwise convert for itself, and a part that fits. */
-static int rows_in_xsh(const bp_stepper *s, const bp_step_plan *p, const bp_batch *b)
-{
-    return p->split == BP_SPLIT_HIDDEN && !b->X.x && p->part.hi - p->part.lo <= s->xsh_rows;
-}
-
-void bp_step_rows(bp_stepper *s, const bp_step_plan *p, int tid, const bp_batch *b)
-{
-    if (!rows_in_xsh(s, p, b))
-        return;
-    const size_t stride = s->e->work[0].xstride;
-    size_t r0, r1;
-    bp_share(p->part.hi - p->part.lo, p->nt, tid, &r0, &r1);
-    for (size_t r = r0; r < r1; r++)
-        bp_src_convert(&b->X, bp_sample_at(b, p->part.lo + r), s->xsh + r * stride);
-}
-
-/* The row pointers of the block [s0, s0 + nbk) of the job's samples into w->rows: in s->xsh, or
- * gathered (byte rows converted into w->xbuf). */
-static void hidden_rows(const hidden_job *j, bp_work *w, size_t s0, size_t nbk)
-{
-    if (!j->shared_rows) {
-        bp_gather_rows(w, j->b, s0, nbk);
-        return;
-    }
-    const float *x = j->s->xsh + (s0 - j->lo) * w->xstride;
-    for (size_t r = 0; r < nbk; r++)
-        w->rows[r] = x + r * w->xstride;
-}
 
 /* The hidden-unit view [j0, j1) of the model, with W2 transposed into the thread's work. */
 static bp_net slice_net(const bp_stepper *s, int tid, const float *w1p, size_t j0, size_t j1)
@@ -138,7 +106,7 @@ static void hidden_forward(const hidden_job *j)
     float *h = s->hbuf + s->batch * (q0 * BP_HBLOCK); /* (batch, W) this slice's rows */
     for (size_t s0 = j->lo; s0 < j->hi; s0 += BP_BLOCK) {
         size_t nbk = j->hi - s0 < BP_BLOCK ? j->hi - s0 : BP_BLOCK;
-        hidden_rows(j, w, s0, nbk);
+        bp_gather_rows(w, j->b, s0, nbk);
         float *hs = h + (s0 - j->lo) * W;
         bp_forward_hidden(&j->v, w->rows, nbk, hs, &w->scratch);
         bp_logits_partial(&j->v, nbk, hs, &w->scratch);
@@ -208,17 +176,16 @@ static void zero_slice_sums(const bp_grads *g, size_t H, size_t C, size_t W)
 }
 
 /* The input rows of the backward's block [s0, s0 + nbk). A single block is still where the
- * forward left it (w->rows), with the zero-input bitmaps the kernels keep for it: nothing to do.
- * Several blocks point at their rows again; byte rows gathered per thread are then converted
- * into the buffer the forward's blocks used, so the same row pointers no longer mean the same
- * samples and the kept bitmaps (by pointer) would describe another block. Rows in s->xsh keep
- * one place per sample for the whole step. */
+ * forward's gather left it (w->rows, and byte rows converted in w->xbuf), with the zero-input
+ * bitmaps the kernels keep for it: nothing to do. Several blocks are gathered again; byte rows
+ * are then converted into the buffer the forward's blocks used, so the same row pointers no
+ * longer mean the same samples and the kept bitmaps (by pointer) would describe another block. */
 static void backward_rows(const hidden_job *j, bp_work *w, size_t s0, size_t nbk)
 {
     if (j->hi - j->lo <= BP_BLOCK)
         return;
-    hidden_rows(j, w, s0, nbk);
-    if (!j->b->X.x && !j->shared_rows)
+    bp_gather_rows(w, j->b, s0, nbk);
+    if (!j->b->X.x)
         w->scratch.nz_n = 0;
 }
 
@@ -265,8 +232,7 @@ static void hidden_backward(const hidden_job *j, bp_w1_update *upd)
 static void hidden_pass(bp_stepper *s, const bp_step_plan *p, int tid, const float *w1p,
                         const bp_batch *b, bp_w1_update *upd)
 {
-    hidden_job j = {.s = s, .p = p, .tid = tid, .lo = p->part.lo, .hi = p->part.hi, .b = b,
-                    .shared_rows = rows_in_xsh(s, p, b)};
+    hidden_job j = {.s = s, .p = p, .tid = tid, .lo = p->part.lo, .hi = p->part.hi, .b = b};
     bp_hidden_slice(s->m->hidden, p->nt, tid, &j.j0, &j.j1);
     j.v = slice_net(s, tid, w1p, j.j0, j.j1);
     if (j.hi > j.lo)
