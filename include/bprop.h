@@ -448,6 +448,9 @@ BPROP_API bprop_status bprop_trainer_epoch(bprop_trainer *t, const bprop_dataset
 /**
  * A group of processes that train one model together; bprop_mpi.h makes one from an MPI
  * communicator. Every callback returns 0 on success and works in place on every rank.
+ * sum_f32 may be NULL: float-sum training then widens the gradient to double and sums it with
+ * sum_f64 (twice the bytes, and a conversion pass each way). When given, it must return the same
+ * bits on every rank, and the same bits for the same inputs on the same layout.
  */
 typedef struct bprop_comm {
     int rank, size;  /* this process, and how many take part */
@@ -455,6 +458,8 @@ typedef struct bprop_comm {
     int (*sum_i64)(void *ctx, int64_t *buf, size_t n); /* elementwise sum (exact in any order) */
     int (*sum_f64)(void *ctx, double *buf, size_t n);  /* elementwise sum (statistics only) */
     int (*max_f64)(void *ctx, double *buf, size_t n);  /* elementwise maximum */
+    int (*sum_f32)(void *ctx, float *buf, size_t n);   /* elementwise float sum (gradients of
+                                                          float-sum training), or NULL */
 } bprop_comm;
 
 /**

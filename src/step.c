@@ -50,7 +50,7 @@ static int stepper_alloc(bp_stepper *s)
              (s->labels[t] = bp_alloc(batch, sizeof(int32_t))) && (s->pred[t] = bp_alloc(batch, sizeof(int32_t)));
     ok = ok && (s->gsh = bp_alloc(P, sizeof(float))) && (s->gw2t = bp_alloc(C * H, sizeof(float))) &&
          (s->hbuf = bp_alloc(batch * H, sizeof(float))) && (s->part = bp_alloc(nhb * batch * C, sizeof(float)));
-    if (ok && s->comm && !s->cfg.reproducible)
+    if (ok && s->comm && !s->comm->sum_f32 && !s->cfg.reproducible)
         ok = (s->dsum = bp_alloc(P, sizeof(double))) != NULL;
     return ok;
 }
@@ -276,13 +276,22 @@ static int out_of_range(const bp_stepper *s, int nt, int after_update)
     return s->bad_scales || !(big < BP_FIXED_LIMIT);
 }
 
-/* The float sums over ranks, widened to double for the transfer (float sums, several ranks):
- * each layout's own float sum, into grad[0]. Returns non-zero when the transfer failed. */
+/* The float sums over ranks into grad[0] (float sums, several ranks): summed as floats by the
+ * communicator's sum_f32, or, without one, widened to double for sum_f64 and rounded back (the
+ * same bits for 2 ranks: a float sum of two floats is correctly rounded either way). A rank
+ * without samples adds zeros. Returns non-zero when the transfer failed. */
 static int sum_floats_over_ranks(bp_stepper *s, const bp_step_plan *p)
 {
     const size_t P = s->m->layout.total;
     const float *fsum = p->n_active > 0 ? s->e->grad[p->active[0]] : NULL;
     float *g = s->e->grad[0];
+    if (s->comm->sum_f32) {
+        if (!fsum)
+            memset(g, 0, P * sizeof *g);
+        else if (fsum != g)
+            memcpy(g, fsum, P * sizeof *g);
+        return s->comm->sum_f32(s->comm->ctx, g, P) != 0;
+    }
     for (size_t i = 0; i < P; i++)
         s->dsum[i] = fsum ? fsum[i] : 0.0;
     int failed = s->comm->sum_f64(s->comm->ctx, s->dsum, P) != 0;

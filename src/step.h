@@ -83,7 +83,8 @@ typedef struct bp_stepper {
     bprop_train_config cfg;  /* momentum, decay, clipping, split, exact sums (a copy) */
     bp_engine *e;            /* per-thread work, float gradient buffers, slots */
     int64_t **acc;           /* [threads] (params) fixed-point sums; acc[0] the combined sum */
-    double *dsum;            /* (params) float sums widened for a non-reproducible allreduce */
+    double *dsum;            /* (params) float sums widened for sum_f64 (float sums, several
+                                ranks, a communicator without sum_f32) */
     float *gsh;              /* (params) shared float gradient: hidden split, clipping */
     float *gw2t;             /* (C, H) shared dW2 transposed, hidden split */
     float *hbuf;             /* (batch * H) hidden split: thread t's slice (batch, width) */

@@ -64,6 +64,14 @@ static int sum_f64(void *ctx, double *buf, size_t n)
     return allreduce(ctx, buf, n, sizeof *buf, MPI_DOUBLE, MPI_SUM);
 }
 
+/* Floats summed as floats: for 2 ranks the correctly rounded sum of the two values (what a sum
+ * in double rounded back to float gives); for more, the MPI library's order, the same on every
+ * rank. */
+static int sum_f32(void *ctx, float *buf, size_t n)
+{
+    return allreduce(ctx, buf, n, sizeof *buf, MPI_FLOAT, MPI_SUM);
+}
+
 static int max_f64(void *ctx, double *buf, size_t n)
 {
     return allreduce(ctx, buf, n, sizeof *buf, MPI_DOUBLE, MPI_MAX);
@@ -95,6 +103,7 @@ bprop_status bprop_mpi_comm_init(MPI_Comm comm, bprop_comm *out, bprop_error *er
     out->sum_i64 = sum_i64;
     out->sum_f64 = sum_f64;
     out->max_f64 = max_f64;
+    out->sum_f32 = sum_f32;
     return BPROP_OK;
 }
 
