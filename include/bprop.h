@@ -448,6 +448,11 @@ BPROP_API bprop_status bprop_trainer_epoch(bprop_trainer *t, const bprop_dataset
 /**
  * A group of processes that train one model together; bprop_mpi.h makes one from an MPI
  * communicator. Every callback returns 0 on success and works in place on every rank.
+ * sum_f32 and gather_f32 may be NULL. Without sum_f32, float-sum training widens its gradient
+ * to double for sum_f64 (twice the bytes); given, it must return the same bits on every rank, and
+ * the same bits for the same inputs on the same layout. Without gather_f32, exact sums always
+ * travel as int64 through sum_i64; with it, a step where no rank holds more than one block of
+ * samples (on up to 3 ranks) sends each rank's block as floats instead, with the same result.
  */
 typedef struct bprop_comm {
     int rank, size;  /* this process, and how many take part */
@@ -455,6 +460,10 @@ typedef struct bprop_comm {
     int (*sum_i64)(void *ctx, int64_t *buf, size_t n); /* elementwise sum (exact in any order) */
     int (*sum_f64)(void *ctx, double *buf, size_t n);  /* elementwise sum (statistics only) */
     int (*max_f64)(void *ctx, double *buf, size_t n);  /* elementwise maximum */
+    int (*sum_f32)(void *ctx, float *buf, size_t n);   /* elementwise float sum (gradients of
+                                                          float-sum training), or NULL */
+    int (*gather_f32)(void *ctx, const float *mine, float *all, size_t n); /* every rank's n
+                            values: rank r's at all + r n, all (size, n); or NULL */
 } bprop_comm;
 
 /**

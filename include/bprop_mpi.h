@@ -13,9 +13,10 @@ extern "C" {
 /**
  * Make a bprop_comm over the processes of comm (typically MPI_COMM_WORLD). Collective: every
  * rank of comm calls it. The bprop_comm works on a duplicate of comm (so bprop's traffic never
- * meets the caller's) whose errors are returned, not fatal; sum_i64, sum_f64 and max_f64 are
- * MPI_Allreduce with MPI_IN_PLACE (MPI_INT64_T / MPI_DOUBLE, MPI_SUM / MPI_MAX), split into
- * pieces of at most INT_MAX / 2 elements, and return 0 or the MPI error code.
+ * meets the caller's) whose errors are returned, not fatal; sum_i64, sum_f64, max_f64 and
+ * sum_f32 are MPI_Allreduce with MPI_IN_PLACE (MPI_INT64_T / MPI_DOUBLE / MPI_FLOAT, MPI_SUM /
+ * MPI_MAX) and gather_f32 is MPI_Allgather of floats, split into pieces of at most INT_MAX / 2
+ * elements, and return 0 or the MPI error code.
  * MPI must be initialised, with MPI_Init_thread asking for MPI_THREAD_SERIALIZED: the trainer
  * calls the callbacks from one thread at a time, which need not be the main thread.
  * @param out  filled on success; release it with bprop_mpi_comm_free before MPI_Finalize.

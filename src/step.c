@@ -1,5 +1,5 @@
 /* step.c: one parallel SGD step read top to bottom (bp_step): its plan, the pass, the exact
- * combination over threads and ranks, and the update; and the stepper that holds its buffers. */
+ * combination over threads (and the ranks, step_ranks.c), and the update; and the stepper that holds its buffers. */
 #include "step.h"
 
 #include <math.h>
@@ -27,6 +27,7 @@ void bp_stepper_free(bp_stepper *s)
     bp_free(s->labels);
     bp_free(s->pred);
     bp_free(s->dsum);
+    bp_free(s->gblk);
     bp_free(s->gsh);
     bp_free(s->gw2t);
     bp_free(s->hbuf);
@@ -50,8 +51,13 @@ static int stepper_alloc(bp_stepper *s)
              (s->labels[t] = bp_alloc(batch, sizeof(int32_t))) && (s->pred[t] = bp_alloc(batch, sizeof(int32_t)));
     ok = ok && (s->gsh = bp_alloc(P, sizeof(float))) && (s->gw2t = bp_alloc(C * H, sizeof(float))) &&
          (s->hbuf = bp_alloc(batch * H, sizeof(float))) && (s->part = bp_alloc(nhb * batch * C, sizeof(float)));
-    if (ok && s->comm && !s->cfg.reproducible)
+    if (ok && s->comm && !s->comm->sum_f32 && !s->cfg.reproducible)
         ok = (s->dsum = bp_alloc(P, sizeof(double))) != NULL;
+    /* Exact sums over a few ranks may send each rank's block as floats (bp_gather_blocks):
+     * (R - 1) 4P bytes in, against the ring allreduce's 2 (R - 1) / R 8P. */
+    if (ok && s->comm && s->comm->gather_f32 && s->cfg.reproducible && s->comm->size > 1 &&
+        s->comm->size <= BP_GATHER_RANKS)
+        ok = (s->gblk = bp_alloc((size_t)s->comm->size * P, sizeof(float))) != NULL;
     return ok;
 }
 
@@ -288,21 +294,6 @@ static int out_of_range(const bp_stepper *s, int nt, int after_update)
     return s->bad_scales || !(big < BP_FIXED_LIMIT);
 }
 
-/* The float sums over ranks, widened to double for the transfer (float sums, several ranks):
- * each layout's own float sum, into grad[0]. Returns non-zero when the transfer failed. */
-static int sum_floats_over_ranks(bp_stepper *s, const bp_step_plan *p)
-{
-    const size_t P = s->m->layout.total;
-    const float *fsum = p->n_active > 0 ? s->e->grad[p->active[0]] : NULL;
-    float *g = s->e->grad[0];
-    for (size_t i = 0; i < P; i++)
-        s->dsum[i] = fsum ? fsum[i] : 0.0;
-    int failed = s->comm->sum_f64(s->comm->ctx, s->dsum, P) != 0;
-    for (size_t i = 0; i < P; i++)
-        g[i] = (float)s->dsum[i];
-    return failed;
-}
-
 /* Thread 0 between the pass and the update: the step's loss over all threads and ranks, the
  * exact sum over ranks, divergence and stopping, agreed by every rank. */
 static void combine_ranks(bp_stepper *s, const bp_step_plan *p, const bp_step_io *io)
@@ -317,10 +308,7 @@ static void combine_ranks(bp_stepper *s, const bp_step_plan *p, const bp_step_io
     int failed = 0;
     if (p->ranks) {
         failed |= s->comm->sum_f64(s->comm->ctx, v, 4) != 0;
-        if (p->exact)
-            failed |= s->comm->sum_i64(s->comm->ctx, s->acc[0], s->m->layout.total) != 0;
-        else
-            failed |= sum_floats_over_ranks(s, p);
+        failed |= bp_sum_over_ranks(s, p);
     }
     s->loss = v[0];
     s->correct = v[1];

@@ -82,7 +82,9 @@ typedef struct bp_stepper {
     bprop_train_config cfg;  /* momentum, decay, clipping, split, exact sums (a copy) */
     bp_engine *e;            /* per-thread work, float gradient buffers, slots */
     int64_t **acc;           /* [threads] (params) fixed-point sums; acc[0] the combined sum */
-    double *dsum;            /* (params) float sums widened for a non-reproducible allreduce */
+    double *dsum;            /* (params) float sums widened for sum_f64 (float sums, several
+                                ranks, a communicator without sum_f32) */
+    float *gblk;             /* (ranks, params) every rank's float block sums (bp_gather_blocks) */
     float *gsh;              /* (params) shared float gradient: hidden split, clipping */
     float *gw2t;             /* (C, H) shared dW2 transposed, hidden split */
     float *hbuf;             /* (batch * H) hidden split: thread t's slice (batch, width) */
@@ -133,7 +135,10 @@ void bp_plan_step(const bp_stepper *s, size_t nb, int nt, bp_step_plan *p);
  * region; returns after a closing barrier, so the caller may read s and the slots. */
 void bp_step(bp_stepper *s, int tid, int nt, const bp_step_io *io);
 
-/* ---- the phases (step_pass.c, step_update.c), for bp_step ---- */
+/* Most ranks whose exact sums may travel as float block sums (bp_gather_blocks). */
+#define BP_GATHER_RANKS 3
+
+/* ---- the phases (step_pass.c, step_update.c, step_ranks.c), for bp_step ---- */
 
 /* Phase 2 (pass): thread tid's forward and backward pass as the plan says; w1p: W1 packed, or
  * NULL; upd: NULL, or this thread's W1 update in the pass, set up. */
@@ -148,5 +153,15 @@ void bp_step_w1_update(const bp_stepper *s, const bp_step_plan *p, int tid, floa
 /* Phase 4 (update): thread tid's part of the update (or of the output gradient); ends with every
  * thread's slot->w1p_current set, before the caller's closing barrier. */
 void bp_step_update(bp_stepper *s, const bp_step_plan *p, int tid, const bp_step_io *io);
+
+/* Whether the exact sums of this step travel as every rank's float block sums: a communicator
+ * with gather_f32, at most BP_GATHER_RANKS ranks, the data split, and at most one block per
+ * rank (the batch has no more blocks than ranks). */
+int bp_gather_blocks(const bp_stepper *s, const bp_step_plan *p);
+
+/* Combine (thread 0, several ranks): this rank's sums of the step (grad[active[0]] for float
+ * sums, acc[0] for exact ones) become the sums over every rank, into grad[0] or acc[0]. Returns
+ * non-zero when the communicator failed. */
+int bp_sum_over_ranks(bp_stepper *s, const bp_step_plan *p);
 
 #endif /* BPROP_STEP_H */

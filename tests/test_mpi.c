@@ -214,6 +214,53 @@ Test(mpi, layout_2x2_and_info)
     free(dist);
 }
 
+/* The exact sums travel as int64 (sum_i64), or as each rank's float block sums (gather_f32)
+ * when no rank holds more than one block; both give plain bprop's bits. Batch 192 is 3 blocks:
+ * one each on 3 ranks (float blocks), two on one of 2 ranks (int64); batch 256 is 4 blocks:
+ * int64 on 2 and 3 ranks. Batch 128 (float blocks on 2 and 3 ranks) is the layout tests'. */
+#define SMALL_ARGS "train", "--reproducible", "--hidden", "32", "--epochs", "1", "--train-limit", \
+    "6000", "--test-limit", "100", "--quiet", "--threads", "1"
+
+static void check_batch_over_ranks(const char *batch)
+{
+    need_fashion();
+    char *plain = path_in("plain.bpm"), *dist = path_in("dist.bpm");
+    tu_run r = PLAIN_RUN(SMALL_ARGS, "--batch", batch, "--save", plain);
+    cr_assert_eq(r.status, 0, "stderr: %s", r.err);
+    tu_run_free(&r);
+    for (int ranks = 2; ranks <= 3; ranks++) {
+        r = MPI_RUN(ranks, SMALL_ARGS, "--batch", batch, "--save", dist);
+        cr_assert_eq(r.status, 0, "%d ranks: stderr: %s", ranks, r.err);
+        cr_assert(same_parameters(plain, dist), "batch %s on %d ranks: parameters differ from "
+                  "plain bprop's", batch, ranks);
+        tu_run_free(&r);
+    }
+    free(plain);
+    free(dist);
+}
+
+Test(mpi, exact_sums_of_3_blocks_on_2_and_3_ranks) { check_batch_over_ranks("192"); }
+Test(mpi, exact_sums_of_4_blocks_on_2_and_3_ranks) { check_batch_over_ranks("256"); }
+
+/* Float sums (sum_f32 over ranks): each layout trains the same bits every time. */
+Test(mpi, float_sums_are_deterministic_for_2_and_3_ranks)
+{
+    need_fashion();
+    char *a = path_in("a.bpm"), *b = path_in("b.bpm");
+    for (int ranks = 2; ranks <= 3; ranks++) {
+        for (int k = 0; k < 2; k++) {
+            tu_run r = MPI_RUN(ranks, "train", "--no-reproducible", "--hidden", "32", "--epochs", "1",
+                               "--train-limit", "6000", "--test-limit", "100", "--quiet",
+                               "--threads", "1", "--batch", "128", "--save", k ? b : a);
+            cr_assert_eq(r.status, 0, "%d ranks: stderr: %s", ranks, r.err);
+            tu_run_free(&r);
+        }
+        cr_assert(same_parameters(a, b), "float sums on %d ranks: two runs differ", ranks);
+    }
+    free(a);
+    free(b);
+}
+
 /* ---- small CSV data for the failure cases -------------------------------------------------- */
 
 static void write_csv(const char *name, const bprop_dataset *d)

@@ -64,6 +64,42 @@ static int sum_f64(void *ctx, double *buf, size_t n)
     return allreduce(ctx, buf, n, sizeof *buf, MPI_DOUBLE, MPI_SUM);
 }
 
+/* Floats summed as floats: for 2 ranks the correctly rounded sum of the two values (what a sum
+ * in double rounded back to float gives); for more, the MPI library's order, the same on every
+ * rank. */
+static int sum_f32(void *ctx, float *buf, size_t n)
+{
+    return allreduce(ctx, buf, n, sizeof *buf, MPI_FLOAT, MPI_SUM);
+}
+
+/* MPI_Allgather of n floats a rank, in pieces: a piece's receive type is the piece laid out
+ * with the stride of a whole rank's values. */
+static int gather_f32(void *ctx, const float *mine, float *all, size_t n)
+{
+    MPI_Comm comm = ((const mpi_ctx *)ctx)->comm;
+    if (n <= MPI_PIECE)
+        return MPI_Allgather(mine, (int)n, MPI_FLOAT, all, (int)n, MPI_FLOAT, comm);
+    for (size_t done = 0; done < n;) {
+        size_t piece = n - done < MPI_PIECE ? n - done : MPI_PIECE;
+        MPI_Datatype run, strided;
+        int rc = MPI_Type_contiguous((int)piece, MPI_FLOAT, &run);
+        if (rc != MPI_SUCCESS)
+            return rc;
+        rc = MPI_Type_create_resized(run, 0, (MPI_Aint)(n * sizeof(float)), &strided);
+        MPI_Type_free(&run);
+        if (rc != MPI_SUCCESS)
+            return rc;
+        rc = MPI_Type_commit(&strided);
+        if (rc == MPI_SUCCESS)
+            rc = MPI_Allgather(mine + done, (int)piece, MPI_FLOAT, all + done, 1, strided, comm);
+        MPI_Type_free(&strided);
+        if (rc != MPI_SUCCESS)
+            return rc;
+        done += piece;
+    }
+    return 0;
+}
+
 static int max_f64(void *ctx, double *buf, size_t n)
 {
     return allreduce(ctx, buf, n, sizeof *buf, MPI_DOUBLE, MPI_MAX);
@@ -95,6 +131,8 @@ bprop_status bprop_mpi_comm_init(MPI_Comm comm, bprop_comm *out, bprop_error *er
     out->sum_i64 = sum_i64;
     out->sum_f64 = sum_f64;
     out->max_f64 = max_f64;
+    out->sum_f32 = sum_f32;
+    out->gather_f32 = gather_f32;
     return BPROP_OK;
 }
 

@@ -1,0 +1,69 @@
+/* step_ranks.c: the combination of a step's gradient sums over MPI ranks (through bprop_comm):
+ * float sums as floats, exact sums as int64 or, for a rank's single block, as its float sums. */
+#include "step.h"
+
+#include <string.h>
+
+/* The float sums over ranks into grad[0] (float sums, several ranks): summed as floats by the
+ * communicator's sum_f32, or, without one, widened to double for sum_f64 and rounded back (the
+ * same bits for 2 ranks: a sum of two floats is correctly rounded either way). A rank without
+ * samples adds zeros. Returns non-zero when the transfer failed. */
+static int sum_floats(bp_stepper *s, const bp_step_plan *p)
+{
+    const size_t P = s->m->layout.total;
+    const float *fsum = p->n_active > 0 ? s->e->grad[p->active[0]] : NULL;
+    float *g = s->e->grad[0];
+    if (s->comm->sum_f32) {
+        if (!fsum)
+            memset(g, 0, P * sizeof *g);
+        else if (fsum != g)
+            memcpy(g, fsum, P * sizeof *g);
+        return s->comm->sum_f32(s->comm->ctx, g, P) != 0;
+    }
+    for (size_t i = 0; i < P; i++)
+        s->dsum[i] = fsum ? fsum[i] : 0.0;
+    int failed = s->comm->sum_f64(s->comm->ctx, s->dsum, P) != 0;
+    for (size_t i = 0; i < P; i++)
+        g[i] = (float)s->dsum[i];
+    return failed;
+}
+
+int bp_gather_blocks(const bp_stepper *s, const bp_step_plan *p)
+{
+    const size_t nblk = (p->nb + BP_BLOCK - 1) / BP_BLOCK;
+    return s->gblk && p->ranks && p->exact && p->split == BP_SPLIT_DATA &&
+           nblk <= (size_t)s->comm->size;
+}
+
+/* Exact sums where every rank holds at most one block: each rank's float block sums travel
+ * (4 bytes a value instead of the int64 sum's 8), and every rank turns the other ranks' blocks
+ * into fixed point and adds them to its own, as its pass turned its own: the integers, and so
+ * the sum, are those of the int64 path. The blocks' range checks need no exchange: every block
+ * was checked by the rank that computed it, in the flags summed before. */
+static int gather_blocks(bp_stepper *s, const bp_step_plan *p)
+{
+    const bprop_layout *L = &s->m->layout;
+    const size_t P = L->total, nblk = (p->nb + BP_BLOCK - 1) / BP_BLOCK;
+    const float *mine = p->n_active > 0 ? s->e->grad[p->active[0]] : s->e->grad[0];
+    if (s->comm->gather_f32(s->comm->ctx, mine, s->gblk, P) != 0)
+        return 1;
+    for (int r = 0; r < s->comm->size; r++) {
+        size_t b0, b1;
+        bp_share(nblk, s->comm->size, r, &b0, &b1);
+        if (r == s->comm->rank || b1 == b0)
+            continue; /* this rank's block is in acc[0]; a rank without one adds nothing */
+        for (int k = 0; k < BPROP_TENSORS; k++)
+            s->e->k->fixed_add(s->acc[0] + L->offset[k], s->gblk + (size_t)r * P + L->offset[k],
+                               L->count[k], s->sc.scale[k], 0);
+    }
+    return 0;
+}
+
+int bp_sum_over_ranks(bp_stepper *s, const bp_step_plan *p)
+{
+    if (!p->exact)
+        return sum_floats(s, p);
+    if (bp_gather_blocks(s, p))
+        return gather_blocks(s, p);
+    return s->comm->sum_i64(s->comm->ctx, s->acc[0], s->m->layout.total) != 0;
+}
