@@ -33,16 +33,32 @@ static void step(const bp_kernels *k, const bp_net *net, const float *const *xr,
     }
 }
 
+/* The features of d standardised with its own statistics, as bprop train --standardize does. */
+static bprop_status standardize(bprop_dataset *d, bprop_error *err)
+{
+    float *mean = malloc(d->dim * sizeof(float)), *scale = malloc(d->dim * sizeof(float));
+    bprop_status st = mean && scale ? bprop_dataset_feature_stats(d, mean, scale) : BPROP_E_NOMEM;
+    if (st == BPROP_OK)
+        st = bprop_dataset_standardize(d, mean, scale);
+    if (st != BPROP_OK)
+        snprintf(err->message, sizeof err->message, "cannot standardise the features");
+    free(mean), free(scale);
+    return st;
+}
+
 int main(int argc, char **argv)
 {
     size_t H = argc > 1 ? (size_t)atol(argv[1]) : 256, nb = argc > 2 ? (size_t)atol(argv[2]) : 512;
     int runs = argc > 3 ? atoi(argv[3]) : 15;
-    if (H == 0 || nb == 0 || runs < 1) {
-        fprintf(stderr, "usage: kernel_rate [H [BATCH [RUNS]]]\n"
+    const int dense = argc > 4 && strcmp(argv[4], "--standardize") == 0;
+    if (H == 0 || nb == 0 || runs < 1 || (argc > 4 && !dense) || argc > 5) {
+        fprintf(stderr, "usage: kernel_rate [H [BATCH [RUNS [--standardize]]]]\n"
                         "Best of RUNS timings (thread CPU time, ~0.2 s each) of the forward and backward\n"
                         "kernels over batches of Fashion-MNIST training images on one thread, in the\n"
                         "kernel set in use (BPROP_ISA chooses); prints CSV, with the %% of peak by\n"
-                        "the dense FLOP count and on the FMAs executed (bench/exec_fma.h).\n");
+                        "the dense FLOP count and on the FMAs executed (bench/exec_fma.h).\n"
+                        "--standardize: the features standardised (as bprop train --standardize):\n"
+                        "dense inputs, no zero input to skip.\n");
         return 2;
     }
     bprop_error err;
@@ -51,7 +67,8 @@ int main(int argc, char **argv)
         bprop_dataset_load_idx("/usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz",
                                "/usr/share/datasets/fashion-mnist/train-labels-idx1-ubyte.gz", 10, &d,
                                &err) != BPROP_OK ||
-        bprop_dataset_to_float(d, &err) != BPROP_OK) { /* the kernels read float rows */
+        bprop_dataset_to_float(d, &err) != BPROP_OK || /* the kernels read float rows */
+        (dense && standardize(d, &err) != BPROP_OK)) {
         fprintf(stderr, "kernel_rate: %s\n", err.message);
         return 1;
     }
