@@ -307,10 +307,54 @@ _Static_assert(BP_HBLOCK % (2 * VL) == 0, "a whole hidden block has no single-ve
 /* Classes a whole block's dot products go through side by side (2 accumulators each). */
 #define LOGIT_CB 5
 
+/* Lane swaps for transposing VL vectors: stage b exchanges bit b of the row with bit b of the
+ * lane (rows r and r | b). LO_AT is the new row r's source lane, HI_AT the new row r | b's. */
+#define LO_AT(b, l) (((l) & (b)) ? VL + ((l) ^ (b)) : (l))
+#define HI_AT(b, l) (((l) & (b)) ? VL + (l) : ((l) ^ (b)))
+#define AT4(F, b, l) F(b, l), F(b, l + 1), F(b, l + 2), F(b, l + 3)
+#if VL == 16
+#define LANES(F, b) AT4(F, b, 0), AT4(F, b, 4), AT4(F, b, 8), AT4(F, b, 12)
+#elif VL == 8
+#define LANES(F, b) AT4(F, b, 0), AT4(F, b, 4)
+#else
+#define LANES(F, b) AT4(F, b, 0)
+#endif
+#define SWAP_STAGE(v, b)                                                                       \
+    for (int r = 0; r < VL; r++)                                                               \
+        if (!(r & (b))) {                                                                      \
+            const vf x = v[r], y = v[r | (b)];                                                 \
+            v[r] = __builtin_shufflevector(x, y, LANES(LO_AT, b));                             \
+            v[r | (b)] = __builtin_shufflevector(x, y, LANES(HI_AT, b));                       \
+        }
+
+/* hsum of each of v[0..VL), VL at once, into out[0..n) (n <= VL): v is transposed in the
+ * registers, then lane j adds up v[j]'s lanes in hsum's order (from +0, lane 0 first), so
+ * every sum has hsum's bits; each hsum alone is a chain of VL - 1 dependent scalar adds and
+ * as many lane extracts, which took most of bp_logits_partial's time (perf). */
+INLINE void hsum_many(vf *v, float *out, size_t n)
+{
+#if VL == 16
+    SWAP_STAGE(v, 8)
+#endif
+#if VL >= 8
+    SWAP_STAGE(v, 4)
+#endif
+    SWAP_STAGE(v, 2)
+    SWAP_STAGE(v, 1)
+    vf s = splat(0.0f);
+    for (int i = 0; i < VL; i++)
+        s += v[i];
+    if (n == VL)
+        st(out, s);
+    else
+        st_part(out, s, n);
+}
+
 /* dot_hblock of one whole hidden block a (BP_HBLOCK floats) with cn W2t rows (row stride
- * ldw), into out[0..cn): each dot's chain is dot_hblock's, side by side so that they share the
- * loads of a and no one chain's FMA latency sets the pace. */
-INLINE void dot_hblock_rows(int cn, const float *a, const float *w2t, size_t ldw, float *out)
+ * ldw), before the lane sum: dots[c] holds the lanes whose hsum is the dot. Each dot's chain is
+ * dot_hblock's, side by side so that they share the loads of a and no one chain's FMA latency
+ * sets the pace. */
+INLINE void dot_hblock_rows(int cn, const float *a, const float *w2t, size_t ldw, vf *dots)
 {
     vf acc0[LOGIT_CB], acc1[LOGIT_CB];
     for (int c = 0; c < cn; c++)
@@ -324,7 +368,39 @@ INLINE void dot_hblock_rows(int cn, const float *a, const float *w2t, size_t ldw
         }
     }
     for (int c = 0; c < cn; c++)
-        out[c] = hsum(acc0[c] + acc1[c]);
+        dots[c] = acc0[c] + acc1[c];
+}
+
+/* One whole hidden block's partial logits, out (nb, C): the (sample, class) dots in that order,
+ * which is out's, and their lane sums VL at a time. */
+static void logits_hblock(const bp_net *net, size_t nb, const float *h, size_t j, float *out)
+{
+    const size_t H = net->H, C = net->C;
+    vf dots[VL + LOGIT_CB];
+    size_t nd = 0, done = 0; /* dots waiting; sums written */
+    for (size_t s = 0; s < nb; s++)
+        for (size_t c = 0; c < C; c += LOGIT_CB) {
+            const int cn = C - c < LOGIT_CB ? (int)(C - c) : LOGIT_CB;
+            const float *x = h + s * H + j, *w = net->w2t + c * net->ld + j;
+            switch (cn) { /* constant widths: the accumulators stay in registers */
+            case 1: dot_hblock_rows(1, x, w, net->ld, dots + nd); break;
+            case 2: dot_hblock_rows(2, x, w, net->ld, dots + nd); break;
+            case 3: dot_hblock_rows(3, x, w, net->ld, dots + nd); break;
+            case 4: dot_hblock_rows(4, x, w, net->ld, dots + nd); break;
+            default: dot_hblock_rows(LOGIT_CB, x, w, net->ld, dots + nd); break;
+            }
+            nd += (size_t)cn;
+            size_t used = 0; /* dots summed, from the front */
+            for (; nd - used >= VL; used += VL, done += VL)
+                hsum_many(dots + used, out + done, VL);
+            nd -= used;
+            memmove(dots, dots + used, nd * sizeof *dots);
+        }
+    if (nd > 0) {
+        for (size_t i = nd; i < VL; i++)
+            dots[i] = splat(0.0f);
+        hsum_many(dots, out + done, nd);
+    }
 }
 
 static void KFN(bp_logits_partial)(const bp_net *net, size_t nb, const float *h, float *part)
@@ -332,17 +408,14 @@ static void KFN(bp_logits_partial)(const bp_net *net, size_t nb, const float *h,
     const size_t H = net->H, C = net->C, nhb = (H + BP_HBLOCK - 1) / BP_HBLOCK;
     for (size_t q = 0; q < nhb; q++) {
         const size_t j = q * BP_HBLOCK, n = H - j < BP_HBLOCK ? H - j : BP_HBLOCK;
-        for (size_t s = 0; s < nb; s++) {
-            float *out = part + (q * nb + s) * C;
-            size_t c = 0;
-            if (n == BP_HBLOCK) {
-                for (; c + LOGIT_CB <= C; c += LOGIT_CB)
-                    dot_hblock_rows(LOGIT_CB, h + s * H + j, net->w2t + c * net->ld + j, net->ld,
-                                    out + c);
-            }
-            for (; c < C; c++)
-                out[c] = dot_hblock(h + s * H + j, net->w2t + c * net->ld + j, n);
+        if (n == BP_HBLOCK) {
+            logits_hblock(net, nb, h, j, part + q * nb * C);
+            continue;
         }
+        for (size_t s = 0; s < nb; s++)
+            for (size_t c = 0; c < C; c++)
+                part[(q * nb + s) * C + c] =
+                    dot_hblock(h + s * H + j, net->w2t + c * net->ld + j, n);
     }
 }
 
