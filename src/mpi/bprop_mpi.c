@@ -13,6 +13,7 @@
 
 typedef struct mpi_ctx {
     MPI_Comm comm; /* owned duplicate, errors returned */
+    int *runs;     /* (2, size) owned: the runs' counts, then their offsets, as MPI's ints */
 } mpi_ctx;
 
 /* The same failure record as the core library's, which keeps its helper private. */
@@ -105,6 +106,51 @@ static int max_f64(void *ctx, double *buf, size_t n)
     return allreduce(ctx, buf, n, sizeof *buf, MPI_DOUBLE, MPI_MAX);
 }
 
+/* The runs of sum_scatter_f32 and gather_runs_f32 as MPI counts and displacements; 0 when a
+ * run or an offset does not fit an int. */
+static int set_runs(mpi_ctx *c, const size_t *counts)
+{
+    int size = 0;
+    MPI_Comm_size(c->comm, &size);
+    size_t at = 0;
+    for (int r = 0; r < size; r++) {
+        if (counts[r] > (size_t)INT_MAX || at > (size_t)INT_MAX)
+            return 0;
+        c->runs[r] = (int)counts[r];
+        c->runs[size + r] = (int)at;
+        at += counts[r];
+    }
+    return 1;
+}
+
+/* MPI_Reduce_scatter in place leaves this rank's sums at the front of buf: they move to its run. */
+static int sum_scatter_f32(void *ctx, float *buf, const size_t *counts)
+{
+    mpi_ctx *c = ctx;
+    if (!set_runs(c, counts))
+        return 1;
+    int rank = 0, size = 0;
+    MPI_Comm_rank(c->comm, &rank);
+    MPI_Comm_size(c->comm, &size);
+    int rc = MPI_Reduce_scatter(MPI_IN_PLACE, buf, c->runs, MPI_FLOAT, MPI_SUM, c->comm);
+    if (rc != MPI_SUCCESS)
+        return rc;
+    if (c->runs[size + rank] > 0)
+        memmove(buf + c->runs[size + rank], buf, counts[rank] * sizeof *buf);
+    return 0;
+}
+
+static int gather_runs_f32(void *ctx, float *buf, const size_t *counts)
+{
+    mpi_ctx *c = ctx;
+    if (!set_runs(c, counts))
+        return 1;
+    int size = 0;
+    MPI_Comm_size(c->comm, &size);
+    return MPI_Allgatherv(MPI_IN_PLACE, 0, MPI_DATATYPE_NULL, buf, c->runs, c->runs + size,
+                          MPI_FLOAT, c->comm);
+}
+
 bprop_status bprop_mpi_comm_init(MPI_Comm comm, bprop_comm *out, bprop_error *err)
 {
     if (!out)
@@ -133,6 +179,12 @@ bprop_status bprop_mpi_comm_init(MPI_Comm comm, bprop_comm *out, bprop_error *er
     out->max_f64 = max_f64;
     out->sum_f32 = sum_f32;
     out->gather_f32 = gather_f32;
+    /* Without room for the runs the update stays whole on every rank, as it was. */
+    c->runs = malloc(2 * (size_t)out->size * sizeof *c->runs);
+    if (c->runs) {
+        out->sum_scatter_f32 = sum_scatter_f32;
+        out->gather_runs_f32 = gather_runs_f32;
+    }
     return BPROP_OK;
 }
 
@@ -142,6 +194,7 @@ void bprop_mpi_comm_free(bprop_comm *c)
         return;
     mpi_ctx *m = c->ctx;
     MPI_Comm_free(&m->comm);
+    free(m->runs);
     free(m);
     memset(c, 0, sizeof *c);
 }
