@@ -33,7 +33,9 @@ typedef struct bp_rank_part {
  *
  * Clipping (its norm needs the whole gradient first) and several ranks rule out rounding in the
  * update and W1 in the pass; a gradient-only stepper (bprop_loss_grad: output) rules out W1 in
- * the pass, and rounds in the output as the update would.
+ * the pass, and rounds in the output as the update would. Float sums of the data split on
+ * several ranks update each rank's run of the parameters only (split_update), unless clipping
+ * (whose norm would need every run) or output asks for the whole gradient.
  */
 typedef struct bp_step_plan {
     size_t nb;            /* the batch size the plan is for (0: no plan yet) */
