@@ -464,6 +464,14 @@ typedef struct bprop_comm {
                                                           float-sum training), or NULL */
     int (*gather_f32)(void *ctx, const float *mine, float *all, size_t n); /* every rank's n
                             values: rank r's at all + r n, all (size, n); or NULL */
+    /* The next two split the update of float-sum training over the ranks when both are given:
+     * buf holds counts[0] + ... + counts[size - 1] floats, rank r's run starting after the
+     * runs of ranks 0 .. r - 1; every count is below 2^31. */
+    int (*sum_scatter_f32)(void *ctx, float *buf, const size_t *counts); /* this rank's run
+                            becomes the elementwise sum over ranks (the bits sum_f32 would give
+                            it); the rest of buf is undefined after; or NULL */
+    int (*gather_runs_f32)(void *ctx, float *buf, const size_t *counts); /* in place: every
+                            rank's run of buf from that rank; or NULL */
 } bprop_comm;
 
 /**

@@ -28,6 +28,8 @@ void bp_stepper_free(bp_stepper *s)
     bp_free(s->pred);
     bp_free(s->dsum);
     bp_free(s->gblk);
+    bp_free(s->runs);
+    bp_free(s->rstat);
     bp_free(s->gsh);
     bp_free(s->gw2t);
     bp_free(s->hbuf);
@@ -35,6 +37,26 @@ void bp_stepper_free(bp_stepper *s)
     bp_free(s->plan.active);
     bp_engine_free(s->e);
     bp_free(s);
+}
+
+/* A training stepper on several ranks whose communicator scatters and gathers runs: every
+ * rank's run of the parameters (whole cache lines, as threads' chunks) for split updates; 1
+ * when they need nothing or got it, 0 when out of memory. */
+static int split_alloc(bp_stepper *s)
+{
+    const bprop_comm *c = s->comm;
+    const size_t P = s->m->layout.total;
+    if (!c || c->size < 2 || !s->velocity || !c->sum_scatter_f32 || !c->gather_runs_f32 ||
+        s->cfg.reproducible || P > (size_t)INT32_MAX)
+        return 1;
+    s->runs = bp_alloc((size_t)c->size, sizeof *s->runs);
+    s->rstat = bp_alloc((size_t)(c->size + 1) * BPROP_TENSORS, sizeof *s->rstat);
+    for (int r = 0; s->runs && r < c->size; r++) {
+        size_t a, b;
+        bp_param_chunk(P, c->size, r, &a, &b);
+        s->runs[r] = b - a;
+    }
+    return s->runs && s->rstat;
 }
 
 /* The stepper's buffers beyond the engine; 0 when out of memory. */
@@ -58,7 +80,7 @@ static int stepper_alloc(bp_stepper *s)
     if (ok && s->comm && s->comm->gather_f32 && s->cfg.reproducible && s->comm->size > 1 &&
         s->comm->size <= BP_GATHER_RANKS)
         ok = (s->gblk = bp_alloc((size_t)s->comm->size * P, sizeof(float))) != NULL;
-    return ok;
+    return ok && split_alloc(s);
 }
 
 bprop_status bp_stepper_create(const bp_stepper_spec *spec, bp_stepper **out)
@@ -194,6 +216,11 @@ void bp_plan_step(const bp_stepper *s, size_t nb, int nt, bp_step_plan *p)
     p->w1_in_pass = !p->output && !p->ranks && !p->clip &&
                     (p->exact ? nb <= BP_BLOCK : nt == 1 || p->split == BP_SPLIT_HIDDEN);
     p->pack_w1 = s->e->w1p && blocks_per_thread(p) > 1;
+    p->split_update = bp_split_update_ok(s, p);
+    p->u0 = 0;
+    p->u1 = s->m->layout.total;
+    if (p->split_update)
+        bp_param_chunk(s->m->layout.total, s->comm->size, s->comm->rank, &p->u0, &p->u1);
     find_active(p);
 }
 
@@ -362,11 +389,13 @@ void bp_step(bp_stepper *s, int tid, int nt, const bp_step_io *io)
     bp_step_update(s, p, tid, io);
 #pragma omp barrier
     if (tid == 0) {
+        if (p->split_update && bp_split_gather(s, p))
+            s->diverged = s->stop = 1;
         s->combine_seconds = omp_get_wtime() - t_pass;
         if (p->round_in_update && out_of_range(s, nt, 1))
             s->diverged = s->stop = 1;
     }
-    if (p->round_in_update) {
+    if (p->round_in_update || p->split_update) {
 #pragma omp barrier
     }
 }

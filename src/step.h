@@ -33,7 +33,9 @@ typedef struct bp_rank_part {
  *
  * Clipping (its norm needs the whole gradient first) and several ranks rule out rounding in the
  * update and W1 in the pass; a gradient-only stepper (bprop_loss_grad: output) rules out W1 in
- * the pass, and rounds in the output as the update would.
+ * the pass, and rounds in the output as the update would. Float sums of the data split on
+ * several ranks update each rank's run of the parameters only (split_update), unless clipping
+ * (whose norm would need every run) or output asks for the whole gradient.
  */
 typedef struct bp_step_plan {
     size_t nb;            /* the batch size the plan is for (0: no plan yet) */
@@ -54,6 +56,11 @@ typedef struct bp_step_plan {
     int output;           /* the mean gradient goes to the caller; nothing is updated */
     int ranks;            /* more than one process takes part */
     bp_rank_part part;    /* this rank's share of the batch */
+    int split_update;     /* float sums of the data split on several ranks, without clipping or
+                             output, through a communicator that scatters and gathers runs: each
+                             rank gets the sums of its run of the parameters only, updates that
+                             run, and the runs are gathered (bp_split_gather) */
+    size_t u0, u1;        /* split_update: this rank's run [u0, u1) of the parameters */
     int n_active;         /* threads with a share of the pass ... */
     int *active;          /* [n_active] ... ascending (every thread for the hidden split) */
 } bp_step_plan;
@@ -85,6 +92,11 @@ typedef struct bp_stepper {
     double *dsum;            /* (params) float sums widened for sum_f64 (float sums, several
                                 ranks, a communicator without sum_f32) */
     float *gblk;             /* (ranks, params) every rank's float block sums (bp_gather_blocks) */
+    size_t *runs;            /* (ranks) every rank's run of the parameters (split_update), or
+                                NULL: the communicator cannot split the update */
+    double *rstat;           /* (ranks + 1, tensors) split_update's exchange of statistics */
+    int velocity_partial;    /* a split update left only this rank's run of the momentum current
+                                (bp_stepper_gather_velocity) */
     float *gsh;              /* (params) shared float gradient: hidden split, clipping */
     float *gw2t;             /* (C, H) shared dW2 transposed, hidden split */
     float *hbuf;             /* (batch * H) hidden split: thread t's slice (batch, width) */
@@ -163,5 +175,19 @@ int bp_gather_blocks(const bp_stepper *s, const bp_step_plan *p);
  * sums, acc[0] for exact ones) become the sums over every rank, into grad[0] or acc[0]. Returns
  * non-zero when the communicator failed. */
 int bp_sum_over_ranks(bp_stepper *s, const bp_step_plan *p);
+
+/* Whether steps of the plan's kind may split the update over the ranks (split_update), and
+ * this rank's run of the parameters when they do. */
+int bp_split_update_ok(const bp_stepper *s, const bp_step_plan *p);
+
+/* After a split update (thread 0, after the update's barrier): every rank's run of the
+ * parameters to every rank, and the slots' largest magnitudes and squared norms over all
+ * ranks, left in slot 0 (the other slots of the team zeroed), so that the next step's scales
+ * and the statistics are those of the whole update. Returns non-zero when the transfer failed. */
+int bp_split_gather(bp_stepper *s, const bp_step_plan *p);
+
+/* Every rank's run of the momentum to every rank after split updates (all ranks call it
+ * together; a no-op when nothing is partial). Returns non-zero when the transfer failed. */
+int bp_stepper_gather_velocity(bp_stepper *s);
 
 #endif /* BPROP_STEP_H */

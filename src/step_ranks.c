@@ -1,5 +1,6 @@
 /* step_ranks.c: the combination of a step's gradient sums over MPI ranks (through bprop_comm):
- * float sums as floats, exact sums as int64 or, for a rank's single block, as its float sums. */
+ * float sums as floats (or each rank's run of them, for an update split over the ranks), exact
+ * sums as int64 or, for a rank's single block, as its float sums. */
 #include "step.h"
 
 #include <string.h>
@@ -13,6 +14,13 @@ static int sum_floats(bp_stepper *s, const bp_step_plan *p)
     const size_t P = s->m->layout.total;
     const float *fsum = p->n_active > 0 ? s->e->grad[p->active[0]] : NULL;
     float *g = s->e->grad[0];
+    if (p->split_update) { /* the same float additions, each rank keeping only its run */
+        if (!fsum)
+            memset(g, 0, P * sizeof *g);
+        else if (fsum != g)
+            memcpy(g, fsum, P * sizeof *g);
+        return s->comm->sum_scatter_f32(s->comm->ctx, g, s->runs) != 0;
+    }
     if (s->comm->sum_f32) {
         if (!fsum)
             memset(g, 0, P * sizeof *g);
@@ -66,4 +74,45 @@ int bp_sum_over_ranks(bp_stepper *s, const bp_step_plan *p)
     if (bp_gather_blocks(s, p))
         return gather_blocks(s, p);
     return s->comm->sum_i64(s->comm->ctx, s->acc[0], s->m->layout.total) != 0;
+}
+
+int bp_split_update_ok(const bp_stepper *s, const bp_step_plan *p)
+{
+    return s->runs && p->ranks && !p->exact && p->split == BP_SPLIT_DATA && !p->clip && !p->output;
+}
+
+int bp_split_gather(bp_stepper *s, const bp_step_plan *p)
+{
+    const int R = s->comm->size;
+    int failed = s->comm->gather_runs_f32(s->comm->ctx, s->params, s->runs) != 0;
+    s->velocity_partial = 1;
+    /* One maximum carries both: the largest magnitudes, and each rank's squared norms in that
+     * rank's place (zeros elsewhere; norms are never negative), added below in rank order. */
+    double *v = s->rstat;
+    memset(v, 0, (size_t)(BPROP_TENSORS * (R + 1)) * sizeof *v);
+    for (int u = 0; u < p->nt; u++)
+        for (int k = 0; k < BPROP_TENSORS; k++) {
+            const bp_slot *slot = &s->e->slot[u];
+            v[k] = slot->wmax[k] > v[k] ? slot->wmax[k] : v[k];
+            v[BPROP_TENSORS * (s->comm->rank + 1) + k] += slot->norm2[k];
+        }
+    failed |= s->comm->max_f64(s->comm->ctx, v, (size_t)(BPROP_TENSORS * (R + 1))) != 0;
+    for (int u = 0; u < p->nt; u++) {
+        memset(s->e->slot[u].wmax, 0, sizeof s->e->slot[u].wmax);
+        memset(s->e->slot[u].norm2, 0, sizeof s->e->slot[u].norm2);
+    }
+    for (int k = 0; k < BPROP_TENSORS; k++) {
+        s->e->slot[0].wmax[k] = v[k];
+        for (int r = 0; r < R; r++)
+            s->e->slot[0].norm2[k] += v[BPROP_TENSORS * (r + 1) + k];
+    }
+    return failed;
+}
+
+int bp_stepper_gather_velocity(bp_stepper *s)
+{
+    if (!s->velocity_partial)
+        return 0;
+    s->velocity_partial = 0;
+    return s->comm->gather_runs_f32(s->comm->ctx, s->velocity, s->runs) != 0;
 }

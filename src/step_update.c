@@ -121,6 +121,7 @@ typedef struct update_ctx {
     float *out;   /* SINK_OUTPUT: (params) */
     int e2;       /* SINK_CLIP_PREPARE: exponent of the exact squares */
     int skip_w1;  /* W1 was updated in the backward pass (bp_w1_update) */
+    size_t u0, u1; /* the data split's run of the parameters on this rank (split_update) */
 } update_ctx;
 
 /* SINK_CLIP_PREPARE of block q: the gradient waits in gsh for the clip factor; the squares of
@@ -166,12 +167,15 @@ static void do_run(update_ctx *x, seg r)
     }
 }
 
-/* Data split: thread tid's chunk of the flat block, cut at tensor boundaries. */
+/* Data split: thread tid's chunk of this rank's run of the flat block, cut at tensor
+ * boundaries. */
 static void for_chunk(update_ctx *x)
 {
     const bprop_layout *L = &x->s->m->layout;
     size_t a, b;
-    bp_param_chunk(L->total, x->nt, x->tid, &a, &b);
+    bp_param_chunk(x->u1 - x->u0, x->nt, x->tid, &a, &b);
+    a += x->u0;
+    b += x->u0;
     for (int k = 0; k < BPROP_TENSORS; k++) {
         if (k == BPROP_W1 && x->skip_w1)
             continue;
@@ -271,7 +275,7 @@ void bp_step_update(bp_stepper *s, const bp_step_plan *p, int tid, const bp_step
     bp_slot *slot = &s->e->slot[tid];
     update_ctx x = {.s = s, .slot = slot, .tid = tid, .nt = p->nt,
                     .by_slice = p->split == BP_SPLIT_HIDDEN, .lr = io->lr, .clip = 1.0f,
-                    .out = io->grad_out,
+                    .out = io->grad_out, .u0 = p->u0, .u1 = p->u1,
                     .src = {.s = s, .fixed = p->exact, .fused = p->round_in_update, .slot = slot,
                             .inv_nb = 1.0f / (float)p->nb, .src = float_sums(s, p)}};
     if (p->sum_in_update) {

@@ -287,6 +287,10 @@ bprop_status bprop_trainer_epoch(bprop_trainer *t, const bprop_dataset *train,
     double t0 = omp_get_wtime();
     int diverged = run_steps(t, train, &x, &team, &cancelled);
     t->seconds += omp_get_wtime() - t0;
+    /* Split updates leave each rank only its run of the momentum: whole again for whatever
+     * reads the state between epochs (checkpoints). Every rank gets here together. */
+    if (bp_stepper_gather_velocity(t->s))
+        return bp_fail(err, BPROP_E_COMM, "gathering the momentum over the ranks failed");
     bprop_provenance *info = &t->m->info;
     if (diverged)
         return bp_fail(err, BPROP_E_DIVERGED, "epoch %zu, step %zu: the loss became NaN or infinite "
