@@ -138,6 +138,21 @@ static int reserve(mpi_ctx *c, size_t n)
     return 1;
 }
 
+/* This rank's place in a ring over the communicator, for the runs of counts. */
+typedef struct ring {
+    int rank, size, right, left; /* right sends to rank + 1, left receives from rank - 1 */
+} ring;
+
+/* The ring of a transfer of runs `counts`, their offsets in c->runs; 0 when a run is too long. */
+static int ring_begin(mpi_ctx *c, const size_t *counts, ring *g)
+{
+    MPI_Comm_rank(c->comm, &g->rank);
+    MPI_Comm_size(c->comm, &g->size);
+    g->right = (g->rank + 1) % g->size;
+    g->left = (g->rank + g->size - 1) % g->size;
+    return set_runs(c, counts);
+}
+
 /* A ring: in step k (of size - 1) rank r sends run (r - k - 1) mod size to rank r + 1 and adds
  * run (r - k - 2) mod size from rank r - 1 to its own, so that it ends with the whole sum of
  * run r. Each run's sum is a chain of float additions in ring order; on 2 ranks a single
@@ -146,18 +161,16 @@ static int reserve(mpi_ctx *c, size_t n)
 static int sum_scatter_f32(void *ctx, float *buf, const size_t *counts)
 {
     mpi_ctx *c = ctx;
-    int rank = 0, size = 0;
-    MPI_Comm_rank(c->comm, &rank);
-    MPI_Comm_size(c->comm, &size);
-    if (!set_runs(c, counts))
+    ring g;
+    if (!ring_begin(c, counts, &g))
         return 1;
-    const int right = (rank + 1) % size, left = (rank + size - 1) % size;
+    const int rank = g.rank, size = g.size;
     for (int k = 0; k < size - 1; k++) {
         const int out = ((rank - k - 1) % size + size) % size, in = ((rank - k - 2) % size + size) % size;
         if (!reserve(c, counts[in]))
             return 1;
-        int rc = MPI_Sendrecv(buf + c->runs[size + out], c->runs[out], MPI_FLOAT, right, 0, c->tmp,
-                              c->runs[in], MPI_FLOAT, left, 0, c->comm, MPI_STATUS_IGNORE);
+        int rc = MPI_Sendrecv(buf + c->runs[size + out], c->runs[out], MPI_FLOAT, g.right, 0, c->tmp,
+                              c->runs[in], MPI_FLOAT, g.left, 0, c->comm, MPI_STATUS_IGNORE);
         if (rc != MPI_SUCCESS)
             return rc;
         float *dst = buf + c->runs[size + in];
@@ -171,16 +184,14 @@ static int sum_scatter_f32(void *ctx, float *buf, const size_t *counts)
 static int gather_runs_f32(void *ctx, float *buf, const size_t *counts)
 {
     mpi_ctx *c = ctx;
-    int rank = 0, size = 0;
-    MPI_Comm_rank(c->comm, &rank);
-    MPI_Comm_size(c->comm, &size);
-    if (!set_runs(c, counts))
+    ring g;
+    if (!ring_begin(c, counts, &g))
         return 1;
-    const int right = (rank + 1) % size, left = (rank + size - 1) % size;
+    const int rank = g.rank, size = g.size;
     for (int k = 0; k < size - 1; k++) {
         const int out = ((rank - k) % size + size) % size, in = ((rank - k - 1) % size + size) % size;
-        int rc = MPI_Sendrecv(buf + c->runs[size + out], c->runs[out], MPI_FLOAT, right, 1,
-                              buf + c->runs[size + in], c->runs[in], MPI_FLOAT, left, 1, c->comm,
+        int rc = MPI_Sendrecv(buf + c->runs[size + out], c->runs[out], MPI_FLOAT, g.right, 1,
+                              buf + c->runs[size + in], c->runs[in], MPI_FLOAT, g.left, 1, c->comm,
                               MPI_STATUS_IGNORE);
         if (rc != MPI_SUCCESS)
             return rc;
