@@ -239,16 +239,18 @@ typedef struct stepper_run {
     bp_stepper *s;
 } stepper_run;
 
-static void stepper_start(stepper_run *r, int threads, const bprop_dataset *d)
+/* A training stepper for a model of d's width and `hidden` units, batches up to 256. */
+static void stepper_start(stepper_run *r, int threads, const bprop_dataset *d, size_t hidden,
+                          bprop_parallel parallel)
 {
     bprop_train_config c;
     bprop_train_config_default(&c);
-    c.parallel = BPROP_PARALLEL_HIDDEN;
-    cr_assert_eq(bprop_model_create(DIM, HIDDEN, CLASSES, 1, 11, &r->m, NULL), BPROP_OK);
+    c.parallel = parallel;
+    cr_assert_eq(bprop_model_create(d->dim, hidden, CLASSES, 1, 11, &r->m, NULL), BPROP_OK);
     r->velocity = calloc(r->m->layout.total, sizeof(float));
     cr_assert(r->velocity);
     const bp_stepper_spec spec = {.m = r->m, .params = r->m->params, .velocity = r->velocity,
-                                  .threads = threads, .batch = 128, .cfg = &c};
+                                  .threads = threads, .batch = 256, .cfg = &c};
     cr_assert_eq(bp_stepper_create(&spec, &r->s), BPROP_OK);
     const bp_src src = bp_src_dataset(d);
     bp_stepper_prepare(r->s, &src, d->n);
@@ -271,6 +273,13 @@ static void step_on(stepper_run *r, int team, const bprop_dataset *d, size_t fir
     cr_assert(!r->s->diverged);
 }
 
+static void assert_same_steppers(const stepper_run *a, const stepper_run *b)
+{
+    const size_t P = a->m->layout.total;
+    cr_assert(tu_same_bits(a->m->params, b->m->params, P), "the parameters differ");
+    cr_assert(tu_same_bits(a->velocity, b->velocity, P), "the momentum differs");
+}
+
 Test(slices, a_step_on_another_team_or_split_stores_the_slices_first)
 {
     /* A team of one takes the data split, which reads W1 in the model; teams of 2 and 3 cut
@@ -278,17 +287,48 @@ Test(slices, a_step_on_another_team_or_split_stores_the_slices_first)
     const int teams[] = {2, 2, 1, 2, 3, 3, 2};
     bprop_dataset *d = noisy_blobs();
     stepper_run a, b;
-    stepper_start(&a, 3, d);
-    stepper_start(&b, 1, d);
+    stepper_start(&a, 3, d, HIDDEN, BPROP_PARALLEL_HIDDEN);
+    stepper_start(&b, 1, d, HIDDEN, BPROP_PARALLEL_HIDDEN);
     cr_assert(a.s->w1s && !b.s->w1s, "slices for a team of several threads only");
     for (size_t i = 0; i < sizeof teams / sizeof *teams; i++) {
         step_on(&a, teams[i], d, i * 20, 96);
         step_on(&b, 1, d, i * 20, 96);
     }
     bp_stepper_sync(a.s);
-    const size_t P = a.m->layout.total;
-    cr_assert(tu_same_bits(a.m->params, b.m->params, P), "the parameters differ");
-    cr_assert(tu_same_bits(a.velocity, b.velocity, P), "the momentum differs");
+    assert_same_steppers(&a, &b);
+    stepper_free(&a);
+    stepper_free(&b);
+    bprop_dataset_free(d);
+}
+
+Test(slices, auto_giving_batches_of_two_sizes_other_splits_keeps_w1_current)
+{
+    /* At 784 inputs and 128 hidden units the cost model gives 2 threads the data split for a
+     * batch of 256 and the hidden split for 40 (every kernel set), as for a trainer's full
+     * batches and its last, shorter one. The reference keeps W1 in the model throughout: the
+     * same stepper without slices, so the same splits and bits. */
+    bprop_dataset *d = tu_blobs(600, 784, CLASSES, 6);
+    for (size_t i = 0; i < d->n; i += 4)
+        d->y[i] = (d->y[i] + 1) % CLASSES;
+    stepper_run a, b;
+    stepper_start(&a, 2, d, 128, BPROP_PARALLEL_AUTO);
+    stepper_start(&b, 2, d, 128, BPROP_PARALLEL_AUTO);
+    bp_free(b.s->w1s);
+    bp_free(b.s->v1s);
+    b.s->w1s = b.s->v1s = NULL;
+    int active[2];
+    bp_step_plan p = {.active = active};
+    bp_plan_step(a.s, 256, 2, &p);
+    cr_assert_eq(p.split, BP_SPLIT_DATA, "auto's choice at batch 256 changed: pick other sizes");
+    bp_plan_step(a.s, 40, 2, &p);
+    cr_assert(p.split == BP_SPLIT_HIDDEN && p.w1_sliced, "auto's choice at batch 40 changed");
+    const size_t sizes[] = {256, 40, 256, 40, 40, 256, 40};
+    for (size_t i = 0; i < sizeof sizes / sizeof *sizes; i++) {
+        step_on(&a, 2, d, i * 40, sizes[i]);
+        step_on(&b, 2, d, i * 40, sizes[i]);
+    }
+    bp_stepper_sync(a.s);
+    assert_same_steppers(&a, &b);
     stepper_free(&a);
     stepper_free(&b);
     bprop_dataset_free(d);
