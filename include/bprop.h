@@ -421,7 +421,10 @@ typedef struct bprop_epoch_stats {
 } bprop_epoch_stats;
 
 /** Called by one thread between steps; return non-zero to stop the epoch early (the epoch then
- * returns BPROP_OK with the steps done so far). It must not touch the model. With several
+ * returns BPROP_OK with the steps done so far). It must not touch the model, nor read it:
+ * during an epoch the model's W1 (and the trainer's momentum) may lag behind the steps, which
+ * a hidden split keeps in buffers of its own; both are current whenever bprop_trainer_epoch
+ * has returned. With several
  * processes (bprop_trainer_create_comm) the answers are not combined: every rank must return
  * the same value at the same step, or the ranks fall out of step. To stop from any one rank,
  * use bprop_trainer_set_cancel, whose flags the trainer combines over the ranks. */

@@ -34,6 +34,8 @@ void bp_stepper_free(bp_stepper *s)
     bp_free(s->gw2t);
     bp_free(s->hbuf);
     bp_free(s->part);
+    bp_free(s->w1s);
+    bp_free(s->v1s);
     bp_free(s->plan.active);
     bp_engine_free(s->e);
     bp_free(s);
@@ -80,6 +82,10 @@ static int stepper_alloc(bp_stepper *s)
     if (ok && s->comm && s->comm->gather_f32 && s->cfg.reproducible && s->comm->size > 1 &&
         s->comm->size <= BP_GATHER_RANKS)
         ok = (s->gblk = bp_alloc((size_t)s->comm->size * P, sizeof(float))) != NULL;
+    /* The private slices of W1 and its momentum, 2 D H floats, only where a step can use them. */
+    if (ok && bp_slices_possible(s))
+        ok = (s->w1s = bp_alloc(m->inputs * H, sizeof(float))) &&
+             (s->v1s = bp_alloc(m->inputs * H, sizeof(float)));
     return ok && split_alloc(s);
 }
 
@@ -128,6 +134,7 @@ void bp_stepper_prepare(bp_stepper *s, const bp_src *X, size_t n)
         memset(s->e->slot[t].wmax, 0, sizeof s->e->slot[t].wmax);
         s->e->slot[t].w1p_current = 0; /* W1 may have changed since: the first step packs */
     }
+    s->w1s_nt = 0; /* and the first sliced step loads its slices from params and velocity */
     for (int k = 0; k < BPROP_TENSORS; k++)
         s->e->slot[0].wmax[k] = max_abs(s->m->params + s->m->layout.offset[k], s->m->layout.count[k]);
 }
@@ -215,6 +222,8 @@ void bp_plan_step(const bp_stepper *s, size_t nb, int nt, bp_step_plan *p)
      * sums, float sums of one thread, or a hidden slice), it updates W1 in its pass. */
     p->w1_in_pass = !p->output && !p->ranks && !p->clip &&
                     (p->exact ? nb <= BP_BLOCK : nt == 1 || p->split == BP_SPLIT_HIDDEN);
+    /* Its own (D, W) block of W1 for each thread: no core writes lines next to another's. */
+    p->w1_sliced = s->w1s && p->split == BP_SPLIT_HIDDEN && !p->exact && !p->ranks && p->w1_in_pass;
     p->pack_w1 = s->e->w1p && blocks_per_thread(p) > 1;
     p->split_update = bp_split_update_ok(s, p);
     p->u0 = 0;
@@ -257,7 +266,9 @@ static const float *pack_w1(bp_stepper *s, const bp_step_plan *p, int tid)
 {
     bp_slot *slot = &s->e->slot[tid];
     const float *w1p = p->pack_w1 ? s->e->w1p : NULL;
-    if (w1p && !slot->w1p_current)
+    if (w1p && !slot->w1p_current && p->w1_sliced)
+        bp_slices_pack(s, p, tid);
+    else if (w1p && !slot->w1p_current)
         bp_engine_pack(s->e, s->m, tid, p->nt);
     slot->w1p_current = 0;
     return w1p;
@@ -355,6 +366,7 @@ void bp_step(bp_stepper *s, int tid, int nt, const bp_step_io *io)
     bp_slot *slot = &s->e->slot[tid];
     if (tid == 0)
         set_scales(s);
+    bp_slices_begin(s, p, tid); /* W1 where this step reads it: in slices or in params */
     const float *w1p = pack_w1(s, p, tid);
 #pragma omp barrier
     reset_slot(slot);

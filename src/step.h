@@ -50,6 +50,9 @@ typedef struct bp_step_plan {
                              bits of a separate reduction, without its summed buffer) */
     int w1_in_pass;       /* W1 updated in the last block's backward pass (bp_w1_update), when
                              the step's scales are finite */
+    int w1_sliced;        /* float sums of the hidden split on one process with W1 in the pass:
+                             each thread's slice of W1 and its momentum, and its W1 and W2 sums,
+                             in the stepper's private sliced layout (bp_stepper.w1s) */
     int pack_w1;          /* W1 packed once for the step into the engine's w1p: a thread runs
                              more than one forward block */
     int clip;             /* clipping: the norm of the whole update first, then the update */
@@ -97,8 +100,20 @@ typedef struct bp_stepper {
     double *rstat;           /* (ranks + 1, tensors) split_update's exchange of statistics */
     int velocity_partial;    /* a split update left only this rank's run of the momentum current
                                 (bp_stepper_gather_velocity) */
-    float *gsh;              /* (params) shared float gradient: hidden split, clipping */
-    float *gw2t;             /* (C, H) shared dW2 transposed, hidden split */
+    float *gsh;              /* (params) shared float gradient: hidden split, clipping; a sliced
+                                step keeps its W1 sums in w1s's layout */
+    float *gw2t;             /* (C, H) shared dW2 transposed, hidden split; a sliced step keeps
+                                thread t's (C, j1 - j0) block at C j0 */
+    /* The hidden split's private slices (steps whose plan has w1_sliced). Thread t of a team of
+     * nt owns units [j0, j1) of every row of W1. In the model's (D, H) layout two cores write
+     * neighbouring parts of each row (at H = 256 the halves of each 1 KB row), and the hardware
+     * prefetchers pull the other core's freshly written lines across at every step; so each
+     * slice lives as its own (D, j1 - j0) block at offset D j0. */
+    float *w1s;              /* (D H) W1 in slices; NULL where no step can use them (one thread,
+                                several ranks, no params, exact sums, clipping, the data split) */
+    float *v1s;              /* (D H) W1's momentum in the same slices */
+    int w1s_nt;              /* the team size whose slices w1s and v1s hold, newer than W1 in
+                                params and velocity; 0: params and velocity are current */
     float *hbuf;             /* (batch * H) hidden split: thread t's slice (batch, width) */
     float *part;             /* (hidden blocks, batch, C) partial logits, hidden split */
     float **logits;          /* [threads] (batch, C) every thread's copy of the logits */
@@ -136,7 +151,8 @@ void bp_stepper_free(bp_stepper *s);
 
 /* Data bounds (a pass over X) and the parameters' magnitudes: call before the first step on
  * data X (n, D), whenever X may have changed, and whenever the parameters were changed from
- * outside the steps. */
+ * outside the steps. It drops the private slices (the next sliced step loads them from params
+ * and velocity): call bp_stepper_sync first when steps ran since the last one. */
 void bp_stepper_prepare(bp_stepper *s, const bp_src *X, size_t n);
 
 /* The plan of a step of nb samples on nt threads (see bp_step_plan); fills p->active, which
@@ -146,6 +162,15 @@ void bp_plan_step(const bp_stepper *s, size_t nb, int nt, bp_step_plan *p);
 /* One step, called by every thread tid of a team of nt <= s->threads inside one parallel
  * region; returns after a closing barrier, so the caller may read s and the slots. */
 void bp_step(bp_stepper *s, int tid, int nt, const bp_step_io *io);
+
+/* Whether the stepper has the private slices of W1 (bp_stepper.w1s): a training stepper for
+ * more than one thread on one process whose settings allow a sliced step. */
+int bp_slices_possible(const bp_stepper *s);
+
+/* W1 and its momentum back from the private slices into params and velocity (serial, between
+ * steps): after it they are current for whatever reads them between epochs, and the next
+ * sliced step loads the slices again. A no-op when no slices are current. */
+void bp_stepper_sync(bp_stepper *s);
 
 /* Most ranks whose exact sums may travel as float block sums (bp_gather_blocks). */
 #define BP_GATHER_RANKS 3
@@ -165,6 +190,16 @@ void bp_step_w1_update(const bp_stepper *s, const bp_step_plan *p, int tid, floa
 /* Phase 4 (update): thread tid's part of the update (or of the output gradient); ends with every
  * thread's slot->w1p_current set, before the caller's closing barrier. */
 void bp_step_update(bp_stepper *s, const bp_step_plan *p, int tid, const bp_step_io *io);
+
+/* Before the step reads W1 (every thread of the team, after the plan): a sliced step loads
+ * thread tid's slice from params and velocity unless the slices are current for this team
+ * size; any other step, or a team of another size, first stores the current slices back. A
+ * barrier only when something moves. */
+void bp_slices_begin(bp_stepper *s, const bp_step_plan *p, int tid);
+
+/* A sliced step's part of packing W1 (pack_w1): thread tid's slice from w1s into the engine's
+ * w1p, where bp_engine_pack would put it from params. */
+void bp_slices_pack(bp_stepper *s, const bp_step_plan *p, int tid);
 
 /* Whether the exact sums of this step travel as every rank's float block sums: a communicator
  * with gather_f32, at most BP_GATHER_RANKS ranks, the data split, and at most one block per

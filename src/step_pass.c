@@ -61,6 +61,8 @@ typedef struct hidden_job {
     int tid;
     size_t j0, j1, lo, hi;
     bp_net v;
+    float *gw1;   /* (D, v.ld) the slice's W1 sums in gsh */
+    float *gw2t;  /* (C, v.ld) its dW2 sums, transposed, in the stepper's gw2t */
     const bp_batch *b;
 } hidden_job;
 
@@ -76,6 +78,23 @@ static bp_net slice_net(const bp_stepper *s, int tid, const float *w1p, size_t j
     if (net.b1)
         net.b1 += j0;
     return net;
+}
+
+/* A sliced step's view of the slice: W1 from the thread's private (D, W) block, and W2's
+ * slice transposed into the thread's work as (C, W), so that one row stride W serves the net
+ * and its sums (the kernels take a single ld); the same values as slice_net's view. */
+static bp_net sliced_net(const bp_stepper *s, int tid, const float *w1p, size_t j0, size_t j1)
+{
+    const bprop_model *m = s->m;
+    const size_t D = m->inputs, C = m->classes, W = j1 - j0;
+    const float *w2 = bprop_model_tensor(m, BPROP_W2), *b1 = bprop_model_tensor(m, BPROP_B1);
+    float *w2t = s->e->work[tid].w2t; /* (C, W) */
+    for (size_t j = 0; j < W; j++)
+        for (size_t c = 0; c < C; c++)
+            w2t[c * W + j] = w2[(j0 + j) * C + c];
+    return (bp_net){.D = D, .H = W, .C = C, .ld = W, .w1 = s->w1s + D * j0,
+                    .b1 = b1 ? b1 + j0 : NULL, .w2t = w2t, .b2 = bprop_model_tensor(m, BPROP_B2),
+                    .w1p = w1p ? w1p + j0 * D : NULL};
 }
 
 /* A rank without samples adds zeros to the sum over ranks: clear the slice's accumulators. */
@@ -197,14 +216,14 @@ static void hidden_backward(const hidden_job *j, bp_w1_update *upd)
     bp_stepper *s = j->s;
     const bprop_model *m = s->m;
     const bprop_layout *L = &m->layout;
-    const size_t H = m->hidden, C = m->classes, j0 = j->j0, W = j->j1 - j0;
+    const size_t C = m->classes, j0 = j->j0, W = j->j1 - j0;
     const int exact = j->p->exact, convert = exact && !j->p->round_in_update;
     bp_work *w = &s->e->work[j->tid];
     const double loss = hidden_logits(j);
     float *h = s->hbuf + s->batch * j0, *z = s->logits[j->tid];
-    bp_grads g = {.w1 = s->gsh + L->offset[BPROP_W1] + j0,
+    bp_grads g = {.w1 = j->gw1,
                   .b1 = m->has_bias ? s->gsh + L->offset[BPROP_B1] + j0 : NULL,
-                  .w2t = s->gw2t + j0,
+                  .w2t = j->gw2t,
                   .b2 = m->has_bias && j->tid == 0 ? s->gsh + L->offset[BPROP_B2] : NULL};
     /* In the last block's pass; a non-finite loss stops training without an update. */
     bp_w1_update *last_upd = upd && isfinite(loss) ? upd : NULL;
@@ -213,7 +232,7 @@ static void hidden_backward(const hidden_job *j, bp_w1_update *upd)
         backward_rows(j, w, s0, nbk);
         const int sums_from_zero = exact || s0 == j->lo;
         if (sums_from_zero)
-            zero_slice_sums(&g, H, C, W);
+            zero_slice_sums(&g, j->v.ld, C, W);
         g.w1_update = s0 + nbk == j->hi ? last_upd : NULL;
         if (g.w1_update)
             upd->applied = 1;
@@ -223,9 +242,9 @@ static void hidden_backward(const hidden_job *j, bp_w1_update *upd)
             hidden_convert(j, s0 == j->lo);
     }
     if (!convert) /* the update reads W2's sums from gsh, in the model's (H, C) layout */
-        for (size_t jj = j0; jj < j->j1; jj++)
+        for (size_t jj = 0; jj < W; jj++)
             for (size_t c = 0; c < C; c++)
-                s->gsh[L->offset[BPROP_W2] + jj * C + c] = s->gw2t[c * H + jj];
+                s->gsh[L->offset[BPROP_W2] + (j0 + jj) * C + c] = j->gw2t[c * j->v.ld + jj];
 }
 
 /* Forward of every slice, a barrier (every slice's partial logits are in), then backward. */
@@ -233,8 +252,19 @@ static void hidden_pass(bp_stepper *s, const bp_step_plan *p, int tid, const flo
                         const bp_batch *b, bp_w1_update *upd)
 {
     hidden_job j = {.s = s, .p = p, .tid = tid, .lo = p->part.lo, .hi = p->part.hi, .b = b};
-    bp_hidden_slice(s->m->hidden, p->nt, tid, &j.j0, &j.j1);
-    j.v = slice_net(s, tid, w1p, j.j0, j.j1);
+    const bprop_model *m = s->m;
+    bp_hidden_slice(m->hidden, p->nt, tid, &j.j0, &j.j1);
+    /* A sliced step keeps the slice's W1 and its sums as (D, W) blocks at D j0, and its dW2t
+     * sums as a (C, W) block at C j0; otherwise they are columns of (D, H) and (C, H). */
+    if (p->w1_sliced) {
+        j.v = sliced_net(s, tid, w1p, j.j0, j.j1);
+        j.gw1 = s->gsh + m->layout.offset[BPROP_W1] + m->inputs * j.j0;
+        j.gw2t = s->gw2t + m->classes * j.j0;
+    } else {
+        j.v = slice_net(s, tid, w1p, j.j0, j.j1);
+        j.gw1 = s->gsh + m->layout.offset[BPROP_W1] + j.j0;
+        j.gw2t = s->gw2t + j.j0;
+    }
     if (j.hi > j.lo)
         hidden_forward(&j);
 #pragma omp barrier

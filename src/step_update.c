@@ -195,6 +195,8 @@ static void for_slice(update_ctx *x)
     size_t j0, j1;
     bp_hidden_slice(H, x->nt, x->tid, &j0, &j1);
     if (j1 > j0) {
+        /* A sliced step (W1 in w1s, its sums in that layout) always gets here with W1 updated
+         * in the pass: bad scales or a non-finite loss, which leave it out, diverge first. */
         for (size_t k = 0; k < m->inputs && !x->skip_w1; k++)
             do_run(x, (seg){L->offset[BPROP_W1] + k * H + j0, j1 - j0, BPROP_W1});
         if (m->has_bias)
@@ -263,7 +265,15 @@ void bp_step_w1_update(const bp_stepper *s, const bp_step_plan *p, int tid, floa
         bp_hidden_slice(m->hidden, p->nt, tid, &j0, &j1);
     /* The mean gradient as mean_grad forms it. */
     const float inv_nb = 1.0f / (float)p->nb;
-    *u = (bp_w1_update){.w = s->params + off + j0, .v = s->velocity + off + j0, .ld = m->hidden,
+    /* W1's columns [j0, j1) of params and velocity (D, H), or a sliced step's (D, W) blocks. */
+    float *w = s->params + off + j0, *v = s->velocity + off + j0;
+    size_t ld = m->hidden;
+    if (p->w1_sliced) {
+        w = s->w1s + m->inputs * j0;
+        v = s->v1s + m->inputs * j0;
+        ld = j1 - j0;
+    }
+    *u = (bp_w1_update){.w = w, .v = v, .ld = ld,
                         .w1p = w1p ? w1p + j0 * m->inputs : NULL, .H = j1 - j0,
                         .fixed = p->exact, .scale = s->sc.scale[BPROP_W1],
                         .mul = s->sc.unscale[BPROP_W1] * (double)inv_nb, .inv_nb = inv_nb,

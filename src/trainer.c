@@ -287,6 +287,10 @@ bprop_status bprop_trainer_epoch(bprop_trainer *t, const bprop_dataset *train,
     double t0 = omp_get_wtime();
     int diverged = run_steps(t, train, &x, &team, &cancelled);
     t->seconds += omp_get_wtime() - t0;
+    /* A hidden split on one process keeps W1 and its momentum in the stepper's private slices
+     * during the epoch: back into the model and the velocity for whatever reads them between
+     * epochs (evaluation, checkpoints of a cancelled or diverged epoch, the caller). */
+    bp_stepper_sync(t->s);
     /* Split updates leave each rank only its run of the momentum: whole again for whatever
      * reads the state between epochs (checkpoints). Every rank gets here together. */
     if (bp_stepper_gather_velocity(t->s))
