@@ -114,6 +114,41 @@ def fit(cells, pred, ratio_weight):
         choice = "hidden" if sh < sd else "data"
         out.append(f"{key[0]}x{key[1]}x{key[2]} {choice} {auto_over_best(splits, choice, True):.3f}")
     print("with these weights, auto/best: " + "; ".join(out))
+    return weights
+
+
+def rate(sec):
+    """1 / sec as a C literal with three significant digits ("42.7e9")."""
+    r = 1.0 / sec
+    return f"{r / 1e9:.3g}e9" if 1e6 <= r < 1e13 else f"{r:.3g}"
+
+
+def write_c(path, w):
+    """The fitted weights into the lines of src/cost.c marked "fitted" (rounded as they print),
+    each line's comment left in its column."""
+    import re
+    subs = {r"(SEC_PER_L2_BYTE = 1\.0 / )": rate(w["l2"]),
+            r"(SEC_PER_L3_BYTE = 1\.0 / )": rate(w["l3"]),
+            r"(SEC_PER_MEM_BYTE = 1\.0 / )": rate(w["mem"]),
+            r"(SEC_PER_XCORE_BYTE = 1\.0 / )": rate(w["xcore"]),
+            r"(SEC_PER_BARRIER = )": f"{w['barrier']:.2g}",
+            r"(SEC_PER_STEP = )": f"{w['step']:.2g}" if w["step"] >= 1e-9 else "0.0",
+            r"(#define AVX512_FMA_PER_SEC )": rate(w["fma"]),
+            r"(#define AVX512_SEC_PER_ROW_VALUE )": f"{w['rows'] * 1e9:.2f}e-9"}
+    with open(path) as f:
+        text = f.read()
+    for prefix, value in subs.items():
+        def put(m, v=value):
+            old = m.group(2) + m.group(3) + m.group(4)
+            end = m.group(3) + " " * max(1, len(old) - len(v) - len(m.group(3)))
+            return m.group(1) + v + end
+        text, n = re.subn(prefix + r"([^;\s]+)(;?)( *)(?=/\*)", put, text)
+        if n != 1:
+            sys.exit(f"cost_fit: {path}: no single line for {prefix}")
+    with open(path, "w") as f:
+        f.write(text)
+    print(f"weights written into {path}: rebuild bench/cost_model, then run again without --fit "
+          "for the tables with them")
 
 
 def auto_over_best(splits, chosen, hidden_applies):
@@ -173,6 +208,8 @@ def main():
                     help="weight of the data/hidden ratios against the times in the fit")
     ap.add_argument("--predict", metavar="THREADS",
                     help="also print the model's predictions at these thread counts (e.g. 4,8,16)")
+    ap.add_argument("--write-c", metavar="COST_C",
+                    help="with --fit: write the fitted weights into this src/cost.c")
     ap.add_argument("--mean", action="store_true",
                     help="fit means over rounds instead of medians (every mode of a bimodal split "
                          "counted at its frequency)")
@@ -187,7 +224,9 @@ def main():
     pred = model(args.build, sorted({k[0] for k in keys}), sorted({k[1] for k in keys}),
                  sorted({k[2] for k in keys}))
     if args.fit:
-        fit(cells, pred, args.ratio_weight)
+        weights = fit(cells, pred, args.ratio_weight)
+        if args.write_c:
+            write_c(args.write_c, weights)
         print()
     tables(cells, pred)
     if args.predict:

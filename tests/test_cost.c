@@ -1,5 +1,6 @@
 /* test_cost.c: the cost model that --parallel auto chooses the split by (src/cost.h): deterministic, monotone, and right where measurements were clear. */
 #include "cost.h"
+#include "kernels.h"
 
 #include <criterion/criterion.h>
 #include <string.h>
@@ -72,6 +73,19 @@ Test(cost, more_work_is_never_cheaper)
                                           "%s %d threads batch %zu hidden %zu split %d exact %d",
                                           SETS[k], threads[t], b, h, split, exact);
                         }
+}
+
+/* The model counts a packed W1 exactly for the sets that pack it (their fwd_pack), for every set
+ * this build has and this CPU runs. */
+Test(cost, packed_w1_is_counted_for_the_sets_that_pack)
+{
+    size_t n;
+    const char *const *names = bp_kernels_list(&n);
+    for (size_t i = 0; i < n; i++) {
+        const bp_kernels *k = bp_kernels_named(names[i]);
+        if (k)
+            cr_expect_eq(bp_cost_packs_w1(names[i]), k->fwd_pack, "%s", names[i]);
+    }
 }
 
 Test(cost, one_thread_and_too_few_hidden_blocks_take_the_data_split)
