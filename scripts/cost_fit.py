@@ -185,6 +185,34 @@ def tables(cells, pred):
           (", ".join(f"{k[0]}x{k[1]}x{k[2]} ({q:.3f})" for k, q in misses) or "no point"))
 
 
+def auto_runs(cells, pred):
+    """Where auto itself ran (split_grid.sh ... data,hidden,auto): per point, the median over
+    rounds of auto's time over the faster of data and hidden in the same process, and of auto's
+    over the split the model chooses (with these weights) in the same process."""
+    keys = [k for k in sorted(cells) if "auto" in cells[k]]
+    if not keys:
+        return
+    print("| threads | batch | hidden | rounds | data/hidden | auto | auto µs | auto/best | auto/chosen |")
+    print("|---|---|---|---|---|---|---|---|---|")
+    for key in keys:
+        splits, p = cells[key], pred[key]
+        chosen = next(s for s in p if p[s]["chosen"] == "1")
+        rounds = [r for r in splits["auto"] if r in splits.get("data", {})]
+        best, same, q = [], [], []
+        for r in rounds:
+            td, th = splits["data"][r], splits.get("hidden", {}).get(r)
+            th = th if "hidden" in p else None  # it ran as the data split
+            best.append(splits["auto"][r] / (min(td, th) if th else td))
+            same.append(splits["auto"][r] / (th if chosen == "hidden" else td))
+            if th:
+                q.append(td / th)
+        ratio = f"{statistics.median(q):.3f}" if q else "-"
+        print(f"| {key[0]} | {key[1]} | {key[2]} | {len(rounds)} | {ratio} | {chosen} | "
+              f"{med(splits['auto']) * 1e6:.0f} | {statistics.median(best):.3f} | "
+              f"{statistics.median(same):.3f} |")
+    print()
+
+
 def predictions(build, threads, batches, hiddens):
     """The model alone at other thread counts: predicted µs per step of each split and auto's
     choice (the memory-bound terms assume the team shares one memory bandwidth, as here)."""
@@ -229,6 +257,8 @@ def main():
             write_c(args.write_c, weights)
         print()
     tables(cells, pred)
+    print()
+    auto_runs(cells, pred)
     if args.predict:
         print()
         predictions(args.build, [int(t) for t in args.predict.split(",")],
