@@ -114,6 +114,41 @@ def fit(cells, pred, ratio_weight):
         choice = "hidden" if sh < sd else "data"
         out.append(f"{key[0]}x{key[1]}x{key[2]} {choice} {auto_over_best(splits, choice, True):.3f}")
     print("with these weights, auto/best: " + "; ".join(out))
+    return weights
+
+
+def rate(sec):
+    """1 / sec as a C literal with three significant digits ("42.7e9")."""
+    r = 1.0 / sec
+    return f"{r / 1e9:.3g}e9" if 1e6 <= r < 1e13 else f"{r:.3g}"
+
+
+def write_c(path, w):
+    """The fitted weights into the lines of src/cost.c marked "fitted" (rounded as they print),
+    each line's comment left in its column."""
+    import re
+    subs = {r"(SEC_PER_L2_BYTE = 1\.0 / )": rate(w["l2"]),
+            r"(SEC_PER_L3_BYTE = 1\.0 / )": rate(w["l3"]),
+            r"(SEC_PER_MEM_BYTE = 1\.0 / )": rate(w["mem"]),
+            r"(SEC_PER_XCORE_BYTE = 1\.0 / )": rate(w["xcore"]),
+            r"(SEC_PER_BARRIER = )": f"{w['barrier']:.2g}",
+            r"(SEC_PER_STEP = )": f"{w['step']:.2g}" if w["step"] >= 1e-9 else "0.0",
+            r"(#define AVX512_FMA_PER_SEC )": rate(w["fma"]),
+            r"(#define AVX512_SEC_PER_ROW_VALUE )": f"{w['rows'] * 1e9:.2f}e-9"}
+    with open(path) as f:
+        text = f.read()
+    for prefix, value in subs.items():
+        def put(m, v=value):
+            old = m.group(2) + m.group(3) + m.group(4)
+            end = m.group(3) + " " * max(1, len(old) - len(v) - len(m.group(3)))
+            return m.group(1) + v + end
+        text, n = re.subn(prefix + r"([^;\s]+)(;?)( *)(?=/\*)", put, text)
+        if n != 1:
+            sys.exit(f"cost_fit: {path}: no single line for {prefix}")
+    with open(path, "w") as f:
+        f.write(text)
+    print(f"weights written into {path}: rebuild bench/cost_model, then run again without --fit "
+          "for the tables with them")
 
 
 def auto_over_best(splits, chosen, hidden_applies):
@@ -150,6 +185,34 @@ def tables(cells, pred):
           (", ".join(f"{k[0]}x{k[1]}x{k[2]} ({q:.3f})" for k, q in misses) or "no point"))
 
 
+def auto_runs(cells, pred):
+    """Where auto itself ran (split_grid.sh ... data,hidden,auto): per point, the median over
+    rounds of auto's time over the faster of data and hidden in the same process, and of auto's
+    over the split the model chooses (with these weights) in the same process."""
+    keys = [k for k in sorted(cells) if "auto" in cells[k]]
+    if not keys:
+        return
+    print("| threads | batch | hidden | rounds | data/hidden | auto | auto µs | auto/best | auto/chosen |")
+    print("|---|---|---|---|---|---|---|---|---|")
+    for key in keys:
+        splits, p = cells[key], pred[key]
+        chosen = next(s for s in p if p[s]["chosen"] == "1")
+        rounds = [r for r in splits["auto"] if r in splits.get("data", {})]
+        best, same, q = [], [], []
+        for r in rounds:
+            td, th = splits["data"][r], splits.get("hidden", {}).get(r)
+            th = th if "hidden" in p else None  # it ran as the data split
+            best.append(splits["auto"][r] / (min(td, th) if th else td))
+            same.append(splits["auto"][r] / (th if chosen == "hidden" else td))
+            if th:
+                q.append(td / th)
+        ratio = f"{statistics.median(q):.3f}" if q else "-"
+        print(f"| {key[0]} | {key[1]} | {key[2]} | {len(rounds)} | {ratio} | {chosen} | "
+              f"{med(splits['auto']) * 1e6:.0f} | {statistics.median(best):.3f} | "
+              f"{statistics.median(same):.3f} |")
+    print()
+
+
 def predictions(build, threads, batches, hiddens):
     """The model alone at other thread counts: predicted µs per step of each split and auto's
     choice (the memory-bound terms assume the team shares one memory bandwidth, as here)."""
@@ -173,6 +236,8 @@ def main():
                     help="weight of the data/hidden ratios against the times in the fit")
     ap.add_argument("--predict", metavar="THREADS",
                     help="also print the model's predictions at these thread counts (e.g. 4,8,16)")
+    ap.add_argument("--write-c", metavar="COST_C",
+                    help="with --fit: write the fitted weights into this src/cost.c")
     ap.add_argument("--mean", action="store_true",
                     help="fit means over rounds instead of medians (every mode of a bimodal split "
                          "counted at its frequency)")
@@ -187,9 +252,13 @@ def main():
     pred = model(args.build, sorted({k[0] for k in keys}), sorted({k[1] for k in keys}),
                  sorted({k[2] for k in keys}))
     if args.fit:
-        fit(cells, pred, args.ratio_weight)
+        weights = fit(cells, pred, args.ratio_weight)
+        if args.write_c:
+            write_c(args.write_c, weights)
         print()
     tables(cells, pred)
+    print()
+    auto_runs(cells, pred)
     if args.predict:
         print()
         predictions(args.build, [int(t) for t in args.predict.split(",")],

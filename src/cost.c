@@ -10,7 +10,7 @@
  * slowest thread executes (FMAs, input values) and the bytes the step moves at each level of the
  * memory hierarchy, weights are the seconds each unit costs. The counts follow the code of each
  * split (docs/parallel.md, "Choosing the split"); the weights are this file's assumptions about
- * the machine, fitted to step times measured on a 2-core AMD EPYC (Zen 5) with the avx512 set
+ * the machine, fitted to step times measured on a 2-core AMD EPYC (Zen 4) with the avx512 set
  * (docs/performance.md, "The cost model"). Nothing here reads a clock: the choice is a function
  * of the shape, the threads, the ranks and the kernel set alone.
  */
@@ -19,27 +19,29 @@
 
 /* Cache sizes the traffic is placed by: a thread's working set within its private L2 moves at L2
  * speed, the team's within the shared L3 at L3 speed, anything larger at memory speed. */
-static const double L2_BYTES = 1024.0 * 1024.0;      /* per core (Zen 5: 1 MiB) */
+static const double L2_BYTES = 1024.0 * 1024.0;      /* per core (Zen 4: 1 MiB) */
 static const double L3_BYTES = 32.0 * 1024.0 * 1024.0; /* shared by the cores of the team */
 
-/* Seconds per byte and per event, shared by every kernel set: fitted to the means over every
- * measured round of the avx512 grid (scripts/cost_fit.py --fit --mean, ratio weight 0.5;
- * docs/performance.md, "The cost model"). The means count the two states the 2-core VM was
- * seen in at their frequency: in one the data split's sums over threads (lines another core
- * wrote) were cheap, in the other they were dear (likely where the host placed the two virtual
- * cores: sharing an L3 or not; not verified); a choice made without timings has to do well in
- * both. The rates are effective ones (write-allocation,
- * prefetch and overlap with the FMAs included), lower than the hardware's peak bandwidths. */
-static const double SEC_PER_L2_BYTE = 1.0 / 42.7e9;   /* a core's own L2 */
-static const double SEC_PER_L3_BYTE = 1.0 / 30.4e9;   /* a core's share of the L3 */
-static const double SEC_PER_MEM_BYTE = 1.0 / 26.5e9;  /* the whole team's memory bandwidth */
-static const double SEC_PER_XCORE_BYTE = 1.0 / 12.3e9; /* a line another core wrote */
-static const double SEC_PER_NET_BYTE = 1.0 / 4e9;     /* an allreduce between processes: assumed,
+/* Seconds per byte and per event, shared by every kernel set, and the avx512 set's rates below:
+ * fitted to the means over every round of the avx512 grid (scripts/cost_fit.py --fit --mean,
+ * ratio weight 0.5, which rewrites the lines marked "fitted"; docs/performance.md, "The cost
+ * model"). The means count the two states the 2-core VM is seen in at their frequency: in one
+ * the data split's sums over threads (lines another core wrote) are cheap, in the other dear
+ * (likely where the host places the two virtual cores: sharing an L3 or not; not verified); a
+ * choice made without timings has to do well in both. The rates are effective ones
+ * (write-allocation, prefetch and overlap with the FMAs included), lower than the hardware's
+ * peak bandwidths. */
+static const double SEC_PER_L2_BYTE = 1.0 / 42.9e9;    /* fitted: a core's own L2 */
+static const double SEC_PER_L3_BYTE = 1.0 / 29.1e9;    /* fitted: a core's share of the L3 */
+static const double SEC_PER_MEM_BYTE = 1.0 / 24.2e9;   /* fitted: the team's memory bandwidth */
+static const double SEC_PER_XCORE_BYTE = 1.0 / 34e9;   /* fitted: a line another core wrote */
+static const double SEC_PER_NET_BYTE = 1.0 / 4e9;      /* an allreduce between processes: assumed,
                                                           not measured (shared-memory MPI) */
-static const double SEC_PER_BARRIER = 3.3e-6;         /* an OpenMP barrier of 2 threads */
-static const double SEC_PER_STEP = 0.0;               /* fitted to nothing: a step's fixed costs
-                                                          (plan, scales, loss) are within the
-                                                          barriers' weight */
+static const double SEC_PER_BARRIER = 5.1e-06;         /* fitted: an OpenMP barrier of 2 threads */
+static const double SEC_PER_STEP = 0.0;                /* fitted: a step's fixed costs (plan,
+                                                          scales, loss) */
+#define AVX512_FMA_PER_SEC 54e9          /* fitted: executed FMAs per second, avx512 */
+#define AVX512_SEC_PER_ROW_VALUE 0.50e-9 /* fitted: an input value gathered, converted, listed */
 
 /* A kernel set's speed: seconds per executed FMA (both layers: their counts are in a fixed
  * ratio for every split, so one weight is all the measurements can tell apart) and per input
@@ -52,16 +54,17 @@ typedef struct kernel_speed {
     const char *name;
     double sec_per_fma, sec_per_row_value;
     double layer1_share;
+    int packs_w1; /* the set's FWD_PACK (src/kernels/kernels_<set>.c; tests/test_cost.c checks) */
 } kernel_speed;
 
 static const kernel_speed KERNEL_SPEEDS[] = {
-    /* avx512: fitted on the grid (Zen 5, 2 cores). */
-    {"avx512", 1.0 / 48.9e9, 0.41e-9, 0.68},
+    /* avx512: fitted on the grid (Zen 4, 2 cores). */
+    {"avx512", 1.0 / AVX512_FMA_PER_SEC, AVX512_SEC_PER_ROW_VALUE, 0.68, 0},
     /* avx2 and generic: not fitted; their FMAs cost 1.45 and 4.8 times avx512's, the ratios of
      * one-thread kernel rates at 256 units, batch 512 (118k and 37k samples/s on an AVX2 EPYC,
      * docs/performance.md "Kernel rate on AVX2", against 166k for avx512 on this grid). */
-    {"avx2", 1.45 / 48.9e9, 0.41e-9, 0.65},
-    {"generic", 4.8 / 48.9e9, 0.62e-9, 0.63}, /* also any set the table does not name */
+    {"avx2", 1.45 / AVX512_FMA_PER_SEC, AVX512_SEC_PER_ROW_VALUE, 0.65, 1},
+    {"generic", 4.8 / AVX512_FMA_PER_SEC, 0.62e-9, 0.63, 1}, /* also any set the table does not name */
 };
 
 static const kernel_speed *speed_of(const char *name)
@@ -71,6 +74,11 @@ static const kernel_speed *speed_of(const char *name)
         if (!strcmp(KERNEL_SPEEDS[i].name, name))
             return &KERNEL_SPEEDS[i];
     return &KERNEL_SPEEDS[n - 1];
+}
+
+int bp_cost_packs_w1(const char *kernels)
+{
+    return speed_of(kernels)->packs_w1;
 }
 
 void bp_cost_weights(const bp_cost_shape *s, double w[BP_COST_TERMS])
@@ -142,8 +150,53 @@ static void pass_terms(const bp_cost_shape *s, const view *v, double row_passes,
     t[BP_COST_STEP] += 1.0;
 }
 
+/* Bytes of the packed W1 the step keeps (bp_w1_packed_size, unpadded), or 0: a set that packs
+ * (its FWD_PACK) packs W1 once per step for its forward when a thread runs more than one forward
+ * block (plan.pack_w1); with one block, or a set that reads W1 in place (avx512), no shared
+ * packed copy is used. */
+static double packed_w1(const bp_cost_shape *s, const view *v)
+{
+    return speed_of(s->kernels)->packs_w1 && v->blocks > 1.0 ? 4.0 * v->D * v->H : 0.0;
+}
+
+/* Team barriers of a step (bp_step): after the set-up, after the pass, after the combination and
+ * after the update; the hidden split one more between its forward and backward, the data split
+ * one more unless the update adds the float buffers itself (sum_in_update: no separate sum over
+ * threads). Not counted: the one after an update that rounds a single block's exact sums itself
+ * (round_in_update), which also saves the int64 array the model counts there. */
+static double barriers(const bp_cost_shape *s, bp_split split)
+{
+    const int sum_in_update = split == BP_SPLIT_DATA && !s->exact && s->ranks <= 1;
+    if (s->threads < 2)
+        return 0.0;
+    return split == BP_SPLIT_HIDDEN || !sum_in_update ? 5.0 : 4.0;
+}
+
+/* The data split after its pass, on several threads or with exact sums: the sums over threads
+ * (on one process with float sums inside the update, which reads every thread's buffer: no
+ * summed buffer written and read back), the update pass, and the bytes another core wrote. */
+static void data_combine_terms(const bp_cost_shape *s, const view *v, double model, double acc,
+                               double all, double t[])
+{
+    const double P4 = 4.0 * v->P, nt = v->nt;
+    if (s->exact) /* every block's float sums into the int64 array */
+        traffic(t, nt * v->blocks * (P4 + 2.0 * acc), nt, P4 + acc, all);
+    traffic(t, nt * acc, nt, acc, all); /* the pass writes its sums */
+    if (!s->exact && s->ranks <= 1) {
+        traffic(t, nt * acc + 4.0 * P4, nt, (nt * acc + 2.0 * P4) / nt, all); /* the update */
+    } else {
+        traffic(t, (nt + 1.0) * acc, nt, acc, all);      /* the sum over threads */
+        traffic(t, acc + 4.0 * P4, nt, model / nt, all); /* the update */
+    }
+    t[BP_COST_BARRIER] += barriers(s, BP_SPLIT_DATA);
+    /* Per thread: its chunk of the other threads' buffers (the sum over threads), and the
+     * parameters the others updated, which its forward reads (W1) or transposes (W2). */
+    t[BP_COST_XCORE] += (nt - 1.0) / nt * (acc + P4);
+}
+
 /* The data split: a share of the samples each, a gradient buffer of the whole model each, summed
- * over threads, then one update pass (one thread with float sums updates W1 in its pass). */
+ * over threads (on one process by the update pass itself), then one update pass; one thread with
+ * float sums on one process updates W1 in its pass. */
 static void data_terms(const bp_cost_shape *s, double t[])
 {
     view v = common_view(s);
@@ -152,24 +205,21 @@ static void data_terms(const bp_cost_shape *s, double t[])
                       : ceil_div(n, nt);
     v.width = v.H;
     v.blocks = ceil_div(v.rows, (double)BP_BLOCK);
-    const double model = 3.0 * P4; /* parameters, momentum, packed W1 */
+    const double packed = packed_w1(s, &v);
+    const double model = 2.0 * P4 + packed; /* parameters, momentum, packed W1 */
     const double acc = s->exact ? 2.0 * P4 : P4; /* a thread's sums: int64 or float */
     const double all = model + nt * acc;
     pass_terms(s, &v, 1.0, all, t);
     if (nt == 1.0 && !s->exact && s->ranks <= 1) {
-        traffic(t, 5.0 * P4, 1.0, all, all); /* W1 and momentum updated in the pass */
+        /* W1 and momentum updated in the pass, the packed W1 with them (kept for the next step) */
+        traffic(t, 5.0 * P4 + packed, 1.0, all, all);
         return;
     }
-    if (s->exact) /* every block's float sums into the int64 array */
-        traffic(t, nt * v.blocks * (P4 + 2.0 * acc), nt, P4 + acc, all);
-    traffic(t, nt * acc, nt, acc, all);             /* the pass writes its sums */
-    traffic(t, (nt + 1.0) * acc, nt, acc, all);    /* the sum over threads */
-    traffic(t, acc + 4.0 * P4, nt, model / nt, all); /* the update */
-    if (nt > 1.0)
-        t[BP_COST_BARRIER] += 4.0;
-    /* the sum over threads reads the other threads' buffers; the forward reads the parts of W1
-     * the other threads updated */
-    t[BP_COST_XCORE] += (nt - 1.0) * (acc + 4.0 * v.D * v.H);
+    if (packed > 0.0) { /* each thread packs a slice of W1 per step, from every chunk of rows */
+        traffic(t, 2.0 * packed, nt, 2.0 * packed / nt, all);
+        t[BP_COST_XCORE] += (nt - 1.0) / nt * packed / nt;
+    }
+    data_combine_terms(s, &v, model, acc, all, t);
     if (s->ranks > 1) {
         t[BP_COST_NET] += 2.0 * P4;
         if (!s->exact) /* thread 0 widens the float sums to double and back */
@@ -179,7 +229,8 @@ static void data_terms(const bp_cost_shape *s, double t[])
 
 /* The hidden split: every sample on each thread's slice of hidden units, partial logits
  * exchanged after the forward (one more barrier), each slice updated by its thread: in the pass
- * with float sums on one process, else after exact sums of every block. */
+ * with float sums on one process (the packed slice with it), else after exact sums of every
+ * block (and the slice packed again for the next step). */
 static void hidden_terms(const bp_cost_shape *s, double t[])
 {
     view v = common_view(s);
@@ -187,18 +238,22 @@ static void hidden_terms(const bp_cost_shape *s, double t[])
     v.rows = n;
     v.width = fmin(v.H, ceil_div(nhb, nt) * (double)BP_HBLOCK);
     v.blocks = ceil_div(n, (double)BP_BLOCK);
-    const double P4 = 4.0 * v.P, model = 3.0 * P4, slice = 4.0 * v.D * v.width;
+    const double P4 = 4.0 * v.P, slice = 4.0 * v.D * v.width, packed = packed_w1(s, &v);
+    const double model = 2.0 * P4 + packed;
     const int exact = s->exact || s->ranks > 1;
     const double all = model + (exact ? 3.0 : 1.0) * P4; /* and the float (and int64) sums */
     pass_terms(s, &v, v.blocks > 1.0 ? 2.0 : 1.0, all, t);
     traffic(t, nt * 2.0 * 4.0 * n * v.width, nt, 8.0 * n * v.width, 8.0 * n * v.H); /* h */
-    if (nt > 1.0)
-        t[BP_COST_BARRIER] += 5.0;
-    t[BP_COST_XCORE] += (nt - 1.0) * 4.0 * n * nhb * v.C; /* the other slices' partial logits */
+    t[BP_COST_BARRIER] += barriers(s, BP_SPLIT_HIDDEN);
+    /* Per thread: the other slices' partial logits, and the rows of W2 the other threads
+     * updated, which every thread transposes for its forward. */
+    t[BP_COST_XCORE] += (nt - 1.0) / nt * 4.0 * (n * nhb * v.C + v.H * v.C);
     if (!exact) {
-        traffic(t, 5.0 * P4, nt, all / nt, all); /* W1 and momentum updated in the pass */
+        traffic(t, 5.0 * P4 + packed, nt, all / nt, all); /* W1 and momentum updated in the pass */
         return;
     }
+    if (packed > 0.0) /* the slice packed per step: W1 was updated after the pass */
+        traffic(t, 2.0 * packed, nt, 2.0 * slice, all);
     traffic(t, nt * v.blocks * 5.0 * slice, nt, 3.0 * slice, all); /* sums into int64 */
     traffic(t, 2.0 * P4 + 4.0 * P4, nt, model / nt, all);        /* the update */
     if (s->ranks > 1)

@@ -32,7 +32,8 @@ enum {
     BP_COST_L2,      /* bytes one thread moves within its own L2 */
     BP_COST_L3,      /* bytes one thread moves from the shared L3 */
     BP_COST_MEM,     /* bytes all threads together move from memory (shared bandwidth) */
-    BP_COST_XCORE,   /* bytes a core reads that another core wrote in the step (all threads) */
+    BP_COST_XCORE,   /* bytes one core reads that other cores wrote in the step (the slowest
+                        thread's: every core reads its share at once) */
     BP_COST_NET,     /* bytes summed over ranks */
     BP_COST_BARRIER, /* team barriers (none on one thread) */
     BP_COST_STEP,    /* one per step: the fixed cost of a step */
@@ -47,6 +48,10 @@ void bp_cost_terms(const bp_cost_shape *s, bp_split split, double terms[BP_COST_
 
 /* The seconds each count costs on the model's machine with s's kernel set. */
 void bp_cost_weights(const bp_cost_shape *s, double weights[BP_COST_TERMS]);
+
+/* Whether the model counts kernel set `kernels` as packing W1 for its forward (the set's
+ * fwd_pack: packed once per step when a thread runs more than one forward block). */
+int bp_cost_packs_w1(const char *kernels);
 
 /* The predicted seconds of one step of shape s under split (HUGE_VAL where it does not apply). */
 double bp_cost_seconds(const bp_cost_shape *s, bp_split split);
