@@ -5,8 +5,9 @@
 #   is new). Each point is one process that runs the splits back to back (same memory layout for
 #   both); the order of the splits alternates from point to point and from round to round, so
 #   that neither split is always measured first. Epochs shrink with the hidden width
-#   (30000 samples at 32 units, 16000 at 256, 4096 at 1024, 2048 at 4096) to keep a round of the
-#   default grid near 20 seconds on a 2-core machine. One thread runs the data split alone: every split is the
+#   (30000 samples at 32 units, 16000 at 256, 4096 at 1024, 8192 at 4096: enough steps that the
+#   once-an-epoch load and store of the hidden split's private W1 slices stays small); a round of the
+#   default grid takes about 30 seconds on a 2-core machine. One thread runs the data split alone: every split is the
 #   data split there. Run each round on an otherwise idle machine and
 #   take per-round medians (scripts/cost_fit.py).
 set -euo pipefail
@@ -21,7 +22,7 @@ done
 extra=("$@")
 samples_for() { # hidden -> timed epoch length
   if [ "$1" -le 32 ]; then echo 30000; elif [ "$1" -le 256 ]; then echo 16000
-  elif [ "$1" -le 1024 ]; then echo 4096; else echo 2048; fi
+  elif [ "$1" -le 1024 ]; then echo 4096; else echo 8192; fi
 }
 reverse() { tr , '\n' <<<"$1" | tac | paste -sd, -; }
 [ -s "$out" ] || echo "round,$("$build/bench/throughput" --threads 1 --batch 32 --hidden 32 \

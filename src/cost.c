@@ -31,17 +31,17 @@ static const double L3_BYTES = 32.0 * 1024.0 * 1024.0; /* shared by the cores of
  * choice made without timings has to do well in both. The rates are effective ones
  * (write-allocation, prefetch and overlap with the FMAs included), lower than the hardware's
  * peak bandwidths. */
-static const double SEC_PER_L2_BYTE = 1.0 / 42.9e9;    /* fitted: a core's own L2 */
-static const double SEC_PER_L3_BYTE = 1.0 / 29.1e9;    /* fitted: a core's share of the L3 */
-static const double SEC_PER_MEM_BYTE = 1.0 / 24.2e9;   /* fitted: the team's memory bandwidth */
-static const double SEC_PER_XCORE_BYTE = 1.0 / 34e9;   /* fitted: a line another core wrote */
+static const double SEC_PER_L2_BYTE = 1.0 / 40.1e9;    /* fitted: a core's own L2 */
+static const double SEC_PER_L3_BYTE = 1.0 / 40.1e9;    /* fitted: a core's share of the L3 */
+static const double SEC_PER_MEM_BYTE = 1.0 / 15.8e9;   /* fitted: the team's memory bandwidth */
+static const double SEC_PER_XCORE_BYTE = 1.0 / 12.8e9; /* fitted: a line another core wrote */
 static const double SEC_PER_NET_BYTE = 1.0 / 4e9;      /* an allreduce between processes: assumed,
                                                           not measured (shared-memory MPI) */
-static const double SEC_PER_BARRIER = 5.1e-06;         /* fitted: an OpenMP barrier of 2 threads */
+static const double SEC_PER_BARRIER = 2.7e-06;         /* fitted: an OpenMP barrier of 2 threads */
 static const double SEC_PER_STEP = 0.0;                /* fitted: a step's fixed costs (plan,
                                                           scales, loss) */
-#define AVX512_FMA_PER_SEC 54e9          /* fitted: executed FMAs per second, avx512 */
-#define AVX512_SEC_PER_ROW_VALUE 0.50e-9 /* fitted: an input value gathered, converted, listed */
+#define AVX512_FMA_PER_SEC 55.2e9        /* fitted: executed FMAs per second, avx512 */
+#define AVX512_SEC_PER_ROW_VALUE 0.49e-9 /* fitted: an input value gathered, converted, listed */
 
 /* A kernel set's speed: seconds per executed FMA (both layers: their counts are in a fixed
  * ratio for every split, so one weight is all the measurements can tell apart) and per input
