@@ -472,6 +472,14 @@ typedef struct bprop_comm {
                             it); the rest of buf is undefined after; or NULL */
     int (*gather_runs_f32)(void *ctx, float *buf, const size_t *counts); /* in place: every
                             rank's run of buf from that rank; or NULL */
+    /* The next two, with gather_runs_f32, split the update of exact-sum (--reproducible)
+     * training over the ranks, on the same runs. */
+    int (*sum_scatter_i64)(void *ctx, int64_t *buf, const size_t *counts); /* this rank's run
+                            becomes the elementwise sum over ranks (exact); the rest of buf is
+                            undefined after; or NULL */
+    int (*runs_to_owners_f32)(void *ctx, const float *mine, float *out, const size_t *counts);
+                            /* every rank's values of this rank's run r: rank q's counts[r]
+                               values at out + q counts[r], out (size, counts[r]); or NULL */
 } bprop_comm;
 
 /**

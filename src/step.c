@@ -39,15 +39,17 @@ void bp_stepper_free(bp_stepper *s)
     bp_free(s);
 }
 
-/* A training stepper on several ranks whose communicator scatters and gathers runs: every
+/* A training stepper on several ranks whose communicator scatters (float sums; exact sums:
+ * int64 sums or float block sums) and gathers runs: every
  * rank's run of the parameters (whole cache lines, as threads' chunks) for split updates; 1
  * when they need nothing or got it, 0 when out of memory. */
 static int split_alloc(bp_stepper *s)
 {
     const bprop_comm *c = s->comm;
     const size_t P = s->m->layout.total;
-    if (!c || c->size < 2 || !s->velocity || !c->sum_scatter_f32 || !c->gather_runs_f32 ||
-        s->cfg.reproducible || P > (size_t)INT32_MAX)
+    const int scatter = s->cfg.reproducible ? c && (c->sum_scatter_i64 || c->runs_to_owners_f32)
+                                            : c && c->sum_scatter_f32;
+    if (!c || c->size < 2 || !s->velocity || !scatter || !c->gather_runs_f32 || P > (size_t)INT32_MAX)
         return 1;
     s->runs = bp_alloc((size_t)c->size, sizeof *s->runs);
     s->rstat = bp_alloc((size_t)(c->size + 1) * BPROP_TENSORS, sizeof *s->rstat);
@@ -217,6 +219,7 @@ void bp_plan_step(const bp_stepper *s, size_t nb, int nt, bp_step_plan *p)
                     (p->exact ? nb <= BP_BLOCK : nt == 1 || p->split == BP_SPLIT_HIDDEN);
     p->pack_w1 = s->e->w1p && blocks_per_thread(p) > 1;
     p->split_update = bp_split_update_ok(s, p);
+    p->add_blocks = p->split_update && p->exact && bp_gather_blocks(s, p);
     p->u0 = 0;
     p->u1 = s->m->layout.total;
     if (p->split_update)
@@ -294,8 +297,10 @@ static void combine_threads(bp_stepper *s, const bp_step_plan *p, int tid)
 {
     if (p->split == BP_SPLIT_HIDDEN || p->sum_in_update)
         return; /* each thread's slice already holds the whole sum, or the update adds them */
-    size_t a, z;
-    bp_param_chunk(s->m->layout.total, p->nt, tid, &a, &z);
+    size_t a, z, u0 = p->add_blocks ? p->u0 : 0; /* add_blocks: only this rank's run is read */
+    bp_param_chunk(p->add_blocks ? p->u1 - p->u0 : s->m->layout.total, p->nt, tid, &a, &z);
+    a += u0;
+    z += u0;
     if (!p->exact && p->n_active > 0 && z > a)
         bp_sum_buffers(s->e->grad, p->active, p->n_active, a, z - a, s->e->grad[p->active[0]] + a);
     else if (p->exact && !p->round_in_update)

@@ -33,9 +33,9 @@ typedef struct bp_rank_part {
  *
  * Clipping (its norm needs the whole gradient first) and several ranks rule out rounding in the
  * update and W1 in the pass; a gradient-only stepper (bprop_loss_grad: output) rules out W1 in
- * the pass, and rounds in the output as the update would. Float sums of the data split on
- * several ranks update each rank's run of the parameters only (split_update), unless clipping
- * (whose norm would need every run) or output asks for the whole gradient.
+ * the pass, and rounds in the output as the update would. The data split on several ranks
+ * updates each rank's run of the parameters only (split_update), float sums or exact, unless
+ * clipping (whose norm would need every run) or output asks for the whole gradient.
  */
 typedef struct bp_step_plan {
     size_t nb;            /* the batch size the plan is for (0: no plan yet) */
@@ -56,11 +56,16 @@ typedef struct bp_step_plan {
     int output;           /* the mean gradient goes to the caller; nothing is updated */
     int ranks;            /* more than one process takes part */
     bp_rank_part part;    /* this rank's share of the batch */
-    int split_update;     /* float sums of the data split on several ranks, without clipping or
-                             output, through a communicator that scatters and gathers runs: each
-                             rank gets the sums of its run of the parameters only, updates that
-                             run, and the runs are gathered (bp_split_gather) */
+    int split_update;     /* the data split on several ranks, without clipping or output,
+                             through a communicator that scatters and gathers runs: each rank
+                             gets the sums of its run of the parameters only (float or int64
+                             sums reduce-scattered, or the float blocks of add_blocks), updates
+                             that run, and the runs are gathered (bp_split_gather) */
     size_t u0, u1;        /* split_update: this rank's run [u0, u1) of the parameters */
+    int add_blocks;       /* split_update of exact sums whose blocks travel as floats
+                             (bp_gather_blocks): each rank receives every rank's float block
+                             sums of its run only, and the update adds the other ranks' blocks
+                             to its own in fixed point (bp_add_blocks) before using them */
     int n_active;         /* threads with a share of the pass ... */
     int *active;          /* [n_active] ... ascending (every thread for the hidden split) */
 } bp_step_plan;
@@ -91,7 +96,8 @@ typedef struct bp_stepper {
     int64_t **acc;           /* [threads] (params) fixed-point sums; acc[0] the combined sum */
     double *dsum;            /* (params) float sums widened for sum_f64 (float sums, several
                                 ranks, a communicator without sum_f32) */
-    float *gblk;             /* (ranks, params) every rank's float block sums (bp_gather_blocks) */
+    float *gblk;             /* (ranks, params) every rank's float block sums (bp_gather_blocks),
+                                or (add_blocks) every rank's of this rank's run, (ranks, run) */
     size_t *runs;            /* (ranks) every rank's run of the parameters (split_update), or
                                 NULL: the communicator cannot split the update */
     double *rstat;           /* (ranks + 1, tensors) split_update's exchange of statistics */
@@ -179,6 +185,10 @@ int bp_sum_over_ranks(bp_stepper *s, const bp_step_plan *p);
 /* Whether steps of the plan's kind may split the update over the ranks (split_update), and
  * this rank's run of the parameters when they do. */
 int bp_split_update_ok(const bp_stepper *s, const bp_step_plan *p);
+
+/* add_blocks: the other ranks' float block sums of [a, a + n) (inside this rank's run and one
+ * tensor) into acc[0] in fixed point, as their owners' passes converted them. */
+void bp_add_blocks(bp_stepper *s, const bp_step_plan *p, size_t a, size_t n, int tensor);
 
 /* After a split update (thread 0, after the update's barrier): every rank's run of the
  * parameters to every rank, and the slots' largest magnitudes and squared norms over all

@@ -1,6 +1,6 @@
 /* step_ranks.c: the combination of a step's gradient sums over MPI ranks (through bprop_comm):
- * float sums as floats (or each rank's run of them, for an update split over the ranks), exact
- * sums as int64 or, for a rank's single block, as its float sums. */
+ * float sums as floats, exact sums as int64 or, for a rank's single block, as its float sums;
+ * for an update split over the ranks, each rank's run of them. */
 #include "step.h"
 
 #include <string.h>
@@ -71,14 +71,42 @@ int bp_sum_over_ranks(bp_stepper *s, const bp_step_plan *p)
 {
     if (!p->exact)
         return sum_floats(s, p);
+    if (p->add_blocks) { /* the update adds them (bp_add_blocks) */
+        const float *mine = p->n_active > 0 ? s->e->grad[p->active[0]] : s->e->grad[0];
+        return s->comm->runs_to_owners_f32(s->comm->ctx, mine, s->gblk, s->runs) != 0;
+    }
     if (bp_gather_blocks(s, p))
         return gather_blocks(s, p);
+    if (p->split_update)
+        return s->comm->sum_scatter_i64(s->comm->ctx, s->acc[0], s->runs) != 0;
     return s->comm->sum_i64(s->comm->ctx, s->acc[0], s->m->layout.total) != 0;
 }
 
+void bp_add_blocks(bp_stepper *s, const bp_step_plan *p, size_t a, size_t n, int tensor)
+{
+    const size_t nblk = (p->nb + BP_BLOCK - 1) / BP_BLOCK, run = p->u1 - p->u0;
+    for (int r = 0; r < s->comm->size; r++) {
+        size_t b0, b1;
+        bp_share(nblk, s->comm->size, r, &b0, &b1);
+        if (r == s->comm->rank || b1 == b0)
+            continue; /* this rank's block is in acc[0]; a rank without one adds nothing */
+        s->e->k->fixed_add(s->acc[0] + a, s->gblk + (size_t)r * run + (a - p->u0), n,
+                           s->sc.scale[tensor], 0);
+    }
+}
+
+/* Float sums: reduce-scattered as floats. Exact sums: every rank's float blocks of a run to
+ * the run's owner (one block per rank), or the int64 sums reduce-scattered; either way the
+ * integers summed are those of the whole update, so the bits are. */
 int bp_split_update_ok(const bp_stepper *s, const bp_step_plan *p)
 {
-    return s->runs && p->ranks && !p->exact && p->split == BP_SPLIT_DATA && !p->clip && !p->output;
+    if (!s->runs || !p->ranks || p->split != BP_SPLIT_DATA || p->clip || p->output)
+        return 0;
+    if (!p->exact)
+        return s->comm->sum_scatter_f32 != NULL;
+    if (bp_gather_blocks(s, p))
+        return s->comm->runs_to_owners_f32 != NULL;
+    return s->comm->sum_scatter_i64 != NULL;
 }
 
 int bp_split_gather(bp_stepper *s, const bp_step_plan *p)

@@ -122,6 +122,7 @@ typedef struct update_ctx {
     int e2;       /* SINK_CLIP_PREPARE: exponent of the exact squares */
     int skip_w1;  /* W1 was updated in the backward pass (bp_w1_update) */
     size_t u0, u1; /* the data split's run of the parameters on this rank (split_update) */
+    const bp_step_plan *p;
 } update_ctx;
 
 /* SINK_CLIP_PREPARE of block q: the gradient waits in gsh for the clip factor; the squares of
@@ -142,6 +143,8 @@ static void do_run(update_ctx *x, seg r)
 {
     bp_stepper *s = x->s;
     if (x->what == SINK_UPDATE && x->src.fixed) {
+        if (x->p->add_blocks)
+            bp_add_blocks(s, x->p, r.p, r.n, r.tensor);
         sgd_run_fixed(s, &x->src, r, x->lr);
         return;
     }
@@ -275,7 +278,7 @@ void bp_step_update(bp_stepper *s, const bp_step_plan *p, int tid, const bp_step
     bp_slot *slot = &s->e->slot[tid];
     update_ctx x = {.s = s, .slot = slot, .tid = tid, .nt = p->nt,
                     .by_slice = p->split == BP_SPLIT_HIDDEN, .lr = io->lr, .clip = 1.0f,
-                    .out = io->grad_out, .u0 = p->u0, .u1 = p->u1,
+                    .out = io->grad_out, .u0 = p->u0, .u1 = p->u1, .p = p,
                     .src = {.s = s, .fixed = p->exact, .fused = p->round_in_update, .slot = slot,
                             .inv_nb = 1.0f / (float)p->nb, .src = float_sums(s, p)}};
     if (p->sum_in_update) {
