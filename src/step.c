@@ -52,7 +52,7 @@ static int split_alloc(bp_stepper *s)
     if (!c || c->size < 2 || !s->velocity || !scatter || !c->gather_runs_f32 || P > (size_t)INT32_MAX)
         return 1;
     s->runs = bp_alloc((size_t)c->size, sizeof *s->runs);
-    s->rstat = bp_alloc((size_t)(c->size + 1) * BPROP_TENSORS, sizeof *s->rstat);
+    s->rstat = bp_alloc((size_t)(c->size + 1) * BPROP_TENSORS + 1, sizeof *s->rstat);
     for (int r = 0; s->runs && r < c->size; r++) {
         size_t a, b;
         bp_param_chunk(P, c->size, r, &a, &b);
@@ -295,12 +295,10 @@ static void sum_accumulators(bp_stepper *s, const bp_step_plan *p, size_t a, siz
  * first active thread's buffer. On one process the update adds the float buffers itself. */
 static void combine_threads(bp_stepper *s, const bp_step_plan *p, int tid)
 {
-    if (p->split == BP_SPLIT_HIDDEN || p->sum_in_update)
+    if (p->split == BP_SPLIT_HIDDEN || p->sum_in_update || p->add_blocks)
         return; /* each thread's slice already holds the whole sum, or the update adds them */
-    size_t a, z, u0 = p->add_blocks ? p->u0 : 0; /* add_blocks: only this rank's run is read */
-    bp_param_chunk(p->add_blocks ? p->u1 - p->u0 : s->m->layout.total, p->nt, tid, &a, &z);
-    a += u0;
-    z += u0;
+    size_t a, z;
+    bp_param_chunk(s->m->layout.total, p->nt, tid, &a, &z);
     if (!p->exact && p->n_active > 0 && z > a)
         bp_sum_buffers(s->e->grad, p->active, p->n_active, a, z - a, s->e->grad[p->active[0]] + a);
     else if (p->exact && !p->round_in_update)
@@ -309,9 +307,10 @@ static void combine_threads(bp_stepper *s, const bp_step_plan *p, int tid)
 }
 
 /* Whether the step's fixed-point magnitudes left the range of exact sums (fixed.h): before the
- * update, the scales or any conversion of the pass; after an update that rounded the sums
- * itself (round_in_update), its own conversions and those of the W1 update in the pass. This
- * and a non-finite loss are what make a step diverge. */
+ * update, the scales or any conversion of the pass; after an update that rounded or converted
+ * the sums itself (round_in_update, add_blocks: agreed over ranks by bp_split_gather), its own
+ * conversions and those of the W1 update in the pass. This and a non-finite loss are what make
+ * a step diverge. */
 static int out_of_range(const bp_stepper *s, int nt, int after_update)
 {
     if (after_update) {
@@ -397,7 +396,7 @@ void bp_step(bp_stepper *s, int tid, int nt, const bp_step_io *io)
         if (p->split_update && bp_split_gather(s, p))
             s->diverged = s->stop = 1;
         s->combine_seconds = omp_get_wtime() - t_pass;
-        if (p->round_in_update && out_of_range(s, nt, 1))
+        if ((p->round_in_update || p->add_blocks) && out_of_range(s, nt, 1))
             s->diverged = s->stop = 1;
     }
     if (p->round_in_update || p->split_update) {

@@ -63,9 +63,11 @@ typedef struct bp_step_plan {
                              that run, and the runs are gathered (bp_split_gather) */
     size_t u0, u1;        /* split_update: this rank's run [u0, u1) of the parameters */
     int add_blocks;       /* split_update of exact sums whose blocks travel as floats
-                             (bp_gather_blocks): each rank receives every rank's float block
-                             sums of its run only, and the update adds the other ranks' blocks
-                             to its own in fixed point (bp_add_blocks) before using them */
+                             (bp_gather_blocks): the pass converts nothing; each rank receives
+                             every rank's float block sums of its run only, and the update
+                             converts and adds them (bp_add_blocks) piece by piece, in L1,
+                             before using them; their range check is agreed after the update
+                             (bp_split_gather), as round_in_update's is checked after it */
     int n_active;         /* threads with a share of the pass ... */
     int *active;          /* [n_active] ... ascending (every thread for the hidden split) */
 } bp_step_plan;
@@ -186,14 +188,17 @@ int bp_sum_over_ranks(bp_stepper *s, const bp_step_plan *p);
  * this rank's run of the parameters when they do. */
 int bp_split_update_ok(const bp_stepper *s, const bp_step_plan *p);
 
-/* add_blocks: the other ranks' float block sums of [a, a + n) (inside this rank's run and one
- * tensor) into acc[0] in fixed point, as their owners' passes converted them. */
-void bp_add_blocks(bp_stepper *s, const bp_step_plan *p, size_t a, size_t n, int tensor);
+/* add_blocks: every rank's float block sums of [a, a + n) (inside this rank's run and one
+ * tensor) into acc[0] in fixed point, as a pass would convert them (fixed_add); returns their
+ * largest scaled magnitude, for the range check. */
+double bp_add_blocks(bp_stepper *s, const bp_step_plan *p, size_t a, size_t n, int tensor);
 
 /* After a split update (thread 0, after the update's barrier): every rank's run of the
  * parameters to every rank, and the slots' largest magnitudes and squared norms over all
  * ranks, left in slot 0 (the other slots of the team zeroed), so that the next step's scales
- * and the statistics are those of the whole update. Returns non-zero when the transfer failed. */
+ * and the statistics are those of the whole update; for add_blocks, slot 0's big is infinite
+ * on every rank when any rank's conversions left the range. Returns non-zero when the transfer
+ * failed. */
 int bp_split_gather(bp_stepper *s, const bp_step_plan *p);
 
 /* Every rank's run of the momentum to every rank after split updates (all ranks call it

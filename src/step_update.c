@@ -139,13 +139,27 @@ static void clip_prepare(update_ctx *x, seg q)
     bp_sq_add(&x->slot->sq, u, q.n, x->e2);
 }
 
+/* add_blocks: the ranks' blocks of run r into fixed point, piece by piece, each piece's sums
+ * used by the update while they are in L1 (the bits of converting the whole run first: every
+ * step is elementwise). */
+static void add_blocks_update(update_ctx *x, seg r)
+{
+    for (size_t p = r.p; p < r.p + r.n; p += UPDATE_BLOCK) {
+        seg q = {p, r.p + r.n - p < UPDATE_BLOCK ? r.p + r.n - p : UPDATE_BLOCK, r.tensor};
+        double big = bp_add_blocks(x->s, x->p, q.p, q.n, q.tensor);
+        x->slot->big = big > x->slot->big ? big : x->slot->big;
+        sgd_run_fixed(x->s, &x->src, q, x->lr);
+    }
+}
+
 static void do_run(update_ctx *x, seg r)
 {
     bp_stepper *s = x->s;
     if (x->what == SINK_UPDATE && x->src.fixed) {
         if (x->p->add_blocks)
-            bp_add_blocks(s, x->p, r.p, r.n, r.tensor);
-        sgd_run_fixed(s, &x->src, r, x->lr);
+            add_blocks_update(x, r);
+        else
+            sgd_run_fixed(s, &x->src, r, x->lr);
         return;
     }
     for (size_t p = r.p; p < r.p + r.n; p += UPDATE_BLOCK) {
