@@ -453,6 +453,8 @@ BPROP_API bprop_status bprop_trainer_epoch(bprop_trainer *t, const bprop_dataset
  * the same bits for the same inputs on the same layout. Without gather_f32, exact sums always
  * travel as int64 through sum_i64; with it, a step where no rank holds more than one block of
  * samples (on up to 3 ranks) sends each rank's block as floats instead, with the same result.
+ * The optional run callbacks below split the update over the ranks (each rank updates a run of
+ * the parameters) without changing a bit of the result.
  */
 typedef struct bprop_comm {
     int rank, size;  /* this process, and how many take part */

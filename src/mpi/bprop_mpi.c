@@ -158,16 +158,16 @@ typedef void (*add_fn)(void *dst, const void *src, size_t n);
 
 static void add_f32(void *dst, const void *src, size_t n)
 {
-    float *d = dst;
-    const float *v = src;
+    float *restrict d = dst;
+    const float *restrict v = src;
     for (size_t i = 0; i < n; i++)
         d[i] = d[i] + v[i];
 }
 
 static void add_i64(void *dst, const void *src, size_t n)
 {
-    int64_t *d = dst;
-    const int64_t *v = src;
+    int64_t *restrict d = dst;
+    const int64_t *restrict v = src;
     for (size_t i = 0; i < n; i++)
         d[i] += v[i];
 }
