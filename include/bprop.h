@@ -456,6 +456,8 @@ BPROP_API bprop_status bprop_trainer_epoch(bprop_trainer *t, const bprop_dataset
  * the same bits for the same inputs on the same layout. Without gather_f32, exact sums always
  * travel as int64 through sum_i64; with it, a step where no rank holds more than one block of
  * samples (on up to 3 ranks) sends each rank's block as floats instead, with the same result.
+ * The optional run callbacks below split the update over the ranks (each rank updates a run of
+ * the parameters) without changing a bit of the result.
  */
 typedef struct bprop_comm {
     int rank, size;  /* this process, and how many take part */
@@ -475,6 +477,14 @@ typedef struct bprop_comm {
                             it); the rest of buf is undefined after; or NULL */
     int (*gather_runs_f32)(void *ctx, float *buf, const size_t *counts); /* in place: every
                             rank's run of buf from that rank; or NULL */
+    /* The next two, with gather_runs_f32, split the update of exact-sum (--reproducible)
+     * training over the ranks, on the same runs. */
+    int (*sum_scatter_i64)(void *ctx, int64_t *buf, const size_t *counts); /* this rank's run
+                            becomes the elementwise sum over ranks (exact); the rest of buf is
+                            undefined after; or NULL */
+    int (*runs_to_owners_f32)(void *ctx, const float *mine, float *out, const size_t *counts);
+                            /* every rank's values of this rank's run r: rank q's counts[r]
+                               values at out + q counts[r], out (size, counts[r]); or NULL */
 } bprop_comm;
 
 /**

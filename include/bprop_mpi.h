@@ -16,7 +16,8 @@ extern "C" {
  * meets the caller's) whose errors are returned, not fatal; sum_i64, sum_f64, max_f64 and
  * sum_f32 are MPI_Allreduce with MPI_IN_PLACE (MPI_INT64_T / MPI_DOUBLE / MPI_FLOAT, MPI_SUM /
  * MPI_MAX) and gather_f32 is MPI_Allgather of floats, split into pieces of at most INT_MAX / 2
- * elements, and return 0 or the MPI error code.
+ * elements; sum_scatter_f32, sum_scatter_i64 and gather_runs_f32 are rings of MPI_Sendrecv and
+ * runs_to_owners_f32 a pairwise MPI_Sendrecv exchange; all return 0 or the MPI error code.
  * MPI must be initialised, with MPI_Init_thread asking for MPI_THREAD_SERIALIZED: the trainer
  * calls the callbacks from one thread at a time, which need not be the main thread.
  * @param out  filled on success; release it with bprop_mpi_comm_free before MPI_Finalize.

@@ -41,18 +41,20 @@ void bp_stepper_free(bp_stepper *s)
     bp_free(s);
 }
 
-/* A training stepper on several ranks whose communicator scatters and gathers runs: every
+/* A training stepper on several ranks whose communicator scatters (float sums; exact sums:
+ * int64 sums or float block sums) and gathers runs: every
  * rank's run of the parameters (whole cache lines, as threads' chunks) for split updates; 1
  * when they need nothing or got it, 0 when out of memory. */
 static int split_alloc(bp_stepper *s)
 {
     const bprop_comm *c = s->comm;
     const size_t P = s->m->layout.total;
-    if (!c || c->size < 2 || !s->velocity || !c->sum_scatter_f32 || !c->gather_runs_f32 ||
-        s->cfg.reproducible || P > (size_t)INT32_MAX)
+    const int scatter = s->cfg.reproducible ? c && (c->sum_scatter_i64 || c->runs_to_owners_f32)
+                                            : c && c->sum_scatter_f32;
+    if (!c || c->size < 2 || !s->velocity || !scatter || !c->gather_runs_f32 || P > (size_t)INT32_MAX)
         return 1;
     s->runs = bp_alloc((size_t)c->size, sizeof *s->runs);
-    s->rstat = bp_alloc((size_t)(c->size + 1) * BPROP_TENSORS, sizeof *s->rstat);
+    s->rstat = bp_alloc((size_t)(c->size + 1) * BPROP_TENSORS + 1, sizeof *s->rstat);
     for (int r = 0; s->runs && r < c->size; r++) {
         size_t a, b;
         bp_param_chunk(P, c->size, r, &a, &b);
@@ -226,6 +228,7 @@ void bp_plan_step(const bp_stepper *s, size_t nb, int nt, bp_step_plan *p)
     p->w1_sliced = s->w1s && p->split == BP_SPLIT_HIDDEN && !p->exact && !p->ranks && p->w1_in_pass;
     p->pack_w1 = s->e->w1p && blocks_per_thread(p) > 1;
     p->split_update = bp_split_update_ok(s, p);
+    p->add_blocks = p->split_update && p->exact && bp_gather_blocks(s, p);
     p->u0 = 0;
     p->u1 = s->m->layout.total;
     if (p->split_update)
@@ -303,7 +306,7 @@ static void sum_accumulators(bp_stepper *s, const bp_step_plan *p, size_t a, siz
  * first active thread's buffer. On one process the update adds the float buffers itself. */
 static void combine_threads(bp_stepper *s, const bp_step_plan *p, int tid)
 {
-    if (p->split == BP_SPLIT_HIDDEN || p->sum_in_update)
+    if (p->split == BP_SPLIT_HIDDEN || p->sum_in_update || p->add_blocks)
         return; /* each thread's slice already holds the whole sum, or the update adds them */
     size_t a, z;
     bp_param_chunk(s->m->layout.total, p->nt, tid, &a, &z);
@@ -315,9 +318,10 @@ static void combine_threads(bp_stepper *s, const bp_step_plan *p, int tid)
 }
 
 /* Whether the step's fixed-point magnitudes left the range of exact sums (fixed.h): before the
- * update, the scales or any conversion of the pass; after an update that rounded the sums
- * itself (round_in_update), its own conversions and those of the W1 update in the pass. This
- * and a non-finite loss are what make a step diverge. */
+ * update, the scales or any conversion of the pass; after an update that rounded or converted
+ * the sums itself (round_in_update, add_blocks: agreed over ranks by bp_split_gather), its own
+ * conversions and those of the W1 update in the pass. This and a non-finite loss are what make
+ * a step diverge. */
 static int out_of_range(const bp_stepper *s, int nt, int after_update)
 {
     if (after_update) {
@@ -404,7 +408,7 @@ void bp_step(bp_stepper *s, int tid, int nt, const bp_step_io *io)
         if (p->split_update && bp_split_gather(s, p))
             s->diverged = s->stop = 1;
         s->combine_seconds = omp_get_wtime() - t_pass;
-        if (p->round_in_update && out_of_range(s, nt, 1))
+        if ((p->round_in_update || p->add_blocks) && out_of_range(s, nt, 1))
             s->diverged = s->stop = 1;
     }
     if (p->round_in_update || p->split_update) {

@@ -33,9 +33,9 @@ typedef struct bp_rank_part {
  *
  * Clipping (its norm needs the whole gradient first) and several ranks rule out rounding in the
  * update and W1 in the pass; a gradient-only stepper (bprop_loss_grad: output) rules out W1 in
- * the pass, and rounds in the output as the update would. Float sums of the data split on
- * several ranks update each rank's run of the parameters only (split_update), unless clipping
- * (whose norm would need every run) or output asks for the whole gradient.
+ * the pass, and rounds in the output as the update would. The data split on several ranks
+ * updates each rank's run of the parameters only (split_update), float sums or exact, unless
+ * clipping (whose norm would need every run) or output asks for the whole gradient.
  */
 typedef struct bp_step_plan {
     size_t nb;            /* the batch size the plan is for (0: no plan yet) */
@@ -59,11 +59,18 @@ typedef struct bp_step_plan {
     int output;           /* the mean gradient goes to the caller; nothing is updated */
     int ranks;            /* more than one process takes part */
     bp_rank_part part;    /* this rank's share of the batch */
-    int split_update;     /* float sums of the data split on several ranks, without clipping or
-                             output, through a communicator that scatters and gathers runs: each
-                             rank gets the sums of its run of the parameters only, updates that
-                             run, and the runs are gathered (bp_split_gather) */
+    int split_update;     /* the data split on several ranks, without clipping or output,
+                             through a communicator that scatters and gathers runs: each rank
+                             gets the sums of its run of the parameters only (float or int64
+                             sums reduce-scattered, or the float blocks of add_blocks), updates
+                             that run, and the runs are gathered (bp_split_gather) */
     size_t u0, u1;        /* split_update: this rank's run [u0, u1) of the parameters */
+    int add_blocks;       /* split_update of exact sums whose blocks travel as floats
+                             (bp_gather_blocks): the pass converts nothing; each rank receives
+                             every rank's float block sums of its run only, and the update
+                             converts and adds them (bp_add_blocks) piece by piece, in L1,
+                             before using them; their range check is agreed after the update
+                             (bp_split_gather), as round_in_update's is checked after it */
     int n_active;         /* threads with a share of the pass ... */
     int *active;          /* [n_active] ... ascending (every thread for the hidden split) */
 } bp_step_plan;
@@ -94,7 +101,8 @@ typedef struct bp_stepper {
     int64_t **acc;           /* [threads] (params) fixed-point sums; acc[0] the combined sum */
     double *dsum;            /* (params) float sums widened for sum_f64 (float sums, several
                                 ranks, a communicator without sum_f32) */
-    float *gblk;             /* (ranks, params) every rank's float block sums (bp_gather_blocks) */
+    float *gblk;             /* (ranks, params) every rank's float block sums (bp_gather_blocks),
+                                or (add_blocks) every rank's of this rank's run, (ranks, run) */
     size_t *runs;            /* (ranks) every rank's run of the parameters (split_update), or
                                 NULL: the communicator cannot split the update */
     double *rstat;           /* (ranks + 1, tensors) split_update's exchange of statistics */
@@ -215,10 +223,17 @@ int bp_sum_over_ranks(bp_stepper *s, const bp_step_plan *p);
  * this rank's run of the parameters when they do. */
 int bp_split_update_ok(const bp_stepper *s, const bp_step_plan *p);
 
+/* add_blocks: every rank's float block sums of [a, a + n) (inside this rank's run and one
+ * tensor) into acc[0] in fixed point, as a pass would convert them (fixed_add); returns their
+ * largest scaled magnitude, for the range check. */
+double bp_add_blocks(bp_stepper *s, const bp_step_plan *p, size_t a, size_t n, int tensor);
+
 /* After a split update (thread 0, after the update's barrier): every rank's run of the
  * parameters to every rank, and the slots' largest magnitudes and squared norms over all
  * ranks, left in slot 0 (the other slots of the team zeroed), so that the next step's scales
- * and the statistics are those of the whole update. Returns non-zero when the transfer failed. */
+ * and the statistics are those of the whole update; for add_blocks, slot 0's big is infinite
+ * on every rank when any rank's conversions left the range. Returns non-zero when the transfer
+ * failed. */
 int bp_split_gather(bp_stepper *s, const bp_step_plan *p);
 
 /* Every rank's run of the momentum to every rank after split updates (all ranks call it

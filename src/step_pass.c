@@ -16,8 +16,8 @@ static bp_pass thread_pass_of(bp_stepper *s, int tid, const float *w1p, bp_w1_up
 }
 
 /* Exact sums: thread tid takes a contiguous share of this rank's blocks; each block's float sums
- * go into its int64 accumulator (the first block overwrites it), unless the update rounds
- * them. */
+ * go into its int64 accumulator (the first block overwrites it), unless the update rounds or
+ * converts them. */
 static void exact_data_pass(bp_stepper *s, const bp_step_plan *p, int tid, const bp_pass *pass,
                             const bp_batch *b)
 {
@@ -29,8 +29,8 @@ static void exact_data_pass(bp_stepper *s, const bp_step_plan *p, int tid, const
     for (size_t q = r->b0 + t0; q < r->b0 + t1; q++) {
         size_t lo = q * BP_BLOCK, hi = lo + BP_BLOCK < b->nb ? lo + BP_BLOCK : b->nb;
         bp_thread_pass(pass, b, lo, hi);
-        if (p->round_in_update)
-            continue;
+        if (p->round_in_update || p->add_blocks)
+            continue; /* the update converts the block */
         for (int k = 0; k < BPROP_TENSORS; k++) {
             size_t off = L->offset[k];
             double big = s->e->k->fixed_add(s->acc[tid] + off, pass->grad + off, L->count[k],

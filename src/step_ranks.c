@@ -1,8 +1,9 @@
 /* step_ranks.c: the combination of a step's gradient sums over MPI ranks (through bprop_comm):
- * float sums as floats (or each rank's run of them, for an update split over the ranks), exact
- * sums as int64 or, for a rank's single block, as its float sums. */
+ * float sums as floats, exact sums as int64 or, for a rank's single block, as its float sums;
+ * for an update split over the ranks, each rank's run of them. */
 #include "step.h"
 
+#include <math.h>
 #include <string.h>
 
 /* The float sums over ranks into grad[0] (float sums, several ranks): summed as floats by the
@@ -71,32 +72,72 @@ int bp_sum_over_ranks(bp_stepper *s, const bp_step_plan *p)
 {
     if (!p->exact)
         return sum_floats(s, p);
+    if (p->add_blocks) { /* the update adds them (bp_add_blocks) */
+        const float *mine = p->n_active > 0 ? s->e->grad[p->active[0]] : s->e->grad[0];
+        return s->comm->runs_to_owners_f32(s->comm->ctx, mine, s->gblk, s->runs) != 0;
+    }
     if (bp_gather_blocks(s, p))
         return gather_blocks(s, p);
+    if (p->split_update)
+        return s->comm->sum_scatter_i64(s->comm->ctx, s->acc[0], s->runs) != 0;
     return s->comm->sum_i64(s->comm->ctx, s->acc[0], s->m->layout.total) != 0;
 }
 
+double bp_add_blocks(bp_stepper *s, const bp_step_plan *p, size_t a, size_t n, int tensor)
+{
+    const size_t nblk = (p->nb + BP_BLOCK - 1) / BP_BLOCK, run = p->u1 - p->u0;
+    double big = 0.0;
+    int first = 1;
+    for (int r = 0; r < s->comm->size; r++) {
+        size_t b0, b1;
+        bp_share(nblk, s->comm->size, r, &b0, &b1);
+        if (b1 == b0)
+            continue; /* a rank without a block adds nothing */
+        double b = s->e->k->fixed_add(s->acc[0] + a, s->gblk + (size_t)r * run + (a - p->u0), n,
+                                      s->sc.scale[tensor], first);
+        big = b > big ? b : big;
+        first = 0;
+    }
+    return big;
+}
+
+/* Float sums: reduce-scattered as floats. Exact sums: every rank's float blocks of a run to
+ * the run's owner (one block per rank), or the int64 sums reduce-scattered; either way the
+ * integers summed are those of the whole update, so the bits are. */
 int bp_split_update_ok(const bp_stepper *s, const bp_step_plan *p)
 {
-    return s->runs && p->ranks && !p->exact && p->split == BP_SPLIT_DATA && !p->clip && !p->output;
+    if (!s->runs || !p->ranks || p->split != BP_SPLIT_DATA || p->clip || p->output)
+        return 0;
+    if (!p->exact)
+        return s->comm->sum_scatter_f32 != NULL;
+    if (bp_gather_blocks(s, p))
+        return s->comm->runs_to_owners_f32 != NULL;
+    return s->comm->sum_scatter_i64 != NULL;
 }
 
 int bp_split_gather(bp_stepper *s, const bp_step_plan *p)
 {
     const int R = s->comm->size;
+    const size_t nv = (size_t)(BPROP_TENSORS * (R + 1)) + 1;
     int failed = s->comm->gather_runs_f32(s->comm->ctx, s->params, s->runs) != 0;
     s->velocity_partial = 1;
-    /* One maximum carries both: the largest magnitudes, and each rank's squared norms in that
-     * rank's place (zeros elsewhere; norms are never negative), added below in rank order. */
+    /* One maximum carries all: the largest magnitudes, each rank's squared norms in that rank's
+     * place (zeros elsewhere; norms are never negative), added below in rank order, and
+     * whether any rank's conversions in the update (add_blocks) left the range. */
     double *v = s->rstat;
-    memset(v, 0, (size_t)(BPROP_TENSORS * (R + 1)) * sizeof *v);
-    for (int u = 0; u < p->nt; u++)
+    memset(v, 0, nv * sizeof *v);
+    for (int u = 0; u < p->nt; u++) {
+        const bp_slot *slot = &s->e->slot[u];
         for (int k = 0; k < BPROP_TENSORS; k++) {
-            const bp_slot *slot = &s->e->slot[u];
             v[k] = slot->wmax[k] > v[k] ? slot->wmax[k] : v[k];
             v[BPROP_TENSORS * (s->comm->rank + 1) + k] += slot->norm2[k];
         }
-    failed |= s->comm->max_f64(s->comm->ctx, v, (size_t)(BPROP_TENSORS * (R + 1))) != 0;
+        if (p->add_blocks && !(slot->big < BP_FIXED_LIMIT))
+            v[nv - 1] = 1.0;
+    }
+    failed |= s->comm->max_f64(s->comm->ctx, v, nv) != 0;
+    if (v[nv - 1] > 0.0)
+        s->e->slot[0].big = INFINITY; /* every rank sees the step leave the range */
     for (int u = 0; u < p->nt; u++) {
         memset(s->e->slot[u].wmax, 0, sizeof s->e->slot[u].wmax);
         memset(s->e->slot[u].norm2, 0, sizeof s->e->slot[u].norm2);

@@ -122,6 +122,7 @@ typedef struct update_ctx {
     int e2;       /* SINK_CLIP_PREPARE: exponent of the exact squares */
     int skip_w1;  /* W1 was updated in the backward pass (bp_w1_update) */
     size_t u0, u1; /* the data split's run of the parameters on this rank (split_update) */
+    const bp_step_plan *p;
 } update_ctx;
 
 /* SINK_CLIP_PREPARE of block q: the gradient waits in gsh for the clip factor; the squares of
@@ -138,11 +139,27 @@ static void clip_prepare(update_ctx *x, seg q)
     bp_sq_add(&x->slot->sq, u, q.n, x->e2);
 }
 
+/* add_blocks: the ranks' blocks of run r into fixed point, piece by piece, each piece's sums
+ * used by the update while they are in L1 (the bits of converting the whole run first: every
+ * step is elementwise). */
+static void add_blocks_update(update_ctx *x, seg r)
+{
+    for (size_t p = r.p; p < r.p + r.n; p += UPDATE_BLOCK) {
+        seg q = {p, r.p + r.n - p < UPDATE_BLOCK ? r.p + r.n - p : UPDATE_BLOCK, r.tensor};
+        double big = bp_add_blocks(x->s, x->p, q.p, q.n, q.tensor);
+        x->slot->big = big > x->slot->big ? big : x->slot->big;
+        sgd_run_fixed(x->s, &x->src, q, x->lr);
+    }
+}
+
 static void do_run(update_ctx *x, seg r)
 {
     bp_stepper *s = x->s;
     if (x->what == SINK_UPDATE && x->src.fixed) {
-        sgd_run_fixed(s, &x->src, r, x->lr);
+        if (x->p->add_blocks)
+            add_blocks_update(x, r);
+        else
+            sgd_run_fixed(s, &x->src, r, x->lr);
         return;
     }
     for (size_t p = r.p; p < r.p + r.n; p += UPDATE_BLOCK) {
@@ -285,7 +302,7 @@ void bp_step_update(bp_stepper *s, const bp_step_plan *p, int tid, const bp_step
     bp_slot *slot = &s->e->slot[tid];
     update_ctx x = {.s = s, .slot = slot, .tid = tid, .nt = p->nt,
                     .by_slice = p->split == BP_SPLIT_HIDDEN, .lr = io->lr, .clip = 1.0f,
-                    .out = io->grad_out, .u0 = p->u0, .u1 = p->u1,
+                    .out = io->grad_out, .u0 = p->u0, .u1 = p->u1, .p = p,
                     .src = {.s = s, .fixed = p->exact, .fused = p->round_in_update, .slot = slot,
                             .inv_nb = 1.0f / (float)p->nb, .src = float_sums(s, p)}};
     if (p->sum_in_update) {

@@ -777,26 +777,26 @@ Test(mpi, every_rank_must_resume_the_same_checkpoint)
     free(model);
 }
 
-#endif /* BPROP_MPI_CLI_PATH */
+/* The data split on several ranks splits the update (each rank updates its run of the
+ * parameters, then the runs are gathered), float sums or exact: a rank keeps only its run of
+ * the momentum while an epoch runs, so a checkpoint must hold all of it, gathered, for the run
+ * resumed from it on the same layout to end bitwise where the uninterrupted one did. Hidden 50
+ * is 39,760 parameters: 2,485 cache lines, uneven runs on 2 and 3 ranks. Exact sums: batch 100
+ * is 2 blocks, one a rank on 2 ranks (float blocks to the runs' owners) and none on the third
+ * of 3; batch 200 is 4 blocks (int64 runs). */
+#define SPLIT_ARGS "train", "--hidden", "50", "--epochs", "8", "--train-limit", "4000", \
+    "--test-limit", "200", "--quiet"
 
-/* Float sums on several ranks split the update (each rank updates its run of the parameters,
- * then the runs are gathered): a rank keeps only its run of the momentum while an epoch runs,
- * so a checkpoint must hold all of it, gathered, for the run resumed from it on the same layout
- * to end bitwise where the uninterrupted one did. Hidden 50 is 39,760 parameters: 2,485 cache
- * lines, uneven runs on 2 and 3 ranks. */
-#define SPLIT_ARGS "train", "--no-reproducible", "--hidden", "50", "--batch", "100", "--epochs", \
-    "8", "--train-limit", "4000", "--test-limit", "200", "--quiet"
-
-static void check_split_resume(int ranks, const char *threads)
+static void check_split_resume(int ranks, const char *threads, const char *sums, const char *batch)
 {
     need_fashion();
     char *ref = path_in("ref.bpm"), *ckpt = path_in("ck"), *model = path_in("m.bpm");
-    tu_run r = MPI_RUN(ranks, SPLIT_ARGS, "--threads", threads, "--save", ref);
+    tu_run r = MPI_RUN(ranks, SPLIT_ARGS, sums, "--batch", batch, "--threads", threads, "--save", ref);
     cr_assert_eq(r.status, 0, "%d ranks x %s threads: stderr: %s", ranks, threads, r.err);
     tu_run_free(&r);
-    pid_t job = start(command(ranks, (const char *const[]){SPLIT_ARGS, "--threads", threads,
-                                      "--checkpoint", ckpt, "--checkpoint-every", "10", "--save",
-                                      model, NULL}));
+    pid_t job = start(command(ranks, (const char *const[]){SPLIT_ARGS, sums, "--batch", batch,
+                                      "--threads", threads, "--checkpoint", ckpt,
+                                      "--checkpoint-every", "10", "--save", model, NULL}));
     wait_for_file(job, ckpt);
     cr_assert_eq(kill(job, SIGUSR1), 0);
     r = finish(job);
@@ -804,14 +804,24 @@ static void check_split_resume(int ranks, const char *threads)
     tu_run_free(&r);
     r = MPI_RUN(ranks, "train", "--resume", ckpt, "--threads", threads);
     cr_assert_eq(r.status, 0, "resume on %d ranks failed:\n%s", ranks, r.err);
-    cr_assert(same_parameters(ref, model), "float sums on %d ranks x %s threads: resumed from the "
-              "checkpoint, parameters differ from the uninterrupted run's", ranks, threads);
+    cr_assert(same_parameters(ref, model), "%s, batch %s on %d ranks x %s threads: resumed from "
+              "the checkpoint, parameters differ from the uninterrupted run's", sums, batch, ranks,
+              threads);
     tu_run_free(&r);
     free(ref);
     free(ckpt);
     free(model);
 }
 
-Test(mpi, split_update_checkpoint_resumes_bitwise_on_2x1) { check_split_resume(2, "1"); }
-Test(mpi, split_update_checkpoint_resumes_bitwise_on_3x1) { check_split_resume(3, "1"); }
-Test(mpi, split_update_checkpoint_resumes_bitwise_on_2x2) { check_split_resume(2, "2"); }
+#define FLOAT_SUMS "--no-reproducible"
+#define EXACT_SUMS "--reproducible"
+Test(mpi, split_update_checkpoint_resumes_bitwise_on_2x1) { check_split_resume(2, "1", FLOAT_SUMS, "100"); }
+Test(mpi, split_update_checkpoint_resumes_bitwise_on_3x1) { check_split_resume(3, "1", FLOAT_SUMS, "100"); }
+Test(mpi, split_update_checkpoint_resumes_bitwise_on_2x2) { check_split_resume(2, "2", FLOAT_SUMS, "100"); }
+Test(mpi, exact_split_update_checkpoint_resumes_bitwise_on_2x1) { check_split_resume(2, "1", EXACT_SUMS, "100"); }
+Test(mpi, exact_split_update_checkpoint_resumes_bitwise_on_3x1) { check_split_resume(3, "1", EXACT_SUMS, "100"); }
+Test(mpi, exact_split_update_checkpoint_resumes_bitwise_on_2x2) { check_split_resume(2, "2", EXACT_SUMS, "100"); }
+Test(mpi, exact_int64_split_update_checkpoint_resumes_bitwise_on_2x1) { check_split_resume(2, "1", EXACT_SUMS, "200"); }
+Test(mpi, exact_int64_split_update_checkpoint_resumes_bitwise_on_3x1) { check_split_resume(3, "1", EXACT_SUMS, "200"); }
+
+#endif /* BPROP_MPI_CLI_PATH */

@@ -2,6 +2,7 @@
  * parallel split. */
 #include "fixed.h"
 #include "kernels.h"
+#include "step.h"
 #include "testutil.h"
 
 #include <criterion/criterion.h>
@@ -460,4 +461,72 @@ Test(bounds, data_changed_in_place_trains_as_fresh_data)
     bprop_dataset_free(d);
     bprop_dataset_free(first);
     bprop_dataset_free(second);
+}
+
+/* ---- exact sums over ranks: the split update's plan ---------------------------------------- */
+
+static int f32_ok(void *ctx, float *buf, size_t n) { return comm_ok(ctx, buf, n); }
+static int gather_ok(void *ctx, const float *mine, float *all, size_t n)
+{
+    (void)mine;
+    return comm_ok(ctx, all, n);
+}
+static int runs_f32_ok(void *ctx, float *buf, const size_t *counts) { return comm_ok(ctx, buf, counts[0]); }
+static int runs_i64_ok(void *ctx, int64_t *buf, const size_t *counts) { return comm_ok(ctx, buf, counts[0]); }
+static int owners_ok(void *ctx, const float *mine, float *out, const size_t *counts)
+{
+    (void)mine;
+    return comm_ok(ctx, out, counts[0]);
+}
+
+/* The plan of rank `rank` of a 2-rank --reproducible step of nb samples on one thread. */
+static bp_step_plan plan_on_2_ranks(const bprop_comm *comm, const bprop_train_config *c, size_t nb)
+{
+    bprop_model *m;
+    cr_assert_eq(bprop_model_create(20, 40, 3, 1, 1, &m, NULL), BPROP_OK);
+    float *v = calloc(m->layout.total, sizeof *v);
+    bp_stepper *s;
+    const bp_stepper_spec spec = {.m = m, .params = m->params, .velocity = v, .threads = 1,
+                                  .batch = 256, .cfg = c, .comm = comm};
+    cr_assert_eq(bp_stepper_create(&spec, &s), BPROP_OK);
+    int active[1];
+    bp_step_plan p = {.active = active};
+    bp_plan_step(s, nb, 1, &p);
+    p.active = NULL;
+    bp_stepper_free(s);
+    free(v);
+    bprop_model_free(m);
+    return p;
+}
+
+/* Exact sums on several ranks split the update as float sums do: a block a rank travels as
+ * floats to the runs' owners (add_blocks); more blocks, as int64 runs reduce-scattered; with
+ * clipping, or a communicator without the callback that path needs, every rank updates all. */
+Test(ranks, exact_sums_split_the_update_over_the_ranks)
+{
+    bprop_comm comm = {.rank = 1, .size = 2, .sum_i64 = sum_i64_ok, .sum_f64 = f64_ok,
+                       .max_f64 = f64_ok, .sum_f32 = f32_ok, .gather_f32 = gather_ok,
+                       .sum_scatter_f32 = runs_f32_ok, .gather_runs_f32 = runs_f32_ok,
+                       .sum_scatter_i64 = runs_i64_ok, .runs_to_owners_f32 = owners_ok};
+    bprop_train_config c;
+    bprop_train_config_default(&c);
+    c.reproducible = 1;
+    c.parallel = BPROP_PARALLEL_DATA;
+    bp_step_plan p = plan_on_2_ranks(&comm, &c, 128);
+    cr_assert(p.exact && p.split_update && p.add_blocks, "one block a rank: blocks to the owners");
+    const size_t P = 20 * 40 + 40 + 40 * 3 + 3;
+    size_t u0, u1;
+    bp_param_chunk(P, 2, 1, &u0, &u1);
+    cr_assert(p.u0 == u0 && p.u1 == u1 && u1 == P && u0 > 0, "rank 1's run is [%zu, %zu)", p.u0, p.u1);
+    p = plan_on_2_ranks(&comm, &c, 256);
+    cr_assert(p.split_update && !p.add_blocks, "two blocks a rank: int64 runs");
+    c.clip_norm = 1.0f;
+    cr_assert(!plan_on_2_ranks(&comm, &c, 128).split_update, "clipping needs the whole norm");
+    c.clip_norm = 0.0f;
+    comm.runs_to_owners_f32 = NULL;
+    p = plan_on_2_ranks(&comm, &c, 128);
+    cr_assert(!p.split_update && !p.add_blocks, "without runs_to_owners_f32");
+    cr_assert(plan_on_2_ranks(&comm, &c, 256).split_update, "int64 runs need only sum_scatter_i64");
+    comm.sum_scatter_i64 = NULL;
+    cr_assert(!plan_on_2_ranks(&comm, &c, 256).split_update, "without sum_scatter_i64");
 }

@@ -14,7 +14,7 @@
 typedef struct mpi_ctx {
     MPI_Comm comm; /* owned duplicate, errors returned */
     int *runs;     /* (2, size) owned: the runs' counts, then their offsets, as MPI's ints */
-    float *tmp;    /* owned: one run received (sum_scatter_f32), room for cap values */
+    void *tmp;     /* owned: one run received (sum_scatter_f32, sum_scatter_i64), cap bytes */
     size_t cap;
 } mpi_ctx;
 
@@ -125,12 +125,12 @@ static int set_runs(mpi_ctx *c, const size_t *counts)
     return 1;
 }
 
-/* Room for one run received from the left neighbour; 0 when out of memory. */
+/* Room for one run received from the left neighbour, n bytes; 0 when out of memory. */
 static int reserve(mpi_ctx *c, size_t n)
 {
     if (n <= c->cap)
         return 1;
-    float *t = realloc(c->tmp, n * sizeof *t);
+    void *t = realloc(c->tmp, n);
     if (!t)
         return 0;
     c->tmp = t;
@@ -153,31 +153,59 @@ static int ring_begin(mpi_ctx *c, const size_t *counts, ring *g)
     return set_runs(c, counts);
 }
 
+/* dst += the n received values of a reduce-scatter's step. */
+typedef void (*add_fn)(void *dst, const void *src, size_t n);
+
+static void add_f32(void *dst, const void *src, size_t n)
+{
+    float *restrict d = dst;
+    const float *restrict v = src;
+    for (size_t i = 0; i < n; i++)
+        d[i] = d[i] + v[i];
+}
+
+static void add_i64(void *dst, const void *src, size_t n)
+{
+    int64_t *restrict d = dst;
+    const int64_t *restrict v = src;
+    for (size_t i = 0; i < n; i++)
+        d[i] += v[i];
+}
+
 /* A ring: in step k (of size - 1) rank r sends run (r - k - 1) mod size to rank r + 1 and adds
  * run (r - k - 2) mod size from rank r - 1 to its own, so that it ends with the whole sum of
- * run r. Each run's sum is a chain of float additions in ring order; on 2 ranks a single
- * a + b, the bits of MPI_Allreduce's (float addition commutes). Hand-made MPI_Sendrecv: Open
- * MPI's MPI_Reduce_scatter and MPI_Allgatherv took longer than the allreduce they replace. */
-static int sum_scatter_f32(void *ctx, float *buf, const size_t *counts)
+ * run r. Each run's sum is a chain of additions in ring order: for floats on 2 ranks a single
+ * a + b, the bits of MPI_Allreduce's (float addition commutes); for int64 exact in any order.
+ * Hand-made MPI_Sendrecv: Open MPI's MPI_Reduce_scatter and MPI_Allgatherv took longer than
+ * the allreduce they replace. */
+static int ring_sum_scatter(mpi_ctx *c, char *buf, const size_t *counts, MPI_Datatype type,
+                            size_t elem, add_fn add)
 {
-    mpi_ctx *c = ctx;
     ring g;
     if (!ring_begin(c, counts, &g))
         return 1;
     const int rank = g.rank, size = g.size;
     for (int k = 0; k < size - 1; k++) {
         const int out = ((rank - k - 1) % size + size) % size, in = ((rank - k - 2) % size + size) % size;
-        if (!reserve(c, counts[in]))
+        if (!reserve(c, counts[in] * elem))
             return 1;
-        int rc = MPI_Sendrecv(buf + c->runs[size + out], c->runs[out], MPI_FLOAT, g.right, 0, c->tmp,
-                              c->runs[in], MPI_FLOAT, g.left, 0, c->comm, MPI_STATUS_IGNORE);
+        int rc = MPI_Sendrecv(buf + (size_t)c->runs[size + out] * elem, c->runs[out], type, g.right, 0,
+                              c->tmp, c->runs[in], type, g.left, 0, c->comm, MPI_STATUS_IGNORE);
         if (rc != MPI_SUCCESS)
             return rc;
-        float *dst = buf + c->runs[size + in];
-        for (size_t i = 0; i < counts[in]; i++)
-            dst[i] = dst[i] + c->tmp[i];
+        add(buf + (size_t)c->runs[size + in] * elem, c->tmp, counts[in]);
     }
     return 0;
+}
+
+static int sum_scatter_f32(void *ctx, float *buf, const size_t *counts)
+{
+    return ring_sum_scatter(ctx, (char *)buf, counts, MPI_FLOAT, sizeof *buf, add_f32);
+}
+
+static int sum_scatter_i64(void *ctx, int64_t *buf, const size_t *counts)
+{
+    return ring_sum_scatter(ctx, (char *)buf, counts, MPI_INT64_T, sizeof *buf, add_i64);
 }
 
 /* A ring as sum_scatter_f32's: in step k rank r passes on run (r - k) mod size, whole. */
@@ -192,6 +220,28 @@ static int gather_runs_f32(void *ctx, float *buf, const size_t *counts)
         const int out = ((rank - k) % size + size) % size, in = ((rank - k - 1) % size + size) % size;
         int rc = MPI_Sendrecv(buf + c->runs[size + out], c->runs[out], MPI_FLOAT, g.right, 1,
                               buf + c->runs[size + in], c->runs[in], MPI_FLOAT, g.left, 1, c->comm,
+                              MPI_STATUS_IGNORE);
+        if (rc != MPI_SUCCESS)
+            return rc;
+    }
+    return 0;
+}
+
+/* Pairwise exchange: in step k (1 .. size - 1) rank r sends its values of run (r + k) mod size
+ * to that rank and receives its own run's values from rank (r - k) mod size; no reduction, so
+ * the order is free. */
+static int runs_to_owners_f32(void *ctx, const float *mine, float *out, const size_t *counts)
+{
+    mpi_ctx *c = ctx;
+    ring g;
+    if (!ring_begin(c, counts, &g))
+        return 1;
+    const int rank = g.rank, size = g.size, n = c->runs[rank];
+    memcpy(out + (size_t)rank * (size_t)n, mine + c->runs[size + rank], (size_t)n * sizeof *out);
+    for (int k = 1; k < size; k++) {
+        const int to = (rank + k) % size, from = (rank - k + size) % size;
+        int rc = MPI_Sendrecv(mine + c->runs[size + to], c->runs[to], MPI_FLOAT, to, 2,
+                              out + (size_t)from * (size_t)n, n, MPI_FLOAT, from, 2, c->comm,
                               MPI_STATUS_IGNORE);
         if (rc != MPI_SUCCESS)
             return rc;
@@ -234,6 +284,8 @@ bprop_status bprop_mpi_comm_init(MPI_Comm comm, bprop_comm *out, bprop_error *er
     if (c->runs) {
         out->sum_scatter_f32 = sum_scatter_f32;
         out->gather_runs_f32 = gather_runs_f32;
+        out->sum_scatter_i64 = sum_scatter_i64;
+        out->runs_to_owners_f32 = runs_to_owners_f32;
     }
     return BPROP_OK;
 }
