@@ -398,7 +398,9 @@ INLINE void dot_hblock_rows(int cn, const float *a, const float *w2t, size_t ldw
 static void logits_hblock(const bp_net *net, size_t nb, const float *h, size_t j, float *out)
 {
     const size_t H = net->H, C = net->C;
-    vf dots[VL + LOGIT_CB];
+    /* Room for the fixed-size move below, which may read past the waiting dots: set, so that
+     * it reads no garbage. */
+    vf dots[VL + 2 * LOGIT_CB] = {0};
     size_t nd = 0, done = 0; /* dots waiting; sums written */
     for (size_t s = 0; s < nb; s++)
         for (size_t c = 0; c < C; c += LOGIT_CB) {
@@ -416,7 +418,12 @@ static void logits_hblock(const bp_net *net, size_t nb, const float *h, size_t j
             for (; nd - used >= VL; used += VL, done += VL)
                 hsum_many(dots + used, out + done, VL);
             nd -= used;
-            memmove(dots, dots + used, nd * sizeof *dots);
+            /* Fewer than LOGIT_CB dots wait now (nd < VL + LOGIT_CB before the sums); they
+             * move to the front as a move of constant size: a memmove call per class group
+             * cost more than the sums it fed. */
+            if (used > 0)
+                for (int i = 0; i < LOGIT_CB - 1; i++)
+                    dots[i] = dots[used + (size_t)i];
         }
     if (nd > 0) {
         for (size_t i = nd; i < VL; i++)
