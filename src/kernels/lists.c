@@ -9,7 +9,9 @@
  * The forward grouping counts bits about 10,000 times a block, and without POPCNT each count is
  * a libgcc call (__popcountdi2); both instances build the same lists. The tile heights the
  * backward lists copy by are constants in each instance (a switch below), so that each copy is
- * one fixed-size move and each division a shift, as in a set's own code. */
+ * one fixed-size move and each division a shift, as in a set's own code. The AVX2 instance
+ * builds the lists of 4-pixel tiles tile by tile from transposed sample masks
+ * (bwd_lists_tiles4), the baseline sample by sample; both give the same lists. */
 #include "kernels.h"
 
 #include <string.h>
