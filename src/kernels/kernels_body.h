@@ -398,7 +398,9 @@ INLINE void dot_hblock_rows(int cn, const float *a, const float *w2t, size_t ldw
 static void logits_hblock(const bp_net *net, size_t nb, const float *h, size_t j, float *out)
 {
     const size_t H = net->H, C = net->C;
-    vf dots[VL + LOGIT_CB];
+    /* Room for the fixed-size move below, which may read past the waiting dots: set, so that
+     * it reads no garbage. */
+    vf dots[VL + 2 * LOGIT_CB] = {0};
     size_t nd = 0, done = 0; /* dots waiting; sums written */
     for (size_t s = 0; s < nb; s++)
         for (size_t c = 0; c < C; c += LOGIT_CB) {
@@ -416,7 +418,12 @@ static void logits_hblock(const bp_net *net, size_t nb, const float *h, size_t j
             for (; nd - used >= VL; used += VL, done += VL)
                 hsum_many(dots + used, out + done, VL);
             nd -= used;
-            memmove(dots, dots + used, nd * sizeof *dots);
+            /* Fewer than LOGIT_CB dots wait now (nd < VL + LOGIT_CB before the sums); they
+             * move to the front as a move of constant size: a memmove call per class group
+             * cost more than the sums it fed. */
+            if (used > 0)
+                for (int i = 0; i < LOGIT_CB - 1; i++)
+                    dots[i] = dots[used + (size_t)i];
         }
     if (nd > 0) {
         for (size_t i = nd; i < VL; i++)
@@ -560,19 +567,35 @@ static void bwd_hidden(const bp_net *net, size_t nb, float *h, const float *dl, 
     }
 }
 
+/* Where a panel's dW1 sums come from and go to: the stored sums (in, row stride ldi), read
+ * unless a call starts them afresh, and the new sums (out, row stride ldo). Both are the same
+ * place, except when the last block of an in-pass update reads the earlier blocks' sums in
+ * place and writes the panel's into a contiguous buffer (no separate copy of the panel). */
+typedef struct bwd_sums {
+    const float *in;
+    size_t ldi;
+    float *out;
+    size_t ldo;
+} bwd_sums;
+
+/* The same from row k. */
+INLINE bwd_sums sums_at(bwd_sums o, size_t k)
+{
+    return (bwd_sums){o.in + k * o.ldi, o.ldi, o.out + k * o.ldo, o.ldo};
+}
+
 /* One mr x (nv * VL) tile of dW1 += x^T dh: mr input pixels from k against nv vectors of dh
- * columns (dh, row stride ldd), into out (row k of the panel, row stride ldo). Summed either
+ * columns (dh, row stride ldd), from and into o (row k of the panel). Summed either
  * over the ns samples ss[] whose pixels k..k+mr are not all zero (the others add nothing),
  * their pixels read in list order from xv; or, with rows xr (dense lists), over all ns samples,
  * pixels read from the rows. */
 INLINE void bwd_tile(int mr, int nv, const float *xv, const uint8_t *ss, const float *const *xr,
-                     size_t k, size_t ns, const float *dh, size_t ldd, float *out, size_t ldo,
-                     int first)
+                     size_t k, size_t ns, const float *dh, size_t ldd, bwd_sums o, int first)
 {
     vf acc[BWD_MR][BWD_NV];
     for (int r = 0; r < mr; r++)
         for (int v = 0; v < nv; v++)
-            acc[r][v] = first ? splat(0.0f) : ld(out + r * ldo + v * VL);
+            acc[r][v] = first ? splat(0.0f) : ld(o.in + r * o.ldi + v * VL);
     for (size_t q = 0; q < ns; q++, xv += mr) {
         const size_t s = xr ? q : ss[q];
         const float *xs = xr ? xr[q] + k : xv;
@@ -587,13 +610,13 @@ INLINE void bwd_tile(int mr, int nv, const float *xv, const uint8_t *ss, const f
     }
     for (int r = 0; r < mr; r++)
         for (int v = 0; v < nv; v++)
-            st(out + r * ldo + v * VL, acc[r][v]);
+            st(o.out + r * o.ldo + v * VL, acc[r][v]);
 }
 
-/* Every pixel tile of one panel of dW1 columns (out, row stride ldo): through the lists, or
+/* Every pixel tile of one panel of dW1 columns (sums o): through the lists, or
  * over every sample of sc->bwd_rows when bp_bwd_lists left dense ones (a narrow net, whose one or
  * two panels would not repay copying the inputs into list order). */
-INLINE void bwd_panel(int nv, const float *dh, size_t ldd, float *out, size_t ldo, int first,
+INLINE void bwd_panel(int nv, const float *dh, size_t ldd, bwd_sums o, int first,
                       const bp_scratch *sc, size_t D)
 {
     size_t k = 0, t = 0;
@@ -601,25 +624,25 @@ INLINE void bwd_panel(int nv, const float *dh, size_t ldd, float *out, size_t ld
         const float *const *xr = sc->bwd_rows;
         const size_t nb = sc->bwd_nrows;
         for (; k + BWD_MR <= D; k += BWD_MR)
-            bwd_tile(BWD_MR, nv, NULL, NULL, xr, k, nb, dh, ldd, out + k * ldo, ldo, first);
+            bwd_tile(BWD_MR, nv, NULL, NULL, xr, k, nb, dh, ldd, sums_at(o, k), first);
         for (; k < D; k++)
-            bwd_tile(1, nv, NULL, NULL, xr, k, nb, dh, ldd, out + k * ldo, ldo, first);
+            bwd_tile(1, nv, NULL, NULL, xr, k, nb, dh, ldd, sums_at(o, k), first);
         return;
     }
-    const int strided = !first && ldo != (size_t)nv * VL; /* the stored sums, in place */
+    const int strided = !first && o.ldi != (size_t)nv * VL; /* the stored sums, in place */
     for (; k + BWD_MR <= D; k += BWD_MR, t++) {
         if (strided && k + 2 * BWD_MR <= D) /* the next tile's rows (see ROW_PREFETCH) */
             for (int r = 0; r < BWD_MR; r++) {
-                const float *a = out + (k + BWD_MR + (size_t)r) * ldo;
+                const float *a = o.in + (k + BWD_MR + (size_t)r) * o.ldi;
                 __builtin_prefetch(a, 1, 3);
                 __builtin_prefetch(a + nv * VL - 1, 1, 3);
             }
         bwd_tile(BWD_MR, nv, sc->bwd_x + t * BP_BLOCK * BWD_MR, sc->bwd_s + t * BP_BLOCK, NULL, k,
-                 sc->bwd_n[t], dh, ldd, out + k * ldo, ldo, first);
+                 sc->bwd_n[t], dh, ldd, sums_at(o, k), first);
     }
     for (; k < D; k++, t++)
         bwd_tile(1, nv, sc->bwd_x + t * BP_BLOCK * BWD_MR, sc->bwd_s + t * BP_BLOCK, NULL, k,
-                 sc->bwd_n[t], dh, ldd, out + k * ldo, ldo, first);
+                 sc->bwd_n[t], dh, ldd, sums_at(o, k), first);
 }
 
 /* W1's update from one panel of a block's dW1 sums (update_body.h). */
@@ -669,21 +692,25 @@ static void bwd_cols(const bp_net *net, size_t nb, const float *dh,
         dhp = sc->hpad;
         lddp = pw;
     }
+    const bwd_sums in_place = {gw1 + j, ldg, gw1 + j, ldg}, padded = {sc->wpad, pw, sc->wpad, pw};
     if (upd) { /* the panel's sums (with the earlier blocks' from gw1) go to wpad and straight
-                * into the update */
-        if (!first)
+                * into the update; a whole panel's tiles read the earlier sums in place */
+        bwd_sums o = padded;
+        if (!first && n == pw)
+            o = (bwd_sums){gw1 + j, ldg, sc->wpad, pw};
+        else if (!first)
             sums_panel_in(gw1, ldg, j, n, pw, D, sc->wpad);
-        bwd_panel(nv, dhp, lddp, sc->wpad, pw, first, sc, D);
+        bwd_panel(nv, dhp, lddp, o, first, sc, D);
         w1_panel_update(upd, sc->wpad, pw, j, n, D);
         return;
     }
     if (n == pw) {
-        bwd_panel(nv, dhp, lddp, gw1 + j, ldg, first, sc, D);
+        bwd_panel(nv, dhp, lddp, in_place, first, sc, D);
         return;
     }
     if (!first)
         sums_panel_in(gw1, ldg, j, n, pw, D, sc->wpad);
-    bwd_panel(nv, dhp, lddp, sc->wpad, pw, first, sc, D);
+    bwd_panel(nv, dhp, lddp, padded, first, sc, D);
     for (size_t k = 0; k < D; k++)
         memcpy(gw1 + k * ldg + j, sc->wpad + k * pw, n * sizeof(float));
 }
