@@ -694,9 +694,11 @@ static void bwd_cols(const bp_net *net, size_t nb, const float *dh,
     }
     const bwd_sums in_place = {gw1 + j, ldg, gw1 + j, ldg}, padded = {sc->wpad, pw, sc->wpad, pw};
     if (upd) { /* the panel's sums (with the earlier blocks' from gw1) go to wpad and straight
-                * into the update; a whole panel's tiles read the earlier sums in place */
+                * into the update; a whole panel's tiles read the earlier sums in place
+                * when W1's rows are narrow enough that the strided reads stay cheap */
         bwd_sums o = padded;
-        if (!first && n == pw)
+        if (!first && n == pw && ldg < PREFETCH_MIN_LD) /* wider rows: the copy is cheaper
+                                                           (1x128x4096: 0.94x in place) */
             o = (bwd_sums){gw1 + j, ldg, sc->wpad, pw};
         else if (!first)
             sums_panel_in(gw1, ldg, j, n, pw, D, sc->wpad);
