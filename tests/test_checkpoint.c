@@ -138,25 +138,6 @@ static char *save_snapshot(const run *r, const char *name)
     return path;
 }
 
-/* Set the cancel flag from the progress callback once step k (1-based) is done. The trainer
- * reads the flag during each step, after the pass, and stops once that step is complete: set
- * after step k, it stops after step k + 1. */
-typedef struct stopper {
-    run *r;
-    size_t at;
-} stopper;
-
-static int stop_at(void *user, size_t step, size_t steps, double loss, double acc)
-{
-    (void)steps;
-    (void)loss;
-    (void)acc;
-    stopper *s = user;
-    if (step >= s->at)
-        s->r->cancel = 1;
-    return 0;
-}
-
 /* ---- round trip --------------------------------------------------------------------------- */
 
 static void assert_same_state(const bprop_trainer_state *a, const bprop_trainer_state *b)
@@ -178,10 +159,10 @@ Test(checkpoint, round_trip_is_exact)
 {
     run r;
     run_start(&r, 2, 1);
-    stopper s = {&r, 3}; /* stops after step 4 */
+    tu_stopper s = {&r.cancel, 3}; /* stops after step 4 */
     for (int e = 0; e < 2; e++)
         cr_assert_eq(bprop_trainer_epoch(r.t, r.d, NULL, NULL, NULL, NULL), BPROP_OK);
-    bprop_status st = bprop_trainer_epoch(r.t, r.d, stop_at, &s, NULL, NULL);
+    bprop_status st = bprop_trainer_epoch(r.t, r.d, tu_stop_at, &s, NULL, NULL);
     cr_assert_eq(st, BPROP_E_CANCELLED, "the trainer must honour the cancel flag (got %s)",
                  bprop_strerror(st));
     snprintf(r.m->info.data, sizeof r.m->info.data, "blobs (test)");
@@ -542,9 +523,9 @@ static void check_resume(int threads, size_t stop_epoch, size_t stop_step, int r
         cr_assert_eq(bprop_trainer_epoch(r.t, r.d, NULL, NULL, NULL, NULL), BPROP_OK);
     if (stop_step) {
         /* Step 1: the flag is already set when the epoch starts (as after a signal). */
-        stopper s = {&r, stop_step - 1};
+        tu_stopper s = {&r.cancel, stop_step - 1};
         r.cancel = stop_step == 1;
-        cr_assert_eq(bprop_trainer_epoch(r.t, r.d, stop_step > 1 ? stop_at : NULL, &s, NULL, NULL),
+        cr_assert_eq(bprop_trainer_epoch(r.t, r.d, stop_step > 1 ? tu_stop_at : NULL, &s, NULL, NULL),
                      BPROP_E_CANCELLED);
     }
     char *path = tu_path(g_dir, "resume.ckpt");
@@ -599,14 +580,14 @@ Test(resume, repeated_stops_in_one_epoch)
     bprop_model *want = uninterrupted(2, &want_loss);
     run r;
     run_start(&r, 2, 1);
-    stopper s = {&r, 3};
-    cr_assert_eq(bprop_trainer_epoch(r.t, r.d, stop_at, &s, NULL, NULL), BPROP_E_CANCELLED);
+    tu_stopper s = {&r.cancel, 3};
+    cr_assert_eq(bprop_trainer_epoch(r.t, r.d, tu_stop_at, &s, NULL, NULL), BPROP_E_CANCELLED);
     bprop_trainer_state now;
     bprop_trainer_get_state(r.t, &now);
     cr_assert_eq(now.step, 4);
     r.cancel = 0;
     s.at = 6; /* the callback counts steps within the epoch, not within the call */
-    cr_assert_eq(bprop_trainer_epoch(r.t, r.d, stop_at, &s, NULL, NULL), BPROP_E_CANCELLED);
+    cr_assert_eq(bprop_trainer_epoch(r.t, r.d, tu_stop_at, &s, NULL, NULL), BPROP_E_CANCELLED);
     bprop_trainer_get_state(r.t, &now);
     cr_assert(now.step == 7 && now.epoch == 0, "step %llu", (unsigned long long)now.step);
     /* Still set when the next call starts: that call's first step completes, then it stops. */

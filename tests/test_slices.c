@@ -134,23 +134,6 @@ Test(slices, parameters_changed_between_epochs_are_trained_on)
 
 /* ---- epochs that stop early ---------------------------------------------------------------- */
 
-/* Set the cancel flag once step `at` is done: the trainer stops after the next one. */
-typedef struct stopper {
-    run *r;
-    size_t at;
-} stopper;
-
-static int stop_at(void *user, size_t step, size_t steps, double loss, double acc)
-{
-    (void)steps;
-    (void)loss;
-    (void)acc;
-    stopper *s = user;
-    if (step >= s->at)
-        s->r->cancel = 1;
-    return 0;
-}
-
 /* A 2-thread run cancelled mid-epoch, and resumed the way a checkpoint resumes: its model and
  * trainer state into a fresh model and trainer. */
 static void resume_fresh(run *r)
@@ -182,9 +165,9 @@ Test(slices, a_cancelled_epoch_leaves_the_model_current_and_resumes)
     run one, two;
     run_start(&one, 1, 32, 0.05f);
     run_start(&two, 2, 32, 0.05f);
-    stopper s1 = {&one, 3}, s2 = {&two, 3};
-    cr_assert_eq(epoch(&one, stop_at, &s1), BPROP_E_CANCELLED);
-    cr_assert_eq(epoch(&two, stop_at, &s2), BPROP_E_CANCELLED);
+    tu_stopper s1 = {&one.cancel, 3}, s2 = {&two.cancel, 3};
+    cr_assert_eq(epoch(&one, tu_stop_at, &s1), BPROP_E_CANCELLED);
+    cr_assert_eq(epoch(&two, tu_stop_at, &s2), BPROP_E_CANCELLED);
     assert_same_model(&one, &two, "after the cancelled epoch");
     one.cancel = 0;
     resume_fresh(&two);

@@ -219,3 +219,14 @@ void tu_run_free(tu_run *r)
     free(r->out);
     free(r->err);
 }
+
+int tu_stop_at(void *user, size_t step, size_t steps, double loss, double acc)
+{
+    (void)steps;
+    (void)loss;
+    (void)acc;
+    tu_stopper *s = user;
+    if (step >= s->at)
+        *s->flag = 1;
+    return 0;
+}

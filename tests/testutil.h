@@ -4,6 +4,7 @@
 
 #include "bprop.h"
 
+#include <signal.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <sys/types.h>
@@ -25,6 +26,15 @@ bprop_dataset *tu_blobs(size_t n, size_t dim, size_t classes, uint64_t seed);
 int tu_have_fashion(void);
 /* Bitwise equality of two float arrays. */
 int tu_same_bits(const float *a, const float *b, size_t n);
+
+/* A progress callback's state that sets a trainer's cancel flag once step `at` (1-based) is
+ * done. The trainer reads the flag after each step's pass, so it stops after step at + 1. */
+typedef struct tu_stopper {
+    volatile sig_atomic_t *flag;
+    size_t at;
+} tu_stopper;
+/* The progress callback for a tu_stopper (user). */
+int tu_stop_at(void *user, size_t step, size_t steps, double loss, double acc);
 
 /* The first n samples of d (float features) as CSV at path: with labelled, the label first;
  * values as "%.6g". */
