@@ -14,7 +14,7 @@ typedef enum bp_split {
 
 /* Everything the model reads: the decision is a function of these alone, never of a timing. */
 typedef struct bp_cost_shape {
-    size_t samples;      /* this rank's samples of the batch */
+    size_t samples;      /* the most samples any rank holds of the batch (the same on every rank) */
     size_t inputs, hidden, classes;
     int has_bias;
     int threads;         /* the team */

@@ -163,13 +163,29 @@ static bp_rank_part rank_part(const bp_stepper *s, size_t nb)
     return r;
 }
 
+/* The most samples any rank holds of a batch of nb: the cost model's shape, the same on every
+ * rank, so that every rank chooses the same split (and so the same collectives). */
+static size_t largest_part(const bp_stepper *s, size_t nb)
+{
+    const size_t nblk = (nb + BP_BLOCK - 1) / BP_BLOCK;
+    const int ranks = s->comm ? s->comm->size : 1;
+    size_t most = 0;
+    for (int r = 0; r < ranks; r++) {
+        size_t b0, b1;
+        bp_share(nblk, ranks, r, &b0, &b1);
+        const size_t lo = b0 * BP_BLOCK < nb ? b0 * BP_BLOCK : nb, hi = b1 * BP_BLOCK < nb ? b1 * BP_BLOCK : nb;
+        most = hi - lo > most ? hi - lo : most;
+    }
+    return most;
+}
+
 /* The whole batch: every rank's part under rank_hidden. */
 static bp_rank_part whole_batch(size_t nb)
 {
     return (bp_rank_part){.b0 = 0, .b1 = (nb + BP_BLOCK - 1) / BP_BLOCK, .lo = 0, .hi = nb};
 }
 
-static bp_split choose_split(const bp_stepper *s, const bp_rank_part *r, size_t nb, int nt)
+static bp_split choose_split(const bp_stepper *s, size_t nb, int nt)
 {
     const size_t nhb = (s->m->hidden + BP_HBLOCK - 1) / BP_HBLOCK;
     const int by_ranks = bp_rank_hidden_ok(s, nt);
@@ -180,7 +196,7 @@ static bp_split choose_split(const bp_stepper *s, const bp_rank_part *r, size_t 
     /* Auto: the split the cost model predicts fastest for this shape, team, ranks and kernel
      * set; never a timing, so the same settings always choose the same (docs/parallel.md,
      * "Choosing the split"). */
-    const bp_cost_shape shape = {.samples = r->hi - r->lo, .inputs = s->m->inputs,
+    const bp_cost_shape shape = {.samples = largest_part(s, nb), .inputs = s->m->inputs,
                                  .hidden = s->m->hidden, .classes = s->m->classes,
                                  .has_bias = s->m->has_bias, .threads = nt,
                                  .ranks = s->comm ? s->comm->size : 1,
@@ -225,7 +241,7 @@ void bp_plan_step(const bp_stepper *s, size_t nb, int nt, bp_step_plan *p)
     p->nt = nt;
     p->part = rank_part(s, nb);
     p->ranks = s->comm && s->comm->size > 1;
-    p->split = choose_split(s, &p->part, nb, nt);
+    p->split = choose_split(s, nb, nt);
     /* The hidden split over ranks with float sums: each of the R nt workers owns a slice of
      * every sum, over the whole batch on every rank. */
     p->rank_hidden = p->split == BP_SPLIT_HIDDEN && bp_rank_hidden_ok(s, nt);

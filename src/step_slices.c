@@ -110,12 +110,18 @@ void bp_slices_begin(bp_stepper *s, const bp_step_plan *p, int tid)
     const int want = p->w1_sliced ? p->workers : 0, have = s->w1s_nt;
     if (want == have)
         return;
-    /* Slices of the hidden split over ranks: only this rank's are current; every rank's first
-     * (every rank makes the same plans, so all get here together). */
-    if (have && s->comm && s->comm->size > 1) {
+    /* Several ranks (every rank makes the same plans, so all get here together): slices of the
+     * hidden split over ranks are current only for this rank's, so every rank's go everywhere
+     * first; and a split update of the data split earlier in the epoch left only this rank's
+     * run of the momentum current, which the new slices read across every run. */
+    const int ranks = s->comm && s->comm->size > 1;
+    if (ranks && (have || (want && s->velocity_partial))) {
 #pragma omp barrier
-        if (tid == 0 && bp_slices_gather(s))
-            s->comm_failed = 1;
+        if (tid == 0) {
+            int failed = have ? bp_slices_gather(s) : 0;
+            failed |= want ? bp_stepper_gather_velocity(s) : 0;
+            s->comm_failed |= failed;
+        }
 #pragma omp barrier
     }
     /* The slices of the old team size, shared out over this team. */

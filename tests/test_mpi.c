@@ -857,6 +857,31 @@ Test(mpi, exact_split_update_checkpoint_resumes_bitwise_on_2x2) { check_split_re
 Test(mpi, exact_int64_split_update_checkpoint_resumes_bitwise_on_2x1) { check_split_resume(2, "1", EXACT_SUMS, "200"); }
 Test(mpi, exact_int64_split_update_checkpoint_resumes_bitwise_on_3x1) { check_split_resume(3, "1", EXACT_SUMS, "200"); }
 
+/* Auto at 256 units (every kernel set) takes the data split for batches of 2,048 on 2 ranks x
+ * 1 thread and on 2 threads, and the hidden split for the last batch of 300: the data split's
+ * split update leaves each rank only its run of the momentum, which the rank split's slices
+ * read across every run, so it is gathered first. Both data splits add the same two halves of
+ * the batch (2 ranks of 16 blocks, 2 threads of 1,024 samples) and both hidden splits train one
+ * thread's bits, so the layouts agree bitwise. */
+Test(mpi, data_split_then_hidden_split_over_ranks_in_one_epoch)
+{
+    need_fashion();
+    char *two = path_in("two.bpm"), *dist = path_in("dist.bpm");
+    tu_run r = PLAIN_RUN("train", "--hidden", "256", "--batch", "2048", "--train-limit", "4396",
+                         "--epochs", "3", "--test-limit", "100", "--quiet", "--threads", "2",
+                         "--save", two);
+    cr_assert_eq(r.status, 0, "plain bprop: stderr: %s", r.err);
+    tu_run_free(&r);
+    r = MPI_RUN(2, "train", "--hidden", "256", "--batch", "2048", "--train-limit", "4396",
+                "--epochs", "3", "--test-limit", "100", "--quiet", "--threads", "1", "--save", dist);
+    cr_assert_eq(r.status, 0, "2 ranks: stderr: %s", r.err);
+    tu_run_free(&r);
+    cr_assert(same_parameters(two, dist), "2 ranks x 1 thread differ from 2 threads (or auto's "
+              "choices at this shape changed)");
+    free(two);
+    free(dist);
+}
+
 /* A checkpoint of a rank-split run holds the whole model and momentum (gathered when the run
  * stops), so 3 ranks, or plain bprop, continue it to the uninterrupted one-thread run's bits. */
 #define RHCK_ARGS "train", "--no-reproducible", "--hidden", "200", "--batch", "100", "--epochs", "8", \
