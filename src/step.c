@@ -386,8 +386,10 @@ static void combine_ranks(bp_stepper *s, const bp_step_plan *p, const bp_step_io
         correct += (double)s->e->slot[u].correct;
     }
     const int cancel = io->cancel && *io->cancel;
-    double v[4] = {loss, correct, cancel ? 1.0 : 0.0, out_of_range(s, p->nt, 0) ? 1.0 : 0.0};
-    int failed = s->comm_failed;
+    /* A failed exchange of the rank split travels as a range flag, so every rank stops. */
+    double v[4] = {loss, correct, cancel ? 1.0 : 0.0,
+                   out_of_range(s, p->nt, 0) || s->comm_failed ? 1.0 : 0.0};
+    int failed = 0;
     if (p->rank_hidden) {
         /* Every rank has the whole batch's loss: only the flags meet (a maximum). */
         failed |= s->comm->max_f64(s->comm->ctx, v + 2, 2) != 0;
