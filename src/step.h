@@ -38,8 +38,9 @@ typedef struct bp_rank_part {
  *   hidden  exact  in the update     1 rank                as data, exact, in the update
  *
  * Clipping (its norm needs the whole gradient first) and several ranks rule out rounding in the
- * update, and (except for rank_hidden, whose every parameter lives on one rank) W1 in the pass; a gradient-only stepper (bprop_loss_grad: output) rules out W1 in
- * the pass, and rounds in the output as the update would. The data split on several ranks
+ * update, and (but for rank_hidden, each of whose sums lies on one rank) W1 in the pass; a
+ * gradient-only stepper (bprop_loss_grad: output) rules out W1 in the pass, and rounds in the
+ * output as the update would. The data split on several ranks
  * updates each rank's run of the parameters only (split_update), float sums or exact, unless
  * clipping (whose norm would need every run) or output asks for the whole gradient.
  */
