@@ -70,7 +70,9 @@ int main(int argc, char **argv)
                                          .inputs = 784, .hidden = H[i], .classes = 10,
                                          .has_bias = 1, .threads = (int)T[a],
                                          .ranks = ranks > 0 ? ranks : 1, .exact = exact,
-                                         .kernels = kernels};
+                                         .kernels = kernels, .batch = B[b],
+                                         .rank_split = ranks > 1 && !exact &&
+                                                       (H[i] + 63) / 64 >= T[a] * (size_t)ranks};
                 print_shape(&s);
             }
     return 0;

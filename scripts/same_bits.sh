@@ -29,7 +29,10 @@ base=(--train-limit 3000 --test-limit 500 --epochs 1 --quiet)
 # the hidden split for the last, shorter batch (3,000 = 23 x 128 + 56), which no single
 # --parallel reproduces: those rows train at batch 125 (24 batches of two blocks: data) with
 # --parallel data (default-2t, decay-clip, nobias-plain, standardize, wide-h1024). default-3t
-# (3 threads, batch 128: fewer blocks than threads) names hidden.
+# (3 threads, batch 128: fewer blocks than threads) names hidden. mpi2x1-float names data: on
+# 2 ranks with float sums auto now splits the hidden units over the ranks (docs/parallel.md,
+# "The hidden split over ranks"), which trains plain bprop's one-thread bits (tests/test_mpi.c
+# checks them) where c2ce5d8 split the samples.
 configs=(
   "default-1t|--threads 1"
   "default-2t|--threads 2 --batch 125 --parallel data"
@@ -51,7 +54,7 @@ configs=(
   "hidden-decay-clip|--threads 2 --parallel hidden --weight-decay 5e-4 --clip 1 --reproducible"
 )
 mpi_configs=(
-  "mpi2x1-float|--threads 1"
+  "mpi2x1-float|--threads 1 --parallel data"
   "mpi2x1-repro|--threads 1 --reproducible"
   "mpi2x1-standardize|--threads 1 --standardize --hidden 64"
 )

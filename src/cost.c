@@ -235,12 +235,39 @@ static void data_terms(const bp_cost_shape *s, double t[])
     }
 }
 
+/* The hidden split over ranks (rank_split): every rank runs the whole batch on its threads'
+ * slices of the R nt workers' split, W1 updated in the pass; after the forward the ranks'
+ * partial logits are gathered (the bytes a rank receives), one more barrier; no gradient
+ * travels. Each rank updates its slices only. The statistics' small exchange after the update
+ * is not counted. */
+static void rank_hidden_terms(const bp_cost_shape *s, double t[])
+{
+    view v = common_view(s);
+    const double n = (double)s->batch, nt = v.nt, R = (double)s->ranks;
+    const double nhb = ceil_div(v.H, (double)BP_HBLOCK);
+    v.rows = n;
+    v.width = fmin(v.H, ceil_div(nhb, nt * R) * (double)BP_HBLOCK);
+    v.blocks = ceil_div(n, (double)BP_BLOCK);
+    const double P4 = 4.0 * v.P, packed = packed_w1(s, &v) / R;
+    const double all = 2.0 * P4 + packed + P4 / R; /* the model, its slices and their sums */
+    pass_terms(s, &v, v.blocks > 1.0 ? 2.0 : 1.0, all, t);
+    traffic(t, nt * 2.0 * 4.0 * n * v.width, nt, 8.0 * n * v.width, 8.0 * n * v.H / R); /* h */
+    t[BP_COST_BARRIER] += s->threads < 2 ? 0.0 : 6.0;
+    t[BP_COST_XCORE] += (nt - 1.0) / nt * 4.0 * (n * nhb / R * v.C + v.H / R * v.C);
+    t[BP_COST_NET] += (R - 1.0) / R * 4.0 * n * nhb * v.C;
+    traffic(t, (5.0 * P4 + packed) / R, nt, all / nt, all); /* its slices updated in the pass */
+}
+
 /* The hidden split: every sample on each thread's slice of hidden units, partial logits
  * exchanged after the forward (one more barrier), each slice updated by its thread: in the pass
  * with float sums on one process (the packed slice with it), else after exact sums of every
  * block (and the slice packed again for the next step). */
 static void hidden_terms(const bp_cost_shape *s, double t[])
 {
+    if (s->rank_split && s->ranks > 1) {
+        rank_hidden_terms(s, t);
+        return;
+    }
     view v = common_view(s);
     const double n = (double)s->samples, nt = v.nt, nhb = ceil_div(v.H, (double)BP_HBLOCK);
     v.rows = n;
@@ -272,8 +299,11 @@ int bp_cost_applies(const bp_cost_shape *s, bp_split split)
 {
     if (split == BP_SPLIT_DATA)
         return 1;
+    const size_t nhb = (s->hidden + BP_HBLOCK - 1) / BP_HBLOCK;
+    if (split == BP_SPLIT_HIDDEN && s->rank_split && s->ranks > 1)
+        return nhb >= (size_t)s->threads * (size_t)s->ranks;
     if (split == BP_SPLIT_HIDDEN)
-        return s->threads >= 2 && (s->hidden + BP_HBLOCK - 1) / BP_HBLOCK >= (size_t)s->threads;
+        return s->threads >= 2 && nhb >= (size_t)s->threads;
     return 0;
 }
 

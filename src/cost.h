@@ -14,13 +14,17 @@ typedef enum bp_split {
 
 /* Everything the model reads: the decision is a function of these alone, never of a timing. */
 typedef struct bp_cost_shape {
-    size_t samples;      /* this rank's samples of the batch */
+    size_t samples;      /* the most samples any rank holds of the batch (the same on every rank) */
     size_t inputs, hidden, classes;
     int has_bias;
     int threads;         /* the team */
     int ranks;           /* processes taking part */
     int exact;           /* --reproducible: exact fixed-point sums */
     const char *kernels; /* the kernel set's name: "avx512", "avx2", "generic" */
+    size_t batch;        /* the whole batch (rank_split: every rank runs all of it) */
+    int rank_split;      /* the hidden split would split the hidden units over the ranks too
+                            (float sums: each of ranks x threads workers owns a slice, every rank
+                            runs the whole batch, only partial logits travel) */
 } bp_cost_shape;
 
 /* The counts the model predicts a step from; the time is their sum weighted by the machine's
@@ -40,7 +44,8 @@ enum {
     BP_COST_TERMS
 };
 
-/* Whether split can run this shape (the hidden split needs a 64-unit block per thread). */
+/* Whether split can run this shape (the hidden split needs a 64-unit block per thread, or per
+ * worker of every rank for rank_split). */
 int bp_cost_applies(const bp_cost_shape *s, bp_split split);
 
 /* The counts of one step of shape s under split (zeros where it does not apply). */

@@ -30,6 +30,7 @@ void bp_stepper_free(bp_stepper *s)
     bp_free(s->gblk);
     bp_free(s->runs);
     bp_free(s->rstat);
+    bp_free(s->hruns);
     bp_free(s->gsh);
     bp_free(s->gw2t);
     bp_free(s->hbuf);
@@ -88,7 +89,14 @@ static int stepper_alloc(bp_stepper *s)
     if (ok && bp_slices_possible(s))
         ok = (s->w1s = bp_alloc(m->inputs * H, sizeof(float))) &&
              (s->v1s = bp_alloc(m->inputs * H, sizeof(float)));
-    return ok && split_alloc(s);
+    ok = ok && split_alloc(s);
+    /* The hidden split over ranks: the runs of its exchanges, and the statistics' exchange. */
+    if (ok && s->w1s && s->comm && s->comm->size > 1) {
+        const size_t R = (size_t)s->comm->size;
+        ok = (s->hruns = bp_alloc(R, sizeof *s->hruns)) &&
+             (s->rstat || (s->rstat = bp_alloc((R + 1) * BPROP_TENSORS + 1, sizeof *s->rstat)));
+    }
+    return ok;
 }
 
 bprop_status bp_stepper_create(const bp_stepper_spec *spec, bp_stepper **out)
@@ -155,21 +163,45 @@ static bp_rank_part rank_part(const bp_stepper *s, size_t nb)
     return r;
 }
 
-static bp_split choose_split(const bp_stepper *s, const bp_rank_part *r, int nt)
+/* The most samples any rank holds of a batch of nb: the cost model's shape, the same on every
+ * rank, so that every rank chooses the same split (and so the same collectives). */
+static size_t largest_part(const bp_stepper *s, size_t nb)
+{
+    const size_t nblk = (nb + BP_BLOCK - 1) / BP_BLOCK;
+    const int ranks = s->comm ? s->comm->size : 1;
+    size_t most = 0;
+    for (int r = 0; r < ranks; r++) {
+        size_t b0, b1;
+        bp_share(nblk, ranks, r, &b0, &b1);
+        const size_t lo = b0 * BP_BLOCK < nb ? b0 * BP_BLOCK : nb, hi = b1 * BP_BLOCK < nb ? b1 * BP_BLOCK : nb;
+        most = hi - lo > most ? hi - lo : most;
+    }
+    return most;
+}
+
+/* The whole batch: every rank's part under rank_hidden. */
+static bp_rank_part whole_batch(size_t nb)
+{
+    return (bp_rank_part){.b0 = 0, .b1 = (nb + BP_BLOCK - 1) / BP_BLOCK, .lo = 0, .hi = nb};
+}
+
+static bp_split choose_split(const bp_stepper *s, size_t nb, int nt)
 {
     const size_t nhb = (s->m->hidden + BP_HBLOCK - 1) / BP_HBLOCK;
-    if (nt < 2 || nhb < (size_t)nt)
-        return BP_SPLIT_DATA; /* the hidden split needs a block of hidden units per thread */
+    const int by_ranks = bp_rank_hidden_ok(s, nt);
+    if (!by_ranks && (nt < 2 || nhb < (size_t)nt))
+        return BP_SPLIT_DATA; /* the hidden split needs a block of hidden units per worker */
     if (s->cfg.parallel != BPROP_PARALLEL_AUTO)
         return s->cfg.parallel == BPROP_PARALLEL_HIDDEN ? BP_SPLIT_HIDDEN : BP_SPLIT_DATA;
     /* Auto: the split the cost model predicts fastest for this shape, team, ranks and kernel
      * set; never a timing, so the same settings always choose the same (docs/parallel.md,
      * "Choosing the split"). */
-    const bp_cost_shape shape = {.samples = r->hi - r->lo, .inputs = s->m->inputs,
+    const bp_cost_shape shape = {.samples = largest_part(s, nb), .inputs = s->m->inputs,
                                  .hidden = s->m->hidden, .classes = s->m->classes,
                                  .has_bias = s->m->has_bias, .threads = nt,
                                  .ranks = s->comm ? s->comm->size : 1,
-                                 .exact = s->cfg.reproducible, .kernels = s->e->k->name};
+                                 .exact = s->cfg.reproducible, .kernels = s->e->k->name,
+                                 .batch = nb, .rank_split = by_ranks};
     return bp_cost_choose(&shape);
 }
 
@@ -209,12 +241,19 @@ void bp_plan_step(const bp_stepper *s, size_t nb, int nt, bp_step_plan *p)
     p->nt = nt;
     p->part = rank_part(s, nb);
     p->ranks = s->comm && s->comm->size > 1;
-    p->split = choose_split(s, &p->part, nt);
-    /* Exact sums when asked for, and for a hidden split over several ranks (their partial sums
-     * meet in int64). On one process the hidden split needs no reduction at all: with float
-     * sums each thread sums its slice block after block, the same chains as one thread's pass,
-     * so it trains the same bits as one thread. */
-    p->exact = s->cfg.reproducible || (p->split == BP_SPLIT_HIDDEN && p->ranks);
+    p->split = choose_split(s, nb, nt);
+    /* The hidden split over ranks with float sums: each of the R nt workers owns a slice of
+     * every sum, over the whole batch on every rank. */
+    p->rank_hidden = p->split == BP_SPLIT_HIDDEN && bp_rank_hidden_ok(s, nt);
+    p->workers = p->rank_hidden ? s->comm->size * nt : nt;
+    p->worker0 = p->rank_hidden ? s->comm->rank * nt : 0;
+    if (p->rank_hidden)
+        p->part = whole_batch(nb);
+    /* Exact sums when asked for, and for another hidden split over several ranks (their partial
+     * sums meet in int64). Otherwise the hidden split needs no reduction at all: with float
+     * sums each worker sums its slice block after block, the same chains as one thread's pass,
+     * so it trains the same bits as one thread, on one process or over ranks. */
+    p->exact = s->cfg.reproducible || (p->split == BP_SPLIT_HIDDEN && p->ranks && !p->rank_hidden);
     p->clip = s->cfg.clip_norm > 0.0f;
     p->output = s->velocity == NULL;
     p->round_in_update = p->exact && !p->ranks && nb <= BP_BLOCK && !p->clip;
@@ -222,10 +261,11 @@ void bp_plan_step(const bp_stepper *s, size_t nb, int nt, bp_step_plan *p)
     /* Storing dW1 and reading it back in a separate pass is a large share of a small batch's
      * step: where one thread ends up with the whole sum of each W1 entry (one block of exact
      * sums, float sums of one thread, or a hidden slice), it updates W1 in its pass. */
-    p->w1_in_pass = !p->output && !p->ranks && !p->clip &&
+    p->w1_in_pass = !p->output && (!p->ranks || p->rank_hidden) && !p->clip &&
                     (p->exact ? nb <= BP_BLOCK : nt == 1 || p->split == BP_SPLIT_HIDDEN);
     /* Its own (D, W) block of W1 for each thread: no core writes lines next to another's. */
-    p->w1_sliced = s->w1s && p->split == BP_SPLIT_HIDDEN && !p->exact && !p->ranks && p->w1_in_pass;
+    p->w1_sliced = s->w1s && p->split == BP_SPLIT_HIDDEN && !p->exact &&
+                   (!p->ranks || p->rank_hidden) && p->w1_in_pass;
     p->pack_w1 = s->e->w1p && blocks_per_thread(p) > 1;
     p->split_update = bp_split_update_ok(s, p);
     p->add_blocks = p->split_update && p->exact && bp_gather_blocks(s, p);
@@ -346,9 +386,14 @@ static void combine_ranks(bp_stepper *s, const bp_step_plan *p, const bp_step_io
         correct += (double)s->e->slot[u].correct;
     }
     const int cancel = io->cancel && *io->cancel;
-    double v[4] = {loss, correct, cancel ? 1.0 : 0.0, out_of_range(s, p->nt, 0) ? 1.0 : 0.0};
+    /* A failed exchange of the rank split travels as a range flag, so every rank stops. */
+    double v[4] = {loss, correct, cancel ? 1.0 : 0.0,
+                   out_of_range(s, p->nt, 0) || s->comm_failed ? 1.0 : 0.0};
     int failed = 0;
-    if (p->ranks) {
+    if (p->rank_hidden) {
+        /* Every rank has the whole batch's loss: only the flags meet (a maximum). */
+        failed |= s->comm->max_f64(s->comm->ctx, v + 2, 2) != 0;
+    } else if (p->ranks) {
         failed |= s->comm->sum_f64(s->comm->ctx, v, 4) != 0;
         failed |= bp_sum_over_ranks(s, p);
     }
@@ -407,11 +452,13 @@ void bp_step(bp_stepper *s, int tid, int nt, const bp_step_io *io)
     if (tid == 0) {
         if (p->split_update && bp_split_gather(s, p))
             s->diverged = s->stop = 1;
+        if (p->rank_hidden && bp_ranks_stats(s, p))
+            s->diverged = s->stop = 1;
         s->combine_seconds = omp_get_wtime() - t_pass;
         if ((p->round_in_update || p->add_blocks) && out_of_range(s, nt, 1))
             s->diverged = s->stop = 1;
     }
-    if (p->round_in_update || p->split_update) {
+    if (p->round_in_update || p->split_update || p->rank_hidden) {
 #pragma omp barrier
     }
 }

@@ -27,13 +27,20 @@ typedef struct bp_rank_part {
  *                                                          process: no int64 array at all
  *   hidden  float  -                 1 rank                few blocks per thread: a slice each,
  *                                                          the bits of one thread's pass
+ *   hidden  float  -                 ranks (rank_hidden)   the hidden split over ranks: worker
+ *                                                          rank nt + tid of R nt owns a slice, every
+ *                                                          rank runs the whole batch, only partial
+ *                                                          logits travel: the bits of one thread
  *   hidden  exact  per block, int64  -                     --reproducible, or the hidden split over
- *                                                          ranks (their sums meet in int64)
+ *                                                          ranks with clipping, without a gathering
+ *                                                          communicator or with fewer hidden blocks
+ *                                                          than R nt (their sums meet in int64)
  *   hidden  exact  in the update     1 rank                as data, exact, in the update
  *
  * Clipping (its norm needs the whole gradient first) and several ranks rule out rounding in the
- * update and W1 in the pass; a gradient-only stepper (bprop_loss_grad: output) rules out W1 in
- * the pass, and rounds in the output as the update would. The data split on several ranks
+ * update, and (but for rank_hidden, each of whose sums lies on one rank) W1 in the pass; a
+ * gradient-only stepper (bprop_loss_grad: output) rules out W1 in the pass, and rounds in the
+ * output as the update would. The data split on several ranks
  * updates each rank's run of the parameters only (split_update), float sums or exact, unless
  * clipping (whose norm would need every run) or output asks for the whole gradient.
  */
@@ -48,6 +55,13 @@ typedef struct bp_step_plan {
     int sum_in_update;    /* float sums of the data split on one process: the update adds the
                              active threads' buffers itself, block by block in thread order (the
                              bits of a separate reduction, without its summed buffer) */
+    int rank_hidden;      /* the float hidden split over ranks (bp_rank_hidden_ok): every rank
+                             runs the whole batch over its slices, exchanges the partial logits
+                             after the forward (bp_gather_partials) and updates its slices only;
+                             the other ranks' slices go stale until bp_stepper_sync */
+    int workers, worker0; /* the hidden split's slices: thread tid owns bp_hidden_slice(H,
+                             workers, worker0 + tid); nt and 0 but for rank_hidden (R nt and
+                             rank nt) */
     int w1_in_pass;       /* W1 updated in the last block's backward pass (bp_w1_update), when
                              the step's scales are finite */
     int w1_sliced;        /* float sums of the hidden split on one process with W1 in the pass:
@@ -121,7 +135,12 @@ typedef struct bp_stepper {
                                 several ranks, no params, exact sums, clipping, the data split) */
     float *v1s;              /* (D H) W1's momentum in the same slices */
     int w1s_nt;              /* the team size whose slices w1s and v1s hold, newer than W1 in
-                                params and velocity; 0: params and velocity are current */
+                                params and velocity; 0: params and velocity are current. On
+                                several ranks (rank_hidden) the workers of all ranks, R nt: only
+                                this rank's slices, and its rows of b1 and W2 in params and
+                                velocity, are current until bp_slices_gather */
+    size_t *hruns;           /* (ranks) rank_hidden's runs of one exchange, or NULL */
+    int comm_failed;         /* an exchange of rank_hidden failed: every later step diverges */
     float *hbuf;             /* (batch * H) hidden split: thread t's slice (batch, width) */
     float *part;             /* (hidden blocks, batch, C) partial logits, hidden split */
     float **logits;          /* [threads] (batch, C) every thread's copy of the logits */
@@ -172,13 +191,38 @@ void bp_plan_step(const bp_stepper *s, size_t nb, int nt, bp_step_plan *p);
 void bp_step(bp_stepper *s, int tid, int nt, const bp_step_io *io);
 
 /* Whether the stepper has the private slices of W1 (bp_stepper.w1s): a training stepper for
- * more than one thread on one process whose settings allow a sliced step. */
+ * more than one thread on one process, or on several ranks whose communicator gathers runs,
+ * whose settings allow a sliced step (float sums, no clipping, not the data split asked for). */
 int bp_slices_possible(const bp_stepper *s);
 
+/* Whether a team of nt threads on each rank may split the hidden units over the ranks
+ * (rank_hidden): the stepper has slices, several ranks, and a 64-unit block for each of the
+ * R nt workers. Every rank must run a team of the same size. */
+int bp_rank_hidden_ok(const bp_stepper *s, int nt);
+
+/* Thread tid's hidden units [*j0, *j1) in the plan's hidden split. */
+void bp_plan_slice(const bp_step_plan *p, size_t H, int tid, size_t *j0, size_t *j1);
+
 /* W1 and its momentum back from the private slices into params and velocity (serial, between
- * steps): after it they are current for whatever reads them between epochs, and the next
- * sliced step loads the slices again. A no-op when no slices are current. */
-void bp_stepper_sync(bp_stepper *s);
+ * steps; every rank together): after it they are current for whatever reads them between
+ * epochs, and the next sliced step loads the slices again. With rank_hidden slices, every
+ * rank's slices, rows of b1 and W2 and their momentum go to every rank first
+ * (bp_slices_gather). A no-op when no slices are current. Returns non-zero when an exchange
+ * failed. */
+int bp_stepper_sync(bp_stepper *s);
+
+/* rank_hidden (thread 0, every rank together): every rank's slices of W1 and its momentum in
+ * w1s and v1s, and its entries of b1 and rows of W2 in params and velocity, to every rank.
+ * Returns non-zero when an exchange failed. */
+int bp_slices_gather(bp_stepper *s);
+
+/* rank_hidden (thread 0, after the forward's barrier): every rank's partial logits to every
+ * rank, in place in s->part. Returns non-zero when the exchange failed. */
+int bp_gather_partials(bp_stepper *s, const bp_step_plan *p);
+
+/* After a split or rank_hidden update (thread 0): the slots' largest magnitudes and squared
+ * norms over all ranks into slot 0 (see bp_split_gather). Returns non-zero on failure. */
+int bp_ranks_stats(bp_stepper *s, const bp_step_plan *p);
 
 /* Most ranks whose exact sums may travel as float block sums (bp_gather_blocks). */
 #define BP_GATHER_RANKS 3

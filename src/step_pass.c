@@ -247,13 +247,14 @@ static void hidden_backward(const hidden_job *j, bp_w1_update *upd)
                 s->gsh[L->offset[BPROP_W2] + (j0 + jj) * C + c] = j->gw2t[c * j->v.ld + jj];
 }
 
-/* Forward of every slice, a barrier (every slice's partial logits are in), then backward. */
+/* Forward of every slice, a barrier (every slice's partial logits are in; over ranks, after
+ * their exchange), then backward. */
 static void hidden_pass(bp_stepper *s, const bp_step_plan *p, int tid, const float *w1p,
                         const bp_batch *b, bp_w1_update *upd)
 {
     hidden_job j = {.s = s, .p = p, .tid = tid, .lo = p->part.lo, .hi = p->part.hi, .b = b};
     const bprop_model *m = s->m;
-    bp_hidden_slice(m->hidden, p->nt, tid, &j.j0, &j.j1);
+    bp_plan_slice(p, m->hidden, tid, &j.j0, &j.j1);
     /* A sliced step keeps the slice's W1 and its sums as (D, W) blocks at D j0, and its dW2t
      * sums as a (C, W) block at C j0; otherwise they are columns of (D, H) and (C, H). */
     if (p->w1_sliced) {
@@ -268,6 +269,11 @@ static void hidden_pass(bp_stepper *s, const bp_step_plan *p, int tid, const flo
     if (j.hi > j.lo)
         hidden_forward(&j);
 #pragma omp barrier
+    if (p->rank_hidden) { /* the other ranks' blocks of partial logits */
+        if (tid == 0 && bp_gather_partials(s, p))
+            s->comm_failed = 1;
+#pragma omp barrier
+    }
     if (j.hi > j.lo)
         hidden_backward(&j, upd);
     else

@@ -117,25 +117,32 @@ int bp_split_update_ok(const bp_stepper *s, const bp_step_plan *p)
 
 int bp_split_gather(bp_stepper *s, const bp_step_plan *p)
 {
-    const int R = s->comm->size;
-    const size_t nv = (size_t)(BPROP_TENSORS * (R + 1)) + 1;
     int failed = s->comm->gather_runs_f32(s->comm->ctx, s->params, s->runs) != 0;
     s->velocity_partial = 1;
+    return bp_ranks_stats(s, p) | failed;
+}
+
+int bp_ranks_stats(bp_stepper *s, const bp_step_plan *p)
+{
+    const int R = s->comm->size;
+    const size_t nv = (size_t)(BPROP_TENSORS * (R + 1)) + 1;
     /* One maximum carries all: the largest magnitudes, each rank's squared norms in that rank's
      * place (zeros elsewhere; norms are never negative), added below in rank order, and
-     * whether any rank's conversions in the update (add_blocks) left the range. */
+     * whether any rank's conversions in the update (add_blocks) left the range. rank_hidden
+     * updates b2 identically on every rank: rank 0's norm counts it once. */
     double *v = s->rstat;
     memset(v, 0, nv * sizeof *v);
     for (int u = 0; u < p->nt; u++) {
         const bp_slot *slot = &s->e->slot[u];
         for (int k = 0; k < BPROP_TENSORS; k++) {
             v[k] = slot->wmax[k] > v[k] ? slot->wmax[k] : v[k];
-            v[BPROP_TENSORS * (s->comm->rank + 1) + k] += slot->norm2[k];
+            if (!(p->rank_hidden && k == BPROP_B2 && s->comm->rank != 0))
+                v[BPROP_TENSORS * (s->comm->rank + 1) + k] += slot->norm2[k];
         }
         if (p->add_blocks && !(slot->big < BP_FIXED_LIMIT))
             v[nv - 1] = 1.0;
     }
-    failed |= s->comm->max_f64(s->comm->ctx, v, nv) != 0;
+    int failed = s->comm->max_f64(s->comm->ctx, v, nv) != 0;
     if (v[nv - 1] > 0.0)
         s->e->slot[0].big = INFINITY; /* every rank sees the step leave the range */
     for (int u = 0; u < p->nt; u++) {

@@ -1,17 +1,35 @@
 /* step_slices.c: the hidden split's private W1 slices: when a step loads them from the model's
- * parameters and momentum, and when they go back. */
+ * parameters and momentum, when they go back, and their exchange over ranks (rank_hidden). */
 #include "step.h"
 
+#include <stdint.h>
 #include <string.h>
 
 int bp_slices_possible(const bp_stepper *s)
 {
     const size_t nhb = (s->m->hidden + BP_HBLOCK - 1) / BP_HBLOCK;
+    const int ranks = s->comm && s->comm->size > 1;
     /* The plan's conditions for a sliced step that do not change from step to step: a float
-     * hidden split on one process with W1 updated in the pass (bp_plan_step). */
-    return s->params && s->velocity && s->threads > 1 && nhb > 1 &&
-           !(s->comm && s->comm->size > 1) && !s->cfg.reproducible && !(s->cfg.clip_norm > 0.0f) &&
-           s->cfg.parallel != BPROP_PARALLEL_DATA;
+     * hidden split with W1 updated in the pass (bp_plan_step), on one process for a team of
+     * several threads, on several ranks through a communicator that gathers runs. */
+    if (!s->params || !s->velocity || s->cfg.reproducible || s->cfg.clip_norm > 0.0f ||
+        s->cfg.parallel == BPROP_PARALLEL_DATA)
+        return 0;
+    if (ranks)
+        return s->comm->gather_runs_f32 && nhb >= (size_t)s->comm->size &&
+               s->m->inputs * s->m->hidden <= (size_t)INT32_MAX;
+    return s->threads > 1 && nhb > 1;
+}
+
+int bp_rank_hidden_ok(const bp_stepper *s, int nt)
+{
+    const size_t nhb = (s->m->hidden + BP_HBLOCK - 1) / BP_HBLOCK;
+    return s->w1s && s->comm && s->comm->size > 1 && nhb >= (size_t)s->comm->size * (size_t)nt;
+}
+
+void bp_plan_slice(const bp_step_plan *p, size_t H, int tid, size_t *j0, size_t *j1)
+{
+    bp_hidden_slice(H, p->workers, p->worker0 + tid, j0, j1);
 }
 
 /* Thread u's slice for a team of nt: W1 and its momentum between the model's rows (D, H) and
@@ -36,12 +54,76 @@ static void slice_copy(bp_stepper *s, int nt, int u, int store)
     }
 }
 
+/* Every rank's hidden units [J0, J1) of a split over `workers` workers, R nt: rank r's workers
+ * r nt .. r nt + nt - 1 own one contiguous run of units; runs[r] = (J1 - J0) * per. */
+static void rank_runs(const bp_stepper *s, int workers, size_t per, size_t *runs)
+{
+    const int R = s->comm->size, nt = workers / R;
+    for (int r = 0; r < R; r++) {
+        size_t a0, a1, b0, b1;
+        bp_hidden_slice(s->m->hidden, workers, r * nt, &a0, &a1);
+        bp_hidden_slice(s->m->hidden, workers, r * nt + nt - 1, &b0, &b1);
+        runs[r] = (b1 - a0) * per;
+    }
+}
+
+int bp_slices_gather(bp_stepper *s)
+{
+    const bprop_model *m = s->m;
+    const bprop_layout *L = &m->layout;
+    const bprop_comm *c = s->comm;
+    const size_t D = m->inputs, C = m->classes;
+    int failed = 0;
+    /* The slices lie slice after slice (slice_copy), so a rank's are one run of D (J1 - J0). */
+    rank_runs(s, s->w1s_nt, D, s->hruns);
+    failed |= c->gather_runs_f32(c->ctx, s->w1s, s->hruns) != 0;
+    failed |= c->gather_runs_f32(c->ctx, s->v1s, s->hruns) != 0;
+    rank_runs(s, s->w1s_nt, C, s->hruns); /* W2 (H, C): a rank's rows */
+    failed |= c->gather_runs_f32(c->ctx, s->params + L->offset[BPROP_W2], s->hruns) != 0;
+    failed |= c->gather_runs_f32(c->ctx, s->velocity + L->offset[BPROP_W2], s->hruns) != 0;
+    if (m->has_bias) {
+        rank_runs(s, s->w1s_nt, 1, s->hruns);
+        failed |= c->gather_runs_f32(c->ctx, s->params + L->offset[BPROP_B1], s->hruns) != 0;
+        failed |= c->gather_runs_f32(c->ctx, s->velocity + L->offset[BPROP_B1], s->hruns) != 0;
+    }
+    return failed;
+}
+
+int bp_gather_partials(bp_stepper *s, const bp_step_plan *p)
+{
+    /* (hidden blocks, nb, C): a rank's slices start and end on block boundaries (or at H), so
+     * its blocks are one run of ceil((J1 - J0) / 64) nb C values. */
+    const size_t nr = p->part.hi - p->part.lo, C = s->m->classes;
+    const int R = s->comm->size;
+    for (int r = 0; r < R; r++) {
+        size_t a0, a1, b0, b1;
+        bp_hidden_slice(s->m->hidden, p->workers, r * p->nt, &a0, &a1);
+        bp_hidden_slice(s->m->hidden, p->workers, r * p->nt + p->nt - 1, &b0, &b1);
+        s->hruns[r] = ((b1 + BP_HBLOCK - 1) / BP_HBLOCK - a0 / BP_HBLOCK) * nr * C;
+    }
+    return s->comm->gather_runs_f32(s->comm->ctx, s->part, s->hruns) != 0;
+}
+
 void bp_slices_begin(bp_stepper *s, const bp_step_plan *p, int tid)
 {
     /* Every thread reads the same state: thread 0 last changed it before this step's barriers. */
-    const int want = p->w1_sliced ? p->nt : 0, have = s->w1s_nt;
+    const int want = p->w1_sliced ? p->workers : 0, have = s->w1s_nt;
     if (want == have)
         return;
+    /* Several ranks (every rank makes the same plans, so all get here together): slices of the
+     * hidden split over ranks are current only for this rank's, so every rank's go everywhere
+     * first; and a split update of the data split earlier in the epoch left only this rank's
+     * run of the momentum current, which the new slices read across every run. */
+    const int ranks = s->comm && s->comm->size > 1;
+    if (ranks && (have || (want && s->velocity_partial))) {
+#pragma omp barrier
+        if (tid == 0) {
+            int failed = have ? bp_slices_gather(s) : 0;
+            failed |= want ? bp_stepper_gather_velocity(s) : 0;
+            s->comm_failed |= failed;
+        }
+#pragma omp barrier
+    }
     /* The slices of the old team size, shared out over this team. */
     for (int u = tid; u < have; u += p->nt)
         slice_copy(s, have, u, 1);
@@ -50,7 +132,7 @@ void bp_slices_begin(bp_stepper *s, const bp_step_plan *p, int tid)
      * loaded itself, so no barrier follows. */
 #pragma omp barrier
     if (want)
-        slice_copy(s, want, tid, 0);
+        slice_copy(s, want, p->worker0 + tid, 0);
     if (tid == 0) /* every thread read `have` before the barrier */
         s->w1s_nt = want;
 }
@@ -59,7 +141,7 @@ void bp_slices_pack(bp_stepper *s, const bp_step_plan *p, int tid)
 {
     const bprop_model *m = s->m;
     size_t j0, j1;
-    bp_hidden_slice(m->hidden, p->nt, tid, &j0, &j1);
+    bp_plan_slice(p, m->hidden, tid, &j0, &j1);
     if (!s->e->w1p || j1 == j0)
         return;
     /* The slice as a net of its own: a view that starts on a BP_HBLOCK boundary cuts the same
@@ -69,9 +151,13 @@ void bp_slices_pack(bp_stepper *s, const bp_step_plan *p, int tid)
     bp_pack_w1(s->e->k, &net, 0, j1 - j0, s->e->w1p + j0 * m->inputs);
 }
 
-void bp_stepper_sync(bp_stepper *s)
+int bp_stepper_sync(bp_stepper *s)
 {
+    int failed = 0;
+    if (s->w1s_nt && s->comm && s->comm->size > 1)
+        failed = bp_slices_gather(s);
     for (int u = 0; u < s->w1s_nt; u++)
         slice_copy(s, s->w1s_nt, u, 1);
     s->w1s_nt = 0;
+    return failed;
 }

@@ -203,14 +203,15 @@ static void for_chunk(update_ctx *x)
     }
 }
 
-/* Hidden split: thread tid's columns of W1, entries of b1, rows of W2, and b2 for thread 0. */
+/* Hidden split: thread tid's columns of W1, entries of b1, rows of W2, and b2 for thread 0 (of
+ * every rank: under rank_hidden each rank has the whole db2 and updates b2 identically). */
 static void for_slice(update_ctx *x)
 {
     const bprop_model *m = x->s->m;
     const bprop_layout *L = &m->layout;
     const size_t H = m->hidden, C = m->classes;
     size_t j0, j1;
-    bp_hidden_slice(H, x->nt, x->tid, &j0, &j1);
+    bp_plan_slice(x->p, H, x->tid, &j0, &j1);
     if (j1 > j0) {
         /* A sliced step (W1 in w1s, its sums in that layout) always gets here with W1 updated
          * in the pass: bad scales or a non-finite loss, which leave it out, diverge first. */
@@ -279,7 +280,7 @@ void bp_step_w1_update(const bp_stepper *s, const bp_step_plan *p, int tid, floa
     const bprop_model *m = s->m;
     size_t j0 = 0, j1 = m->hidden, off = m->layout.offset[BPROP_W1];
     if (p->split == BP_SPLIT_HIDDEN)
-        bp_hidden_slice(m->hidden, p->nt, tid, &j0, &j1);
+        bp_plan_slice(p, m->hidden, tid, &j0, &j1);
     /* The mean gradient as mean_grad forms it. */
     const float inv_nb = 1.0f / (float)p->nb;
     /* W1's columns [j0, j1) of params and velocity (D, H), or a sliced step's (D, W) blocks. */

@@ -287,14 +287,15 @@ bprop_status bprop_trainer_epoch(bprop_trainer *t, const bprop_dataset *train,
     double t0 = omp_get_wtime();
     int diverged = run_steps(t, train, &x, &team, &cancelled);
     t->seconds += omp_get_wtime() - t0;
-    /* A hidden split on one process keeps W1 and its momentum in the stepper's private slices
-     * during the epoch: back into the model and the velocity for whatever reads them between
-     * epochs (evaluation, checkpoints of a cancelled or diverged epoch, the caller). */
-    bp_stepper_sync(t->s);
+    /* A hidden split keeps W1 and its momentum in the stepper's private slices during the
+     * epoch, and over ranks each rank updates only its slices of W1, b1 and W2: back into the
+     * model and the velocity, whole on every rank, for whatever reads them between epochs
+     * (evaluation, checkpoints of a cancelled or diverged epoch, the caller). */
+    const int sync_failed = bp_stepper_sync(t->s);
     /* Split updates leave each rank only its run of the momentum: whole again for whatever
      * reads the state between epochs (checkpoints). Every rank gets here together. */
-    if (bp_stepper_gather_velocity(t->s))
-        return bp_fail(err, BPROP_E_COMM, "gathering the momentum over the ranks failed");
+    if (bp_stepper_gather_velocity(t->s) || sync_failed)
+        return bp_fail(err, BPROP_E_COMM, "gathering the model or momentum over the ranks failed");
     bprop_provenance *info = &t->m->info;
     if (diverged)
         return bp_fail(err, BPROP_E_DIVERGED, "epoch %zu, step %zu: the loss became NaN or infinite "

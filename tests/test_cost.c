@@ -122,3 +122,31 @@ Test(cost, auto_takes_the_split_measured_clearly_faster)
                      clear[i].hidden);
     }
 }
+
+/* The hidden split over ranks (rank_split): it needs a 64-unit block for each of ranks x
+ * threads workers, moves only partial logits (far fewer bytes than the data split's sums over
+ * ranks), does half the FMAs of one process's whole batch per rank on 2 ranks, and auto takes it
+ * on 2 ranks x 1 thread at batch 128 for 256 and 1,024 units (every kernel set). */
+Test(cost, the_hidden_split_over_ranks)
+{
+    for (size_t k = 0; k < 3; k++) {
+        bp_cost_shape s = shape(SETS[k], 1, 64, 1024);
+        s.ranks = 2;
+        s.batch = 128;
+        s.rank_split = 1;
+        cr_expect(bp_cost_applies(&s, BP_SPLIT_HIDDEN), "%s: 16 blocks for 2 workers", SETS[k]);
+        double d[BP_COST_TERMS], h[BP_COST_TERMS];
+        bp_cost_terms(&s, BP_SPLIT_DATA, d);
+        bp_cost_terms(&s, BP_SPLIT_HIDDEN, h);
+        cr_expect_lt(h[BP_COST_NET] * 50.0, d[BP_COST_NET], "%s: partial logits, not sums", SETS[k]);
+        cr_expect_eq(h[BP_COST_FMA], d[BP_COST_FMA], "%s: each rank half of the work", SETS[k]);
+        cr_expect_eq(bp_cost_choose(&s), BP_SPLIT_HIDDEN, "%s at 1,024 units", SETS[k]);
+        s.hidden = 256;
+        cr_expect_eq(bp_cost_choose(&s), BP_SPLIT_HIDDEN, "%s at 256 units", SETS[k]);
+        s.hidden = 64;
+        cr_expect(!bp_cost_applies(&s, BP_SPLIT_HIDDEN), "%s: one block for 2 workers", SETS[k]);
+        s.hidden = 128;
+        s.threads = 2;
+        cr_expect(!bp_cost_applies(&s, BP_SPLIT_HIDDEN), "%s: 2 blocks for 4 workers", SETS[k]);
+    }
+}

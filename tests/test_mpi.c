@@ -261,6 +261,39 @@ Test(mpi, float_sums_are_deterministic_for_2_and_3_ranks)
     free(b);
 }
 
+/* ---- the float hidden split over ranks ----------------------------------------------------- */
+
+/* Each of the ranks x threads workers owns a slice of 64-unit blocks and sums it over the whole
+ * batch as one thread's pass does, and the partial logits meet in one process's order, so every
+ * layout trains plain bprop's bits on one thread. Hidden 200: 4 blocks, the last of 8 units,
+ * shared 2-1-1 on 3 ranks; 5,000 samples: a last batch of 8; two epochs: the slices gathered
+ * between them. */
+#define RH_ARGS "train", "--no-reproducible", "--hidden", "200", "--batch", "128", "--epochs", "2", \
+    "--train-limit", "5000", "--test-limit", "100", "--quiet", "--weight-decay", "1e-4"
+
+static void check_rank_hidden(int ranks, const char *threads, const char *parallel)
+{
+    need_fashion();
+    char *one = path_in("one.bpm"), *dist = path_in("dist.bpm");
+    tu_run r = PLAIN_RUN(RH_ARGS, "--threads", "1", "--save", one);
+    cr_assert_eq(r.status, 0, "plain bprop: stderr: %s", r.err);
+    tu_run_free(&r);
+    r = MPI_RUN(ranks, RH_ARGS, "--threads", threads, "--parallel", parallel, "--save", dist);
+    cr_assert_eq(r.status, 0, "%d ranks x %s threads: stderr: %s", ranks, threads, r.err);
+    tu_run_free(&r);
+    cr_assert(same_parameters(one, dist), "--parallel %s on %d ranks x %s threads: parameters "
+              "differ from plain bprop's on one thread", parallel, ranks, threads);
+    free(one);
+    free(dist);
+}
+
+Test(mpi, hidden_split_over_2x1_ranks_trains_one_threads_bits) { check_rank_hidden(2, "1", "hidden"); }
+Test(mpi, hidden_split_over_3x1_ranks_trains_one_threads_bits) { check_rank_hidden(3, "1", "hidden"); }
+Test(mpi, hidden_split_over_2x2_ranks_trains_one_threads_bits) { check_rank_hidden(2, "2", "hidden"); }
+/* The cost model prices the rank split below the data split's exchange of the whole gradient
+ * at this shape, for the full batches and the last one. */
+Test(mpi, auto_takes_the_hidden_split_over_2x1_ranks) { check_rank_hidden(2, "1", "auto"); }
+
 /* ---- small CSV data for the failure cases -------------------------------------------------- */
 
 static void write_csv(const char *name, const bprop_dataset *d)
@@ -823,5 +856,62 @@ Test(mpi, exact_split_update_checkpoint_resumes_bitwise_on_3x1) { check_split_re
 Test(mpi, exact_split_update_checkpoint_resumes_bitwise_on_2x2) { check_split_resume(2, "2", EXACT_SUMS, "100"); }
 Test(mpi, exact_int64_split_update_checkpoint_resumes_bitwise_on_2x1) { check_split_resume(2, "1", EXACT_SUMS, "200"); }
 Test(mpi, exact_int64_split_update_checkpoint_resumes_bitwise_on_3x1) { check_split_resume(3, "1", EXACT_SUMS, "200"); }
+
+/* Auto at 256 units (every kernel set) takes the data split for batches of 2,048 on 2 ranks x
+ * 1 thread and on 2 threads, and the hidden split for the last batch of 300: the data split's
+ * split update leaves each rank only its run of the momentum, which the rank split's slices
+ * read across every run, so it is gathered first. Both data splits add the same two halves of
+ * the batch (2 ranks of 16 blocks, 2 threads of 1,024 samples) and both hidden splits train one
+ * thread's bits, so the layouts agree bitwise. */
+Test(mpi, data_split_then_hidden_split_over_ranks_in_one_epoch)
+{
+    need_fashion();
+    char *two = path_in("two.bpm"), *dist = path_in("dist.bpm");
+    tu_run r = PLAIN_RUN("train", "--hidden", "256", "--batch", "2048", "--train-limit", "4396",
+                         "--epochs", "3", "--test-limit", "100", "--quiet", "--threads", "2",
+                         "--save", two);
+    cr_assert_eq(r.status, 0, "plain bprop: stderr: %s", r.err);
+    tu_run_free(&r);
+    r = MPI_RUN(2, "train", "--hidden", "256", "--batch", "2048", "--train-limit", "4396",
+                "--epochs", "3", "--test-limit", "100", "--quiet", "--threads", "1", "--save", dist);
+    cr_assert_eq(r.status, 0, "2 ranks: stderr: %s", r.err);
+    tu_run_free(&r);
+    cr_assert(same_parameters(two, dist), "2 ranks x 1 thread differ from 2 threads (or auto's "
+              "choices at this shape changed)");
+    free(two);
+    free(dist);
+}
+
+/* A checkpoint of a rank-split run holds the whole model and momentum (gathered when the run
+ * stops), so 3 ranks, or plain bprop, continue it to the uninterrupted one-thread run's bits. */
+#define RHCK_ARGS "train", "--no-reproducible", "--hidden", "200", "--batch", "100", "--epochs", "8", \
+    "--train-limit", "4000", "--test-limit", "200", "--quiet", "--parallel", "hidden"
+
+static void check_rank_hidden_resume(int resume_ranks)
+{
+    need_fashion();
+    char *ref = path_in("ref.bpm"), *ckpt = path_in("ck"), *model = path_in("m.bpm");
+    tu_run r = PLAIN_RUN(RHCK_ARGS, "--threads", "1", "--save", ref);
+    cr_assert_eq(r.status, 0, "uninterrupted run: stderr: %s", r.err);
+    tu_run_free(&r);
+    pid_t job = start(command(2, (const char *const[]){RHCK_ARGS, "--threads", "1", "--checkpoint",
+                                  ckpt, "--checkpoint-every", "10", "--save", model, NULL}));
+    wait_for_file(job, ckpt);
+    cr_assert_eq(kill(job, SIGUSR1), 0);
+    r = finish(job);
+    expect_stopped(&r, 138, "SIGUSR1", ckpt, model, 8);
+    tu_run_free(&r);
+    r = run_ranks(resume_ranks, (const char *const[]){"train", "--resume", ckpt, "--threads", "1", NULL});
+    cr_assert_eq(r.status, 0, "resume on %d ranks failed:\n%s", resume_ranks, r.err);
+    cr_assert(same_parameters(ref, model), "2-rank hidden-split checkpoint resumed on %d ranks: "
+              "parameters differ from the uninterrupted run's", resume_ranks);
+    tu_run_free(&r);
+    free(ref);
+    free(ckpt);
+    free(model);
+}
+
+Test(mpi, hidden_split_over_ranks_checkpoint_resumes_bitwise_on_3_ranks) { check_rank_hidden_resume(3); }
+Test(mpi, hidden_split_over_ranks_checkpoint_resumes_bitwise_in_plain_bprop) { check_rank_hidden_resume(0); }
 
 #endif /* BPROP_MPI_CLI_PATH */

@@ -479,24 +479,68 @@ static int owners_ok(void *ctx, const float *mine, float *out, const size_t *cou
     return comm_ok(ctx, out, counts[0]);
 }
 
-/* The plan of rank `rank` of a 2-rank --reproducible step of nb samples on one thread. */
-static bp_step_plan plan_on_2_ranks(const bprop_comm *comm, const bprop_train_config *c, size_t nb)
+/* The plan of comm's rank for a step of nb samples on nt threads of a 20-H-3 model. */
+static bp_step_plan plan_of(const bprop_comm *comm, const bprop_train_config *c, size_t H, int nt,
+                            size_t nb)
 {
     bprop_model *m;
-    cr_assert_eq(bprop_model_create(20, 40, 3, 1, 1, &m, NULL), BPROP_OK);
+    cr_assert_eq(bprop_model_create(20, H, 3, 1, 1, &m, NULL), BPROP_OK);
     float *v = calloc(m->layout.total, sizeof *v);
     bp_stepper *s;
-    const bp_stepper_spec spec = {.m = m, .params = m->params, .velocity = v, .threads = 1,
+    const bp_stepper_spec spec = {.m = m, .params = m->params, .velocity = v, .threads = nt,
                                   .batch = 256, .cfg = c, .comm = comm};
     cr_assert_eq(bp_stepper_create(&spec, &s), BPROP_OK);
-    int active[1];
+    int active[4];
     bp_step_plan p = {.active = active};
-    bp_plan_step(s, nb, 1, &p);
+    bp_plan_step(s, nb, nt, &p);
     p.active = NULL;
     bp_stepper_free(s);
     free(v);
     bprop_model_free(m);
     return p;
+}
+
+/* The plan of a 2-rank step of nb samples on one thread, at 40 hidden units. */
+static bp_step_plan plan_on_2_ranks(const bprop_comm *comm, const bprop_train_config *c, size_t nb)
+{
+    return plan_of(comm, c, 40, 1, nb);
+}
+
+/* The float hidden split over ranks (rank_hidden): worker rank nt + tid of R nt, the whole
+ * batch on every rank, W1 in private slices updated in the pass, float sums; the hidden split
+ * over ranks sums exactly, as before, with --reproducible, clipping, a communicator that cannot
+ * gather runs, or fewer 64-unit blocks than workers. */
+Test(ranks, float_hidden_split_over_ranks)
+{
+    bprop_comm comm = {.rank = 1, .size = 2, .sum_i64 = sum_i64_ok, .sum_f64 = f64_ok,
+                       .max_f64 = f64_ok, .sum_f32 = f32_ok, .gather_f32 = gather_ok,
+                       .sum_scatter_f32 = runs_f32_ok, .gather_runs_f32 = runs_f32_ok,
+                       .sum_scatter_i64 = runs_i64_ok, .runs_to_owners_f32 = owners_ok};
+    bprop_train_config c;
+    bprop_train_config_default(&c);
+    c.reproducible = 0;
+    c.parallel = BPROP_PARALLEL_HIDDEN;
+    bp_step_plan p = plan_of(&comm, &c, 128, 1, 100);
+    cr_assert(p.split == BP_SPLIT_HIDDEN && p.rank_hidden && !p.exact && p.w1_sliced && p.w1_in_pass,
+              "1 thread a rank, 2 blocks: the rank split");
+    cr_assert(p.workers == 2 && p.worker0 == 1 && p.part.lo == 0 && p.part.hi == 100,
+              "worker %d of %d, samples [%zu, %zu)", p.worker0, p.workers, p.part.lo, p.part.hi);
+    p = plan_of(&comm, &c, 256, 2, 100);
+    cr_assert(p.rank_hidden && p.workers == 4 && p.worker0 == 2, "2 threads a rank, 4 blocks");
+    p = plan_of(&comm, &c, 128, 2, 100);
+    cr_assert(p.split == BP_SPLIT_HIDDEN && !p.rank_hidden && p.exact, "2 blocks for 4 workers");
+    c.clip_norm = 1.0f;
+    p = plan_of(&comm, &c, 128, 1, 100);
+    cr_assert(!p.rank_hidden && p.split == BP_SPLIT_DATA, "clipping: 1 thread takes the data split");
+    c.clip_norm = 0.0f;
+    c.reproducible = 1;
+    cr_assert(!plan_of(&comm, &c, 256, 2, 100).rank_hidden, "--reproducible");
+    c.reproducible = 0;
+    c.parallel = BPROP_PARALLEL_DATA;
+    cr_assert(!plan_of(&comm, &c, 256, 1, 100).rank_hidden, "the data split asked for");
+    c.parallel = BPROP_PARALLEL_HIDDEN;
+    comm.gather_runs_f32 = NULL;
+    cr_assert(!plan_of(&comm, &c, 256, 2, 100).rank_hidden, "without gather_runs_f32");
 }
 
 /* Exact sums on several ranks split the update as float sums do: a block a rank travels as
