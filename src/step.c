@@ -185,8 +185,24 @@ static bp_rank_part whole_batch(size_t nb)
     return (bp_rank_part){.b0 = 0, .b1 = (nb + BP_BLOCK - 1) / BP_BLOCK, .lo = 0, .hi = nb};
 }
 
+/* Whether every rank runs a team of nt threads (thread 0 of every rank, together: every rank
+ * makes its plans at the same steps). A failed exchange counts as a disagreement. */
+static int teams_agree(const bp_stepper *s, int nt)
+{
+    if (!s->comm || s->comm->size < 2)
+        return 1;
+    double v[2] = {(double)nt, -(double)nt}; /* the largest team and minus the smallest */
+    return s->comm->max_f64(s->comm->ctx, v, 2) == 0 && v[0] == -v[1];
+}
+
 static bp_split choose_split(const bp_stepper *s, size_t nb, int nt)
 {
+    /* Ranks with teams of different sizes (--threads differing between ranks, OMP_THREAD_LIMIT
+     * on one node) take the data split: the one split whose shares and collectives do not
+     * depend on the other ranks' teams. Any other choice below could differ between them, and
+     * ranks that disagree on the split wait in different collectives or train wrong slices. */
+    if (!teams_agree(s, nt))
+        return BP_SPLIT_DATA;
     const size_t nhb = (s->m->hidden + BP_HBLOCK - 1) / BP_HBLOCK;
     const int by_ranks = bp_rank_hidden_ok(s, nt);
     if (!by_ranks && (nt < 2 || nhb < (size_t)nt))

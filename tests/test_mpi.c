@@ -121,6 +121,8 @@ static void expect_one_message(const tu_run *r, const char *const *fragments)
 
 static int exists(const char *path) { return access(path, F_OK) == 0; }
 
+static void sleep_ms(long ms) { nanosleep(&(struct timespec){ms / 1000, (ms % 1000) * 1000000L}, NULL); }
+
 static int same_file(const char *a, const char *b)
 {
     size_t na, nb;
@@ -293,6 +295,57 @@ Test(mpi, hidden_split_over_2x2_ranks_trains_one_threads_bits) { check_rank_hidd
 /* The cost model prices the rank split below the data split's exchange of the whole gradient
  * at this shape, for the full batches and the last one. */
 Test(mpi, auto_takes_the_hidden_split_over_2x1_ranks) { check_rank_hidden(2, "1", "auto"); }
+
+/* Two ranks with different --threads (an MPMD command line), each with --parallel `parallel`:
+ * the job must end within 60 s (ranks that disagree on the split wait in different
+ * collectives) and succeed; the model goes to save. */
+static void run_mixed_teams(const char *hidden, const char *t0, const char *t1,
+                            const char *parallel, const char *save)
+{
+#define MIXED_RANK(threads)                                                                        \
+    BPROP_MPI_CLI_PATH, "train", "--no-reproducible", "--hidden", hidden, "--batch", "128",      \
+        "--epochs", "1", "--train-limit", "3000", "--test-limit", "100", "--quiet", "--threads", \
+        threads, "--parallel", parallel, "--save", save
+    const char *argv[] = {BPROP_MPIEXEC, "--oversubscribe", "-np", "1", MIXED_RANK(t0), ":",
+                          "-np", "1", MIXED_RANK(t1), NULL};
+#undef MIXED_RANK
+    pid_t job = start(argv);
+    int ws = 0, waited = 0;
+    pid_t got = 0;
+    for (; waited < 60000 && (got = waitpid(job, &ws, WNOHANG)) == 0; waited += 50)
+        sleep_ms(50);
+    if (got == 0) {
+        kill(job, SIGKILL);
+        waitpid(job, &ws, 0);
+        cr_assert_fail("ranks of %s and %s threads, --parallel %s, %s units: still running after "
+                       "60 s", t0, t1, parallel, hidden);
+    }
+    cr_assert(WIFEXITED(ws) && WEXITSTATUS(ws) == 0, "ranks of %s and %s threads, --parallel %s, "
+              "%s units: status %d", t0, t1, parallel, hidden, ws);
+}
+
+/* Ranks whose teams differ take the data split whatever was asked for, so --parallel hidden
+ * and auto train the bits of --parallel data on the same layout. Before, at 256 units a 3- and
+ * a 1-thread rank made different plans and waited in different collectives, and at 320 units
+ * a 2- and a 1-thread rank cut different hidden slices and trained a wrong model. */
+Test(mpi, ranks_with_different_thread_counts_take_the_data_split)
+{
+    need_fashion();
+    static const char *const shapes[][3] = {{"256", "3", "1"}, {"320", "2", "1"}};
+    char *data = path_in("data.bpm"), *other = path_in("other.bpm");
+    for (size_t i = 0; i < 2; i++) {
+        const char *H = shapes[i][0], *t0 = shapes[i][1], *t1 = shapes[i][2];
+        run_mixed_teams(H, t0, t1, "data", data);
+        run_mixed_teams(H, t0, t1, "hidden", other);
+        cr_assert(same_parameters(data, other), "%s units, %s and %s threads: --parallel hidden "
+                  "differs from --parallel data", H, t0, t1);
+        run_mixed_teams(H, t0, t1, "auto", other);
+        cr_assert(same_parameters(data, other), "%s units, %s and %s threads: auto differs from "
+                  "--parallel data", H, t0, t1);
+    }
+    free(data);
+    free(other);
+}
 
 /* ---- small CSV data for the failure cases -------------------------------------------------- */
 
@@ -554,8 +607,6 @@ static int temp_present(const char *prefix)
     closedir(d);
     return found;
 }
-
-static void sleep_ms(long ms) { nanosleep(&(struct timespec){ms / 1000, (ms % 1000) * 1000000L}, NULL); }
 
 Test(mpi, a_killed_rank_ends_the_job)
 {

@@ -543,6 +543,38 @@ Test(ranks, float_hidden_split_over_ranks)
     cr_assert(!plan_of(&comm, &c, 256, 2, 100).rank_hidden, "without gather_runs_f32");
 }
 
+/* Another rank's team is one thread larger: the plan's agreement on team sizes (a maximum of
+ * the team and of minus the team) comes back with a larger largest team. */
+static int max_other_team(void *ctx, double *buf, size_t n)
+{
+    if (n == 2)
+        buf[0] += 1.0;
+    return comm_ok(ctx, buf, n);
+}
+
+/* Ranks with teams of different sizes take the data split, asked for the hidden split or not:
+ * slices of R nt workers, or any other split the cost model might choose for one team size,
+ * would differ between them. */
+Test(ranks, teams_of_different_sizes_take_the_data_split)
+{
+    bprop_comm comm = {.rank = 1, .size = 2, .sum_i64 = sum_i64_ok, .sum_f64 = f64_ok,
+                       .max_f64 = f64_ok, .sum_f32 = f32_ok, .gather_f32 = gather_ok,
+                       .sum_scatter_f32 = runs_f32_ok, .gather_runs_f32 = runs_f32_ok,
+                       .sum_scatter_i64 = runs_i64_ok, .runs_to_owners_f32 = owners_ok};
+    bprop_train_config c;
+    bprop_train_config_default(&c);
+    c.reproducible = 0;
+    const bprop_parallel asked[] = {BPROP_PARALLEL_HIDDEN, BPROP_PARALLEL_AUTO};
+    for (size_t i = 0; i < 2; i++) {
+        c.parallel = asked[i];
+        comm.max_f64 = f64_ok;
+        cr_assert(plan_of(&comm, &c, 256, 2, 100).rank_hidden, "equal teams: the rank split (%zu)", i);
+        comm.max_f64 = max_other_team;
+        bp_step_plan p = plan_of(&comm, &c, 256, 2, 100);
+        cr_assert(p.split == BP_SPLIT_DATA && !p.rank_hidden, "teams of 2 and 3 threads (%zu)", i);
+    }
+}
+
 /* Exact sums on several ranks split the update as float sums do: a block a rank travels as
  * floats to the runs' owners (add_blocks); more blocks, as int64 runs reduce-scattered; with
  * clipping, or a communicator without the callback that path needs, every rank updates all. */
