@@ -175,17 +175,17 @@ void bp_gather_rows(bp_work *w, const bp_batch *b, size_t s0, size_t nb)
 }
 
 void bp_forward_group(const bp_net *net, bp_work *w, const bp_batch *b, size_t s0, size_t hi,
-                      bp_group *gr)
+                      size_t most, float *hout, bp_group *gr)
 {
     gr->n = 0;
-    for (; gr->n < w->group && s0 < hi; gr->n++, s0 += BP_BLOCK) {
+    for (; gr->n < most && gr->n < w->group && s0 < hi; gr->n++, s0 += BP_BLOCK) {
         const size_t i = gr->n;
         bp_work *wi = bp_work_block(w, i);
         gr->s0[i] = s0;
         gr->nb[i] = hi - s0 < BP_BLOCK ? hi - s0 : BP_BLOCK;
         bp_gather_rows(wi, b, s0, gr->nb[i]);
         gr->xr[i] = wi->rows;
-        gr->h[i] = wi->h;
+        gr->h[i] = hout ? hout + (gr->s0[i] - gr->s0[0]) * net->H : wi->h;
         gr->sc[i] = &wi->scratch;
     }
     if (gr->n == 1)
@@ -229,7 +229,7 @@ void bp_thread_pass(const bp_pass *p, const bp_batch *b, size_t lo, size_t hi)
     }
     bp_group gr;
     for (size_t s0 = lo; s0 < hi; s0 += gr.n * BP_BLOCK) {
-        bp_forward_group(&net, w, b, s0, hi, &gr);
+        bp_forward_group(&net, w, b, s0, hi, w->group, NULL, &gr);
         for (size_t i = 0; i < gr.n; i++)
             block_loss_hidden(p, b, &net, &gr, i, &g);
         /* In the last group (its last block); a non-finite loss stops training without an

@@ -113,11 +113,13 @@ typedef struct bp_group {
     bp_scratch *sc[BP_FWD_GROUP];
 } bp_group;
 
-/* h of the next blocks of batch b from sample s0 (below hi), as many as w->group holds, into gr:
+/* h of the next blocks of batch b from sample s0 (below hi), at most most and as many as w->group
+ * holds, into gr (h into the blocks' work buffers, or with hout into hout's consecutive rows of
+ * net->H floats):
  * block i gathered into bp_work_block(w, i) (rows, xbuf) and its h computed there with its
  * scratch's lists, W1 read once for the group. */
 void bp_forward_group(const bp_net *net, bp_work *w, const bp_batch *b, size_t s0, size_t hi,
-                      bp_group *gr);
+                      size_t most, float *hout, bp_group *gr);
 
 /* One thread's forward and backward pass: where it reads the model and writes its results. */
 typedef struct bp_pass {
