@@ -711,7 +711,7 @@ static const float *dh_panel(const float *dh, size_t nb, size_t H, size_t j, siz
  * wpad, (D, nv * VL), and copies them back: each element's chain then starts from its stored
  * value, as in a whole panel (adding a separately rounded sum would differ in the last bit
  * from the fused chain). */
-static void bwd_cols(const bp_net *net, size_t nb, const float *dh,
+INLINE void bwd_cols(const bp_net *net, size_t nb, const float *dh,
                      size_t j, int nv, size_t n, float *gw1, int first, bp_scratch *sc,
                      bp_w1_update *upd)
 {
@@ -743,11 +743,14 @@ static void bwd_cols(const bp_net *net, size_t nb, const float *dh,
         memcpy(gw1 + k * ldg + j, sc->wpad + k * pw, n * sizeof(float));
 }
 
-/* bwd_cols for nblk blocks in a row (block i: nb[i] samples, dh[i], lists in sc[i]). With the
+/* bwd_cols for nblk blocks in a row (block i: nb[i] samples, dh[i], lists in sc[i]). Both are
+ * inlined into their callers with a constant nv, so that each panel width gets its own tile
+ * loops with the accumulators in registers (a call with nv unknown ran the backward of the
+ * hidden split at 2 threads x 128 x 4,096 about four times slower). With the
  * in-pass update, the panel's sums stay in sc[0]->wpad from the first block to the last and go
  * from there into the update, so dW1's sums are neither written nor read back; without it,
  * each block in turn on the panel (still in cache for the next). */
-static void bwd_cols_group(const bp_net *net, size_t nblk, const size_t *nb,
+INLINE void bwd_cols_group(const bp_net *net, size_t nblk, const size_t *nb,
                            const float *const *dh, size_t j, int nv, size_t n, float *gw1,
                            int first, bp_scratch *const *sc, bp_w1_update *upd)
 {
