@@ -27,6 +27,9 @@ void bp_param_chunk(size_t n, int nt, int t, size_t *a, size_t *b)
 
 static void work_free(bp_work *w)
 {
+    for (size_t i = 0; w->more && i + 1 < w->group; i++)
+        work_free(&w->more[i]);
+    bp_free(w->more);
     bp_free(w->h);
     bp_free(w->logits);
     bp_free(w->pred);
@@ -39,22 +42,39 @@ static void work_free(bp_work *w)
     bp_scratch_free(&w->scratch);
 }
 
-static int work_alloc(bp_work *w, const bp_kernels *k, size_t D, size_t H, size_t C)
+/* A block's own buffers: h, rows, xbuf and scratch. */
+static int block_alloc(bp_work *w, const bp_kernels *k, size_t D, size_t H, size_t C)
 {
+    w->group = 1;
     if (!bp_scratch_alloc(&w->scratch, k, D, H, C))
         return 0;
     w->h = bp_alloc((size_t)BP_BLOCK * H, sizeof(float));
-    w->logits = bp_alloc((size_t)BP_BLOCK * C, sizeof(float));
-    w->pred = bp_alloc(BP_BLOCK, sizeof(int32_t));
-    w->y = bp_alloc(BP_BLOCK, sizeof(int32_t));
     w->rows = bp_alloc(BP_BLOCK, sizeof(float *));
     w->xstride = bp_src_stride(D);
     w->xbuf = bp_alloc((size_t)BP_BLOCK * w->xstride, sizeof(float));
+    return w->h && w->rows && w->xbuf;
+}
+
+/* group: how many blocks' buffers (bp_work's group). */
+static int work_alloc(bp_work *w, const bp_kernels *k, size_t D, size_t H, size_t C, size_t group)
+{
+    if (!block_alloc(w, k, D, H, C))
+        return 0;
+    if (group > 1) {
+        if (!(w->more = bp_alloc(group - 1, sizeof *w->more)))
+            return 0;
+        w->group = group;
+        for (size_t i = 0; i + 1 < group; i++)
+            if (!block_alloc(&w->more[i], k, D, H, C))
+                return 0;
+    }
+    w->logits = bp_alloc((size_t)BP_BLOCK * C, sizeof(float));
+    w->pred = bp_alloc(BP_BLOCK, sizeof(int32_t));
+    w->y = bp_alloc(BP_BLOCK, sizeof(int32_t));
     w->w2t = bp_alloc(C * H, sizeof(float));
     w->gw2t = bp_alloc(C * H, sizeof(float));
     w->confusion = bp_alloc(C * C, sizeof(uint64_t));
-    return w->h && w->logits && w->pred && w->y && w->rows && w->xbuf && w->w2t && w->gw2t &&
-           w->confusion;
+    return w->logits && w->pred && w->y && w->w2t && w->gw2t && w->confusion;
 }
 
 void bp_engine_free(bp_engine *e)
@@ -92,8 +112,10 @@ bprop_status bp_engine_create(const bprop_model *m, int threads, int with_grads,
         e->grad = bp_alloc((size_t)threads, sizeof *e->grad);
         ok = e->grad != NULL;
     }
+    const size_t w1_bytes = m->inputs * m->hidden * sizeof(float);
+    const size_t group = with_grads && w1_bytes >= BP_FWD_GROUP_MIN ? BP_FWD_GROUP : 1;
     for (int t = 0; ok && t < threads; t++) {
-        ok = work_alloc(&e->work[t], e->k, m->inputs, m->hidden, m->classes);
+        ok = work_alloc(&e->work[t], e->k, m->inputs, m->hidden, m->classes, group);
         if (ok && with_grads)
             ok = (e->grad[t] = bp_alloc(e->params, sizeof(float))) != NULL;
     }
@@ -152,6 +174,43 @@ void bp_gather_rows(bp_work *w, const bp_batch *b, size_t s0, size_t nb)
         w->rows[r] = bp_src_row(&b->X, bp_sample_at(b, s0 + r), w->xbuf + r * w->xstride);
 }
 
+void bp_forward_group(const bp_net *net, bp_work *w, const bp_batch *b, size_t s0, size_t hi,
+                      size_t most, float *hout, bp_group *gr)
+{
+    gr->n = 0;
+    for (; gr->n < most && gr->n < w->group && s0 < hi; gr->n++, s0 += BP_BLOCK) {
+        const size_t i = gr->n;
+        bp_work *wi = bp_work_block(w, i);
+        gr->s0[i] = s0;
+        gr->nb[i] = hi - s0 < BP_BLOCK ? hi - s0 : BP_BLOCK;
+        bp_gather_rows(wi, b, s0, gr->nb[i]);
+        gr->xr[i] = wi->rows;
+        gr->h[i] = hout ? hout + (gr->s0[i] - gr->s0[0]) * net->H : wi->h;
+        gr->sc[i] = &wi->scratch;
+    }
+    if (gr->n == 1)
+        bp_forward_hidden(net, gr->xr[0], gr->nb[0], gr->h[0], gr->sc[0]);
+    else
+        bp_forward_hidden_group(net, gr->n, gr->xr, gr->nb, gr->h, gr->sc);
+}
+
+/* Block i of the group: its logits, loss and count, and the first half of its backward (dW2t,
+ * db2, db1; its h becomes dh). */
+static void block_loss_hidden(const bp_pass *p, const bp_batch *b, const bp_net *net,
+                              const bp_group *gr, size_t i, bp_grads *g)
+{
+    bp_work *w = p->w;
+    const size_t nb = gr->nb[i], C = net->C, nhb = (net->H + BP_HBLOCK - 1) / BP_HBLOCK;
+    for (size_t r = 0; r < nb; r++)
+        w->y[r] = b->Y[bp_sample_at(b, gr->s0[i] + r)];
+    bp_logits_partial(net, nb, gr->h[i], gr->sc[i]);
+    bp_logits_combine(net->b2, gr->sc[i]->part, nhb, nb, C, w->logits);
+    *p->loss += bp_softmax_xent(w->logits, w->y, nb, C, w->pred);
+    for (size_t r = 0; r < nb; r++)
+        *p->correct += w->pred[r] == w->y[r];
+    bp_backward_hidden(net, nb, gr->h[i], w->logits, g, gr->sc[i]);
+}
+
 void bp_thread_pass(const bp_pass *p, const bp_batch *b, size_t lo, size_t hi)
 {
     const bprop_model *m = p->m;
@@ -168,21 +227,18 @@ void bp_thread_pass(const bp_pass *p, const bp_batch *b, size_t lo, size_t hi)
         memset(g.b1, 0, H * sizeof(float));
         memset(g.b2, 0, C * sizeof(float));
     }
-    for (size_t s0 = lo; s0 < hi; s0 += BP_BLOCK) {
-        size_t nb = hi - s0 < BP_BLOCK ? hi - s0 : BP_BLOCK;
-        bp_gather_rows(w, b, s0, nb);
-        for (size_t r = 0; r < nb; r++)
-            w->y[r] = b->Y[bp_sample_at(b, s0 + r)];
-        bp_forward_block(&net, w->rows, nb, w->h, w->logits, &w->scratch);
-        *p->loss += bp_softmax_xent(w->logits, w->y, nb, C, w->pred);
-        for (size_t r = 0; r < nb; r++)
-            *p->correct += w->pred[r] == w->y[r];
-        /* On the last block; a non-finite loss stops training without an update, so then W1
-         * keeps its values. */
-        g.w1_update = p->upd && s0 + nb == hi && isfinite(*p->loss) ? p->upd : NULL;
+    bp_group gr;
+    for (size_t s0 = lo; s0 < hi; s0 += gr.n * BP_BLOCK) {
+        bp_forward_group(&net, w, b, s0, hi, w->group, NULL, &gr);
+        for (size_t i = 0; i < gr.n; i++)
+            block_loss_hidden(p, b, &net, &gr, i, &g);
+        /* In the last group (its last block); a non-finite loss stops training without an
+         * update, so then W1 keeps its values. */
+        const size_t end = gr.s0[gr.n - 1] + gr.nb[gr.n - 1];
+        g.w1_update = p->upd && end == hi && isfinite(*p->loss) ? p->upd : NULL;
         if (g.w1_update)
             p->upd->applied = 1;
-        bp_backward_block(&net, w->rows, nb, w->h, w->logits, &g, s0 == lo, &w->scratch);
+        bp_backward_w1_group(&net, gr.n, gr.xr, gr.nb, gr.h, &g, s0 == lo, gr.sc);
     }
     fold_w2(w->gw2t, p->grad + L->offset[BPROP_W2], H, C);
 }

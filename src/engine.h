@@ -21,7 +21,23 @@ typedef struct bp_work {
     float *gw2t;        /* (C, H) dW2 sums, transposed */
     uint64_t *confusion; /* (C, C) evaluation counts [true][predicted] */
     bp_scratch scratch; /* kernel scratch of the engine's set: zero-input lists, padded tail columns */
+    size_t group;       /* blocks whose forward runs together (bp_forward_hidden_group): 1, or
+                           BP_FWD_GROUP for a training engine of a wide net (BP_FWD_GROUP_MIN) */
+    struct bp_work *more; /* (group - 1) the further blocks' h, rows, xbuf and scratch (the rest
+                             of each is NULL) */
 } bp_work;
+
+/* W1 bytes from which a training engine runs the forward of several blocks together: a W1 that
+ * stays in L2 gains nothing from being read once instead of once per block. */
+#ifndef BP_FWD_GROUP_MIN /* (a build may set it, e.g. 1 to run every training pass in groups) */
+#define BP_FWD_GROUP_MIN ((size_t)1 << 20)
+#endif
+
+/* Block i of w's group: w itself for 0, else its further buffers. */
+static inline struct bp_work *bp_work_block(struct bp_work *w, size_t i)
+{
+    return i ? &w->more[i - 1] : w;
+}
 
 /* Per-thread scalars, one cache line (or more) each, read by the master after a barrier. */
 typedef struct bp_slot {
@@ -86,6 +102,24 @@ bp_net bp_work_net(const bprop_model *m, bp_work *w, const float *w1p);
 /* The input rows of samples [s0, s0 + nb) of batch b (nb <= BP_BLOCK) into w->rows: the one
  * place where a block of a data set becomes the kernels' row pointers. */
 void bp_gather_rows(bp_work *w, const bp_batch *b, size_t s0, size_t nb);
+
+/* The blocks of one group (bp_forward_group): block i holds samples [s0[i], s0[i] + nb[i]) of the
+ * batch, its rows xr[i], h[i] and scratch sc[i] in bp_work_block(w, i). */
+typedef struct bp_group {
+    size_t n;
+    size_t s0[BP_FWD_GROUP], nb[BP_FWD_GROUP];
+    const float *const *xr[BP_FWD_GROUP];
+    float *h[BP_FWD_GROUP];
+    bp_scratch *sc[BP_FWD_GROUP];
+} bp_group;
+
+/* h of the next blocks of batch b from sample s0 (below hi), at most most and as many as w->group
+ * holds, into gr (h into the blocks' work buffers, or with hout into hout's consecutive rows of
+ * net->H floats):
+ * block i gathered into bp_work_block(w, i) (rows, xbuf) and its h computed there with its
+ * scratch's lists, W1 read once for the group. */
+void bp_forward_group(const bp_net *net, bp_work *w, const bp_batch *b, size_t s0, size_t hi,
+                      size_t most, float *hout, bp_group *gr);
 
 /* One thread's forward and backward pass: where it reads the model and writes its results. */
 typedef struct bp_pass {

@@ -138,6 +138,10 @@ struct bp_kernels {
     void (*pack_w1)(const bp_net *net, size_t j0, size_t j1, float *w1p);
     /* h (nb, H) = relu(x W1 + b1) over the forward lists already in sc (bp_forward_hidden). */
     void (*forward_hidden)(const bp_net *net, size_t nb, float *h, bp_scratch *sc);
+    /* The same for nblk blocks at once, block i from sc[i] into h[i] (nb[i], H), each panel of
+     * W1 through every block before the next panel (bp_forward_hidden_group). */
+    void (*forward_hidden_group)(const bp_net *net, size_t nblk, const size_t *nb,
+                                 float *const *h, bp_scratch *const *sc);
     /* part (ceil(H / BP_HBLOCK), nb, C): each hidden block's partial logits (bp_logits_partial). */
     void (*logits_partial)(const bp_net *net, size_t nb, const float *h, float *part);
     /* dW2t, db2 and db1 sums from dl (nb, C); h (nb, H) becomes dh (bp_backward_block). */
@@ -145,6 +149,11 @@ struct bp_kernels {
     /* dW1 sums (or W1's in-pass update) from dh over the backward lists already in sc. */
     void (*backward_w1)(const bp_net *net, size_t nb, const float *dh, float *gw1, int first,
                         bp_scratch *sc, bp_w1_update *upd);
+    /* The same for nblk blocks (dh[i] (nb[i], H), lists in sc[i]) in block order, each panel of
+     * dW1 through every block before the next panel; upd, if any, in the last block. */
+    void (*backward_w1_group)(const bp_net *net, size_t nblk, const size_t *nb,
+                              const float *const *dh, float *gw1, int first,
+                              bp_scratch *const *sc, bp_w1_update *upd);
     /* The step's memory-bound loops. fixed.h documents the first three: their bits are the same
      * in every set; sgd and sgd_fixed fuse a*b+c where the set has FMA, so a set gives identical
      * updates only with itself. */
@@ -231,6 +240,21 @@ static inline void bp_forward_hidden(const bp_net *net, const float *const *xr, 
     sc->k->forward_hidden(net, nb, h, sc);
 }
 
+/* Blocks the forward runs together at most (bp_forward_hidden_group). */
+#define BP_FWD_GROUP 4
+
+/* bp_forward_hidden for nblk <= BP_FWD_GROUP blocks, block i of nb[i] rows xr[i] with its own
+ * scratch sc[i] (which keeps block i's lists and bitmaps for its backward) into h[i]; W1 is read
+ * once for all of them. The same bits as one bp_forward_hidden per block. */
+static inline void bp_forward_hidden_group(const bp_net *net, size_t nblk,
+                                           const float *const *const *xr, const size_t *nb,
+                                           float *const *h, bp_scratch *const *sc)
+{
+    for (size_t i = 0; i < nblk; i++)
+        bp_fwd_lists(sc[i], xr[i], nb[i], net->D, net->H);
+    sc[0]->k->forward_hidden_group(net, nblk, nb, h, sc);
+}
+
 /* Partial logits of each hidden block of the view into sc->part (ceil(H / BP_HBLOCK), nb, C),
  * block q holding h[:, q*64 : q*64+64] . W2t[c, same]. */
 static inline void bp_logits_partial(const bp_net *net, size_t nb, const float *h, bp_scratch *sc)
@@ -256,6 +280,30 @@ static inline void bp_backward_block(const bp_net *net, const float *const *xr, 
     sc->k->backward_hidden(net, nb, h, dl, g);
     bp_bwd_lists(sc, xr, nb, net->D, net->H);
     sc->k->backward_w1(net, nb, h, g->w1, first, sc, g->w1_update);
+}
+
+/* The first half of bp_backward_block: dW2t, db2 and db1 sums from dl (nb, C); h becomes dh. */
+static inline void bp_backward_hidden(const bp_net *net, size_t nb, float *h, const float *dl,
+                                      bp_grads *g, const bp_scratch *sc)
+{
+    sc->k->backward_hidden(net, nb, h, dl, g);
+}
+
+/* The second half for nblk <= BP_FWD_GROUP blocks at once (block i: rows xr[i], dh[i] (nb[i],
+ * H), scratch sc[i]): dW1 sums into g->w1 (first: the first block overwrites them), or W1's
+ * in-pass update g->w1_update in the last block. The same bits as one bp_backward_block per
+ * block; with the update, the blocks' dW1 sums are never stored. */
+static inline void bp_backward_w1_group(const bp_net *net, size_t nblk,
+                                        const float *const *const *xr, const size_t *nb,
+                                        float *const *dh, bp_grads *g, int first,
+                                        bp_scratch *const *sc)
+{
+    const float *d[BP_FWD_GROUP];
+    for (size_t i = 0; i < nblk; i++) {
+        bp_bwd_lists(sc[i], xr[i], nb[i], net->D, net->H);
+        d[i] = dh[i];
+    }
+    sc[0]->k->backward_w1_group(net, nblk, nb, d, g->w1, first, sc, g->w1_update);
 }
 
 #endif /* BPROP_KERNELS_H */

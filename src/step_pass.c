@@ -123,15 +123,18 @@ static void hidden_forward(const hidden_job *j)
     const size_t nq = (W + BP_HBLOCK - 1) / BP_HBLOCK;
     bp_work *w = &s->e->work[j->tid];
     float *h = s->hbuf + s->batch * (q0 * BP_HBLOCK); /* (batch, W) this slice's rows */
-    for (size_t s0 = j->lo; s0 < j->hi; s0 += BP_BLOCK) {
-        size_t nbk = j->hi - s0 < BP_BLOCK ? j->hi - s0 : BP_BLOCK;
-        bp_gather_rows(w, j->b, s0, nbk);
-        float *hs = h + (s0 - j->lo) * W;
-        bp_forward_hidden(&j->v, w->rows, nbk, hs, &w->scratch);
-        bp_logits_partial(&j->v, nbk, hs, &w->scratch);
-        for (size_t q = 0; q < nq; q++)
-            memcpy(s->part + ((q0 + q) * nr + (s0 - j->lo)) * C, w->scratch.part + q * nbk * C,
-                   nbk * C * sizeof(float));
+    /* Blocks in groups when the slice's W1 is wide enough to gain (engine.h). */
+    const size_t most = W * j->v.D * sizeof(float) >= BP_FWD_GROUP_MIN ? w->group : 1;
+    bp_group gr;
+    for (size_t s0 = j->lo; s0 < j->hi; s0 += gr.n * BP_BLOCK) {
+        bp_forward_group(&j->v, w, j->b, s0, j->hi, most, h + (s0 - j->lo) * W, &gr);
+        for (size_t i = 0; i < gr.n; i++) {
+            const size_t nbk = gr.nb[i], r0 = gr.s0[i] - j->lo;
+            bp_logits_partial(&j->v, nbk, gr.h[i], gr.sc[i]);
+            for (size_t q = 0; q < nq; q++)
+                memcpy(s->part + ((q0 + q) * nr + r0) * C, gr.sc[i]->part + q * nbk * C,
+                       nbk * C * sizeof(float));
+        }
     }
 }
 

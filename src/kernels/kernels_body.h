@@ -261,21 +261,22 @@ static void KFN(bp_pack_w1)(const bp_net *net, size_t j0, size_t j1, float *w1p)
 
 /* Hidden units [j, j + n) of h through the tiles of an nv-vector panel (n <= nv * VL): from the
  * net's packed W1 when it has one, else packed here into sc->wpad. A panel with padding writes
- * its tiles to hpad and copies out the n real columns. */
+ * its tiles to hpad and copies out the n real columns. pf: this call's tiles prefetch the next
+ * panel read in place (the first block of a group; the others find it already there). */
 static void fwd_cols(const bp_net *net, size_t nb, size_t j, int nv,
-                     size_t n, float *h, bp_scratch *sc)
+                     size_t n, float *h, bp_scratch *sc, int pf)
 {
     const size_t D = net->D, H = net->H, pw = (size_t)nv * VL;
     if (!FWD_PACK && n == pw) { /* whole panel read in place (a set that does not pack) */
         const bp_prefetch next = {.w = net->w1 + j + pw, .D = D};
         fwd_panel(nv, net->w1 + j, net->ld, net->b1 ? net->b1 + j : NULL, nb, h + j, H, sc,
-                  net->ld >= PREFETCH_MIN_LD && j + 2 * pw <= H ? &next : NULL);
+                  pf && net->ld >= PREFETCH_MIN_LD && j + 2 * pw <= H ? &next : NULL);
         return;
     }
     const float *wp = net->w1p ? net->w1p + j * D : sc->wpad;
     if (!net->w1p)
         pack_panel(net, j, n, pw, sc->wpad);
-    else
+    else if (pf) /* the group's later blocks find the panel in L2 */
         for (size_t i = 0; i < D * pw; i += 64 / sizeof(float))
             __builtin_prefetch(wp + i, 0, 2);
     if (n == pw) {
@@ -289,19 +290,30 @@ static void fwd_cols(const bp_net *net, size_t nb, size_t j, int nv,
         memcpy(h + s * H + j, sc->hpad + s * pw, n * sizeof(float));
 }
 
-/* h from the forward lists bp_fwd_lists left in sc. */
-static void KFN(bp_forward_hidden)(const bp_net *net, size_t nb, float *h, bp_scratch *sc)
+/* h[i] (nb[i], H) of nblk blocks from the forward lists bp_fwd_lists left in sc[i]. */
+static void KFN(bp_forward_hidden_group)(const bp_net *net, size_t nblk, const size_t *nb,
+                                         float *const *h, bp_scratch *const *sc)
 {
-    /* Panel-outer: a packed (D, FWD_NV * VL) panel of W1 stays in L2 while every tile of
-     * samples passes. */
+    /* Panel-outer: a (D, FWD_NV * VL) panel of W1 stays in L2 while every tile of samples of
+     * every block passes, so W1 is read once for all the blocks (a wide W1 does not fit in
+     * the caches and would otherwise stream from memory once per block). Each h entry is
+     * still the chain of its own tile. */
     int nv;
     for (size_t j = 0, n; j < net->H; j += n) {
         n = fwd_panel_at(j, net->H, &nv);
-        if (nv == FWD_NV) /* constant widths: each gets its own compiled tile loop */
-            fwd_cols(net, nb, j, FWD_NV, n, h, sc);
-        else
-            fwd_cols(net, nb, j, 1, n, h, sc);
+        for (size_t i = 0; i < nblk; i++) {
+            if (nv == FWD_NV) /* constant widths: each gets its own compiled tile loop */
+                fwd_cols(net, nb[i], j, FWD_NV, n, h[i], sc[i], i == 0);
+            else
+                fwd_cols(net, nb[i], j, 1, n, h[i], sc[i], i == 0);
+        }
     }
+}
+
+/* h from the forward lists bp_fwd_lists left in sc: a group of one block. */
+static void KFN(bp_forward_hidden)(const bp_net *net, size_t nb, float *h, bp_scratch *sc)
+{
+    KFN(bp_forward_hidden_group)(net, 1, &nb, &h, &sc);
 }
 
 /* ---- forward, layer 2: logits (nb, C) = h (nb, H) W2 + b2, as dot products with W2t rows ---- */
@@ -675,23 +687,37 @@ static void sums_panel_in(const float *gw1, size_t ldg, size_t j, size_t n, size
  * wpad, (D, nv * VL), and copies them back: each element's chain then starts from its stored
  * value, as in a whole panel (adding a separately rounded sum would differ in the last bit
  * from the fused chain). */
-static void bwd_cols(const bp_net *net, size_t nb, const float *dh,
+/* The panel of dh columns [j, j + n) that the tiles read, row stride *ldd: dh in place, or
+ * copied into a contiguous zero-padded panel of hpad, (nb, pw), for the same cache-set reason
+ * as fwd_cols (and always for a padded panel). */
+static const float *dh_panel(const float *dh, size_t nb, size_t H, size_t j, size_t n, size_t pw,
+                             float *hpad, size_t *ldd)
+{
+    *ldd = H;
+    if (!BWD_PACK && n == pw)
+        return dh + j;
+    for (size_t s = 0; s < nb; s++) {
+        float *dst = hpad + s * pw;
+        memcpy(dst, dh + s * H + j, n * sizeof(float));
+        for (size_t i = n; i < pw; i++)
+            dst[i] = 0.0f;
+    }
+    *ldd = pw;
+    return hpad;
+}
+
+/* Columns [j, j + n) of dW1 through the tiles of an nv-vector panel (n <= nv * VL), dh read
+ * through dh_panel. A panel with padding works on a copy of its n columns of dW1 in
+ * wpad, (D, nv * VL), and copies them back: each element's chain then starts from its stored
+ * value, as in a whole panel (adding a separately rounded sum would differ in the last bit
+ * from the fused chain). */
+INLINE void bwd_cols(const bp_net *net, size_t nb, const float *dh,
                      size_t j, int nv, size_t n, float *gw1, int first, bp_scratch *sc,
                      bp_w1_update *upd)
 {
-    const size_t D = net->D, H = net->H, ldg = net->ld, pw = (size_t)nv * VL;
-    const float *dhp = dh + j; /* the panel's dh columns, row stride lddp */
-    size_t lddp = H;
-    if (BWD_PACK || n < pw) {
-        for (size_t s = 0; s < nb; s++) {
-            float *dst = sc->hpad + s * pw;
-            memcpy(dst, dh + s * H + j, n * sizeof(float));
-            for (size_t i = n; i < pw; i++)
-                dst[i] = 0.0f;
-        }
-        dhp = sc->hpad;
-        lddp = pw;
-    }
+    const size_t D = net->D, ldg = net->ld, pw = (size_t)nv * VL;
+    size_t lddp;
+    const float *dhp = dh_panel(dh, nb, net->H, j, n, pw, sc->hpad, &lddp);
     const bwd_sums in_place = {gw1 + j, ldg, gw1 + j, ldg}, padded = {sc->wpad, pw, sc->wpad, pw};
     if (upd) { /* the panel's sums (with the earlier blocks' from gw1) go to wpad and straight
                 * into the update; a whole panel's tiles read the earlier sums in place
@@ -717,22 +743,64 @@ static void bwd_cols(const bp_net *net, size_t nb, const float *dh,
         memcpy(gw1 + k * ldg + j, sc->wpad + k * pw, n * sizeof(float));
 }
 
-/* dW1 (or W1's in-pass update) from dh (nb, H) over the backward lists bp_bwd_lists left in sc. */
-static void KFN(bp_backward_w1)(const bp_net *net, size_t nb, const float *dh, float *gw1,
-                                int first, bp_scratch *sc, bp_w1_update *upd)
+/* bwd_cols for nblk blocks in a row (block i: nb[i] samples, dh[i], lists in sc[i]). Both are
+ * inlined into their callers with a constant nv, so that each panel width gets its own tile
+ * loops with the accumulators in registers (a call with nv unknown ran the backward of the
+ * hidden split at 2 threads x 128 x 4,096 about four times slower). With the
+ * in-pass update, the panel's sums stay in sc[0]->wpad from the first block to the last and go
+ * from there into the update, so dW1's sums are neither written nor read back; without it,
+ * each block in turn on the panel (still in cache for the next). */
+INLINE void bwd_cols_group(const bp_net *net, size_t nblk, const size_t *nb,
+                           const float *const *dh, size_t j, int nv, size_t n, float *gw1,
+                           int first, bp_scratch *const *sc, bp_w1_update *upd)
+{
+    const size_t D = net->D, pw = (size_t)nv * VL;
+    if (!upd || nblk == 1) {
+        for (size_t i = 0; i < nblk; i++)
+            bwd_cols(net, nb[i], dh[i], j, nv, n, gw1, first && i == 0, sc[i],
+                     i + 1 == nblk ? upd : NULL);
+        return;
+    }
+    float *wp = sc[0]->wpad;
+    const bwd_sums o = {wp, pw, wp, pw};
+    if (!first)
+        sums_panel_in(gw1, net->ld, j, n, pw, D, wp);
+    for (size_t i = 0; i < nblk; i++) {
+        size_t lddp;
+        const float *dhp = dh_panel(dh[i], nb[i], net->H, j, n, pw, sc[i]->hpad, &lddp);
+        bwd_panel(nv, dhp, lddp, o, first && i == 0, sc[i], D);
+    }
+    w1_panel_update(upd, wp, pw, j, n, D);
+}
+
+/* dW1 (or W1's in-pass update, in the last block) from nblk blocks' dh[i] (nb[i], H) over the
+ * backward lists bp_bwd_lists left in sc[i]: each panel of dW1 through every block before the
+ * next panel. Each element's chain is the blocks' tiles in block order, as in one call per
+ * block. */
+static void KFN(bp_backward_w1_group)(const bp_net *net, size_t nblk, const size_t *nb,
+                                      const float *const *dh, float *gw1, int first,
+                                      bp_scratch *const *sc, bp_w1_update *upd)
 {
     const size_t H = net->H;
     size_t j = 0;
     for (; j + BWD_NV * VL <= H; j += BWD_NV * VL)
-        bwd_cols(net, nb, dh, j, BWD_NV, BWD_NV * VL, gw1, first, sc, upd);
+        bwd_cols_group(net, nblk, nb, dh, j, BWD_NV, BWD_NV * VL, gw1, first, sc, upd);
 #if BWD_NV > 2 /* a two-vector panel before single vectors: twice the accumulators per load */
     for (; j + 2 * VL <= H; j += 2 * VL)
-        bwd_cols(net, nb, dh, j, 2, 2 * VL, gw1, first, sc, upd);
+        bwd_cols_group(net, nblk, nb, dh, j, 2, 2 * VL, gw1, first, sc, upd);
 #endif
     for (; j + VL <= H; j += VL)
-        bwd_cols(net, nb, dh, j, 1, VL, gw1, first, sc, upd);
+        bwd_cols_group(net, nblk, nb, dh, j, 1, VL, gw1, first, sc, upd);
     if (j < H)
-        bwd_cols(net, nb, dh, j, 1, H - j, gw1, first, sc, upd);
+        bwd_cols_group(net, nblk, nb, dh, j, 1, H - j, gw1, first, sc, upd);
+}
+
+/* dW1 (or W1's in-pass update) from dh (nb, H) over the backward lists bp_bwd_lists left in sc:
+ * a group of one block. */
+static void KFN(bp_backward_w1)(const bp_net *net, size_t nb, const float *dh, float *gw1,
+                                int first, bp_scratch *sc, bp_w1_update *upd)
+{
+    KFN(bp_backward_w1_group)(net, 1, &nb, &dh, gw1, first, &sc, upd);
 }
 
 /* dW2t, db2 and db1 sums of the block; h (nb, H) becomes dh. */
@@ -763,9 +831,11 @@ const bp_kernels KFN(bp_kernels) = {
     .nz_bitmaps = KFN(bp_nz_bitmaps),
     .pack_w1 = KFN(bp_pack_w1),
     .forward_hidden = KFN(bp_forward_hidden),
+    .forward_hidden_group = KFN(bp_forward_hidden_group),
     .logits_partial = KFN(bp_logits_partial),
     .backward_hidden = KFN(bp_backward_hidden),
     .backward_w1 = KFN(bp_backward_w1),
+    .backward_w1_group = KFN(bp_backward_w1_group),
     .fixed_add = KFN(bp_fixed_add),
     .fixed_to_float = KFN(bp_fixed_to_float),
     .fixed_round = KFN(bp_fixed_round),
