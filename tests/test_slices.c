@@ -316,3 +316,61 @@ Test(slices, auto_giving_batches_of_two_sizes_other_splits_keeps_w1_current)
     stepper_free(&b);
     bprop_dataset_free(d);
 }
+
+/* ---- wide nets: blocks in groups ----------------------------------------------------------- */
+
+/* Where a thread's W1 (the whole of it for the data split, its slice for the hidden split) is
+ * BP_FWD_GROUP_MIN bytes or more, its blocks run in groups (W1 read once a group; with W1
+ * updated in the pass, the dW1 sums kept through the group); narrower runs go block by block.
+ * Both keep every element's chain, so each width below trains one thread's bits on every team:
+ * at 400 units one thread groups (1.25 MB) and four threads' slices of at most 128 units do
+ * not; at 800 units one thread and two threads' slices of 448 and 384 units group, four
+ * threads' of at most 256 do not. */
+_Static_assert(784 * 384 * sizeof(float) >= BP_FWD_GROUP_MIN, "a 384-unit slice groups");
+_Static_assert(784 * 256 * sizeof(float) < BP_FWD_GROUP_MIN, "a 256-unit slice does not");
+
+static bprop_model *train_wide(const bprop_dataset *d, size_t H, int threads, size_t batch)
+{
+    bprop_model *m;
+    cr_assert_eq(bprop_model_create(784, H, CLASSES, 1, 11, &m, NULL), BPROP_OK);
+    bprop_train_config c;
+    bprop_train_config_default(&c);
+    c.threads = threads;
+    c.batch = batch;
+    c.lr = 0.05f;
+    c.parallel = BPROP_PARALLEL_HIDDEN; /* one thread: the data split, whatever this says */
+    bprop_trainer *t;
+    cr_assert_eq(bprop_trainer_create(m, &c, d->n, &t, NULL), BPROP_OK);
+    for (int e = 0; e < 2; e++)
+        cr_assert_eq(bprop_trainer_epoch(t, d, NULL, NULL, NULL, NULL), BPROP_OK);
+    bprop_trainer_free(t);
+    return m;
+}
+
+Test(slices, wide_nets_train_one_threads_bits_with_blocks_in_groups)
+{
+    /* Blobs whose negative inputs are zero (about half): lists that skip, as on images. */
+    bprop_dataset *d = tu_blobs(600, 784, CLASSES, 8);
+    for (size_t i = 0; i < d->n * d->dim; i++)
+        d->x[i] = d->x[i] < 0.0f ? 0.0f : d->x[i];
+    for (size_t i = 0; i < d->n; i += 4)
+        d->y[i] = (d->y[i] + 1) % CLASSES;
+    static const struct { size_t H; int threads[2]; } cases[] = {{400, {4, 0}}, {800, {2, 4}}};
+    /* One thread's batches of 300 (600 samples): a group of 4 blocks without the W1 update,
+     * then a group of 1 with it; of 256: groups of 4 and (the last batch, 88 samples) of 2 with
+     * the update, whose dW1 sums stay in a panel buffer through the group. */
+    static const size_t batches[] = {300, 256};
+    for (size_t i = 0; i < 2; i++)
+        for (size_t b = 0; b < 2; b++) {
+            bprop_model *one = train_wide(d, cases[i].H, 1, batches[b]);
+            for (int k = 0; k < 2 && cases[i].threads[k]; k++) {
+                bprop_model *m = train_wide(d, cases[i].H, cases[i].threads[k], batches[b]);
+                cr_assert(tu_same_bits(one->params, m->params, one->layout.total),
+                          "%zu units, batch %zu: %d threads differ from one", cases[i].H,
+                          batches[b], cases[i].threads[k]);
+                bprop_model_free(m);
+            }
+            bprop_model_free(one);
+        }
+    bprop_dataset_free(d);
+}
