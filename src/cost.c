@@ -109,6 +109,9 @@ void bp_cost_weights(const bp_cost_shape *s, double w[BP_COST_TERMS])
 typedef struct view {
     double rows, width, blocks;
     double D, H, C, P, nt;
+    int fwd_grouped;  /* wide enough views read W1 once a group of blocks (not the exact data
+                         split, whose pass runs block by block) */
+    int sums_grouped; /* and their dW1 sums go once a group (the data split's float pass) */
 } view;
 
 static double ceil_div(double a, double b)
@@ -119,7 +122,7 @@ static double ceil_div(double a, double b)
 static view common_view(const bp_cost_shape *s)
 {
     view v = {.D = (double)s->inputs, .H = (double)s->hidden, .C = (double)s->classes,
-              .nt = s->threads > 1 ? s->threads : 1};
+              .nt = s->threads > 1 ? s->threads : 1, .fwd_grouped = 1};
     v.P = v.D * v.H + v.H * v.C + (s->has_bias ? v.H + v.C : 0.0);
     return v;
 }
@@ -149,12 +152,18 @@ static void pass_terms(const bp_cost_shape *s, const view *v, double row_passes,
     t[BP_COST_FMA] += 2.0 * v->rows * v->D * v->width * share + 3.0 * v->rows * v->width * v->C;
     t[BP_COST_ROWS] += row_passes * v->rows * v->D;
     const double w1 = 4.0 * v->D * v->width;
+    /* A view of W1 of BP_FWD_GROUP_MIN bytes or more runs its blocks in groups of BP_FWD_GROUP:
+     * the forward reads W1 once a group, and the data split's float pass sums dW1 through a
+     * group's blocks panel by panel (kernels.md, "Groups of blocks"). */
+    const double groups = v->fwd_grouped && w1 >= (double)BP_FWD_GROUP_MIN
+                              ? ceil_div(v->blocks, BP_FWD_GROUP) : v->blocks;
+    const double sum_passes = v->sums_grouped ? groups : v->blocks;
     traffic(t, v->nt * w1, v->nt, all / v->nt, all);
-    if (v->blocks > 1.0) {
-        traffic(t, v->nt * (v->blocks - 1.0) * w1, v->nt, w1, all);
-        /* each block after the first adds its dW1 to the thread's sums: a read and a write */
-        traffic(t, v->nt * (v->blocks - 1.0) * 2.0 * w1, v->nt, 2.0 * w1, all);
-    }
+    if (groups > 1.0)
+        traffic(t, v->nt * (groups - 1.0) * w1, v->nt, w1, all);
+    /* each block (group) after the first adds its dW1 to the thread's sums: a read and a write */
+    if (sum_passes > 1.0)
+        traffic(t, v->nt * (sum_passes - 1.0) * 2.0 * w1, v->nt, 2.0 * w1, all);
     t[BP_COST_STEP] += 1.0;
 }
 
@@ -213,6 +222,7 @@ static void data_terms(const bp_cost_shape *s, double t[])
                       : ceil_div(n, nt);
     v.width = v.H;
     v.blocks = ceil_div(v.rows, (double)BP_BLOCK);
+    v.fwd_grouped = v.sums_grouped = !s->exact; /* exact sums: a pass per block */
     const double packed = packed_w1(s, &v);
     const double model = 2.0 * P4 + packed; /* parameters, momentum, packed W1 */
     const double acc = s->exact ? 2.0 * P4 : P4; /* a thread's sums: int64 or float */

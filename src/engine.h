@@ -27,12 +27,6 @@ typedef struct bp_work {
                              of each is NULL) */
 } bp_work;
 
-/* W1 bytes from which a training engine runs the forward of several blocks together: a W1 that
- * stays in L2 gains nothing from being read once instead of once per block. */
-#ifndef BP_FWD_GROUP_MIN /* (a build may set it, e.g. 1 to run every training pass in groups) */
-#define BP_FWD_GROUP_MIN ((size_t)1 << 20)
-#endif
-
 /* Block i of w's group: w itself for 0, else its further buffers. */
 static inline struct bp_work *bp_work_block(struct bp_work *w, size_t i)
 {

@@ -243,6 +243,12 @@ static inline void bp_forward_hidden(const bp_net *net, const float *const *xr, 
 /* Blocks the forward runs together at most (bp_forward_hidden_group). */
 #define BP_FWD_GROUP 4
 
+/* W1 bytes from which a training engine (engine.c), and the cost model (cost.c), run the forward of several blocks together: a W1 that
+ * stays in L2 gains nothing from being read once instead of once per block. */
+#ifndef BP_FWD_GROUP_MIN /* (a build may set it, e.g. 1 to run every training pass in groups) */
+#define BP_FWD_GROUP_MIN ((size_t)1 << 20)
+#endif
+
 /* bp_forward_hidden for nblk <= BP_FWD_GROUP blocks, block i of nb[i] rows xr[i] with its own
  * scratch sc[i] (which keeps block i's lists and bitmaps for its backward) into h[i]; W1 is read
  * once for all of them. The same bits as one bp_forward_hidden per block. */
