@@ -111,7 +111,7 @@ typedef struct view {
     double D, H, C, P, nt;
     int fwd_grouped;  /* wide enough views read W1 once a group of blocks (not the exact data
                          split, whose pass runs block by block) */
-    int sums_grouped; /* and their dW1 sums go once a group (the data split's float pass) */
+    int sums_grouped; /* and their dW1 sums go once a group (float sums) */
 } view;
 
 static double ceil_div(double a, double b)
@@ -258,6 +258,7 @@ static void rank_hidden_terms(const bp_cost_shape *s, double t[])
     v.rows = n;
     v.width = fmin(v.H, ceil_div(nhb, nt * R) * (double)BP_HBLOCK);
     v.blocks = ceil_div(n, (double)BP_BLOCK);
+    v.sums_grouped = 1; /* float sums */
     const double P4 = 4.0 * v.P, packed = packed_w1(s, &v) / R;
     const double all = 2.0 * P4 + packed + P4 / R; /* the model, its slices and their sums */
     pass_terms(s, &v, v.blocks > 1.0 ? 2.0 : 1.0, all, t);
@@ -286,6 +287,7 @@ static void hidden_terms(const bp_cost_shape *s, double t[])
     const double P4 = 4.0 * v.P, slice = 4.0 * v.D * v.width, packed = packed_w1(s, &v);
     const double model = 2.0 * P4 + packed;
     const int exact = s->exact || s->ranks > 1;
+    v.sums_grouped = !exact; /* float sums: the backward groups as the forward does */
     const double all = model + (exact ? 3.0 : 1.0) * P4; /* and the float (and int64) sums */
     pass_terms(s, &v, v.blocks > 1.0 ? 2.0 : 1.0, all, t);
     traffic(t, nt * 2.0 * 4.0 * n * v.width, nt, 8.0 * n * v.width, 8.0 * n * v.H); /* h */

@@ -211,39 +211,94 @@ static void backward_rows(const hidden_job *j, bp_work *w, size_t s0, size_t nbk
         w->scratch.nz_n = 0;
 }
 
+/* Float sums of a slice whose W1 is wide enough for groups (hidden_forward's): per group of
+ * blocks, each block's dW2t, db1 and db2 sums and dh (block order), then dW1 (or W1's in-pass
+ * update, in the last group) panel by panel through the group's blocks: every sum's chain is
+ * that of block after block. The forward left every block's rows and lists in its own buffers
+ * when the slice had a single group; with several, each block is gathered again into its
+ * group slot (byte rows converted there, so their kept bitmaps no longer apply). */
+static void hidden_backward_groups(const hidden_job *j, bp_grads *g, bp_w1_update *last_upd,
+                                   size_t most)
+{
+    bp_stepper *s = j->s;
+    const size_t C = s->m->classes, W = j->j1 - j->j0;
+    bp_work *w = &s->e->work[j->tid];
+    float *h = s->hbuf + s->batch * j->j0, *z = s->logits[j->tid];
+    const int regather = j->hi - j->lo > most * BP_BLOCK;
+    zero_slice_sums(g, j->v.ld, C, W);
+    for (size_t s0 = j->lo; s0 < j->hi; s0 += most * BP_BLOCK) {
+        size_t n = 0, nb[BP_FWD_GROUP];
+        const float *const *xr[BP_FWD_GROUP];
+        float *dh[BP_FWD_GROUP];
+        bp_scratch *sc[BP_FWD_GROUP];
+        for (size_t b0 = s0; n < most && b0 < j->hi; n++, b0 += BP_BLOCK) {
+            bp_work *wi = bp_work_block(w, n);
+            nb[n] = j->hi - b0 < BP_BLOCK ? j->hi - b0 : BP_BLOCK;
+            if (regather) {
+                bp_gather_rows(wi, j->b, b0, nb[n]);
+                if (!j->b->X.x)
+                    wi->scratch.nz_n = 0;
+            }
+            xr[n] = wi->rows;
+            dh[n] = h + (b0 - j->lo) * W;
+            sc[n] = &wi->scratch;
+            bp_backward_hidden(&j->v, nb[n], dh[n], z + (b0 - j->lo) * C, g, sc[n]);
+        }
+        g->w1_update = s0 + most * BP_BLOCK >= j->hi ? last_upd : NULL;
+        if (g->w1_update)
+            g->w1_update->applied = 1;
+        bp_backward_w1_group(&j->v, n, xr, nb, dh, g, s0 == j->lo, sc);
+    }
+}
+
 /* Backward of the slice, block by block. Exact sums: each block's float sums from zero, then
  * into int64 (unless the update rounds them). Float sums: one chain per entry over every block,
- * as one thread's pass forms it. Thread 0 owns db2. */
+ * as one thread's pass forms it. */
+static void hidden_backward_blocks(const hidden_job *j, bp_grads *g, bp_w1_update *last_upd)
+{
+    bp_stepper *s = j->s;
+    const size_t C = s->m->classes, W = j->j1 - j->j0;
+    const int exact = j->p->exact, convert = exact && !j->p->round_in_update;
+    bp_work *w = &s->e->work[j->tid];
+    float *h = s->hbuf + s->batch * j->j0, *z = s->logits[j->tid];
+    for (size_t s0 = j->lo; s0 < j->hi; s0 += BP_BLOCK) {
+        size_t nbk = j->hi - s0 < BP_BLOCK ? j->hi - s0 : BP_BLOCK;
+        backward_rows(j, w, s0, nbk);
+        const int sums_from_zero = exact || s0 == j->lo;
+        if (sums_from_zero)
+            zero_slice_sums(g, j->v.ld, C, W);
+        g->w1_update = s0 + nbk == j->hi ? last_upd : NULL;
+        if (g->w1_update)
+            g->w1_update->applied = 1;
+        bp_backward_block(&j->v, w->rows, nbk, h + (s0 - j->lo) * W, z + (s0 - j->lo) * C, g,
+                          sums_from_zero, &w->scratch);
+        if (convert)
+            hidden_convert(j, s0 == j->lo);
+    }
+}
+
+/* Backward of the slice: its logits, then its sums block by block, or (float sums of a slice
+ * whose W1 is wide enough for groups, as its forward ran) group by group. Thread 0 owns db2. */
 static void hidden_backward(const hidden_job *j, bp_w1_update *upd)
 {
     bp_stepper *s = j->s;
     const bprop_model *m = s->m;
     const bprop_layout *L = &m->layout;
     const size_t C = m->classes, j0 = j->j0, W = j->j1 - j0;
-    const int exact = j->p->exact, convert = exact && !j->p->round_in_update;
-    bp_work *w = &s->e->work[j->tid];
+    const int convert = j->p->exact && !j->p->round_in_update;
     const double loss = hidden_logits(j);
-    float *h = s->hbuf + s->batch * j0, *z = s->logits[j->tid];
     bp_grads g = {.w1 = j->gw1,
                   .b1 = m->has_bias ? s->gsh + L->offset[BPROP_B1] + j0 : NULL,
                   .w2t = j->gw2t,
                   .b2 = m->has_bias && j->tid == 0 ? s->gsh + L->offset[BPROP_B2] : NULL};
     /* In the last block's pass; a non-finite loss stops training without an update. */
     bp_w1_update *last_upd = upd && isfinite(loss) ? upd : NULL;
-    for (size_t s0 = j->lo; s0 < j->hi; s0 += BP_BLOCK) {
-        size_t nbk = j->hi - s0 < BP_BLOCK ? j->hi - s0 : BP_BLOCK;
-        backward_rows(j, w, s0, nbk);
-        const int sums_from_zero = exact || s0 == j->lo;
-        if (sums_from_zero)
-            zero_slice_sums(&g, j->v.ld, C, W);
-        g.w1_update = s0 + nbk == j->hi ? last_upd : NULL;
-        if (g.w1_update)
-            upd->applied = 1;
-        bp_backward_block(&j->v, w->rows, nbk, h + (s0 - j->lo) * W, z + (s0 - j->lo) * C, &g,
-                          sums_from_zero, &w->scratch);
-        if (convert)
-            hidden_convert(j, s0 == j->lo);
-    }
+    const size_t group = s->e->work[j->tid].group;
+    const size_t most = W * j->v.D * sizeof(float) >= BP_FWD_GROUP_MIN ? group : 1;
+    if (!j->p->exact && most > 1)
+        hidden_backward_groups(j, &g, last_upd, most);
+    else
+        hidden_backward_blocks(j, &g, last_upd);
     if (!convert) /* the update reads W2's sums from gsh, in the model's (H, C) layout */
         for (size_t jj = 0; jj < W; jj++)
             for (size_t c = 0; c < C; c++)
