@@ -271,7 +271,7 @@ Test(mpi, float_sums_are_deterministic_for_2_and_3_ranks)
  * shared 2-1-1 on 3 ranks; 5,000 samples: a last batch of 8; two epochs: the slices gathered
  * between them. */
 #define RH_ARGS "train", "--no-reproducible", "--hidden", "200", "--batch", "128", "--epochs", "2", \
-    "--train-limit", "5000", "--test-limit", "100", "--quiet", "--weight-decay", "1e-4"
+    "--train-limit", "2000", "--test-limit", "100", "--quiet", "--weight-decay", "1e-4"
 
 static void check_rank_hidden(int ranks, const char *threads, const char *parallel)
 {
@@ -304,7 +304,7 @@ static void run_mixed_teams(const char *hidden, const char *t0, const char *t1,
 {
 #define MIXED_RANK(threads)                                                                        \
     BPROP_MPI_CLI_PATH, "train", "--no-reproducible", "--hidden", hidden, "--batch", "128",      \
-        "--epochs", "1", "--train-limit", "3000", "--test-limit", "100", "--quiet", "--threads", \
+        "--epochs", "1", "--train-limit", "1000", "--test-limit", "100", "--quiet", "--threads", \
         threads, "--parallel", parallel, "--save", save
     const char *argv[] = {BPROP_MPIEXEC, "--oversubscribe", "-np", "1", MIXED_RANK(t0), ":",
                           "-np", "1", MIXED_RANK(t1), NULL};
