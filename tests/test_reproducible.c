@@ -479,6 +479,15 @@ static int owners_ok(void *ctx, const float *mine, float *out, const size_t *cou
     return comm_ok(ctx, out, counts[0]);
 }
 
+/* Rank 1 of 2 through a communicator with every callback, each succeeding without moving data. */
+static bprop_comm full_comm(void)
+{
+    return (bprop_comm){.rank = 1, .size = 2, .sum_i64 = sum_i64_ok, .sum_f64 = f64_ok,
+                        .max_f64 = f64_ok, .sum_f32 = f32_ok, .gather_f32 = gather_ok,
+                        .sum_scatter_f32 = runs_f32_ok, .gather_runs_f32 = runs_f32_ok,
+                        .sum_scatter_i64 = runs_i64_ok, .runs_to_owners_f32 = owners_ok};
+}
+
 /* The plan of comm's rank for a step of nb samples on nt threads of a 20-H-3 model. */
 static bp_step_plan plan_of(const bprop_comm *comm, const bprop_train_config *c, size_t H, int nt,
                             size_t nb)
@@ -512,10 +521,7 @@ static bp_step_plan plan_on_2_ranks(const bprop_comm *comm, const bprop_train_co
  * gather runs, or fewer 64-unit blocks than workers. */
 Test(ranks, float_hidden_split_over_ranks)
 {
-    bprop_comm comm = {.rank = 1, .size = 2, .sum_i64 = sum_i64_ok, .sum_f64 = f64_ok,
-                       .max_f64 = f64_ok, .sum_f32 = f32_ok, .gather_f32 = gather_ok,
-                       .sum_scatter_f32 = runs_f32_ok, .gather_runs_f32 = runs_f32_ok,
-                       .sum_scatter_i64 = runs_i64_ok, .runs_to_owners_f32 = owners_ok};
+    bprop_comm comm = full_comm();
     bprop_train_config c;
     bprop_train_config_default(&c);
     c.reproducible = 0;
@@ -557,10 +563,7 @@ static int max_other_team(void *ctx, double *buf, size_t n)
  * would differ between them. */
 Test(ranks, teams_of_different_sizes_take_the_data_split)
 {
-    bprop_comm comm = {.rank = 1, .size = 2, .sum_i64 = sum_i64_ok, .sum_f64 = f64_ok,
-                       .max_f64 = f64_ok, .sum_f32 = f32_ok, .gather_f32 = gather_ok,
-                       .sum_scatter_f32 = runs_f32_ok, .gather_runs_f32 = runs_f32_ok,
-                       .sum_scatter_i64 = runs_i64_ok, .runs_to_owners_f32 = owners_ok};
+    bprop_comm comm = full_comm();
     bprop_train_config c;
     bprop_train_config_default(&c);
     c.reproducible = 0;
@@ -580,10 +583,7 @@ Test(ranks, teams_of_different_sizes_take_the_data_split)
  * clipping, or a communicator without the callback that path needs, every rank updates all. */
 Test(ranks, exact_sums_split_the_update_over_the_ranks)
 {
-    bprop_comm comm = {.rank = 1, .size = 2, .sum_i64 = sum_i64_ok, .sum_f64 = f64_ok,
-                       .max_f64 = f64_ok, .sum_f32 = f32_ok, .gather_f32 = gather_ok,
-                       .sum_scatter_f32 = runs_f32_ok, .gather_runs_f32 = runs_f32_ok,
-                       .sum_scatter_i64 = runs_i64_ok, .runs_to_owners_f32 = owners_ok};
+    bprop_comm comm = full_comm();
     bprop_train_config c;
     bprop_train_config_default(&c);
     c.reproducible = 1;

@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
-"""aggregate.py: medians of every per-round bprop/PyTorch ratio over the wide sweeps of this folder (run here)."""
-import csv, statistics, collections
-names = ['wide_a', 'wide_b', 'wide_c']
+"""aggregate.py: medians of every per-round bprop/PyTorch ratio over the wide sweeps (wide_*_rounds.csv)
+of the folder it runs in (here, and ../wide_ce1f950: python3 ../wide_39f28c8/aggregate.py)."""
+import csv, statistics, collections, glob
+names = sorted(f[:-len('_rounds.csv')] for f in glob.glob('wide_*_rounds.csv'))
 d = collections.defaultdict(dict)
 for n in names:
     for row in csv.DictReader(open(n + '_rounds.csv')):
