@@ -1,5 +1,6 @@
 /* test_bytes.c: byte features (IDX, uint8 .npy) train to the same bits as the floats they stand
- * for on every kernel set; mapped files refused when cut short; .npy training input. */
+ * for on every kernel set, in narrow and wide nets; mapped files refused when cut short; .npy
+ * training input. */
 #define _POSIX_C_SOURCE 200809L
 #include "kernels.h"
 #include "rows.h"
@@ -30,21 +31,27 @@ TestSuite(npy_data, .init = dir_create, .fini = dir_remove);
 
 /* ---- synthetic data --------------------------------------------------------------------- */
 
-/* N images of D pixels, about half of them 0 (so the zero-input lists matter), 4 classes. */
-enum { N = 300, D = 70, CLASSES = 4 };
+/* N images of D pixels (WIDE_N of WIDE_D for the wide nets' test), about half of them 0 (so the
+ * zero-input lists matter), 4 classes. */
+enum { N = 300, D = 70, WIDE_N = 640, WIDE_D = 784, CLASSES = 4 };
 
-static void make_pixels(unsigned char *px, unsigned char *labels)
+static void make_pixels_of(unsigned char *px, unsigned char *labels, size_t n, size_t dim)
 {
     uint64_t s = 0x9E3779B97F4A7C15ull;
-    for (size_t i = 0; i < (size_t)N * D; i++) {
+    for (size_t i = 0; i < n * dim; i++) {
         s = s * 6364136223846793005ull + 1442695040888963407ull;
         unsigned v = (unsigned)(s >> 56);
         px[i] = v < 128 ? 0 : (unsigned char)(v * 7 + i);
     }
-    for (size_t i = 0; i < N; i++) {
-        labels[i] = (unsigned char)((px[i * D] + px[i * D + 3] + i) % CLASSES);
-        px[i * D + 1 + labels[i]] = 255; /* something to learn */
+    for (size_t i = 0; i < n; i++) {
+        labels[i] = (unsigned char)((px[i * dim] + px[i * dim + 3] + i) % CLASSES);
+        px[i * dim + 1 + labels[i]] = 255; /* something to learn */
     }
+}
+
+static void make_pixels(unsigned char *px, unsigned char *labels)
+{
+    make_pixels_of(px, labels, N, D);
 }
 
 /* An IDX file: magic, dims, payload (plen bytes, which may disagree with dims). */
@@ -83,23 +90,30 @@ static char *write_npy(const char *name, const char *descr, const char *shape, i
 }
 
 /* The same data as float32 built here, independently of the library's byte path. */
-static bprop_dataset *float_set(const unsigned char *px, const unsigned char *labels)
+static bprop_dataset *float_set_of(const unsigned char *px, const unsigned char *labels, size_t n,
+                                   size_t dim)
 {
     bprop_dataset *d = NULL;
-    cr_assert_eq(bprop_dataset_alloc(N, D, CLASSES, 1, &d, NULL), BPROP_OK);
-    for (size_t i = 0; i < (size_t)N * D; i++)
+    cr_assert_eq(bprop_dataset_alloc(n, dim, CLASSES, 1, &d, NULL), BPROP_OK);
+    for (size_t i = 0; i < n * dim; i++)
         d->x[i] = (float)px[i] / 255.0f;
-    for (size_t i = 0; i < N; i++)
+    for (size_t i = 0; i < n; i++)
         d->y[i] = labels[i];
     return d;
 }
 
-/* The pixels as a mapped IDX byte set. */
-static bprop_dataset *byte_set(const unsigned char *px, const unsigned char *labels)
+static bprop_dataset *float_set(const unsigned char *px, const unsigned char *labels)
 {
-    const uint32_t idims[] = {N, 7, 10}, ldims[] = {N};
-    char *img = write_idx("img.idx", 0x803, idims, 3, px, (size_t)N * D);
-    char *lab = write_idx("lab.idx", 0x801, ldims, 1, labels, N);
+    return float_set_of(px, labels, N, D);
+}
+
+/* The pixels as a mapped IDX byte set (images of 1 x dim). */
+static bprop_dataset *byte_set_of(const unsigned char *px, const unsigned char *labels, size_t n,
+                                  size_t dim)
+{
+    const uint32_t idims[] = {(uint32_t)n, 1, (uint32_t)dim}, ldims[] = {(uint32_t)n};
+    char *img = write_idx("img.idx", 0x803, idims, 3, px, n * dim);
+    char *lab = write_idx("lab.idx", 0x801, ldims, 1, labels, n);
     bprop_dataset *d = NULL;
     bprop_error e = {0};
     cr_assert_eq(bprop_dataset_load_idx(img, lab, CLASSES, &d, &e), BPROP_OK, "%s", e.message);
@@ -107,6 +121,11 @@ static bprop_dataset *byte_set(const unsigned char *px, const unsigned char *lab
     cr_assert_not_null(d->x8);
     free(img), free(lab);
     return d;
+}
+
+static bprop_dataset *byte_set(const unsigned char *px, const unsigned char *labels)
+{
+    return byte_set_of(px, labels, N, D);
 }
 
 /* ---- training ------------------------------------------------------------------------------ */
@@ -124,11 +143,14 @@ static bprop_model *train(bprop_dataset *d, const run_cfg *r)
 {
     bprop_model *m = NULL;
     bprop_error e = {0};
-    cr_assert_eq(bprop_model_create(D, r->hidden, CLASSES, 1, 7, &m, &e), BPROP_OK, "%s", e.message);
+    cr_assert_eq(bprop_model_create(d->dim, r->hidden, CLASSES, 1, 7, &m, &e), BPROP_OK, "%s",
+                 e.message);
     if (r->standardize) {
-        float mean[D], scale[D];
+        float *mean = malloc(d->dim * sizeof *mean), *scale = malloc(d->dim * sizeof *scale);
+        cr_assert(mean && scale);
         cr_assert_eq(bprop_dataset_feature_stats(d, mean, scale), BPROP_OK);
         cr_assert_eq(bprop_model_set_standardization(m, mean, scale), BPROP_OK);
+        free(mean), free(scale);
     }
     cr_assert_eq(bprop_model_prepare_data(m, d, &e), BPROP_OK, "%s", e.message);
     bprop_train_config c;
@@ -183,6 +205,47 @@ static void same_bits_on(const char *isa)
 Test(bytes, same_bits_generic) { same_bits_on("generic"); }
 Test(bytes, same_bits_avx2) { same_bits_on("avx2"); }
 Test(bytes, same_bits_avx512) { same_bits_on("avx512"); }
+
+/* Wide nets on isa: 800 units of 784 inputs, so each of 2 threads' 400-unit W1 slices is over
+ * BP_FWD_GROUP_MIN and the hidden split runs its blocks in groups of BP_FWD_GROUP. A batch of 320
+ * is five full blocks: the backward gathers the first group's byte rows again (converted,
+ * standardised or not) into the buffers where the forward's second group left block 4's rows,
+ * so the zero-input bitmaps kept from that forward must be dropped. Bytes on 2 threads give the
+ * bits of floats on 2 threads and on 1 (the float hidden split trains one thread's bits). */
+static void wide_same_bits_on(const char *isa)
+{
+    if (!bp_kernels_named(isa))
+        cr_skip_test("this CPU cannot run the %s kernels", isa);
+    setenv("BPROP_ISA", isa, 1);
+    enum { BATCH = 5 * BP_BLOCK };
+    _Static_assert(WIDE_D * 400 * sizeof(float) >= BP_FWD_GROUP_MIN, "a slice of groups");
+    _Static_assert(BATCH > BP_FWD_GROUP * BP_BLOCK && WIDE_N % BATCH == 0, "two groups a batch");
+    unsigned char *px = malloc((size_t)WIDE_N * WIDE_D), labels[WIDE_N];
+    cr_assert_not_null(px);
+    make_pixels_of(px, labels, WIDE_N, WIDE_D);
+    for (int standardize = 0; standardize < 2; standardize++) {
+        const run_cfg two = {2, BPROP_PARALLEL_HIDDEN, 0, standardize, BATCH, 800};
+        run_cfg one = two;
+        one.threads = 1;
+        /* a set each: preparing a float set standardises its values in place */
+        bprop_dataset *f = float_set_of(px, labels, WIDE_N, WIDE_D);
+        bprop_dataset *f2 = float_set_of(px, labels, WIDE_N, WIDE_D);
+        bprop_dataset *b = byte_set_of(px, labels, WIDE_N, WIDE_D);
+        bprop_model *mf = train(f, &one), *mf2 = train(f2, &two), *mb = train(b, &two);
+        const size_t n = mf->layout.total;
+        cr_assert(tu_same_bits(mf2->params, mf->params, n), "%s, standardise %d: floats, 2 "
+                  "threads against 1", isa, standardize);
+        cr_assert(tu_same_bits(mb->params, mf->params, n), "%s, standardise %d: bytes, 2 "
+                  "threads against floats", isa, standardize);
+        bprop_model_free(mf), bprop_model_free(mf2), bprop_model_free(mb);
+        bprop_dataset_free(f), bprop_dataset_free(f2), bprop_dataset_free(b);
+    }
+    free(px);
+}
+
+Test(bytes, wide_same_bits_generic) { wide_same_bits_on("generic"); }
+Test(bytes, wide_same_bits_avx2) { wide_same_bits_on("avx2"); }
+Test(bytes, wide_same_bits_avx512) { wide_same_bits_on("avx512"); }
 
 Test(bytes, every_byte_is_its_float_over_255)
 {
