@@ -7,7 +7,7 @@
 #   that neither split is always measured first. Epochs shrink with the hidden width
 #   (30000 samples at 32 units, 16000 at 256, 4096 at 1024, 8192 at 4096: enough steps that the
 #   once-an-epoch load and store of the hidden split's private W1 slices stays small); a round of the
-#   default grid takes about 30 seconds on a 2-core machine. One thread runs the data split alone: every split is the
+#   default grid takes about 15-30 seconds on a 2-core machine. One thread runs the data split alone: every split is the
 #   data split there. Run each round on an otherwise idle machine and
 #   take per-round medians (scripts/cost_fit.py).
 set -euo pipefail

@@ -241,7 +241,9 @@ static inline void bp_forward_hidden(const bp_net *net, const float *const *xr, 
 }
 
 /* Blocks the forward runs together at most (bp_forward_hidden_group). */
-#define BP_FWD_GROUP 4
+#ifndef BP_FWD_GROUP /* (a build may set it, for experiments) */
+#define BP_FWD_GROUP 8
+#endif
 
 /* W1 bytes from which a training engine (engine.c), and the cost model (cost.c), run the forward of several blocks together: a W1 that
  * stays in L2 gains nothing from being read once instead of once per block. */

@@ -33,7 +33,7 @@ TestSuite(npy_data, .init = dir_create, .fini = dir_remove);
 
 /* N images of D pixels (WIDE_N of WIDE_D for the wide nets' test), about half of them 0 (so the
  * zero-input lists matter), 4 classes. */
-enum { N = 300, D = 70, WIDE_N = 640, WIDE_D = 784, CLASSES = 4 };
+enum { N = 300, D = 70, WIDE_N = (BP_FWD_GROUP + 1) * BP_BLOCK, WIDE_D = 784, CLASSES = 4 };
 
 static void make_pixels_of(unsigned char *px, unsigned char *labels, size_t n, size_t dim)
 {
@@ -207,19 +207,19 @@ Test(bytes, same_bits_avx2) { same_bits_on("avx2"); }
 Test(bytes, same_bits_avx512) { same_bits_on("avx512"); }
 
 /* Wide nets on isa: 800 units of 784 inputs, so each of 2 threads' 400-unit W1 slices is over
- * BP_FWD_GROUP_MIN and the hidden split runs its blocks in groups of BP_FWD_GROUP. A batch of 320
- * is five full blocks: the backward gathers the first group's byte rows again (converted,
- * standardised or not) into the buffers where the forward's second group left block 4's rows,
- * so the zero-input bitmaps kept from that forward must be dropped. Bytes on 2 threads give the
+ * BP_FWD_GROUP_MIN and the hidden split runs its blocks in groups of BP_FWD_GROUP. A batch of
+ * BP_FWD_GROUP + 1 full blocks: the backward gathers the first group's byte rows again
+ * (converted, standardised or not) into the buffers where the forward's second group left the
+ * last block's rows, so the zero-input bitmaps kept from that forward must be dropped. Bytes on 2 threads give the
  * bits of floats on 2 threads and on 1 (the float hidden split trains one thread's bits). */
 static void wide_same_bits_on(const char *isa)
 {
     if (!bp_kernels_named(isa))
         cr_skip_test("this CPU cannot run the %s kernels", isa);
     setenv("BPROP_ISA", isa, 1);
-    enum { BATCH = 5 * BP_BLOCK };
+    enum { BATCH = WIDE_N };
     _Static_assert(WIDE_D * 400 * sizeof(float) >= BP_FWD_GROUP_MIN, "a slice of groups");
-    _Static_assert(BATCH > BP_FWD_GROUP * BP_BLOCK && WIDE_N % BATCH == 0, "two groups a batch");
+    _Static_assert(BATCH > BP_FWD_GROUP * BP_BLOCK, "two groups a batch");
     unsigned char *px = malloc((size_t)WIDE_N * WIDE_D), labels[WIDE_N];
     cr_assert_not_null(px);
     make_pixels_of(px, labels, WIDE_N, WIDE_D);

@@ -356,10 +356,12 @@ Test(slices, wide_nets_train_one_threads_bits_with_blocks_in_groups)
     for (size_t i = 0; i < d->n; i += 4)
         d->y[i] = (d->y[i] + 1) % CLASSES;
     static const struct { size_t H; int threads[2]; } cases[] = {{400, {4, 0}}, {800, {2, 4}}};
-    /* One thread's batches of 300 (600 samples): a group of 4 blocks without the W1 update,
-     * then a group of 1 with it; of 256: groups of 4 and (the last batch, 88 samples) of 2 with
-     * the update, whose dW1 sums stay in a panel buffer through the group. */
-    static const size_t batches[] = {300, 256};
+    /* One thread's (and each grouped slice's) batches of BP_FWD_GROUP + 1 blocks (576 samples,
+     * then 24): a group of BP_FWD_GROUP blocks without the W1 update, then a group of 1 with it;
+     * of 300: a group of 5 blocks with the update, whose dW1 sums stay in a panel buffer through
+     * the group. */
+    _Static_assert(BP_FWD_GROUP >= 5 && (BP_FWD_GROUP + 1) * BP_BLOCK < 600, "the groups above");
+    static const size_t batches[] = {(BP_FWD_GROUP + 1) * BP_BLOCK, 300};
     for (size_t i = 0; i < 2; i++)
         for (size_t b = 0; b < 2; b++) {
             bprop_model *one = train_wide(d, cases[i].H, 1, batches[b]);
