@@ -33,17 +33,17 @@ static const double L3_BYTES = 32.0 * 1024.0 * 1024.0; /* shared by the cores of
  * session: 7 of 22), so the fitted price of a line another core wrote includes it at about its
  * share. The rates are effective ones (write-allocation, prefetch and overlap with
  * the FMAs included), lower than the hardware's peak bandwidths. */
-static const double SEC_PER_L2_BYTE = 1.0 / 50.1e9;    /* fitted: a core's own L2 */
-static const double SEC_PER_L3_BYTE = 1.0 / 45.8e9;    /* fitted: a core's share of the L3 */
-static const double SEC_PER_MEM_BYTE = 1.0 / 35.8e9;   /* fitted: the team's memory bandwidth */
-static const double SEC_PER_XCORE_BYTE = 1.0 / 7.31e9; /* fitted: a line another core wrote */
+static const double SEC_PER_L2_BYTE = 1.0 / 44.7e9;    /* fitted: a core's own L2 */
+static const double SEC_PER_L3_BYTE = 1.0 / 44.7e9;    /* fitted: a core's share of the L3 */
+static const double SEC_PER_MEM_BYTE = 1.0 / 26.1e9;   /* fitted: the team's memory bandwidth */
+static const double SEC_PER_XCORE_BYTE = 1.0 / 8.73e9; /* fitted: a line another core wrote */
 static const double SEC_PER_NET_BYTE = 1.0 / 4e9;      /* an allreduce between processes: assumed,
                                                           not measured (shared-memory MPI) */
-static const double SEC_PER_BARRIER = 1.8e-06;         /* fitted: an OpenMP barrier of 2 threads */
-static const double SEC_PER_STEP = 4.5e-06;            /* fitted: a step's fixed costs (plan,
+static const double SEC_PER_BARRIER = 4.5e-06;         /* fitted: an OpenMP barrier of 2 threads */
+static const double SEC_PER_STEP = 0.0;                /* fitted: a step's fixed costs (plan,
                                                           scales, loss) */
-#define AVX512_FMA_PER_SEC 52.4e9        /* fitted: executed FMAs per second, avx512 */
-#define AVX512_SEC_PER_ROW_VALUE 0.38e-9 /* fitted: an input value gathered, converted, listed */
+#define AVX512_FMA_PER_SEC 49.6e9        /* fitted: executed FMAs per second, avx512 */
+#define AVX512_SEC_PER_ROW_VALUE 0.58e-9 /* fitted: an input value gathered, converted, listed */
 
 /* A kernel set's speed: seconds per executed FMA (both layers: their counts are in a fixed
  * ratio for every split, so one weight is all the measurements can tell apart) and per input
@@ -103,8 +103,9 @@ void bp_cost_weights(const bp_cost_shape *s, double w[BP_COST_TERMS])
 typedef struct view {
     double rows, width, blocks;
     double D, H, C, P, nt;
-    int fwd_grouped;  /* wide enough views read W1 once a group of blocks (not the exact data
-                         split, whose pass runs block by block) */
+    int fwd_grouped;  /* the forward runs blocks in groups: the hidden split always, the data
+                         split where W1 is BP_FWD_GROUP_MIN bytes or more (not with exact sums,
+                         whose pass runs block by block) */
     int sums_grouped; /* and their dW1 sums go once a group (float sums) */
 } view;
 
@@ -116,7 +117,7 @@ static double ceil_div(double a, double b)
 static view common_view(const bp_cost_shape *s)
 {
     view v = {.D = (double)s->inputs, .H = (double)s->hidden, .C = (double)s->classes,
-              .nt = s->threads > 1 ? s->threads : 1, .fwd_grouped = 1};
+              .nt = s->threads > 1 ? s->threads : 1};
     v.P = v.D * v.H + v.H * v.C + (s->has_bias ? v.H + v.C : 0.0);
     return v;
 }
@@ -136,9 +137,16 @@ static void traffic(double t[BP_COST_TERMS], double bytes, double par, double ow
     t[BP_COST_MEM] += (1.0 - in_l3) * bytes;
 }
 
+/* Of the input values' costs (gather, bitmaps, forward lists, backward lists), the share a
+ * backward that gathers its rows again pays once more: the gather and the bitmaps, 2.8 of the
+ * 8.2% of a one-thread 1 x 512 x 256 step that the four take (bench/results/peak80_2026-12-05.md). */
+static const double REGATHER_SHARE = 2.8 / 8.2;
+
 /* What every split does per thread: its FMAs and input values, its reads of W1 by the forward
- * (the first block's from wherever the last update left W1, the next from the thread's cache
- * when its view fits) and the sums of dW1 over its blocks. */
+ * (the first block's from wherever the last update left W1, the next from L3 or memory when
+ * its view is larger than L2: re-reads from L2 hide behind the FMAs, whose forward tiles run at
+ * 97.5% of the peak with W1 in L2, peak80_2026-12-05.md) and the sums of dW1 over its blocks.
+ * row_passes: 1, or 1 + REGATHER_SHARE where the backward gathers the rows again. */
 static void pass_terms(const bp_cost_shape *s, const view *v, double row_passes, double all,
                        double t[])
 {
@@ -146,18 +154,18 @@ static void pass_terms(const bp_cost_shape *s, const view *v, double row_passes,
     t[BP_COST_FMA] += 2.0 * v->rows * v->D * v->width * share + 3.0 * v->rows * v->width * v->C;
     t[BP_COST_ROWS] += row_passes * v->rows * v->D;
     const double w1 = 4.0 * v->D * v->width;
-    /* A view of W1 of BP_FWD_GROUP_MIN bytes or more runs its blocks in groups of BP_FWD_GROUP:
-     * the forward reads W1 once a group, and the data split's float pass sums dW1 through a
-     * group's blocks panel by panel (kernels.md, "Groups of blocks"). */
-    const double groups = v->fwd_grouped && w1 >= (double)BP_FWD_GROUP_MIN
-                              ? ceil_div(v->blocks, BP_FWD_GROUP) : v->blocks;
+    /* Blocks in groups of BP_FWD_GROUP: the forward reads W1 once a group, and a float pass
+     * sums dW1 through a group's blocks panel by panel (kernels.md, "Groups of blocks"). */
+    const double groups = v->fwd_grouped ? ceil_div(v->blocks, BP_FWD_GROUP) : v->blocks;
     const double sum_passes = v->sums_grouped ? groups : v->blocks;
     traffic(t, v->nt * w1, v->nt, all / v->nt, all);
-    if (groups > 1.0)
+    if (groups > 1.0 && w1 > L2_BYTES)
         traffic(t, v->nt * (groups - 1.0) * w1, v->nt, w1, all);
-    /* each block (group) after the first adds its dW1 to the thread's sums: a read and a write */
-    if (sum_passes > 1.0)
-        traffic(t, v->nt * (sum_passes - 1.0) * 2.0 * w1, v->nt, 2.0 * w1, all);
+    /* each block (group) after the first adds its dW1 to the thread's sums, a read and a write
+     * that hide behind the FMAs as W1's re-reads do while the sums stay in L2 (the dW1 tiles
+     * load and store them and run at 92% of the peak, peak80_2026-12-05.md) */
+    if (sum_passes > 1.0 && w1 > L2_BYTES)
+        traffic(t, v->nt * (sum_passes - 1.0) * 2.0 * w1, v->nt, w1, all);
     t[BP_COST_STEP] += 1.0;
 }
 
@@ -216,7 +224,8 @@ static void data_terms(const bp_cost_shape *s, double t[])
                       : ceil_div(n, nt);
     v.width = v.H;
     v.blocks = ceil_div(v.rows, (double)BP_BLOCK);
-    v.fwd_grouped = v.sums_grouped = !s->exact; /* exact sums: a pass per block */
+    /* in groups where W1 leaves L2 (engine.c); exact sums: a pass per block */
+    v.fwd_grouped = v.sums_grouped = !s->exact && 4.0 * v.D * v.H >= (double)BP_FWD_GROUP_MIN;
     const double packed = packed_w1(s, &v);
     const double model = 2.0 * P4 + packed; /* parameters, momentum, packed W1 */
     const double acc = s->exact ? 2.0 * P4 : P4; /* a thread's sums: int64 or float */
@@ -252,10 +261,10 @@ static void rank_hidden_terms(const bp_cost_shape *s, double t[])
     v.rows = n;
     v.width = fmin(v.H, ceil_div(nhb, nt * R) * (double)BP_HBLOCK);
     v.blocks = ceil_div(n, (double)BP_BLOCK);
-    v.sums_grouped = 1; /* float sums */
+    v.fwd_grouped = v.sums_grouped = 1; /* float sums */
     const double P4 = 4.0 * v.P, packed = packed_w1(s, &v) / R;
     const double all = 2.0 * P4 + packed + P4 / R; /* the model, its slices and their sums */
-    pass_terms(s, &v, v.blocks > 1.0 ? 2.0 : 1.0, all, t);
+    pass_terms(s, &v, v.blocks > BP_FWD_GROUP ? 1.0 + REGATHER_SHARE : 1.0, all, t);
     traffic(t, nt * 2.0 * 4.0 * n * v.width, nt, 8.0 * n * v.width, 8.0 * n * v.H / R); /* h */
     t[BP_COST_BARRIER] += s->threads < 2 ? 0.0 : 6.0;
     t[BP_COST_XCORE] += (nt - 1.0) / nt * 4.0 * (n * nhb / R * v.C + v.H / R * v.C);
@@ -281,9 +290,13 @@ static void hidden_terms(const bp_cost_shape *s, double t[])
     const double P4 = 4.0 * v.P, slice = 4.0 * v.D * v.width, packed = packed_w1(s, &v);
     const double model = 2.0 * P4 + packed;
     const int exact = s->exact || s->ranks > 1;
+    v.fwd_grouped = 1;
     v.sums_grouped = !exact; /* float sums: the backward groups as the forward does */
     const double all = model + (exact ? 3.0 : 1.0) * P4; /* and the float (and int64) sums */
-    pass_terms(s, &v, v.blocks > 1.0 ? 2.0 : 1.0, all, t);
+    /* the backward gathers the rows again when they are not all in one group (float sums) or
+     * there are several blocks (exact sums, block by block) */
+    const int regather = v.blocks > (exact ? 1.0 : (double)BP_FWD_GROUP);
+    pass_terms(s, &v, regather ? 1.0 + REGATHER_SHARE : 1.0, all, t);
     traffic(t, nt * 2.0 * 4.0 * n * v.width, nt, 8.0 * n * v.width, 8.0 * n * v.H); /* h */
     t[BP_COST_BARRIER] += barriers(s, BP_SPLIT_HIDDEN);
     /* Per thread: the other slices' partial logits, and the rows of W2 the other threads

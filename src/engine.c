@@ -112,8 +112,10 @@ bprop_status bp_engine_create(const bprop_model *m, int threads, int with_grads,
         e->grad = bp_alloc((size_t)threads, sizeof *e->grad);
         ok = e->grad != NULL;
     }
-    const size_t w1_bytes = m->inputs * m->hidden * sizeof(float);
-    const size_t group = with_grads && w1_bytes >= BP_FWD_GROUP_MIN ? BP_FWD_GROUP : 1;
+    /* A training thread keeps a group of blocks' buffers: a wide net's data split reads W1
+     * once a group, and the hidden split keeps every block's rows and lists of its forward for
+     * its backward (step_pass.c). */
+    const size_t group = with_grads ? BP_FWD_GROUP : 1;
     for (int t = 0; ok && t < threads; t++) {
         ok = work_alloc(&e->work[t], e->k, m->inputs, m->hidden, m->classes, group);
         if (ok && with_grads)
@@ -227,9 +229,11 @@ void bp_thread_pass(const bp_pass *p, const bp_batch *b, size_t lo, size_t hi)
         memset(g.b1, 0, H * sizeof(float));
         memset(g.b2, 0, C * sizeof(float));
     }
+    /* Blocks in groups where W1 is too large for L2 (BP_FWD_GROUP_MIN), else one at a time. */
+    const size_t most = m->inputs * H * sizeof(float) >= BP_FWD_GROUP_MIN ? w->group : 1;
     bp_group gr;
     for (size_t s0 = lo; s0 < hi; s0 += gr.n * BP_BLOCK) {
-        bp_forward_group(&net, w, b, s0, hi, w->group, NULL, &gr);
+        bp_forward_group(&net, w, b, s0, hi, most, NULL, &gr);
         for (size_t i = 0; i < gr.n; i++)
             block_loss_hidden(p, b, &net, &gr, i, &g);
         /* In the last group (its last block); a non-finite loss stops training without an

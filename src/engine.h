@@ -21,8 +21,8 @@ typedef struct bp_work {
     float *gw2t;        /* (C, H) dW2 sums, transposed */
     uint64_t *confusion; /* (C, C) evaluation counts [true][predicted] */
     bp_scratch scratch; /* kernel scratch of the engine's set: zero-input lists, padded tail columns */
-    size_t group;       /* blocks whose forward runs together (bp_forward_hidden_group): 1, or
-                           BP_FWD_GROUP for a training engine of a wide net (BP_FWD_GROUP_MIN) */
+    size_t group;       /* blocks whose buffers the thread keeps (bp_forward_group): 1 for an
+                           evaluation engine, BP_FWD_GROUP for a training engine */
     struct bp_work *more; /* (group - 1) the further blocks' h, rows, xbuf and scratch (the rest
                              of each is NULL) */
 } bp_work;
