@@ -81,7 +81,8 @@ typedef struct bp_kernels bp_kernels;
  * forward tile of samples (samples grouped so that each tile's union stays small), and which
  * samples are non-zero in each backward tile of pixels, with those samples' pixels copied in
  * list order; they are rebuilt for every block from per-sample bitmaps (src/kernels/lists.c),
- * and not built at all for a net too narrow to gain from them (SPARSE_MIN_H). The panel
+ * and not built at all for a net too narrow to gain from them (SPARSE_MIN_H) or for a block
+ * with no zero input (dense lists then, with the same bits). The panel
  * buffers hold one panel of W1 or dh columns copied contiguously (zero-padded for the last
  * columns); PW is the set's widest panel, a few vectors of its vector length. The sizes follow
  * from the set's tile sizes (src/kernels/scratch.c). About 350 KB for Fashion-MNIST on AVX2 at
@@ -92,7 +93,8 @@ typedef struct bp_scratch {
     uint32_t *fwd_k;  /* (fwd tiles, D) + 8 non-zero pixel indices of each tile of samples */
     uint32_t *fwd_n;  /* (fwd tiles) how many */
     size_t fwd_kstep; /* tile t's list starts at fwd_k + t * fwd_kstep: D, or 0 when every tile
-                         reads the same list of all D pixels (a net too narrow to skip zeros) */
+                         reads the same list of all D pixels (a net too narrow to skip zeros,
+                         or a block with no zero input) */
     uint8_t *bwd_s;   /* (bwd tiles, BP_BLOCK) samples with a non-zero pixel in each pixel tile */
     uint32_t *bwd_n;  /* (bwd tiles) how many */
     float *wpad;      /* (D, PW) a panel of W1 columns; or of dW1 columns for a padded panel */
@@ -101,7 +103,8 @@ typedef struct bp_scratch {
     uint64_t *nzb;    /* (BP_BLOCK, NZ_WORDS(D)) each sample's non-zero pixels as bits */
     float *bwd_x;     /* (bwd tiles, BP_BLOCK, bwd_mr) the listed samples' pixels of each tile */
     const float *const *bwd_rows; /* NULL, or no backward lists: every tile sums over all the
-                                     bwd_nrows samples of these rows (a narrow net) */
+                                     bwd_nrows samples of these rows (a narrow net, or a
+                                     block with no zero input) */
     size_t bwd_nrows;
     const float **nz_rows; /* (BP_BLOCK) the rows nzb describes, for the next backward call */
     size_t nz_n;      /* how many; 0 once used (or never set) */

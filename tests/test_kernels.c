@@ -399,6 +399,158 @@ Test(kernels, generic_is_deterministic_across_tiles_blocks_and_views) { check_de
 Test(kernels, avx2_is_deterministic_across_tiles_blocks_and_views) { check_determinism("avx2"); }
 Test(kernels, avx512_is_deterministic_across_tiles_blocks_and_views) { check_determinism("avx512"); }
 
+/* ---- dense blocks: a block with no zero input takes the dense lists, with the same bits ------ */
+
+/* A block of a fixture's samples idx[0..nb), and whether it has no zero input (so that the
+ * lists must be the dense ones). */
+typedef struct dblock {
+    size_t nb, idx[BP_BLOCK];
+    int dense;
+} dblock;
+
+/* Blocks b[0..nblk) of f through set k, dlogits dl (f->nb, C), from zeroed sums with first = 1:
+ * one block through bp_forward_hidden and bp_backward_block, several as one group
+ * (bp_forward_hidden_group, bp_backward_hidden, bp_backward_w1_group). Block i's h goes to
+ * h[i] (BP_BLOCK, H); returns the gradient sums (grads_copy). Checks that every block took the
+ * lists it should, forward and backward. */
+static float *run_blocks(const bp_kernels *k, fixture *f, const float *dl, size_t nblk,
+                         const dblock *b, float *const *h)
+{
+    const size_t D = f->D, H = f->H, C = f->C;
+    bp_scratch sc[BP_FWD_GROUP], *scp[BP_FWD_GROUP];
+    const float *rows[BP_FWD_GROUP][BP_BLOCK];
+    const float *const *xr[BP_FWD_GROUP];
+    float *dh[BP_FWD_GROUP], *dlb[BP_FWD_GROUP];
+    size_t nb[BP_FWD_GROUP];
+    bp_net net = fx_net(f);
+    bp_grads g = fx_grads(f);
+    grads_zero(f);
+    for (size_t i = 0; i < nblk; i++) {
+        cr_assert(bp_scratch_alloc(&sc[i], k, D, H, C), "%s: scratch_alloc failed", k->name);
+        scp[i] = &sc[i];
+        nb[i] = b[i].nb;
+        dh[i] = floats(BP_BLOCK * H);
+        dlb[i] = floats(BP_BLOCK * C);
+        for (size_t r = 0; r < nb[i]; r++) {
+            rows[i][r] = f->xr[b[i].idx[r]];
+            memcpy(dlb[i] + r * C, dl + b[i].idx[r] * C, C * sizeof(float));
+        }
+        xr[i] = rows[i];
+    }
+    if (nblk == 1)
+        bp_forward_hidden(&net, xr[0], nb[0], dh[0], &sc[0]);
+    else
+        bp_forward_hidden_group(&net, nblk, xr, nb, dh, scp);
+    for (size_t i = 0; i < nblk; i++) {
+        cr_assert_eq(sc[i].fwd_kstep == 0, b[i].dense, "%s D=%zu H=%zu: block %zu of %zu took the %s forward lists",
+                     k->name, D, H, i, nblk, b[i].dense ? "sparse" : "dense");
+        memcpy(h[i], dh[i], nb[i] * H * sizeof(float));
+    }
+    if (nblk == 1) {
+        bp_backward_block(&net, xr[0], nb[0], dh[0], dlb[0], &g, 1, &sc[0]);
+    } else {
+        for (size_t i = 0; i < nblk; i++)
+            bp_backward_hidden(&net, nb[i], dh[i], dlb[i], &g, &sc[i]);
+        bp_backward_w1_group(&net, nblk, xr, nb, dh, &g, 1, scp);
+    }
+    for (size_t i = 0; i < nblk; i++) {
+        cr_assert_eq(sc[i].bwd_rows != NULL, b[i].dense, "%s D=%zu H=%zu: block %zu of %zu took the %s backward lists",
+                     k->name, D, H, i, nblk, b[i].dense ? "sparse" : "dense");
+        free(dh[i]);
+        free(dlb[i]);
+        bp_scratch_free(&sc[i]);
+    }
+    return grads_copy(f);
+}
+
+/* Blocks m[i] (dense blocks d[i] with extra samples among them) gave the same h for every
+ * sample of d[i], and the same gradient sums, bit for bit. */
+static void check_same_blocks(const bp_kernels *k, const fixture *f, size_t nblk, const dblock *d,
+                              float *const *hd, const float *gd, const dblock *m,
+                              float *const *hm, const float *gm)
+{
+    const size_t H = f->H;
+    for (size_t i = 0; i < nblk; i++)
+        for (size_t q = 0; q < d[i].nb; q++) {
+            size_t r = 0;
+            while (r < m[i].nb && m[i].idx[r] != d[i].idx[q])
+                r++;
+            cr_assert_lt(r, m[i].nb);
+            cr_assert(tu_same_bits(hd[i] + q * H, hm[i] + r * H, H),
+                      "%s D=%zu H=%zu, %zu block(s): h of sample %zu differs between the dense and the sparse lists",
+                      k->name, f->D, H, nblk, d[i].idx[q]);
+        }
+    cr_assert(tu_same_bits(gd, gm, f->D * H + H + f->C * H + f->C),
+              "%s D=%zu H=%zu, %zu block(s): gradient sums differ between the dense and the sparse lists",
+              k->name, f->D, H, nblk);
+}
+
+/* nd samples with no zero input, twice (dense blocks d0, d1), against the same samples with one
+ * extra sample each whose single zero pixel sends its block through the sparse lists (m0: the
+ * extra in the middle, zero at the last pixel, in a bitmap word's top bit used; m1: at the end,
+ * zero in the middle). The extras' dlogits are zero, so their dh rows are zero and add exact
+ * zeros to every sum: each block alone, then as groups (sparse + sparse, sparse + dense). */
+static void check_dense_case(const bp_kernels *k, size_t D, size_t H, size_t nd)
+{
+    const size_t C = 7, n = 2 * nd + 2;
+    fixture f = fx_make(D, H, C, H, 0, n, 1, 31 * D + H + nd);
+    for (size_t i = 0; i < n * D; i++)
+        if (f.x[i] == 0.0f)
+            f.x[i] = (i % 2 ? -1.0f : 1.0f) * (0.125f + (float)(i % 29) / 32.0f);
+    f.x[2 * nd * D + D - 1] = 0.0f;
+    f.x[(2 * nd + 1) * D + D / 2] = 0.0f;
+    uint64_t s = 77 + D;
+    float *dl = floats(n * C);
+    for (size_t i = 0; i < 2 * nd * C; i++)
+        dl[i] = uniform(&s);
+    dblock d[2] = {{nd, {0}, 1}, {nd, {0}, 1}}, m[2] = {{nd + 1, {0}, 0}, {nd + 1, {0}, 0}};
+    for (size_t r = 0, at = nd / 3; r < nd; r++) {
+        d[0].idx[r] = r;
+        d[1].idx[r] = m[1].idx[r] = nd + r;
+        m[0].idx[r + (r >= at)] = r;
+        m[0].idx[at] = 2 * nd;
+    }
+    m[1].idx[nd] = 2 * nd + 1;
+    float *hd[2] = {floats(BP_BLOCK * H), floats(BP_BLOCK * H)};
+    float *hm[2] = {floats(BP_BLOCK * H), floats(BP_BLOCK * H)};
+    for (size_t i = 0; i < 2; i++) {
+        float *gd = run_blocks(k, &f, dl, 1, &d[i], hd), *gm = run_blocks(k, &f, dl, 1, &m[i], hm);
+        check_same_blocks(k, &f, 1, &d[i], hd, gd, &m[i], hm, gm);
+        free(gd);
+        free(gm);
+    }
+    const dblock mixed[2] = {m[0], d[1]};
+    float *gd = run_blocks(k, &f, dl, 2, d, hd), *gm = run_blocks(k, &f, dl, 2, m, hm);
+    check_same_blocks(k, &f, 2, d, hd, gd, m, hm, gm);
+    free(gm);
+    gm = run_blocks(k, &f, dl, 2, mixed, hm);
+    check_same_blocks(k, &f, 2, d, hd, gd, mixed, hm, gm);
+    free(gd);
+    free(gm);
+    for (size_t i = 0; i < 2; i++) {
+        free(hd[i]);
+        free(hm[i]);
+    }
+    free(dl);
+    fx_free(&f);
+}
+
+/* Pixels in a partial last bitmap word (784, 29, 61) or whole words (128); pixel counts with and
+ * without single-pixel dW1 tiles; widths from SPARSE_MIN_H (40) up, with and without greedy
+ * grouping; whole and partial blocks. */
+static void check_dense_blocks(const char *name)
+{
+    const bp_kernels *k = need(name);
+    check_dense_case(k, 784, 91, 63);
+    check_dense_case(k, 128, 64, 63);
+    check_dense_case(k, 29, 40, 20);
+    check_dense_case(k, 61, 150, 37);
+}
+
+Test(kernels, generic_dense_blocks_match_the_sparse_lists) { check_dense_blocks("generic"); }
+Test(kernels, avx2_dense_blocks_match_the_sparse_lists) { check_dense_blocks("avx2"); }
+Test(kernels, avx512_dense_blocks_match_the_sparse_lists) { check_dense_blocks("avx512"); }
+
 /* ---- the sets agree with each other ------------------------------------------------------------ */
 
 Test(kernels, every_available_set_agrees_with_generic)

@@ -627,7 +627,8 @@ INLINE void bwd_tile(int mr, int nv, const float *xv, const uint8_t *ss, const f
 
 /* Every pixel tile of one panel of dW1 columns (sums o): through the lists, or
  * over every sample of sc->bwd_rows when bp_bwd_lists left dense ones (a narrow net, whose one or
- * two panels would not repay copying the inputs into list order). */
+ * two panels would not repay copying the inputs into list order; or a block with no zero input,
+ * whose lists would hold every sample of every tile). */
 INLINE void bwd_panel(int nv, const float *dh, size_t ldd, bwd_sums o, int first,
                       const bp_scratch *sc, size_t D)
 {

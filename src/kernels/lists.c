@@ -67,8 +67,27 @@ static const uint8_t bit_pos[256 * 8] = {ROWS64(0), ROWS64(64), ROWS64(128), ROW
 
 /* ---- forward: for each tile of samples, the pixels non-zero in any of them ----------------- */
 
-/* Dense lists for a narrow net: every pixel for every tile (fwd_k's first D entries, read by
- * every tile), samples in block order; no bitmaps are left for the backward. */
+/* Whether the bitmaps of nb samples (nzb (nb, NZ_WORDS(D))) have every pixel set: a dense block,
+ * with no zero input to skip. A sample's last word holds D - 64 * (words - 1) bits and zeros
+ * above them. Stops at the first zero: on pixels, mostly in the first sample's first word. */
+static int all_nonzero(const uint64_t *nzb, size_t nb, size_t D)
+{
+    if (nb == 0 || D == 0)
+        return 0;
+    const size_t nw = NZ_WORDS(D), tail = D - 64 * (nw - 1);
+    const uint64_t ones = ~UINT64_C(0), last = tail == 64 ? ones : (UINT64_C(1) << tail) - 1;
+    for (size_t s = 0; s < nb; s++, nzb += nw) {
+        uint64_t all = ones;
+        for (size_t w = 0; w + 1 < nw; w++)
+            all &= nzb[w];
+        if (all != ones || nzb[nw - 1] != last)
+            return 0;
+    }
+    return 1;
+}
+
+/* Dense lists, for a narrow net or a dense block: every pixel for every tile (fwd_k's first D
+ * entries, read by every tile), samples in block order. The bitmaps (nz_n) are the caller's. */
 static void fwd_lists_dense(const float *const *xr, size_t nb, size_t D, bp_scratch *sc)
 {
     for (size_t k = 0; k < D; k++)
@@ -80,7 +99,6 @@ static void fwd_lists_dense(const float *const *xr, size_t nb, size_t D, bp_scra
     }
     for (size_t t = 0; t * sc->k->fwd_mr < nb; t++)
         sc->fwd_n[t] = (uint32_t)D;
-    sc->nz_n = 0;
 }
 
 /* Pixels set in b and not in u, over nw words. Four counts side by side: the grouping calls
@@ -192,17 +210,25 @@ AVX2_INSTANCE static void fwd_group_avx2(const float *const *xr, size_t nb, size
 }
 #endif
 
-/* The bitmaps are left for the backward pass of the same rows. */
+/* The bitmaps are left for the backward pass of the same rows (also a dense block's: the
+ * backward reads from them that the block is dense). A block with no zero input (standardised
+ * inputs) takes the dense lists: its unions would list every pixel anyway, and the grouping
+ * would only cost time; the tiles' chains are the same either way. */
 void bp_fwd_lists(bp_scratch *sc, const float *const *xr, size_t nb, size_t D, size_t H)
 {
     if (H < SPARSE_MIN_H) {
         fwd_lists_dense(xr, nb, D, sc);
+        sc->nz_n = 0;
         return;
     }
-    sc->fwd_kstep = D;
     sc->k->nz_bitmaps(xr, nb, D, sc->nzb);
     memcpy(sc->nz_rows, xr, nb * sizeof *xr);
     sc->nz_n = nb;
+    if (all_nonzero(sc->nzb, nb, D)) {
+        fwd_lists_dense(xr, nb, D, sc);
+        return;
+    }
+    sc->fwd_kstep = D;
 #if HAVE_AVX2_INSTANCE
     if (sc->k->lists == BP_LISTS_AVX2) {
         fwd_group_avx2(xr, nb, D, H, sc);
@@ -385,6 +411,7 @@ AVX2_INSTANCE static void bwd_lists_avx2(const float *const *xr, size_t nb, size
 }
 #endif
 
+/* Dense lists (bwd_rows) for a narrow net or a dense block, as bp_fwd_lists chooses them. */
 void bp_bwd_lists(bp_scratch *sc, const float *const *xr, size_t nb, size_t D, size_t H)
 {
     sc->bwd_rows = NULL;
@@ -400,6 +427,12 @@ void bp_bwd_lists(bp_scratch *sc, const float *const *xr, size_t nb, size_t D, s
     if (sc->nz_n != nb || memcmp(sc->nz_rows, xr, nb * sizeof *xr) != 0)
         sc->k->nz_bitmaps(xr, nb, D, sc->nzb);
     sc->nz_n = 0;
+    if (all_nonzero(sc->nzb, nb, D)) { /* a dense block: every sample is listed in every tile
+                                        * anyway, and the tiles read the rows in place */
+        sc->bwd_rows = xr;
+        sc->bwd_nrows = nb;
+        return;
+    }
 #if HAVE_AVX2_INSTANCE
     if (sc->k->lists == BP_LISTS_AVX2) {
         bwd_lists_avx2(xr, nb, D, sc);
