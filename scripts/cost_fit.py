@@ -8,6 +8,9 @@ split it chooses, and both splits of a round ran back to back in one process. Wi
 weights of the model's terms are fitted by non-negative least squares on relative error
 (each point's terms divided by its measured time should sum to 1) and printed; they are put into
 src/cost.c by hand. Needs numpy (and scipy for --fit): Debian's /usr/bin/python3.
+With --kernels SET other than avx512 (a grid measured with BPROP_ISA=SET), --fit fits only
+that set's two rates (seconds per executed FMA and per input value) and holds the weights every
+set shares at the values src/cost.c has (from the avx512 fit).
 """
 
 import argparse
@@ -117,16 +120,67 @@ def fit(cells, pred, ratio_weight):
     return weights
 
 
+def current_weights(pred):
+    """The weights the built model uses, recovered from its own rows (seconds = terms . weights,
+    solved by least squares over every row: exact, as the rows are that sum)."""
+    import numpy as np
+    rows = [r for splits in pred.values() for r in splits.values()]
+    a = np.array([[float(r[k]) for k in TERMS] for r in rows])
+    sec = np.array([float(r["seconds"]) for r in rows])
+    w, *_ = np.linalg.lstsq(a, sec, rcond=None)
+    return dict(zip(TERMS, w))
+
+
+def fit_set(cells, pred, ratio_weight):
+    """A kernel set's two rates (fma, rows) with every other weight held at the built model's:
+    the same objective as fit(), over those two."""
+    import numpy as np
+    from scipy.optimize import least_squares
+    w0 = current_weights(pred)
+    free = ["fma", "rows"]
+    def split_arrays(row):
+        f = np.array([float(row[k]) for k in free])
+        rest = sum(float(row[k]) * w0[k] for k in TERMS if k not in free)
+        return f, rest
+    times, pairs = [], []
+    for key, splits in cells.items():
+        for split, rounds in splits.items():
+            if split in pred.get(key, {}):
+                times.append((*split_arrays(pred[key][split]), med(rounds)))
+        if "hidden" in pred.get(key, {}):
+            pairs.append((split_arrays(pred[key]["data"]), split_arrays(pred[key]["hidden"]),
+                          split_ratio(splits)))
+    def residuals(lw):
+        w = np.exp(lw)
+        r1 = [np.log((f @ w + rest) / t) for f, rest, t in times]
+        r2 = [ratio_weight * np.log((d[0] @ w + d[1]) / (h[0] @ w + h[1]) / q) for d, h, q in pairs]
+        return np.array(r1 + r2)
+    sol = least_squares(residuals, np.log([w0[k] for k in free]), max_nfev=20000)
+    w = dict(w0)
+    w.update(zip(free, np.exp(sol.x)))
+    res = residuals(sol.x)[:len(times)]
+    print(f"fitted rates (seconds per unit; the other weights held; ratio weight {ratio_weight}):")
+    for k in free:
+        print(f"  {k:8s} {w[k]:.4g}   (1 / {1 / w[k]:.4g}; was {w0[k]:.4g})")
+    print(f"time error: median |pred/meas - 1| = {np.median(abs(np.exp(res) - 1)):.3f}, "
+          f"max {max(abs(np.exp(res) - 1)):.3f}")
+    return w
+
+
 def rate(sec):
     """1 / sec as a C literal with three significant digits ("42.7e9")."""
     r = 1.0 / sec
     return f"{r / 1e9:.3g}e9" if 1e6 <= r < 1e13 else f"{r:.3g}"
 
 
-def write_c(path, w):
+def write_c(path, w, kernels="avx512"):
     """The fitted weights into the lines of src/cost.c marked "fitted" (rounded as they print),
-    each line's comment left in its column."""
-    import re
+    each line's comment left in its column; for another set, only its two rates' lines."""
+    if kernels != "avx512":
+        up = kernels.upper()
+        subs = {rf"(#define {up}_FMA_PER_SEC )": rate(w["fma"]),
+                rf"(#define {up}_SEC_PER_ROW_VALUE )": f"{w['rows'] * 1e9:.2f}e-9"}
+        return put_lines(path, subs)
     subs = {r"(SEC_PER_L2_BYTE = 1\.0 / )": rate(w["l2"]),
             r"(SEC_PER_L3_BYTE = 1\.0 / )": rate(w["l3"]),
             r"(SEC_PER_MEM_BYTE = 1\.0 / )": rate(w["mem"]),
@@ -135,6 +189,12 @@ def write_c(path, w):
             r"(SEC_PER_STEP = )": f"{w['step']:.2g}" if w["step"] >= 1e-9 else "0.0",
             r"(#define AVX512_FMA_PER_SEC )": rate(w["fma"]),
             r"(#define AVX512_SEC_PER_ROW_VALUE )": f"{w['rows'] * 1e9:.2f}e-9"}
+    put_lines(path, subs)
+
+
+def put_lines(path, subs):
+    """Each regex prefix's value replaced in its one line of path (comment column kept)."""
+    import re
     with open(path) as f:
         text = f.read()
     for prefix, value in subs.items():
@@ -238,6 +298,9 @@ def main():
                     help="also print the model's predictions at these thread counts (e.g. 4,8,16)")
     ap.add_argument("--write-c", metavar="COST_C",
                     help="with --fit: write the fitted weights into this src/cost.c")
+    ap.add_argument("--kernels", default="avx512",
+                    help="the kernel set the rows were measured with (BPROP_ISA); for a set other "
+                         "than avx512, --fit fits only its FMA and input-value rates")
     ap.add_argument("--mean", action="store_true",
                     help="fit means over rounds instead of medians (every mode of a bimodal split "
                          "counted at its frequency)")
@@ -250,11 +313,14 @@ def main():
         sys.exit("cost_fit: no rows")
     keys = list(cells)
     pred = model(args.build, sorted({k[0] for k in keys}), sorted({k[1] for k in keys}),
-                 sorted({k[2] for k in keys}))
+                 sorted({k[2] for k in keys}), args.kernels)
     if args.fit:
-        weights = fit(cells, pred, args.ratio_weight)
+        if args.kernels == "avx512":
+            weights = fit(cells, pred, args.ratio_weight)
+        else:
+            weights = fit_set(cells, pred, args.ratio_weight)
         if args.write_c:
-            write_c(args.write_c, weights)
+            write_c(args.write_c, weights, args.kernels)
         print()
     tables(cells, pred)
     print()

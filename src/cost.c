@@ -44,6 +44,10 @@ static const double SEC_PER_STEP = 0.0;                /* fitted: a step's fixed
                                                           scales, loss) */
 #define AVX512_FMA_PER_SEC 49.6e9        /* fitted: executed FMAs per second, avx512 */
 #define AVX512_SEC_PER_ROW_VALUE 0.58e-9 /* fitted: an input value gathered, converted, listed */
+/* avx2's two rates, fitted to the avx2 grid with the weights above held (cost_fit.py --kernels
+ * avx2 --fit): the same machine's FMAs, 256 bits wide, and its input values. */
+#define AVX2_FMA_PER_SEC 36.3e9          /* fitted: executed FMAs per second, avx2 */
+#define AVX2_SEC_PER_ROW_VALUE 0.61e-9   /* fitted: an input value gathered, converted, listed */
 
 /* A kernel set's speed: seconds per executed FMA (both layers: their counts are in a fixed
  * ratio for every split, so one weight is all the measurements can tell apart) and per input
@@ -62,10 +66,11 @@ typedef struct kernel_speed {
 static const kernel_speed KERNEL_SPEEDS[] = {
     /* avx512: fitted on the grid (Zen 4, 2 cores). */
     {"avx512", 1.0 / AVX512_FMA_PER_SEC, AVX512_SEC_PER_ROW_VALUE, 0.68, 0},
-    /* avx2 and generic: not fitted; their FMAs cost 1.45 and 4.8 times avx512's, the ratios of
-     * one-thread kernel rates at 256 units, batch 512 (118k and 37k samples/s on an AVX2 EPYC,
-     * docs/performance.md "Kernel rate on AVX2", against 166k for avx512 on this grid). */
-    {"avx2", 1.45 / AVX512_FMA_PER_SEC, AVX512_SEC_PER_ROW_VALUE, 0.65, 1},
+    /* avx2: fitted on its own grid (Zen 4, 2 cores, BPROP_ISA=avx2). generic: not fitted; its
+     * FMAs cost 4.8 times avx512's, the ratio of one-thread kernel rates at 256 units, batch 512
+     * (37k samples/s on an AVX2 EPYC, docs/performance.md "Kernel rate on AVX2", against 166k
+     * for avx512 on this grid). */
+    {"avx2", 1.0 / AVX2_FMA_PER_SEC, AVX2_SEC_PER_ROW_VALUE, 0.65, 1},
     {"generic", 4.8 / AVX512_FMA_PER_SEC, 0.62e-9, 0.63, 1}, /* also any set the table does not name */
 };
 
