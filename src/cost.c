@@ -29,7 +29,7 @@ static const double L3_BYTES = 32.0 * 1024.0 * 1024.0; /* shared by the cores of
  * the data split's sums over threads (lines another core wrote) are cheap, in the other dear
  * (likely where the host places the two virtual cores: sharing an L3 or not; not verified); a
  * choice made without timings has to do well in both. The grid of the current fit ran into the
- * dear state in 4 of its 15 rounds at 2 threads x 128 x 256 (ping-pong probes in an earlier
+ * dear state in 3 of its 15 rounds at 2 threads x 128 x 256 (ping-pong probes in an earlier
  * session: 7 of 22), so the fitted price of a line another core wrote includes it at about its
  * share. The rates are effective ones (write-allocation, prefetch and overlap with
  * the FMAs included), lower than the hardware's peak bandwidths. */
@@ -46,8 +46,8 @@ static const double SEC_PER_STEP = 0.0;                /* fitted: a step's fixed
 #define AVX512_SEC_PER_ROW_VALUE 0.58e-9 /* fitted: an input value gathered, converted, listed */
 /* avx2's two rates, fitted to the avx2 grid with the weights above held (cost_fit.py --kernels
  * avx2 --fit): the same machine's FMAs, 256 bits wide, and its input values. */
-#define AVX2_FMA_PER_SEC 36.3e9          /* fitted: executed FMAs per second, avx2 */
-#define AVX2_SEC_PER_ROW_VALUE 0.61e-9   /* fitted: an input value gathered, converted, listed */
+#define AVX2_FMA_PER_SEC 42.8e9          /* fitted: executed FMAs per second, avx2 */
+#define AVX2_SEC_PER_ROW_VALUE 0.59e-9   /* fitted: an input value gathered, converted, listed */
 
 /* A kernel set's speed: seconds per executed FMA (both layers: their counts are in a fixed
  * ratio for every split, so one weight is all the measurements can tell apart) and per input
