@@ -29,8 +29,8 @@ static const double L3_BYTES = 32.0 * 1024.0 * 1024.0; /* shared by the cores of
  * the data split's sums over threads (lines another core wrote) are cheap, in the other dear
  * (likely where the host places the two virtual cores: sharing an L3 or not; not verified); a
  * choice made without timings has to do well in both. The grid of the current fit ran into the
- * dear state in 3 of its 15 rounds at 2 threads x 128 x 256 (ping-pong probes in an earlier
- * session: 7 of 22), so the fitted price of a line another core wrote includes it at about its
+ * dear state in 3 of its 15 rounds at 2 threads x 128 x 256 (ping-pong probes earlier the same
+ * day: 7 of 22), so the fitted price of a line another core wrote includes it at about its
  * share. The rates are effective ones (write-allocation, prefetch and overlap with
  * the FMAs included), lower than the hardware's peak bandwidths. */
 static const double SEC_PER_L2_BYTE = 1.0 / 44.7e9;    /* fitted: a core's own L2 */

@@ -287,7 +287,7 @@ Test(slices, a_step_on_another_team_or_split_stores_the_slices_first)
 Test(slices, auto_giving_batches_of_two_sizes_other_splits_keeps_w1_current)
 {
     /* At 784 inputs and 128 hidden units the cost model gives 2 threads the data split for a
-     * batch of 256 and the hidden split for 40 (every kernel set), as for a trainer's full
+     * batch of 384 and the hidden split for 40 (every kernel set), as for a trainer's full
      * batches and its last, shorter one. The reference keeps W1 in the model throughout: the
      * same stepper without slices, so the same splits and bits. */
     bprop_dataset *d = tu_blobs(600, 784, CLASSES, 6);
@@ -301,11 +301,11 @@ Test(slices, auto_giving_batches_of_two_sizes_other_splits_keeps_w1_current)
     b.s->w1s = b.s->v1s = NULL;
     int active[2];
     bp_step_plan p = {.active = active};
-    bp_plan_step(a.s, 256, 2, &p);
-    cr_assert_eq(p.split, BP_SPLIT_DATA, "auto's choice at batch 256 changed: pick other sizes");
+    bp_plan_step(a.s, 384, 2, &p);
+    cr_assert_eq(p.split, BP_SPLIT_DATA, "auto's choice at batch 384 changed: pick other sizes");
     bp_plan_step(a.s, 40, 2, &p);
     cr_assert(p.split == BP_SPLIT_HIDDEN && p.w1_sliced, "auto's choice at batch 40 changed");
-    const size_t sizes[] = {256, 40, 256, 40, 40, 256, 40};
+    const size_t sizes[] = {384, 40, 384, 40, 40, 384, 40};
     for (size_t i = 0; i < sizeof sizes / sizeof *sizes; i++) {
         step_on(&a, 2, d, i * 40, sizes[i]);
         step_on(&b, 2, d, i * 40, sizes[i]);
