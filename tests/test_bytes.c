@@ -206,12 +206,13 @@ Test(bytes, same_bits_generic) { same_bits_on("generic"); }
 Test(bytes, same_bits_avx2) { same_bits_on("avx2"); }
 Test(bytes, same_bits_avx512) { same_bits_on("avx512"); }
 
-/* Wide nets on isa: 800 units of 784 inputs, so each of 2 threads' 400-unit W1 slices is over
- * BP_FWD_GROUP_MIN and the hidden split runs its blocks in groups of BP_FWD_GROUP. A batch of
+/* Wide nets on isa: 800 units of 784 inputs, each of 2 threads' 400-unit W1 slices over
+ * BP_FWD_GROUP_MIN; the hidden split runs its blocks in groups of BP_FWD_GROUP. A batch of
  * BP_FWD_GROUP + 1 full blocks: the backward gathers the first group's byte rows again
  * (converted, standardised or not) into the buffers where the forward's second group left the
- * last block's rows, so the zero-input bitmaps kept from that forward must be dropped. Bytes on 2 threads give the
- * bits of floats on 2 threads and on 1 (the float hidden split trains one thread's bits). */
+ * last block's rows, so the zero-input bitmaps kept from that forward must be dropped. Bytes on
+ * 2 threads give the bits of floats on 2 threads and on 1 (the float hidden split trains one
+ * thread's bits). */
 static void wide_same_bits_on(const char *isa)
 {
     if (!bp_kernels_named(isa))

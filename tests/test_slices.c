@@ -319,15 +319,15 @@ Test(slices, auto_giving_batches_of_two_sizes_other_splits_keeps_w1_current)
 
 /* ---- wide nets: blocks in groups ----------------------------------------------------------- */
 
-/* Where a thread's W1 (the whole of it for the data split, its slice for the hidden split) is
- * BP_FWD_GROUP_MIN bytes or more, its blocks run in groups (W1 read once a group; with W1
- * updated in the pass, the dW1 sums kept through the group); narrower runs go block by block.
- * Both keep every element's chain, so each width below trains one thread's bits on every team:
- * at 400 units one thread groups (1.25 MB) and four threads' slices of at most 128 units do
- * not; at 800 units one thread and two threads' slices of 448 and 384 units group, four
- * threads' of at most 256 do not. */
-_Static_assert(784 * 384 * sizeof(float) >= BP_FWD_GROUP_MIN, "a 384-unit slice groups");
-_Static_assert(784 * 256 * sizeof(float) < BP_FWD_GROUP_MIN, "a 256-unit slice does not");
+/* The data split runs a thread's blocks in groups where its W1 is BP_FWD_GROUP_MIN bytes or more
+ * (W1 read once a group; with W1 updated in the pass, the dW1 sums kept through the group), and
+ * block by block below; the hidden split groups at every width, its slice's W1 read once a
+ * group from 1 MB (384 units here) and from L2 below. Both keep every element's chain, so each
+ * width below trains one thread's bits on every team: at 400 and 800 units one thread groups
+ * (1.25 and 2.5 MB), and the slices of two and four threads (448 and 384, at most 128 and 256
+ * units) cover wide and narrow W1. */
+_Static_assert(784 * 384 * sizeof(float) >= BP_FWD_GROUP_MIN, "a 384-unit slice is wide");
+_Static_assert(784 * 256 * sizeof(float) < BP_FWD_GROUP_MIN, "a 256-unit slice is not");
 
 static bprop_model *train_wide(const bprop_dataset *d, size_t H, int threads, size_t batch)
 {
