@@ -235,24 +235,28 @@ INLINE size_t fwd_panel_at(size_t j, size_t H, int *nv)
     return H - j < VL ? H - j : VL;
 }
 
+/* n floats from src to dst, then zeros up to pw (pw >= n): a vector at a time, then the
+ * n % VL tail. Every panel copy goes through this, one panel row at a time. A memcpy
+ * of a length known only at run time was compiled inline as `rep movsq`, whose start-up costs
+ * more than such a row (the avx2 set's forward at one thread, batch 32, 256 units spent a third
+ * of its time there), or became a call to libc's memmove (1.5% of a 2 x 512 x 256 hidden-split
+ * step on avx2, perf, from the backward's dh and sums copies). */
+INLINE void copy_row(float *dst, const float *src, size_t n, size_t pw)
+{
+    size_t i = 0;
+    for (; i + VL <= n; i += VL)
+        st(dst + i, ld(src + i));
+    for (; i < pw; i++) /* one loop: two would become libc calls again (memset for the zeros) */
+        dst[i] = i < n ? src[i] : 0.0f;
+}
+
 /* Copy W1's columns [j, j + n) into a contiguous zero-padded panel dst, (D, pw). W1's rows are
  * H floats apart (a power of two for the usual widths), so the columns of one panel left in
- * place would fall into a few cache sets and miss on every tile; packed, they stream from L2.
- * A vector at a time: a memcpy of n floats, its length known only at run time, was compiled
- * inline as `rep movsq`, whose start-up costs more than a 64-byte row (the avx2 set's forward at
- * one thread, batch 32, 256 units spent a third of its time there). */
+ * place would fall into a few cache sets and miss on every tile; packed, they stream from L2. */
 static void pack_panel(const bp_net *net, size_t j, size_t n, size_t pw, float *dst)
 {
-    for (size_t k = 0; k < net->D; k++, dst += pw) {
-        const float *src = net->w1 + k * net->ld + j;
-        size_t i = 0;
-        for (; i + VL <= n; i += VL)
-            *(vfu *)(dst + i) = *(const vfu *)(src + i);
-        for (; i < n; i++)
-            dst[i] = src[i];
-        for (; i < pw; i++)
-            dst[i] = 0.0f;
-    }
+    for (size_t k = 0; k < net->D; k++, dst += pw)
+        copy_row(dst, net->w1 + k * net->ld + j, n, pw);
 }
 
 static void KFN(bp_pack_w1)(const bp_net *net, size_t j0, size_t j1, float *w1p)
@@ -295,7 +299,7 @@ static void fwd_cols(const bp_net *net, size_t nb, size_t j, int nv,
         sc->bpad[i] = net->b1 && i < n ? net->b1[j + i] : 0.0f;
     fwd_panel(nv, wp, pw, sc->bpad, nb, sc->hpad, pw, sc, NULL);
     for (size_t s = 0; s < nb; s++)
-        memcpy(h + s * H + j, sc->hpad + s * pw, n * sizeof(float));
+        copy_row(h + s * H + j, sc->hpad + s * pw, n, n);
 }
 
 /* h[i] (nb[i], H) of nblk blocks from the forward lists bp_fwd_lists left in sc[i]. */
@@ -684,18 +688,10 @@ static void sums_panel_in(const float *gw1, size_t ldg, size_t j, size_t n, size
             __builtin_prefetch(a, 0, 3);
             __builtin_prefetch(a + n - 1, 0, 3);
         }
-        memcpy(dst, gw1 + k * ldg + j, n * sizeof(float));
-        for (size_t i = n; i < pw; i++)
-            dst[i] = 0.0f;
+        copy_row(dst, gw1 + k * ldg + j, n, pw);
     }
 }
 
-/* Columns [j, j + n) of dW1 through the tiles of an nv-vector panel (n <= nv * VL): the dh
- * columns are first copied into a contiguous zero-padded panel, (nb, nv * VL), for the same
- * cache-set reason as fwd_cols. A panel with padding works on a copy of its n columns of dW1 in
- * wpad, (D, nv * VL), and copies them back: each element's chain then starts from its stored
- * value, as in a whole panel (adding a separately rounded sum would differ in the last bit
- * from the fused chain). */
 /* The panel of dh columns [j, j + n) that the tiles read, row stride *ldd: dh in place, or
  * copied into a contiguous zero-padded panel of hpad, (nb, pw), for the same cache-set reason
  * as fwd_cols (and always for a padded panel). */
@@ -705,12 +701,8 @@ static const float *dh_panel(const float *dh, size_t nb, size_t H, size_t j, siz
     *ldd = H;
     if (!BWD_PACK && n == pw)
         return dh + j;
-    for (size_t s = 0; s < nb; s++) {
-        float *dst = hpad + s * pw;
-        memcpy(dst, dh + s * H + j, n * sizeof(float));
-        for (size_t i = n; i < pw; i++)
-            dst[i] = 0.0f;
-    }
+    for (size_t s = 0; s < nb; s++)
+        copy_row(hpad + s * pw, dh + s * H + j, n, pw);
     *ldd = pw;
     return hpad;
 }
@@ -749,7 +741,7 @@ INLINE void bwd_cols(const bp_net *net, size_t nb, const float *dh,
         sums_panel_in(gw1, ldg, j, n, pw, D, sc->wpad);
     bwd_panel(nv, dhp, lddp, padded, first, sc, D);
     for (size_t k = 0; k < D; k++)
-        memcpy(gw1 + k * ldg + j, sc->wpad + k * pw, n * sizeof(float));
+        copy_row(gw1 + k * ldg + j, sc->wpad + k * pw, n, n);
 }
 
 /* bwd_cols for nblk blocks in a row (block i: nb[i] samples, dh[i], lists in sc[i]). Both are
