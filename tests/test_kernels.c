@@ -256,6 +256,12 @@ static void check_against_naive(const char *name)
         check_case(k, 13, H, 4, H + 19, 7, BP_BLOCK, H % 3 != 0);
     }
     check_case(k, 784, 150, 10, 256, 64, BP_BLOCK, 1);
+    /* Widths of 3m + 1 vectors on avx2, which end in two two-vector panels (32 and 80 above). */
+    const size_t wide[] = {128, 136, 512};
+    for (size_t i = 0; i < sizeof wide / sizeof *wide; i++) {
+        check_case(k, 29, wide[i], 3, wide[i], 0, 13, 1);
+        check_case(k, 13, wide[i], 4, 2 * wide[i], wide[i], BP_BLOCK, 0);
+    }
 }
 
 Test(kernels, generic_matches_naive_backprop) { check_against_naive("generic"); }
@@ -389,6 +395,10 @@ static void check_determinism(const char *name)
     const size_t blocks[] = {0, 64, 128, 150}, odd[] = {0, 7, 40, 41, 99, 150};
     check_views(k, 150, blocks, 4);
     check_views(k, 150, odd, 6);
+    /* A hidden split's halves of 256 units: on avx2 the whole net ends in a 3 + 2 panel cut,
+     * each half in 2 + 2. */
+    const size_t halves[] = {0, 128, 256};
+    check_views(k, 256, halves, 3);
     /* Rows at least PREFETCH_MIN_LD floats apart: the forward read in place asks for the next
      * panel ahead (kernels_body.h), which must leave every view's sums as they were. */
     const size_t wide[] = {0, 64, 1000, 2112};
@@ -550,6 +560,153 @@ static void check_dense_blocks(const char *name)
 Test(kernels, generic_dense_blocks_match_the_sparse_lists) { check_dense_blocks("generic"); }
 Test(kernels, avx2_dense_blocks_match_the_sparse_lists) { check_dense_blocks("avx2"); }
 Test(kernels, avx512_dense_blocks_match_the_sparse_lists) { check_dense_blocks("avx512"); }
+
+/* ---- the backward's panel cuts: grouped blocks and W1's in-pass update ---------------------- */
+
+/* Three blocks of f (64, 64 and the rest of f->nb samples) through the forward, each in its own
+ * scratch, and their dh (BP_BLOCK, H) from random dlogits: what the backward's dW1 pass reads. */
+typedef struct wblocks {
+    bp_scratch sc[3];
+    bp_scratch *scp[3];
+    const float *const *xr[3];
+    size_t nb[3];
+    float *dh[3];
+} wblocks;
+
+static void wblocks_make(wblocks *w, const bp_kernels *k, fixture *f)
+{
+    bp_net net = fx_net(f);
+    bp_grads g = fx_grads(f);
+    uint64_t s = 91 + f->H;
+    float *dl = floats(BP_BLOCK * f->C);
+    for (size_t i = 0; i < 3; i++) {
+        cr_assert(bp_scratch_alloc(&w->sc[i], k, f->D, f->H, f->C));
+        w->scp[i] = &w->sc[i];
+        w->xr[i] = f->xr + i * BP_BLOCK;
+        w->nb[i] = i < 2 ? BP_BLOCK : f->nb - 2 * BP_BLOCK;
+        w->dh[i] = floats(BP_BLOCK * f->H);
+    }
+    bp_forward_hidden_group(&net, 3, w->xr, w->nb, w->dh, w->scp);
+    for (size_t i = 0; i < 3; i++) {
+        for (size_t q = 0; q < w->nb[i] * f->C; q++)
+            dl[q] = uniform(&s);
+        bp_backward_hidden(&net, w->nb[i], w->dh[i], dl, &g, &w->sc[i]);
+    }
+    free(dl);
+}
+
+static void wblocks_free(wblocks *w)
+{
+    for (size_t i = 0; i < 3; i++) {
+        free(w->dh[i]);
+        bp_scratch_free(&w->sc[i]);
+    }
+}
+
+/* dW1 sums of blocks [b0, b1) into g (first: the first overwrites them), as one group with W1's
+ * update u (or NULL) in the last block, or (single) one call per block. */
+static void wblocks_w1(wblocks *w, const fixture *f, size_t b0, size_t b1, int first, int single,
+                       bp_w1_update *u)
+{
+    bp_net net = fx_net(f);
+    bp_grads g = fx_grads(f);
+    for (size_t i = b0; i < b1; i = single ? i + 1 : b1) {
+        const size_t n = single ? 1 : b1 - i;
+        g.w1_update = i + n == b1 ? u : NULL;
+        bp_backward_w1_group(&net, n, w->xr + i, w->nb + i, w->dh + i, &g, first && i == b0,
+                             w->scp + i);
+    }
+}
+
+/* W1 and its momenta (D, LD) of the view after the update pass from the dW1 sums gs (D, LD):
+ * each row's mean gradient (sums times inv_nb, or rounded through fixed point), then the set's
+ * sgd over the row, as the step's separate passes do. */
+static void update_rows(const bp_kernels *k, const fixture *f, const float *gs, float *w, float *v,
+                        const bp_w1_update *u)
+{
+    float *g = floats(f->H);
+    for (size_t r = 0; r < f->D; r++) {
+        const float *s = gs + r * f->LD + f->j0;
+        if (u->fixed)
+            k->fixed_round(s, f->H, u->scale, u->mul, g);
+        else
+            for (size_t i = 0; i < f->H; i++)
+                g[i] = s[i] * u->inv_nb;
+        k->sgd(w + r * f->LD + f->j0, v + r * f->LD + f->j0, g, f->H, &u->p);
+    }
+    free(g);
+}
+
+/* The view [j0, j0 + H) of a net LD wide, three blocks: dW1 through one group, and W1's in-pass
+ * update after one group of three, after a group of one then a group of two (stored sums read
+ * back), and after three groups of one, equal bit for bit to the sums of one backward pass per
+ * block and to the update pass over them. Widths here cut into every kind of backward panel. */
+static void check_w1_panels(const bp_kernels *k, size_t H, size_t LD, size_t j0, int fixed)
+{
+    const size_t D = 29, C = 5, nbt = 2 * BP_BLOCK + 21, n = D * LD;
+    fixture f = fx_make(D, H, C, LD, j0, nbt, 1, 7 * H + j0 + (size_t)fixed);
+    wblocks w;
+    wblocks_make(&w, k, &f);
+    float *ref = floats(n), *w0 = floats(n), *v0 = floats(n), *wr = floats(n), *vr = floats(n);
+    uint64_t s = 5 + H;
+    for (size_t i = 0; i < n; i++)
+        v0[i] = 0.01f * uniform(&s);
+    memcpy(w0, f.w1, n * sizeof(float));
+    wblocks_w1(&w, &f, 0, 3, 1, 1, NULL); /* the reference sums: one call per block */
+    memcpy(ref, f.gw1, n * sizeof(float));
+    memset(f.gw1, 0, n * sizeof(float));
+    wblocks_w1(&w, &f, 0, 3, 1, 0, NULL);
+    cr_assert(tu_same_bits(ref, f.gw1, n), "%s H=%zu j0=%zu: dW1 of a group of three differs", k->name, H, j0);
+    bp_w1_update u = {.ld = LD, .H = H, .fixed = fixed, .scale = 1048576.0, .inv_nb = 1.0f / (float)nbt,
+                      .p = {.lr = 0.05f, .momentum = 0.9f, .decay = 1e-3f, .clip = 1.0f, .nesterov = fixed}};
+    u.mul = 1.0 / (u.scale * (double)nbt);
+    memcpy(wr, w0, n * sizeof(float));
+    memcpy(vr, v0, n * sizeof(float));
+    update_rows(k, &f, ref, wr, vr, &u);
+    for (int c = 0; c < 3; c++) { /* groups of 3; of 1 then 2; of 1, 1, 1 */
+        float *wu = floats(n), *vu = floats(n);
+        memcpy(wu, w0, n * sizeof(float));
+        memcpy(vu, v0, n * sizeof(float));
+        u.w = wu + j0;
+        u.v = vu + j0;
+        memset(f.gw1, 0, n * sizeof(float));
+        if (c == 1)
+            wblocks_w1(&w, &f, 0, 1, 1, 0, NULL);
+        wblocks_w1(&w, &f, c == 1, 3, c != 1, c == 2, &u);
+        cr_assert(tu_same_bits(wr, wu, n) && tu_same_bits(vr, vu, n),
+                  "%s H=%zu LD=%zu j0=%zu fixed=%d, case %d: W1's in-pass update differs from the update pass",
+                  k->name, H, LD, j0, fixed, c);
+        free(wu);
+        free(vu);
+    }
+    free(ref);
+    free(w0);
+    free(v0);
+    free(wr);
+    free(vr);
+    wblocks_free(&w);
+    fx_free(&f);
+}
+
+/* Widths that end in every panel cut of every set: a lone vector (8, 16), a partial one (12),
+ * two vectors and a tail (35), 3m + 1 vectors (32, 80, 128, 512 on avx2: ... + 2 + 2), 4m + 1 and
+ * 4m + 3 (80, 48, 112 on avx512), 136 (avx2: ... + 3 + 2), and a hidden split's 128-unit slice
+ * of a 256-unit net. */
+static void check_backward_panels(const char *name)
+{
+    const bp_kernels *k = need(name);
+    const size_t widths[] = {8, 12, 16, 32, 35, 48, 80, 100, 112, 128, 136, 512};
+    for (size_t i = 0; i < sizeof widths / sizeof *widths; i++)
+        for (int fixed = 0; fixed < 2; fixed++)
+            check_w1_panels(k, widths[i], widths[i], 0, fixed);
+    check_w1_panels(k, 128, 256, 128, 0);
+    check_w1_panels(k, 128, 256, 0, 1);
+    check_w1_panels(k, 120, 256, 136, 0);
+}
+
+Test(kernels, generic_backward_panels_group_and_update_in_the_pass) { check_backward_panels("generic"); }
+Test(kernels, avx2_backward_panels_group_and_update_in_the_pass) { check_backward_panels("avx2"); }
+Test(kernels, avx512_backward_panels_group_and_update_in_the_pass) { check_backward_panels("avx512"); }
 
 /* ---- the sets agree with each other ------------------------------------------------------------ */
 

@@ -774,19 +774,33 @@ INLINE void bwd_cols_group(const bp_net *net, size_t nblk, const size_t *nb,
     w1_panel_update(upd, wp, pw, j, n, D);
 }
 
+/* Hidden units in the backward's whole BWD_NV-vector panels (from unit 0). With three-vector
+ * panels a width of 3m + 1 whole vectors is cut as ... + 2 + 2 instead of ... + 3 + 1: the lone
+ * vector's tile holds only BWD_MR accumulators, too few to cover the FMA latency (on AVX2 it
+ * runs at about half the rate per FMA), and the two-vector tiles hold twice as many. This hits
+ * widths of 8 mod 24 units on avx2: 32, 128 (the hidden split's slices of 256 units), 512. */
+INLINE size_t bwd_wide_units(size_t H)
+{
+    const size_t nvec = H / VL;
+    size_t nwide = nvec / BWD_NV;
+    if (BWD_NV == 3 && nvec % BWD_NV == 1 && nwide > 0)
+        nwide--;
+    return nwide * BWD_NV * VL;
+}
+
 /* dW1 (or W1's in-pass update, in the last block) from nblk blocks' dh[i] (nb[i], H) over the
  * backward lists bp_bwd_lists left in sc[i]: each panel of dW1 through every block before the
  * next panel. Each element's chain is the blocks' tiles in block order, as in one call per
- * block. */
+ * block, whatever panels the columns are cut into. */
 static void KFN(bp_backward_w1_group)(const bp_net *net, size_t nblk, const size_t *nb,
                                       const float *const *dh, float *gw1, int first,
                                       bp_scratch *const *sc, bp_w1_update *upd)
 {
-    const size_t H = net->H;
+    const size_t H = net->H, wide = bwd_wide_units(H);
     size_t j = 0;
-    for (; j + BWD_NV * VL <= H; j += BWD_NV * VL)
+    for (; j < wide; j += BWD_NV * VL)
         bwd_cols_group(net, nblk, nb, dh, j, BWD_NV, BWD_NV * VL, gw1, first, sc, upd);
-#if BWD_NV > 2 /* a two-vector panel before single vectors: twice the accumulators per load */
+#if BWD_NV > 2 /* two-vector panels before single vectors: twice the accumulators per load */
     for (; j + 2 * VL <= H; j += 2 * VL)
         bwd_cols_group(net, nblk, nb, dh, j, 2, 2 * VL, gw1, first, sc, upd);
 #endif
