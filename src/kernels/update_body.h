@@ -151,7 +151,7 @@ static void w1p_store(float *w1p, size_t H, size_t D, size_t k, size_t j, size_t
     while (n > 0) {
         const size_t pw = j < wide ? FWD_NV * VL : VL, pj = j < wide ? j - j % pw : j - (j - wide) % VL;
         const size_t run = pj + pw - j < n ? pj + pw - j : n;
-        memcpy(w1p + pj * D + k * pw + (j - pj), src, run * sizeof(float));
+        copy_row(w1p + pj * D + k * pw + (j - pj), src, run, run); /* no libc call per run */
         j += run;
         src += run;
         n -= run;
