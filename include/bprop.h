@@ -178,9 +178,12 @@ typedef enum bprop_schedule {
     BPROP_SCHEDULE_COSINE        /* lr * (1 + cos(pi * step / total_steps)) / 2, per step */
 } bprop_schedule;
 
-/** How one SGD step is split over threads. Every mode gives bitwise the same parameters. */
+/** How one SGD step is split over threads. With reproducible sums every mode gives bitwise the
+ * same parameters; with float sums each is deterministic for its thread count, and the hidden
+ * split gives one thread's parameters. */
 typedef enum bprop_parallel {
-    BPROP_PARALLEL_AUTO = 0, /* pick per (batch, hidden, threads) from a cost model */
+    BPROP_PARALLEL_AUTO = 0, /* pick per (batch, shape, threads, ranks, kernel set) from a cost
+                                model of the step, never from a timing */
     BPROP_PARALLEL_DATA,     /* each thread takes whole blocks of the batch's samples */
     BPROP_PARALLEL_HIDDEN    /* each thread owns a slice of hidden units for the whole batch */
 } bprop_parallel;

@@ -58,7 +58,9 @@ const cli_option train_options[] = {
     {.name = "--parallel", .kind = CLI_OPT_PARALLEL, .field = TRAIN_FIELD(cfg.parallel, bprop_parallel),
      .metavar = "MODE",
      .help = "split each step over threads by samples (data), by hidden\n"
-             "units (hidden) or as measured best (auto); with\n"
+             "units (hidden) or as a cost model of the step predicts\n"
+             "fastest (auto, never timed, so the choice and the\n"
+             "parameters do not vary from run to run); with\n"
              "--reproducible the parameters are the same for every\n"
              "choice, without it hidden gives one thread's [{default}]",
      .resume = CLI_RESUME_FREE, MODEL}, /* the same parameters for every mode */
