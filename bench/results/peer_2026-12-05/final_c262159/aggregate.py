@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
 """aggregate.py: medians of every per-round bprop/PyTorch ratio over the sweeps of this folder (run here);
-also the aggregation of ../final_d8f3a37 (its aggregate.py calls report() with its groups and peak=True)."""
+also the aggregation of the later final_* folders (../aggregate_final.py calls report() with their groups and peak=True)."""
 import csv,statistics,collections,sys,os
 def report(groups, peak=False):
     """Ratios and 2t/1t per group of sweeps (name, [file stems]); with peak, bprop's % of the FMA peak."""
