@@ -36,6 +36,10 @@ OpenBLAS chose, the PyTorch version, the CPU, its widest ISA and bprop's kernel 
   --data DIR            Fashion-MNIST IDX directory (default /usr/share/datasets/fashion-mnist)
   --python PY           interpreter for the PyTorch script (default \$PYTHON, else the first of
                         /usr/bin/python3, python3 that imports torch)
+  --peer-coretype NAME  run PyTorch with OPENBLAS_CORETYPE=NAME (OPENBLAS_L2_SIZE still unset):
+                        the peer as it runs on a CPU of that type. With BPROP_ISA=avx2 and
+                        NAME Zen (what OpenBLAS picks on AMD's AVX2 CPUs) or Haswell (Intel's),
+                        both sides run as on a CPU without AVX-512 (docs/performance.md)
   --no-torch            bprop only
   --bind                export OMP_PLACES=cores OMP_PROC_BIND=close (one thread per core)
   --no-plot             skip gnuplot
@@ -56,6 +60,7 @@ warmup=8192
 train_samples=0
 data="/usr/share/datasets/fashion-mnist"
 python="${PYTHON:-}"
+peer_coretype=""
 torch=1
 plot=1
 
@@ -76,6 +81,7 @@ while [[ $# -gt 0 ]]; do
         --train-samples) need "$@"; train_samples="$2"; shift ;;
         --data) need "$@"; data="$2"; shift ;;
         --python) need "$@"; python="$2"; shift ;;
+        --peer-coretype) need "$@"; peer_coretype="$2"; shift ;;
         --no-torch) torch=0 ;;
         --bind) export OMP_PLACES=cores OMP_PROC_BIND=close ;;
         --no-plot) plot=0 ;;
@@ -126,9 +132,11 @@ fi
 # The peer at its best: these variables can pin OpenBLAS to another CPU's kernels (Haswell's
 # AVX2 ones on an AVX-512 CPU); they are dropped for PyTorch's process only.
 peer=(env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE "$python")
+# Or the peer as it runs on another CPU type (an AVX2 CPU, emulated), asked for by name.
+[[ -z "$peer_coretype" ]] || peer=(env -u OPENBLAS_L2_SIZE OPENBLAS_CORETYPE="$peer_coretype" "$python")
 if ((torch)); then
     for v in OPENBLAS_CORETYPE OPENBLAS_L2_SIZE; do
-        if [[ -n "${!v:-}" ]]; then echo "thread_sweep: $v=${!v} is set here; unset for PyTorch's process" >&2; fi
+        if [[ -n "${!v:-}" ]]; then echo "thread_sweep: $v=${!v} is set here; not passed to PyTorch's process" >&2; fi
     done
     echo "pytorch: $("${peer[@]}" "$repo/bench/torch_throughput.py" --describe)" >&2
 fi
