@@ -36,10 +36,11 @@ OpenBLAS chose, the PyTorch version, the CPU, its widest ISA and bprop's kernel 
   --data DIR            Fashion-MNIST IDX directory (default /usr/share/datasets/fashion-mnist)
   --python PY           interpreter for the PyTorch script (default \$PYTHON, else the first of
                         /usr/bin/python3, python3 that imports torch)
-  --peer-coretype NAME  run PyTorch with OPENBLAS_CORETYPE=NAME (OPENBLAS_L2_SIZE still unset):
-                        the peer as it runs on a CPU of that type. With BPROP_ISA=avx2 and
-                        NAME Zen (what OpenBLAS picks on AMD's AVX2 CPUs) or Haswell (Intel's),
-                        both sides run as on a CPU without AVX-512 (docs/performance.md)
+  --peer-coretype NAME  run PyTorch with OPENBLAS_CORETYPE=NAME (OPENBLAS_L2_SIZE still unset).
+                        OpenBLAS's own choice is not always its fastest (on Zen 4, Haswell
+                        beats its AVX-512 kernels): run the grid both ways and quote the lower
+                        ratio. With BPROP_ISA=avx2 and NAME Haswell (Intel's AVX2 CPUs) or Zen
+                        (AMD's), both sides run as on a CPU without AVX-512 (docs/performance.md)
   --no-torch            bprop only
   --bind                export OMP_PLACES=cores OMP_PROC_BIND=close (one thread per core)
   --no-plot             skip gnuplot
